@@ -1,0 +1,1 @@
+//! AWS adapters for the core ports (S3, SQS, DynamoDB).

@@ -1,0 +1,131 @@
+//! Target database names: validated once, then always emitted bracket-quoted.
+//!
+//! The name comes from outside (an S3 key, an invoke payload). SQL Server accepts almost any
+//! text as a delimited identifier, so the rules here are the ones that keep us and the DBA safe:
+//! 1–128 characters, no control characters, not a system database, not RDS's own `rdsadmin*`.
+//! The only way to put a name into T-SQL is [`DatabaseName::quoted`], which doubles `]`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A database name that passed [`DatabaseName::parse`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct DatabaseName(String);
+
+/// Why a text cannot be a target database name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DatabaseNameError {
+    #[error("database name is empty")]
+    Empty,
+    #[error("database name is {0} characters long; SQL Server allows at most 128")]
+    TooLong(usize),
+    #[error("database name contains a control character (U+{0:04X})")]
+    ControlCharacter(u32),
+    #[error("database name {0:?} has leading or trailing white space")]
+    SurroundingWhitespace(String),
+    #[error("{0:?} is a system database and cannot be a restore target")]
+    Reserved(String),
+    #[error("{0:?} starts with \"rdsadmin\", which Amazon RDS reserves")]
+    RdsReserved(String),
+}
+
+const SYSTEM_DATABASES: [&str; 5] = ["master", "model", "msdb", "tempdb", "resource"];
+
+impl DatabaseName {
+    /// Validates a name that came from outside.
+    ///
+    /// # Errors
+    /// A [`DatabaseNameError`] naming the rule the text breaks.
+    pub fn parse(text: &str) -> Result<DatabaseName, DatabaseNameError> {
+        if text.is_empty() {
+            return Err(DatabaseNameError::Empty);
+        }
+        let chars = text.chars().count();
+        if chars > 128 {
+            return Err(DatabaseNameError::TooLong(chars));
+        }
+        if let Some(c) = text.chars().find(|c| c.is_control()) {
+            return Err(DatabaseNameError::ControlCharacter(u32::from(c)));
+        }
+        if text.trim() != text {
+            return Err(DatabaseNameError::SurroundingWhitespace(text.to_owned()));
+        }
+        let lower = text.to_lowercase();
+        if SYSTEM_DATABASES.contains(&lower.as_str()) {
+            return Err(DatabaseNameError::Reserved(text.to_owned()));
+        }
+        if lower.starts_with("rdsadmin") {
+            return Err(DatabaseNameError::RdsReserved(text.to_owned()));
+        }
+        Ok(DatabaseName(text.to_owned()))
+    }
+
+    /// The name as given.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The name as a T-SQL delimited identifier: `[name]`, with every `]` doubled.
+    pub fn quoted(&self) -> String {
+        format!("[{}]", self.0.replace(']', "]]"))
+    }
+}
+
+impl fmt::Display for DatabaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseName {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        DatabaseName::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_names_are_accepted_and_bracket_quoted() {
+        let name = DatabaseName::parse("Sales 2024").expect("valid");
+        assert_eq!(name.quoted(), "[Sales 2024]");
+    }
+
+    #[test]
+    fn closing_brackets_are_doubled_so_the_identifier_cannot_end_early() {
+        let name = DatabaseName::parse("x]; DROP DATABASE master; --").expect("valid text");
+        assert_eq!(name.quoted(), "[x]]; DROP DATABASE master; --]");
+    }
+
+    #[test]
+    fn system_and_rds_names_are_reserved_in_any_case() {
+        for bad in ["master", "MSDB", "TempDB", "model", "rdsadmin", "RDSAdmin_x"] {
+            assert!(DatabaseName::parse(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn length_counts_characters_not_bytes() {
+        assert!(DatabaseName::parse(&"é".repeat(128)).is_ok());
+        assert_eq!(
+            DatabaseName::parse(&"a".repeat(129)),
+            Err(DatabaseNameError::TooLong(129))
+        );
+    }
+
+    #[test]
+    fn control_characters_and_padding_are_refused() {
+        assert_eq!(
+            DatabaseName::parse("a\u{0}b"),
+            Err(DatabaseNameError::ControlCharacter(0))
+        );
+        assert!(DatabaseName::parse("a\nb").is_err());
+        assert!(DatabaseName::parse(" a").is_err());
+        assert_eq!(DatabaseName::parse(""), Err(DatabaseNameError::Empty));
+    }
+}

@@ -1,0 +1,1 @@
+//! SQL Server adapters for the core ports (tiberius).

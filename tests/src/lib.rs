@@ -1,0 +1,1 @@
+//! Test support: local AWS endpoint harness and the TDS test server.
