@@ -3,13 +3,29 @@
 //! # Layout
 //! - [`backup`]: reads SQL Server native backups (MTF / compressed MSSQLBAK) from a bounded head
 //!   and tail, without a SQL Server.
+//! - [`summary`]: the file-level preconditions on a parsed backup (one set, supported type).
+//! - [`version`]: SQL Server releases and the version policy (`same` / `not-newer`).
 //! - [`lsn`]: log sequence numbers as `RESTORE HEADERONLY` prints them.
 //! - [`names`]: validated target database names and how they are quoted in T-SQL.
-#![cfg_attr(not(test), warn(clippy::unwrap_used))]
+//! - [`object`]: uploaded object identity and the `<prefix>/<TargetDatabase>/<file>` convention.
+//! - [`status`]: migration and file records, their states and reasons.
+//! - [`job`]: the versioned restore-queue message.
+//! - [`ports`]: the traits adapters implement (object reader, status store, job queue).
+//! - [`validate`]: validation of one uploaded object (the validate-upload function's core).
+//! - [`fakes`]: in-memory ports for tests (feature `test-support`).
 
 pub mod backup;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fakes;
+pub mod job;
 pub mod lsn;
 pub mod names;
+pub mod object;
+pub mod ports;
+pub mod status;
+pub mod summary;
+pub mod validate;
+pub mod version;
 
 pub use lsn::Lsn;
 pub use names::DatabaseName;

@@ -88,7 +88,10 @@ mod tests {
 
     #[test]
     fn parts_print_as_restore_headeronly_does() {
-        assert_eq!(Lsn::from_parts(39, 488, 71).to_string(), "39000000048800071");
+        assert_eq!(
+            Lsn::from_parts(39, 488, 71).to_string(),
+            "39000000048800071"
+        );
         assert_eq!(
             Lsn::from_parts(12863, 52, 61).to_string(),
             "12863000000005200061"

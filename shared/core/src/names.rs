@@ -104,7 +104,14 @@ mod tests {
 
     #[test]
     fn system_and_rds_names_are_reserved_in_any_case() {
-        for bad in ["master", "MSDB", "TempDB", "model", "rdsadmin", "RDSAdmin_x"] {
+        for bad in [
+            "master",
+            "MSDB",
+            "TempDB",
+            "model",
+            "rdsadmin",
+            "RDSAdmin_x",
+        ] {
             assert!(DatabaseName::parse(bad).is_err(), "{bad} accepted");
         }
     }

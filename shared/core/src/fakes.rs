@@ -1,0 +1,216 @@
+//! In-memory ports for unit tests of pure logic (feature `test-support`). The real adapters are
+//! tested against real endpoints in their own crates.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::job::QueueMessage;
+use crate::object::ObjectRef;
+use crate::ports::{
+    ByteRange, JobQueue, ObjectReader, QueueError, ReadError, StatusStore, StoreError,
+};
+use crate::status::{FileRecord, MigrationRecord, Versioned};
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Objects in memory, keyed by bucket/key; counts the bytes it hands out.
+#[derive(Debug, Default)]
+pub struct MemoryObjects {
+    objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+    bytes_read: AtomicU64,
+    reads: AtomicU64,
+    fail_next: Mutex<u32>,
+}
+
+impl MemoryObjects {
+    pub fn put(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        lock(&self.objects).insert((bucket.to_owned(), key.to_owned()), body);
+    }
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::SeqCst)
+    }
+    pub fn reads(&self) -> u64 {
+        self.reads.load(Ordering::SeqCst)
+    }
+    /// The next `n` reads fail as unavailable.
+    pub fn fail_next(&self, n: u32) {
+        *lock(&self.fail_next) = n;
+    }
+}
+
+impl ObjectReader for MemoryObjects {
+    async fn read(&self, object: &ObjectRef, range: ByteRange) -> Result<Vec<u8>, ReadError> {
+        {
+            let mut fail = lock(&self.fail_next);
+            if *fail > 0 {
+                *fail -= 1;
+                return Err(ReadError::Unavailable("injected failure".into()));
+            }
+        }
+        let objects = lock(&self.objects);
+        let body = objects
+            .get(&(object.bucket.clone(), object.key.clone()))
+            .ok_or_else(|| ReadError::NotFound(object.to_string()))?;
+        let len = body.len() as u64;
+        let (start, end) = match range {
+            ByteRange::Head(n) => (0, n.min(len)),
+            ByteRange::Tail(n) => (len - n.min(len), len),
+        };
+        let slice = body
+            .get(start as usize..end as usize)
+            .unwrap_or_default()
+            .to_vec();
+        self.bytes_read
+            .fetch_add(slice.len() as u64, Ordering::SeqCst);
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        Ok(slice)
+    }
+}
+
+/// A compare-and-set store in memory.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    migrations: Mutex<BTreeMap<String, Versioned<MigrationRecord>>>,
+    files: Mutex<BTreeMap<(String, String), Versioned<FileRecord>>>,
+    fail_puts: Mutex<u32>,
+}
+
+impl MemoryStore {
+    /// The next `n` puts fail as unavailable.
+    pub fn fail_next_puts(&self, n: u32) {
+        *lock(&self.fail_puts) = n;
+    }
+
+    fn injected(&self) -> Result<(), StoreError> {
+        let mut fail = lock(&self.fail_puts);
+        if *fail > 0 {
+            *fail -= 1;
+            return Err(StoreError::Unavailable("injected failure".into()));
+        }
+        Ok(())
+    }
+
+    /// Every file record, for assertions.
+    pub fn all_files(&self) -> Vec<FileRecord> {
+        lock(&self.files)
+            .values()
+            .map(|v| v.record.clone())
+            .collect()
+    }
+}
+
+fn cas<K: Ord, T: Clone>(
+    map: &mut BTreeMap<K, Versioned<T>>,
+    key: K,
+    record: &T,
+    expected: Option<u64>,
+) -> Result<u64, StoreError> {
+    let current = map.get(&key).map(|v| v.version);
+    if current != expected {
+        return Err(StoreError::Conflict { expected });
+    }
+    let version = expected.unwrap_or(0) + 1;
+    map.insert(
+        key,
+        Versioned {
+            record: record.clone(),
+            version,
+        },
+    );
+    Ok(version)
+}
+
+impl StatusStore for MemoryStore {
+    async fn get_migration(
+        &self,
+        database: &str,
+    ) -> Result<Option<Versioned<MigrationRecord>>, StoreError> {
+        Ok(lock(&self.migrations).get(database).cloned())
+    }
+
+    async fn put_migration(
+        &self,
+        record: &MigrationRecord,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.injected()?;
+        cas(
+            &mut lock(&self.migrations),
+            record.database.clone(),
+            record,
+            expected,
+        )
+    }
+
+    async fn get_file(
+        &self,
+        migration: &str,
+        file_id: &str,
+    ) -> Result<Option<Versioned<FileRecord>>, StoreError> {
+        Ok(lock(&self.files)
+            .get(&(migration.to_owned(), file_id.to_owned()))
+            .cloned())
+    }
+
+    async fn put_file(
+        &self,
+        record: &FileRecord,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.injected()?;
+        cas(
+            &mut lock(&self.files),
+            (record.migration.clone(), record.file_id.clone()),
+            record,
+            expected,
+        )
+    }
+
+    async fn list_files(&self, migration: &str) -> Result<Vec<Versioned<FileRecord>>, StoreError> {
+        let mut files: Vec<_> = lock(&self.files)
+            .iter()
+            .filter(|((m, _), _)| m == migration)
+            .map(|(_, v)| v.clone())
+            .collect();
+        files.sort_by_key(|v| v.record.created_at);
+        Ok(files)
+    }
+}
+
+/// A queue in memory.
+#[derive(Debug, Default)]
+pub struct MemoryQueue {
+    messages: Mutex<Vec<(QueueMessage, Duration)>>,
+    fail_next: Mutex<u32>,
+}
+
+impl MemoryQueue {
+    pub fn messages(&self) -> Vec<QueueMessage> {
+        lock(&self.messages)
+            .iter()
+            .map(|(m, _)| m.clone())
+            .collect()
+    }
+    /// The next `n` sends fail as unavailable.
+    pub fn fail_next(&self, n: u32) {
+        *lock(&self.fail_next) = n;
+    }
+}
+
+impl JobQueue for MemoryQueue {
+    async fn send(&self, message: &QueueMessage, delay: Duration) -> Result<(), QueueError> {
+        {
+            let mut fail = lock(&self.fail_next);
+            if *fail > 0 {
+                *fail -= 1;
+                return Err(QueueError::Unavailable("injected failure".into()));
+            }
+        }
+        lock(&self.messages).push((message.clone(), delay));
+        Ok(())
+    }
+}

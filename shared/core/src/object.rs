@@ -1,0 +1,179 @@
+//! Uploaded objects: which object a file is, and which migration its key names.
+//!
+//! Key convention: `<optional prefix>/<TargetDatabase>/<file>`. The folder right above the file
+//! names the target database (it may differ from the database name inside the backup); anything
+//! above it is a free prefix. A key without a folder, with an empty folder or file name, or whose
+//! folder is not a valid database name is rejected with a reason.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{DatabaseName, DatabaseNameError};
+
+/// One version of one S3 object, as the event named it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub bucket: String,
+    /// The key, already URL-decoded.
+    pub key: String,
+    /// S3 version id, in versioned buckets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// ETag without quotes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// Object size in bytes.
+    pub size: u64,
+}
+
+impl ObjectRef {
+    /// A stable identity for this version of the object: `bucket/key#version` (version id, else
+    /// ETag, else size). A new upload of the same key is a different file.
+    pub fn file_id(&self) -> String {
+        let version = self
+            .version_id
+            .as_deref()
+            .map(|v| format!("v={v}"))
+            .or_else(|| self.etag.as_deref().map(|e| format!("etag={e}")))
+            .unwrap_or_else(|| format!("size={}", self.size));
+        format!("{}/{}#{}", self.bucket, self.key, version)
+    }
+
+    /// The file name (last key segment).
+    pub fn file_name(&self) -> &str {
+        self.key.rsplit('/').next().unwrap_or(&self.key)
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "s3://{}/{}", self.bucket, self.key)
+    }
+}
+
+/// What a key says: the target database and the file name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationKey {
+    pub database: DatabaseName,
+    pub file_name: String,
+    /// Everything above the database folder (may be empty).
+    pub prefix: String,
+}
+
+/// Why a key does not follow `<optional prefix>/<TargetDatabase>/<file>`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("the key {0:?} has no database folder: upload backups as <TargetDatabase>/<file> (optionally under a prefix)")]
+    NoFolder(String),
+    #[error("the key {0:?} ends with '/': it is a folder, not a backup file")]
+    NoFileName(String),
+    #[error("the folder {folder:?} of key {key:?} is not a usable database name: {source}")]
+    InvalidDatabase {
+        key: String,
+        folder: String,
+        #[source]
+        source: DatabaseNameError,
+    },
+}
+
+impl MigrationKey {
+    /// Reads the convention out of a URL-decoded key.
+    ///
+    /// # Errors
+    /// A [`KeyError`] naming what is missing or invalid.
+    pub fn parse(key: &str) -> Result<MigrationKey, KeyError> {
+        let (rest, file_name) = key
+            .rsplit_once('/')
+            .ok_or_else(|| KeyError::NoFolder(key.to_owned()))?;
+        if file_name.is_empty() {
+            return Err(KeyError::NoFileName(key.to_owned()));
+        }
+        let (prefix, folder) = rest.rsplit_once('/').unwrap_or(("", rest));
+        if folder.is_empty() {
+            return Err(KeyError::NoFolder(key.to_owned()));
+        }
+        let database = DatabaseName::parse(folder).map_err(|source| KeyError::InvalidDatabase {
+            key: key.to_owned(),
+            folder: folder.to_owned(),
+            source,
+        })?;
+        Ok(MigrationKey {
+            database,
+            file_name: file_name.to_owned(),
+            prefix: prefix.to_owned(),
+        })
+    }
+}
+
+/// Decodes an S3 event key: `+` is a space, then `%XX` escapes (S3 form-encodes keys in events).
+/// Invalid escapes are kept as they are; invalid UTF-8 is replaced, never a panic.
+pub fn decode_event_key(raw: &str) -> String {
+    let spaced = raw.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_keys_are_form_decoded() {
+        assert_eq!(
+            decode_event_key("migrations/Sales+DB/full%2B1.bak"),
+            "migrations/Sales DB/full+1.bak"
+        );
+        assert_eq!(decode_event_key("Sales/%C3%A4.bak"), "Sales/\u{e4}.bak");
+        assert_eq!(decode_event_key("a%2Fb/%zz.bak"), "a/b/%zz.bak");
+        assert_eq!(decode_event_key("db/%FF.bak"), "db/\u{fffd}.bak");
+    }
+
+    #[test]
+    fn the_folder_above_the_file_names_the_target_database() {
+        let key = MigrationKey::parse("landing/2024/Sales DB/full.bak").expect("valid");
+        assert_eq!(key.database.as_str(), "Sales DB");
+        assert_eq!(key.file_name, "full.bak");
+        assert_eq!(key.prefix, "landing/2024");
+        let key = MigrationKey::parse("Sales/log 1.trn").expect("valid");
+        assert_eq!((key.database.as_str(), key.prefix.as_str()), ("Sales", ""));
+    }
+
+    #[test]
+    fn keys_outside_the_convention_are_rejected_with_a_reason() {
+        assert!(matches!(
+            MigrationKey::parse("full.bak"),
+            Err(KeyError::NoFolder(_))
+        ));
+        assert!(matches!(
+            MigrationKey::parse("/full.bak"),
+            Err(KeyError::NoFolder(_))
+        ));
+        assert!(matches!(
+            MigrationKey::parse("a//full.bak"),
+            Err(KeyError::NoFolder(_))
+        ));
+        assert!(matches!(
+            MigrationKey::parse("Sales/"),
+            Err(KeyError::NoFileName(_))
+        ));
+        let err = MigrationKey::parse("x/master/full.bak").expect_err("reserved");
+        assert!(err.to_string().contains("system database"), "{err}");
+    }
+
+    #[test]
+    fn file_identity_changes_with_the_object_version() {
+        let mut object = ObjectRef {
+            bucket: "b".into(),
+            key: "Sales/full.bak".into(),
+            version_id: None,
+            etag: Some("abc".into()),
+            size: 10,
+        };
+        assert_eq!(object.file_id(), "b/Sales/full.bak#etag=abc");
+        object.version_id = Some("v2".into());
+        assert_eq!(object.file_id(), "b/Sales/full.bak#v=v2");
+        assert_eq!(object.file_name(), "full.bak");
+    }
+}

@@ -1,0 +1,248 @@
+//! The status model: one record per migration (target database) and one per uploaded file.
+//!
+//! Every step of the pipeline reads a record, decides, and writes it back only if nobody wrote it
+//! in between (the store's compare-and-set on `version`). That is what makes redelivered events
+//! and messages harmless: a record never moves backwards and a file is never applied twice.
+//! The state machines are in DESIGN.md section 3.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::lsn::Lsn;
+use crate::object::ObjectRef;
+
+/// Where a migration is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MigrationState {
+    /// Files may have arrived, but no full backup has been restored yet.
+    AwaitingFull,
+    /// A restore is in flight.
+    Restoring,
+    /// At least the full is restored WITH NORECOVERY and nothing is in flight: Complete is allowed.
+    Synchronizing,
+    /// The database is being brought online.
+    Completing,
+    /// The database is online.
+    Succeeded,
+    /// The migration stopped on an error (see the reason).
+    Failed,
+    /// The migration was cancelled on request.
+    Cancelled,
+}
+
+impl MigrationState {
+    /// True when new backups for this database may still be accepted.
+    pub fn accepts_uploads(self) -> bool {
+        matches!(
+            self,
+            MigrationState::AwaitingFull
+                | MigrationState::Restoring
+                | MigrationState::Synchronizing
+        )
+    }
+}
+
+impl fmt::Display for MigrationState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Where one uploaded file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileState {
+    Received,
+    Validated,
+    Queued,
+    /// Waiting for a predecessor in the restore chain.
+    Waiting,
+    Restoring,
+    Restored,
+    /// Already covered by what was restored.
+    Skipped,
+    Rejected,
+    Failed,
+}
+
+impl FileState {
+    /// True once validation is over for this file (it was queued or rejected, or went further).
+    pub fn validation_done(self) -> bool {
+        !matches!(self, FileState::Received | FileState::Validated)
+    }
+}
+
+impl fmt::Display for FileState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// SQL Server's own error, when it gave one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SqlError {
+    pub number: u32,
+    pub message: String,
+}
+
+/// Why a file was rejected or a migration failed: a stable code and a sentence for the DBA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// Stable, machine-readable (e.g. `MoreThanOneBackupSet`, `BackupNewerThanTarget`).
+    pub code: String,
+    /// What happened and what to do about it.
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql_error: Option<SqlError>,
+}
+
+impl Reason {
+    pub fn new(code: &str, message: impl Into<String>) -> Reason {
+        Reason {
+            code: code.to_owned(),
+            message: message.into(),
+            sql_error: None,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.sql_error {
+            Some(e) => write!(
+                f,
+                "{} (SQL Server error {}: {})",
+                self.message, e.number, e.message
+            ),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Backup type, as the restore chain needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupKind {
+    Full,
+    Differential,
+    Log,
+}
+
+impl fmt::Display for BackupKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BackupKind::Full => "full",
+            BackupKind::Differential => "differential",
+            BackupKind::Log => "log",
+        })
+    }
+}
+
+/// What the restore chain and the DBA need from a backup's header, kept on the file record and
+/// carried in the restore job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeaderSummary {
+    pub backup_type: BackupKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_only: Option<bool>,
+    pub source_database: String,
+    pub server_name: String,
+    pub software_version: String,
+    pub database_version: u32,
+    pub compressed: bool,
+    pub has_checksums: bool,
+    pub first_lsn: Lsn,
+    pub last_lsn: Lsn,
+    pub checkpoint_lsn: Lsn,
+    pub database_backup_lsn: Lsn,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub differential_base_lsn: Option<Lsn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub differential_base_guid: Option<Uuid>,
+    pub backup_set_guid: Uuid,
+    pub family_guid: Uuid,
+    pub recovery_fork_id: Uuid,
+    pub family_count: u32,
+    pub family_sequence: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_start_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_finish_date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_size: Option<u64>,
+}
+
+/// Who is working on a record, until when (a lease: a crashed worker's claim runs out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claim {
+    pub owner: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub until: OffsetDateTime,
+}
+
+/// One uploaded file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// The migration (target database) the key names; empty when the key names none.
+    pub migration: String,
+    /// [`ObjectRef::file_id`].
+    pub file_id: String,
+    pub object: ObjectRef,
+    pub state: FileState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim: Option<Claim>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// One migration (one target database).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MigrationRecord {
+    pub database: String,
+    pub state: MigrationState,
+    /// The source database's FamilyGUID: every file must share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family_guid: Option<Uuid>,
+    /// The first full backup accepted (its BackupSetGUID): it starts the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_backup_set_guid: Option<Uuid>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_database: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl MigrationRecord {
+    /// A migration that has seen no full backup yet.
+    pub fn new(database: &str, now: OffsetDateTime) -> MigrationRecord {
+        MigrationRecord {
+            database: database.to_owned(),
+            state: MigrationState::AwaitingFull,
+            family_guid: None,
+            full_backup_set_guid: None,
+            source_database: None,
+            reason: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
+/// A record and the store version it was read at (for compare-and-set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned<T> {
+    pub record: T,
+    pub version: u64,
+}
