@@ -1,1 +1,15 @@
-//! AWS adapters for the core ports (S3, SQS, DynamoDB).
+//! AWS adapters for the core's ports, and the SDK configuration they share.
+//!
+//! # Layout
+//! - [`config`]: loads the SDK configuration once per cold start; path-style S3 when an endpoint
+//!   override (`AWS_ENDPOINT_URL`, the local stack) is set.
+//! - [`s3`]: [`s3::S3ObjectReader`], ranged GETs of one object version.
+//! - [`sqs`]: [`sqs::SqsJobQueue`], the restore queue.
+//! - [`dynamo`]: [`dynamo::DynamoStatusStore`], migration and file records with compare-and-set.
+
+pub mod config;
+pub mod dynamo;
+pub mod s3;
+pub mod sqs;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -4,7 +4,7 @@
 //! full, differential or log backup of one database. Everything else is a [`Reason`] a DBA can
 //! act on. Version and migration checks come later (they need configuration and state).
 
-use crate::backup::{self, BackupFile, BackupType};
+use crate::backup::{self, BackupFile, BackupType, ParseError};
 use crate::status::{BackupKind, HeaderSummary, Reason};
 
 /// Parses head and tail bytes of an object of `total_size` bytes and checks the file itself.
@@ -17,12 +17,7 @@ pub fn summarize(
     tail: Option<&[u8]>,
     total_size: u64,
 ) -> Result<HeaderSummary, Reason> {
-    let file = backup::parse(head, tail, total_size).map_err(|e| {
-        Reason::new(
-            "UnreadableBackup",
-            format!("this is not a usable SQL Server backup: {e}"),
-        )
-    })?;
+    let file = backup::parse(head, tail, total_size).map_err(|e| parse_reason(&e))?;
     check_file(&file)
 }
 
@@ -99,4 +94,17 @@ pub fn check_file(file: &BackupFile) -> Result<HeaderSummary, Reason> {
         backup_finish_date: set.backup_finish_date.map(|d| d.to_string()),
         backup_size: set.backup_size,
     })
+}
+
+/// A parse failure as a rejection reason with a stable code.
+pub fn parse_reason(error: &ParseError) -> Reason {
+    let code = match error {
+        ParseError::NotABackup => "NotABackup",
+        ParseError::NeedMoreHead { .. } => "HeaderTooLarge",
+        ParseError::Truncated => "TruncatedBackup",
+        ParseError::UnsupportedContainer(_) => "UnsupportedContainer",
+        ParseError::Damaged { .. } => "DamagedBackup",
+        ParseError::TooManySets { .. } => "MoreThanOneBackupSet",
+    };
+    Reason::new(code, error.to_string())
 }

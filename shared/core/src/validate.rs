@@ -657,7 +657,7 @@ mod tests {
         let v = validator("2016", VersionPolicy::Same);
         let object = upload(&v, "Clean/notes.bak", b"this is not a backup".repeat(100));
         let outcome = block_on(v.validate(&object, "r", now())).expect("recorded");
-        assert_eq!(reason_code(&outcome), "UnreadableBackup");
+        assert_eq!(reason_code(&outcome), "NotABackup");
     }
 
     #[test]

@@ -123,16 +123,18 @@ pub fn parse(head: &[u8], tail: Option<&[u8]>, total_size: u64) -> Result<Backup
         return Err(ParseError::NotABackup);
     }
     let info = read_head(head).map_err(|f| short_head(f, head.len(), whole, total_size))?;
+    let filemark = info.tape.soft_filemark_size;
     let tail_info = if let Some(tail) = tail {
         let base = total_size - tail.len() as u64;
         let t = scan_tail(tail, base, true)?;
-        if t.end_of_set.is_none() && tail.len() as u64 >= (TAIL_LIMIT as u64).min(total_size) {
+        let full_tail = tail.len() as u64 >= (TAIL_LIMIT as u64).min(total_size);
+        if full_tail && (t.end_of_set.is_none() || !ends_with_filemark(tail, filemark)) {
             return Err(ParseError::Truncated);
         }
         Some(t)
     } else if whole {
         let t = scan_tail(head, 0, true)?;
-        if t.end_of_set.is_none() {
+        if t.end_of_set.is_none() || !ends_with_filemark(head, filemark) {
             return Err(ParseError::Truncated);
         }
         Some(t)
@@ -329,6 +331,7 @@ fn walk_one(
                 "SQL Server metadata block outside a backup set",
                 pos,
             ))?;
+            short_first(short)?;
             let config = metadata(data, &block)?;
             if &header.kind == b"MSCI" {
                 set.config = Some(config);
@@ -341,10 +344,8 @@ fn walk_one(
                 info.sets.push(done);
             }
         }
-        b"MSDA" | b"MSTL" => {
-            if current.as_ref().is_some_and(|s| s.config.is_none()) {
-                return Err(mtf::damaged(no_metadata, pos));
-            }
+        b"MSDA" | b"MSTL" if current.as_ref().is_some_and(|s| s.config.is_none()) => {
+            return Err(mtf::damaged(no_metadata, pos));
         }
         _ => {}
     }
@@ -372,6 +373,15 @@ fn metadata(data: &[u8], block: &Block) -> Result<Config, Fault> {
             block.offset,
         ))?;
     scin::parse_mqci(stream.data(data)?, stream.data_start)
+}
+
+/// True when the bytes end with a soft filemark block, as every complete MTF backup does (after
+/// its end-of-set blocks).
+fn ends_with_filemark(data: &[u8], filemark_size: u32) -> bool {
+    let Some(at) = data.len().checked_sub(filemark_size as usize) else {
+        return false;
+    };
+    data[at..].starts_with(b"SFMB") && mtf::is_block_header(data, at) == Ok(true)
 }
 
 /// What the end of the file says.

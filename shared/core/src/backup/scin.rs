@@ -117,6 +117,9 @@ pub(crate) fn parse_mqci(stream: &[u8], base: usize) -> Result<Config, Fault> {
     Ok(config)
 }
 
+/// One record of the stream: its tag, its bytes and its offset in the MTF bytes.
+type Record<'a> = ([u8; 4], &'a [u8], usize);
+
 struct Records<'a> {
     data: &'a [u8],
     pos: usize,
@@ -125,7 +128,7 @@ struct Records<'a> {
 
 impl<'a> Records<'a> {
     /// The next (tag, record bytes, absolute offset); `None` at the end of the stream.
-    fn next_record(&mut self) -> Result<Option<([u8; 4], &'a [u8], usize)>, Fault> {
+    fn next_record(&mut self) -> Result<Option<Record<'a>>, Fault> {
         let rest = self.data.len().saturating_sub(self.pos);
         if rest < 8 {
             // Streams may carry a few bytes of padding after the last record.

@@ -1,0 +1,58 @@
+//! Configuration from the environment, read once per cold start.
+
+use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
+
+/// What the function needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// DynamoDB status table (`STATUS_TABLE`).
+    pub status_table: String,
+    /// SQS restore queue URL (`RESTORE_QUEUE_URL`).
+    pub restore_queue_url: String,
+    /// Target SQL Server release (`TARGET_SQLSERVER_VERSION`, e.g. `2022`, `16`, `957`).
+    pub target: SqlServerRelease,
+    /// Version policy (`VERSION_POLICY`: `same` (default) or `not-newer`).
+    pub policy: VersionPolicy,
+}
+
+/// A setting that is missing or invalid.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct SettingsError(String);
+
+impl Settings {
+    /// Reads the settings through `get` (the process environment in production).
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the missing or invalid variable.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let required = |name: &str| {
+            get(name)
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| SettingsError(format!("{name} is not set")))
+        };
+        let target = required("TARGET_SQLSERVER_VERSION")?
+            .parse()
+            .map_err(|e| SettingsError(format!("TARGET_SQLSERVER_VERSION: {e}")))?;
+        let policy = match get("VERSION_POLICY").filter(|v| !v.trim().is_empty()) {
+            Some(text) => text
+                .parse()
+                .map_err(|e| SettingsError(format!("VERSION_POLICY: {e}")))?,
+            None => VersionPolicy::Same,
+        };
+        Ok(Settings {
+            status_table: required("STATUS_TABLE")?,
+            restore_queue_url: required("RESTORE_QUEUE_URL")?,
+            target,
+            policy,
+        })
+    }
+
+    /// Reads the settings from the process environment.
+    ///
+    /// # Errors
+    /// As [`Settings::from_lookup`].
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+}

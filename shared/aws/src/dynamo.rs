@@ -1,0 +1,205 @@
+//! [`DynamoStatusStore`]: migration and file records in one DynamoDB table, with compare-and-set.
+//!
+//! Table layout (single table, `pk` hash key, `sk` range key, both strings):
+//!
+//! | item      | pk            | sk               | other attributes                              |
+//! |-----------|---------------|------------------|-----------------------------------------------|
+//! | migration | `MIG#<db>`    | `MIGRATION`      | kind, version, state, updated_at, record      |
+//! | file      | `MIG#<db>`    | `FILE#<file id>` | kind, version, state, updated_at, record      |
+//!
+//! `record` is the whole record as JSON (the core's serde model); `state`, `kind` and
+//! `updated_at` are copied out so that the console and queries can read them. Every put is
+//! conditional: `attribute_not_exists(pk)` to create, `version = :expected` to replace.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use bakdrop_core::ports::{StatusStore, StoreError};
+use bakdrop_core::status::{FileRecord, MigrationRecord, Versioned};
+use serde::{de::DeserializeOwned, Serialize};
+
+/// The status table on DynamoDB.
+#[derive(Debug, Clone)]
+pub struct DynamoStatusStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+const MIGRATION_SK: &str = "MIGRATION";
+
+fn pk(database: &str) -> String {
+    format!("MIG#{database}")
+}
+
+fn file_sk(file_id: &str) -> String {
+    format!("FILE#{file_id}")
+}
+
+impl DynamoStatusStore {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> DynamoStatusStore {
+        DynamoStatusStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(
+        &self,
+        pk: String,
+        sk: String,
+    ) -> Result<Option<Versioned<T>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+        out.item.map(|item| decode(&item)).transpose()
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn put<T: Serialize>(
+        &self,
+        pk: String,
+        sk: String,
+        kind: &str,
+        state: String,
+        updated_at: String,
+        record: &T,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let json = serde_json::to_string(record)
+            .map_err(|e| StoreError::Corrupt(format!("cannot encode record: {e}")))?;
+        let version = expected.unwrap_or(0) + 1;
+        let mut request = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(pk))
+            .item("sk", AttributeValue::S(sk))
+            .item("kind", AttributeValue::S(kind.to_owned()))
+            .item("version", AttributeValue::N(version.to_string()))
+            .item("state", AttributeValue::S(state))
+            .item("updated_at", AttributeValue::S(updated_at))
+            .item("record", AttributeValue::S(json));
+        request = match expected {
+            None => request.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => request
+                .condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", AttributeValue::N(v.to_string())),
+        };
+        match request.send().await {
+            Ok(_) => Ok(version),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Err(StoreError::Conflict { expected })
+            }
+            Err(e) => Err(StoreError::Unavailable(Box::new(e))),
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    item: &HashMap<String, AttributeValue>,
+) -> Result<Versioned<T>, StoreError> {
+    let version = item
+        .get("version")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or_else(|| StoreError::Corrupt("item has no numeric version".into()))?;
+    let json = item
+        .get("record")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| StoreError::Corrupt("item has no record".into()))?;
+    let record = serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("record does not decode: {e}")))?;
+    Ok(Versioned { record, version })
+}
+
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+impl StatusStore for DynamoStatusStore {
+    async fn get_migration(
+        &self,
+        database: &str,
+    ) -> Result<Option<Versioned<MigrationRecord>>, StoreError> {
+        self.get(pk(database), MIGRATION_SK.to_owned()).await
+    }
+
+    async fn put_migration(
+        &self,
+        record: &MigrationRecord,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.put(
+            pk(&record.database),
+            MIGRATION_SK.to_owned(),
+            "migration",
+            record.state.to_string(),
+            rfc3339(record.updated_at),
+            record,
+            expected,
+        )
+        .await
+    }
+
+    async fn get_file(
+        &self,
+        migration: &str,
+        file_id: &str,
+    ) -> Result<Option<Versioned<FileRecord>>, StoreError> {
+        self.get(pk(migration), file_sk(file_id)).await
+    }
+
+    async fn put_file(&self, record: &FileRecord, expected: Option<u64>) -> Result<u64, StoreError> {
+        self.put(
+            pk(&record.migration),
+            file_sk(&record.file_id),
+            "file",
+            record.state.to_string(),
+            rfc3339(record.updated_at),
+            record,
+            expected,
+        )
+        .await
+    }
+
+    async fn list_files(&self, migration: &str) -> Result<Vec<Versioned<FileRecord>>, StoreError> {
+        let mut files = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :file)")
+                .expression_attribute_values(":pk", AttributeValue::S(pk(migration)))
+                .expression_attribute_values(":file", AttributeValue::S("FILE#".into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            for item in out.items() {
+                files.push(decode::<FileRecord>(item)?);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        files.sort_by_key(|v| v.record.created_at);
+        Ok(files)
+    }
+}

@@ -1,0 +1,170 @@
+//! `bakdrop inspect`: header, file list and bakdrop's verdict for each backup file.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bakdrop_core::backup::{self, BackupFile, BackupSet};
+use bakdrop_core::summary::{check_file, parse_reason};
+use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
+use serde_json::json;
+
+use crate::local::read_head_tail;
+
+/// Inspects every path; exit status 0 when every file is usable, 1 otherwise.
+pub fn run(
+    paths: &[PathBuf],
+    as_json: bool,
+    target: Option<&str>,
+    policy: &str,
+) -> anyhow::Result<ExitCode> {
+    let target: Option<SqlServerRelease> = target
+        .map(|t| t.parse().context("--target"))
+        .transpose()?;
+    let policy: VersionPolicy = policy
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!(e))
+        .context("--policy")?;
+    let mut all_usable = true;
+    let mut reports = Vec::new();
+    for path in paths {
+        let report = inspect_one(path, target, policy)?;
+        all_usable &= report.verdict.is_ok();
+        if as_json {
+            reports.push(report.to_json(path));
+        } else {
+            print!("{}", report.to_text(path));
+        }
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    Ok(if all_usable {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+struct Report {
+    size: u64,
+    parsed: Result<BackupFile, backup::ParseError>,
+    /// `Ok` when bakdrop would take the file, else the reason.
+    verdict: Result<(), String>,
+}
+
+fn inspect_one(
+    path: &Path,
+    target: Option<SqlServerRelease>,
+    policy: VersionPolicy,
+) -> anyhow::Result<Report> {
+    let bytes = read_head_tail(path)?;
+    let parsed = backup::parse(&bytes.head, bytes.tail.as_deref(), bytes.size);
+    let verdict = match &parsed {
+        Err(e) => Err(parse_reason(e).to_string()),
+        Ok(file) => check_file(file).map_err(|r| format!("{}: {}", r.code, r.message)).and_then(|h| {
+            match target {
+                Some(t) => policy
+                    .check(h.database_version, t)
+                    .map_err(|e| e.to_string()),
+                None => Ok(()),
+            }
+        }),
+    };
+    Ok(Report {
+        size: bytes.size,
+        parsed,
+        verdict,
+    })
+}
+
+impl Report {
+    fn to_json(&self, path: &Path) -> serde_json::Value {
+        json!({
+            "path": path.display().to_string(),
+            "size": self.size,
+            "usable": self.verdict.is_ok(),
+            "reason": self.verdict.as_ref().err(),
+            "backup": self.parsed.as_ref().ok(),
+            "error": self.parsed.as_ref().err().map(ToString::to_string),
+        })
+    }
+
+    fn to_text(&self, path: &Path) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{} ({} bytes)", path.display(), self.size);
+        match &self.parsed {
+            Err(e) => {
+                let _ = writeln!(out, "  cannot read: {e}");
+            }
+            Ok(file) => {
+                let sets = file
+                    .set_count
+                    .map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+                let _ = writeln!(
+                    out,
+                    "  media: {:?}, family {} of {}, backup sets in file: {sets}",
+                    file.container, file.media.family_sequence, file.media.family_count
+                );
+                for set in &file.sets {
+                    write_set(&mut out, set);
+                }
+            }
+        }
+        match &self.verdict {
+            Ok(()) => {
+                let _ = writeln!(out, "  verdict: usable");
+            }
+            Err(reason) => {
+                let _ = writeln!(out, "  verdict: rejected: {reason}");
+            }
+        }
+        out.push('\n');
+        out
+    }
+}
+
+fn write_set(out: &mut String, set: &BackupSet) {
+    let unknown = || "unknown (needs the tail)".to_owned();
+    let _ = writeln!(
+        out,
+        "  set {}: {:?} backup of [{}] from {} (SQL Server {}, DatabaseVersion {}, compatibility {})",
+        set.position,
+        set.backup_type,
+        set.database_name,
+        set.server_name,
+        set.software_version,
+        set.database_version,
+        set.compatibility_level
+    );
+    let _ = writeln!(
+        out,
+        "    FirstLSN {}  LastLSN {}  CheckpointLSN {}  DatabaseBackupLSN {}",
+        set.first_lsn, set.last_lsn, set.checkpoint_lsn, set.database_backup_lsn
+    );
+    if let (Some(lsn), Some(guid)) = (set.differential_base_lsn, set.differential_base_guid) {
+        let _ = writeln!(out, "    DifferentialBaseLSN {lsn}  DifferentialBaseGUID {guid}");
+    }
+    let _ = writeln!(
+        out,
+        "    BackupSetGUID {}  FamilyGUID {}  RecoveryForkID {}",
+        set.backup_set_guid, set.family_guid, set.recovery_fork_id
+    );
+    let _ = writeln!(
+        out,
+        "    started {}  finished {}  size {}  compressed {}  checksums {}",
+        set.backup_start_date,
+        set.backup_finish_date.map_or_else(unknown, |d| d.to_string()),
+        set.backup_size.map_or_else(unknown, |s| s.to_string()),
+        set.compressed,
+        set.has_checksums
+    );
+    for file in &set.files {
+        let _ = writeln!(
+            out,
+            "    file {} {:?} {} -> {}",
+            file.file_id, file.file_type, file.logical_name, file.physical_name
+        );
+    }
+}

@@ -1,0 +1,5 @@
+//! SQL Server emulator (in progress).
+
+/// Placeholder.
+#[derive(Debug, Default)]
+pub struct SqlServerEmulator;
