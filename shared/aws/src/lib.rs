@@ -12,4 +12,3 @@ pub mod dynamo;
 pub mod s3;
 pub mod sqs;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

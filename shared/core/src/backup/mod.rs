@@ -2,10 +2,11 @@
 //! `RESTORE HEADERONLY` and `RESTORE FILELISTONLY` would report, from a bounded head and tail of
 //! the file.
 //!
-//! A backup is a Microsoft Tape Format stream ([`mtf`]): a `TAPE` media block, then per backup set
-//! `SSET`, `VOLB`, an `MSCI` block whose `MQCI` stream holds SQL Server's metadata ([`scin`]), the
-//! data, an `MSLS` block with a second copy of the metadata (the only one with the finish date and
-//! final size) and `ESET` (end of set, with the `TSMP` set map counting the sets in the file).
+//! A backup is a Microsoft Tape Format stream (module `mtf`): a `TAPE` media block, then per
+//! backup set `SSET`, `VOLB`, an `MSCI` block whose `MQCI` stream holds SQL Server's metadata
+//! (module `scin`), the data, an `MSLS` block with a second copy of the metadata (the only one
+//! with the finish date and final size) and `ESET` (end of set, with the `TSMP` set map counting
+//! the sets in the file), then a soft filemark (`SFMB`).
 //! Compressed backups wrap that stream in an `MSSQLBAK` container ([`compressed`]).
 //!
 //! [`parse`] reads the head (up to [`HEAD_LIMIT`] bytes) for the media and the sets' metadata and

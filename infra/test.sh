@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what it needs (into ignored folders of the
+# checkout), starts the local AWS endpoint, runs format, lint, tests and the template lint, and
+# stops what it started, also when a step fails.
+#
+#   infra/test.sh            everything
+#   infra/test.sh -- ARGS    everything, passing ARGS to `cargo test --workspace`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "local AWS endpoint: install and start"
+infra/local-stack.sh install
+infra/local-stack.sh start
+trap 'infra/local-stack.sh stop' EXIT
+# shellcheck disable=SC1091
+source .local/moto.env
+
+step "template linter: install"
+if [ ! -x .venv-lint/bin/cfn-lint ]; then
+  python3 -m venv .venv-lint
+  .venv-lint/bin/pip install --quiet --disable-pip-version-check -r infra/lint-requirements.txt
+fi
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "no OpenSSL in the dependency tree"
+if cargo tree --workspace -e normal,build -i openssl-sys >/dev/null 2>&1; then
+  echo "openssl-sys is in the dependency tree (cargo tree -i openssl-sys):" >&2
+  cargo tree --workspace -e normal,build -i openssl-sys >&2
+  exit 1
+fi
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test"
+shift_args=()
+if [ "${1:-}" = "--" ]; then shift; shift_args=("$@"); fi
+cargo test --workspace "${shift_args[@]}"
+
+step "cfn-lint template.yaml"
+"$root/.venv-lint/bin/cfn-lint" template.yaml
+
+echo
+echo "all checks passed"
