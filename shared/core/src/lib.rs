@@ -11,6 +11,7 @@
 //! - [`status`]: migration and file records, their states and reasons.
 //! - [`job`]: the versioned restore-queue message.
 //! - [`ports`]: the traits adapters implement (object reader, status store, job queue).
+//! - [`tsql`]: the T-SQL of both target dialects (RDS procedures, native RESTORE in Agent jobs).
 //! - [`validate`]: validation of one uploaded object (the validate-upload function's core).
 //! - [`fakes`]: in-memory ports for tests (feature `test-support`).
 
@@ -24,6 +25,7 @@ pub mod object;
 pub mod ports;
 pub mod status;
 pub mod summary;
+pub mod tsql;
 pub mod validate;
 pub mod version;
 

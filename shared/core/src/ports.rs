@@ -144,3 +144,113 @@ impl QueueError {
         true
     }
 }
+
+/// The target SQL Server, in either dialect (`bakdrop-mssql` over tiberius in production).
+///
+/// Restores run as server-side tasks (an RDS task, or a SQL Server Agent job) that outlive the
+/// connection: [`RestoreTarget::submit`] returns at once with a task id that
+/// [`RestoreTarget::poll`] follows.
+pub trait RestoreTarget: Send + Sync {
+    /// The target's product version, e.g. "16.0.4135.4".
+    ///
+    /// # Errors
+    /// [`TargetError`].
+    fn product_version(&self) -> impl Future<Output = Result<String, TargetError>> + Send;
+
+    /// The database's `state_desc` (e.g. "ONLINE", "RESTORING"), `None` when it does not exist.
+    ///
+    /// # Errors
+    /// [`TargetError`].
+    fn database_state(
+        &self,
+        database: &crate::names::DatabaseName,
+    ) -> impl Future<Output = Result<Option<String>, TargetError>> + Send;
+
+    /// Starts a restore task; returns its id.
+    ///
+    /// # Errors
+    /// [`TargetError::Busy`] when the target runs as many tasks as it allows (retry later),
+    /// [`TargetError::Sql`] when SQL Server refused, else as the others.
+    fn submit(
+        &self,
+        request: &crate::tsql::RestoreRequest,
+        task_name: &str,
+    ) -> impl Future<Output = Result<TaskId, TargetError>> + Send;
+
+    /// Finds a task submitted earlier for `request` under `task_name` (after a crash between
+    /// submitting and recording), `None` if there is none.
+    ///
+    /// # Errors
+    /// [`TargetError`].
+    fn find_task(
+        &self,
+        request: &crate::tsql::RestoreRequest,
+        task_name: &str,
+    ) -> impl Future<Output = Result<Option<TaskId>, TargetError>> + Send;
+
+    /// The task's state.
+    ///
+    /// # Errors
+    /// [`TargetError`].
+    fn poll(
+        &self,
+        database: &crate::names::DatabaseName,
+        task: &TaskId,
+    ) -> impl Future<Output = Result<TaskStatus, TargetError>> + Send;
+}
+
+/// A server-side task: an RDS task id or an Agent job name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
+pub enum TaskId {
+    Rds(i64),
+    AgentJob(String),
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TaskId::Rds(id) => write!(f, "RDS task {id}"),
+            TaskId::AgentJob(name) => write!(f, "Agent job {name}"),
+        }
+    }
+}
+
+/// Where a task is.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum TaskStatus {
+    /// Created or in progress, with percent complete where known.
+    Running { percent: Option<f64> },
+    Succeeded,
+    /// Failed, with SQL Server's error where the target reported one.
+    Failed {
+        sql_error: Option<crate::status::SqlError>,
+        message: String,
+    },
+    Cancelled,
+}
+
+/// Why the target could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("SQL Server error {number}: {message}")]
+    Sql { number: u32, message: String },
+    #[error("the target runs as many restore tasks as it allows; retry later")]
+    Busy,
+    #[error("cannot reach the target SQL Server")]
+    Connection(#[source] BoxError),
+    #[error("the target answered something unexpected: {0}")]
+    Protocol(String),
+}
+
+impl TargetError {
+    /// True when trying again later may succeed: connection problems, a busy target, and SQL
+    /// Server errors that are about load (deadlock 1205, timeouts), not about the request.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TargetError::Busy | TargetError::Connection(_) => true,
+            TargetError::Sql { number, .. } => matches!(number, 1205 | 1222 | 40197 | 40501 | 40613),
+            TargetError::Protocol(_) => false,
+        }
+    }
+}

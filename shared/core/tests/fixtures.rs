@@ -1237,6 +1237,20 @@ fn a_head_that_is_the_whole_file_needs_no_tail() {
 }
 
 #[test]
+fn a_short_tail_that_meets_the_head_reads_like_a_full_tail() {
+    for fx in uncompressed() {
+        let data = read(fx.file);
+        if data.len() > HEAD_LIMIT {
+            continue;
+        }
+        // What a caller that never reads a byte twice passes: the head, then only the rest.
+        let split = data.len() - 10_000;
+        let got = parse(&data[..split], Some(&data[split..]), data.len() as u64);
+        assert_eq!(got, parse_fixture(&data), "{}", fx.file);
+    }
+}
+
+#[test]
 fn the_rest_of_the_restore_chain_matches_the_manifest_table() {
     for (file, kind, first, last, checkpoint, base, guid) in CHAIN {
         let data = read(file);
@@ -1403,4 +1417,64 @@ fn compressed_fixtures_read_as_their_manifest_says() {
         diffs.len(),
         diffs.join("\n")
     );
+}
+
+/// Builds a file of `sets` backup sets from the 2016 log backup: its media header, then per set
+/// its SSET/VOLB/MSCI blocks and its MSLS/SFMB/ESET/ESET/SFMB end, numbered 1, 2, ... with the
+/// last set map counting them all (the log records themselves are left out: the header reader
+/// does not need them).
+fn appended_sets(sets: u16) -> Vec<u8> {
+    let log = read("sql2016_log_RestoreTimeClean_1.trn");
+    assert_eq!(log.len(), 0x18a00, "layout of the log fixture changed");
+    let mut chunk = log[0x600..0x1e00].to_vec();
+    chunk.extend_from_slice(&log[0x16a00..]);
+    let mut file = log[..0x600].to_vec();
+    for n in 1..=sets {
+        let mut set = chunk.clone();
+        // SSET data set number, then the SSET header checksum (XOR of the first 25 words).
+        set[62..64].copy_from_slice(&n.to_le_bytes());
+        let sum = (0..25).fold(0u16, |acc, i| {
+            acc ^ u16::from_le_bytes([set[2 * i], set[2 * i + 1]])
+        });
+        set[50..52].copy_from_slice(&sum.to_le_bytes());
+        for eset in [0x2a00, 0x3200] {
+            assert_eq!(&set[eset..eset + 4], b"ESET");
+            set[eset + 78..eset + 80].copy_from_slice(&n.to_le_bytes());
+        }
+        assert_eq!(&set[0x2e00..0x2e04], b"TSMP");
+        set[0x2e1a..0x2e1c].copy_from_slice(&n.to_le_bytes());
+        file.extend_from_slice(&set);
+    }
+    file
+}
+
+#[test]
+fn sets_appended_to_one_file_are_listed_and_counted() {
+    let file = appended_sets(2);
+    let got = parse(&file, None, file.len() as u64).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.set_count, Some(2));
+    let positions: Vec<u16> = got.sets.iter().map(|s| s.position).collect();
+    assert_eq!(positions, [1, 2]);
+    assert!(got.sets.iter().all(|s| s.backup_finish_date.is_some()));
+    // From a head that holds only the first set and a tail that holds the last end-of-set.
+    let head = &file[..0x2000];
+    let tail = &file[file.len() - 0x1000..];
+    let got = parse(head, Some(tail), file.len() as u64).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((got.sets.len(), got.set_count), (1, Some(2)));
+}
+
+#[test]
+fn a_file_with_more_sets_than_the_limit_is_refused() {
+    let file = appended_sets(65);
+    assert!(file.len() <= HEAD_LIMIT);
+    assert_eq!(
+        parse(&file, None, file.len() as u64),
+        Err(ParseError::TooManySets {
+            found: 65,
+            limit: 64
+        })
+    );
+    let fine = appended_sets(64);
+    let got = parse(&fine, None, fine.len() as u64).map(|f| (f.sets.len(), f.set_count));
+    assert_eq!(got, Ok((64, Some(64))));
 }

@@ -1,1 +1,11 @@
-//! SQL Server adapters for the core ports (tiberius).
+//! The target SQL Server over TDS (tiberius): [`TiberiusTarget`] implements the core's
+//! `RestoreTarget` port for both dialects.
+//!
+//! # Layout
+//! - [`connection`]: connecting, running a [`bakdrop_core::tsql::Statement`], error translation.
+//! - [`target`]: [`TiberiusTarget`], the port over the two dialects' statements.
+
+pub mod connection;
+pub mod target;
+
+pub use target::TiberiusTarget;

@@ -125,20 +125,18 @@ pub fn parse(head: &[u8], tail: Option<&[u8]>, total_size: u64) -> Result<Backup
     }
     let info = read_head(head).map_err(|f| short_head(f, head.len(), whole, total_size))?;
     let filemark = info.tape.soft_filemark_size;
-    let tail_info = if let Some(tail) = tail {
-        let base = total_size - tail.len() as u64;
-        let t = scan_tail(tail, base, true)?;
-        let full_tail = tail.len() as u64 >= (TAIL_LIMIT as u64).min(total_size);
-        if full_tail && (t.end_of_set.is_none() || !ends_with_filemark(tail, filemark)) {
-            return Err(ParseError::Truncated);
-        }
-        Some(t)
-    } else if whole {
-        let t = scan_tail(head, 0, true)?;
-        if t.end_of_set.is_none() || !ends_with_filemark(head, filemark) {
-            return Err(ParseError::Truncated);
-        }
-        Some(t)
+    let tail_info = if whole {
+        Some(check_end(head, 0, filemark, true)?)
+    } else if let Some(tail) = tail {
+        let joined = join_tail(head, tail, total_size);
+        let tail = joined.as_deref().unwrap_or(tail);
+        let full = tail.len() as u64 >= (TAIL_LIMIT as u64).min(total_size);
+        Some(check_end(
+            tail,
+            total_size - tail.len() as u64,
+            filemark,
+            full,
+        )?)
     } else {
         None
     };
@@ -172,13 +170,15 @@ fn parse_compressed(
         Fault::Short { .. } => compressed_short(head.len(), whole, total_size),
         Fault::Damaged { what, offset } => ParseError::Damaged { what, offset },
     })?;
-    let tail_info = match tail {
-        Some(tail) => match compressed::decompress_tail(tail, total_size, DECOMPRESSED_LIMIT)? {
+    let tail_info = if whole {
+        Some(scan_tail(&mtf, 0, true)?)
+    } else if let Some(tail) = tail {
+        match compressed::decompress_tail(tail, total_size, DECOMPRESSED_LIMIT)? {
             Some(bytes) => Some(scan_tail(&bytes, 0, false)?),
             None => None,
-        },
-        None if whole => Some(scan_tail(&mtf, 0, true)?),
-        None => None,
+        }
+    } else {
+        None
     };
     assemble(info, tail_info, Container::Compressed { block_size: 0 })
 }
@@ -281,6 +281,13 @@ fn read_head(data: &[u8]) -> Result<HeadInfo, Fault> {
         info.sets.push(set);
     }
     if !info.sets.iter().any(|s| s.config.is_some()) {
+        if off < data.len() as u64 {
+            // The walk stopped inside the head (block or set limit) without metadata.
+            return Err(mtf::damaged(
+                "no SQL Server metadata block (MSCI) among the backup's first blocks",
+                off as usize,
+            ));
+        }
         return Err(Fault::Short {
             needed: off.saturating_add(mtf::BLOCK_HEADER_LEN as u64),
         });
@@ -374,6 +381,38 @@ fn metadata(data: &[u8], block: &Block) -> Result<Config, Fault> {
             block.offset,
         ))?;
     scin::parse_mqci(stream.data(data)?, stream.data_start)
+}
+
+/// Reads the end of an uncompressed backup. With `complete` (the bytes are all of the object's
+/// last [`TAIL_LIMIT`] bytes), a missing end-of-set block or final soft filemark means the object
+/// was cut short.
+fn check_end(
+    data: &[u8],
+    base: u64,
+    filemark: u32,
+    complete: bool,
+) -> Result<TailInfo, ParseError> {
+    let t = scan_tail(data, base, true)?;
+    if complete && (t.end_of_set.is_none() || !ends_with_filemark(data, filemark)) {
+        return Err(ParseError::Truncated);
+    }
+    Ok(t)
+}
+
+/// When a short tail was read because the head already covers the rest of the object, the
+/// object's last [`TAIL_LIMIT`] bytes put together from both; `None` when the tail is already
+/// that long or the two do not meet.
+fn join_tail(head: &[u8], tail: &[u8], total_size: u64) -> Option<Vec<u8>> {
+    let want = (TAIL_LIMIT as u64).min(total_size);
+    let tail_len = tail.len() as u64;
+    if tail_len >= want || (head.len() as u64).saturating_add(tail_len) < total_size {
+        return None;
+    }
+    let from = usize::try_from(total_size - want).ok()?;
+    let to = usize::try_from(total_size - tail_len).ok()?;
+    let mut joined = head.get(from..to)?.to_vec();
+    joined.extend_from_slice(tail);
+    Some(joined)
 }
 
 /// True when the bytes end with a soft filemark block, as every complete MTF backup does (after

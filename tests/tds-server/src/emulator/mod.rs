@@ -1,5 +1,274 @@
-//! SQL Server emulator (in progress).
+//! [`SqlServerEmulator`]: a [`Handler`] with shared, seedable state that answers the SQL Server
+//! statements bakdrop sends, with SQL Server's error numbers.
+//!
+//! # Layout
+//! - `sql`: tokenizer, cursor, expressions, [`normalise`](sql::normalise).
+//! - `exec`: batch parsing into statement forms and their execution (SELECT engine, RESTORE, DROP).
+//! - `tables`: the virtual tables `SELECT` reads.
+//! - `procs`: the RDS and Agent procedures, and [`refresh`](procs::refresh) over simulated time.
+//! - `restore`: restore outcome rules shared by RDS tasks, Agent jobs and direct `RESTORE`.
+//! - `state`: the state tests seed and read.
+//!
+//! # Statement forms understood
+//!
+//! Text is tokenized (case-insensitive keywords, `[quoted]` identifiers with `]]`, `N'...'`
+//! literals, comments dropped); a batch may hold several statements separated by `;` or simply
+//! following each other. A batch that does not parse fails whole with **102** "Incorrect syntax
+//! near ..." (or **105** for an unclosed quote) before anything runs, as SQL Server does.
+//! Values may be literals or parameters (`@P1` from tiberius' `query`/`execute`); an unknown
+//! parameter is **137** "Must declare the scalar variable".
+//!
+//! - `SELECT expr [AS alias], ...` without `FROM`: `SERVERPROPERTY('ProductVersion' |
+//!   'ProductMajorVersion' | 'ProductMinorVersion' | 'ProductBuild' | 'ProductLevel' |
+//!   'ProductUpdateLevel' | 'Edition' | 'EngineEdition' | 'ServerName' | 'MachineName' |
+//!   'Collation')` (strings, EngineEdition an int, unknown properties NULL), `@@VERSION`,
+//!   `@@SERVERNAME`, `@@SPID`, `@@MICROSOFTVERSION`, `DB_ID(x)`, `DB_NAME([id])`,
+//!   `DATABASEPROPERTYEX(db, 'Status')`, `SYSUTCDATETIME()`, `ISNULL`, literals, parameters.
+//!   Unknown functions are **195**.
+//! - `SELECT [TOP n] items FROM table [alias] [WHERE c AND c ...] [ORDER BY col [DESC], ...]`
+//!   where items are `*`, columns (with aliases), expressions or `COUNT(*)`, and each condition is
+//!   `x = y`, `<>`, `<`, `<=`, `>`, `>=`, `x [NOT] IN (...)`, `x IS [NOT] NULL` (strings compare
+//!   case-insensitively, NULL never matches). Tables (`msdb.dbo.` or `msdb..` prefixes):
+//!   `sys.databases` (name, database_id, state, state_desc, recovery_model_desc,
+//!   user_access_desc, is_read_only, compatibility_level, create_date),
+//!   `sys.dm_exec_requests` (session_id, request_id, start_time, status, command
+//!   — `RESTORE DATABASE`/`RESTORE LOG` for running restores —, database_id of the restored
+//!   database, percent_complete, estimated_completion_time, wait_type),
+//!   `msdb.dbo.sysjobs` (job_id, name, enabled, description, start_step_id),
+//!   `msdb.dbo.sysjobsteps`, `msdb.dbo.sysjobhistory` (instance_id, job_id, step_id, step_name,
+//!   sql_message_id, sql_severity, message, run_status, run_date, run_time, run_duration,
+//!   server), `msdb.dbo.sysjobactivity` (session_id, job_id, run_requested_date,
+//!   run_requested_source, start_execution_date, last_executed_step_id,
+//!   last_executed_step_date, stop_execution_date, job_history_id), `msdb.dbo.restorehistory`
+//!   (simplified: restore_history_id, destination_database_name, restore_type, recovery,
+//!   source). Joins are not supported. Unknown table **208**, unknown column **207**.
+//! - `EXEC[UTE] [@rc =] proc [@name =] value [OUTPUT], ...` (named or positional). Unknown
+//!   procedure **2812**; unknown parameter **8145**; missing required one **201**. The
+//!   procedures must be called as `msdb.dbo.x` (or unqualified after `USE msdb`):
+//!   - RDS (only when [`ServerInfo::rds`]): `rds_restore_database @restore_db_name,
+//!     @s3_arn_to_restore_from, [@with_norecovery], [@type = FULL|DIFFERENTIAL],
+//!     [@kms_master_key_arn]` and `rds_restore_log @restore_db_name, @s3_arn_to_restore_from,
+//!     [@with_norecovery]` return one row (task_id, task_type, lifecycle, created_at,
+//!     last_updated, database_name, S3_object_arn, overwrite_S3_backup_file,
+//!     KMS_master_key_arn, task_progress, task_info) and start a task: CREATED for
+//!     [`State::rds_queue_delay`], IN_PROGRESS for the database's restore duration (`% complete`
+//!     rising), then SUCCESS or ERROR (task_info ends with `Msg n, Level 16, ...` lines). At most
+//!     [`State::rds_max_concurrent_tasks`] (2) active tasks; a third is refused with error
+//!     50000. `rds_task_status [@db_name], [@task_id]` returns task_id, task_type,
+//!     database_name, `% complete`, `duration(mins)`, lifecycle, task_info, last_updated,
+//!     created_at, S3_object_arn, overwrite_S3_backup_file, KMS_master_key_arn, filepath,
+//!     overwrite_file. `rds_finish_restore @db_name` (RESTORING → ONLINE),
+//!     `rds_cancel_task @task_id` (CANCEL_REQUESTED → CANCELLED), `rds_drop_database @db_name`.
+//!     ARNs must start with `arn:aws:s3:::`; system database names are refused.
+//!   - Agent: `sp_add_job @job_name`, `sp_add_jobstep @job_name|@job_id, @step_name,
+//!     [@subsystem], @command, [@database_name]`, `sp_add_jobserver @job_name`, `sp_start_job
+//!     @job_name` (14262 unknown job, 14256 without a job server, 22022 already running; info
+//!     14243 on success), `sp_stop_job`, `sp_delete_job`, `sp_help_job` (one result set). A step
+//!     whose command holds a `RESTORE ... FROM ...` runs over simulated time and is visible in
+//!     `sys.dm_exec_requests`; any other step command runs at once through the same executor.
+//!     When it ends, `sysjobhistory` gets the step row (step_id 1, run_status 1/0,
+//!     sql_message_id = the first error number, message "Executed as user: ... (Error n) ...
+//!     The step failed.") and the outcome row (step_id 0).
+//! - `RESTORE DATABASE|LOG [db] FROM URL|DISK = x [, URL|DISK = y] [WITH NORECOVERY | RECOVERY |
+//!   STANDBY = f, REPLACE, CHECKSUM, STATS [= n], MOVE a TO b, FILE = n, ...]` runs at once when
+//!   sent directly (INFO 4035/3014, or the error then **3013** "RESTORE DATABASE is terminating
+//!   abnormally."). `RESTORE DATABASE [db] WITH RECOVERY` (no FROM) brings a RESTORING
+//!   database ONLINE (3117 if it is not restoring, 911 if missing).
+//! - `DROP DATABASE [IF EXISTS] [a], [b]` (3701 missing, 3708 system, 3702 restore running),
+//!   `USE [db]` (911), `SET ...` (no effect), `PRINT x` (INFO).
+//!
+//! Restore rules (RDS, Agent and direct alike), decided at submit time: a scripted failure for
+//! the database wins ([`SqlServerEmulator::fail_next_restore`]); a backup registered in the
+//! catalog ([`SqlServerEmulator::register_backup`]) with a newer `DatabaseVersion` fails with
+//! **3169**; a full restore over an existing database fails (**3154** natively, RDS's "already
+//! exists" text as 1801 in task_info) unless `REPLACE`; a differential or log needs the database
+//! RESTORING (**3117**, or **3136**/**3701** when missing); with catalog LSNs a log that starts
+//! after the database's last LSN fails with **4305**, one that ends at or before it with
+//! **4326**. A new database appears as RESTORING while its full restore runs and disappears if it
+//! fails.
 
-/// Placeholder.
-#[derive(Debug, Default)]
-pub struct SqlServerEmulator;
+pub mod exec;
+pub mod procs;
+pub mod restore;
+pub mod sql;
+pub mod state;
+pub mod tables;
+
+pub use state::{
+    AgentJob, BackupInfo, BackupKind, ClockMode, Database, DatabaseState, JobHistory, Lifecycle,
+    RdsTask, RecordedRequest, RestoreRecord, ScriptedFailure, ServerInfo, State,
+};
+
+use crate::protocol::{
+    Handler, Reply, Request, ServerHandle, ServerMessage, ServerVersion, Session, StartError,
+    TdsServer,
+};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+/// The SQL Server emulator; cheap to clone (clones share state).
+#[derive(Debug, Clone)]
+pub struct SqlServerEmulator {
+    state: Arc<Mutex<State>>,
+}
+
+impl SqlServerEmulator {
+    /// An emulator with this server identity.
+    pub fn new(server: ServerInfo) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(State::new(server))),
+        }
+    }
+
+    /// SQL Server 2022 on Amazon RDS.
+    pub fn rds() -> Self {
+        Self::new(ServerInfo::rds_2022())
+    }
+
+    /// SQL Server 2022 on EC2 / on premises (native RESTORE and Agent jobs, no RDS procedures).
+    pub fn native() -> Self {
+        Self::new(ServerInfo::native_2022())
+    }
+
+    /// Starts a TDS server on `127.0.0.1:0` answering with this emulator.
+    ///
+    /// # Errors
+    /// [`StartError`] when the socket cannot be bound.
+    pub async fn start(&self) -> Result<(SocketAddr, ServerHandle), StartError> {
+        TdsServer::start(Arc::new(self.clone())).await
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the state after moving tasks and jobs to the current simulated time.
+    pub fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut s = self.lock();
+        procs::refresh(&mut s);
+        f(&mut s)
+    }
+
+    /// Moves simulated time forward (tasks and jobs progress accordingly).
+    pub fn advance(&self, by: Duration) {
+        self.with_state(|s| {
+            s.advanced += by;
+            procs::refresh(s);
+        });
+    }
+
+    /// Chooses wall-clock or manual simulated time.
+    pub fn set_clock_mode(&self, mode: ClockMode) {
+        self.with_state(|s| {
+            let now = s.now();
+            s.clock_mode = mode;
+            // Keep simulated time continuous across the switch.
+            s.advanced = match mode {
+                ClockMode::Manual => now,
+                ClockMode::Wall => now.saturating_sub(s.origin.elapsed()),
+            };
+        });
+    }
+
+    /// Sets how long restores take: for one database, or the default (`None`).
+    pub fn set_restore_duration(&self, database: Option<&str>, duration: Duration) {
+        self.with_state(|s| match database {
+            Some(db) => {
+                s.restore_durations.insert(db.to_lowercase(), duration);
+            }
+            None => s.default_restore_duration = duration,
+        });
+    }
+
+    /// Adds a database (e.g. one that already exists on the target).
+    pub fn add_database(&self, name: &str, state: DatabaseState) {
+        self.with_state(|s| {
+            s.add_database(name, state);
+        });
+    }
+
+    /// A database by name (case-insensitive).
+    pub fn database(&self, name: &str) -> Option<Database> {
+        self.with_state(|s| s.database(name).cloned())
+    }
+
+    /// RDS tasks in creation order.
+    pub fn rds_tasks(&self) -> Vec<RdsTask> {
+        self.with_state(|s| s.rds_tasks.clone())
+    }
+
+    /// An Agent job by name.
+    pub fn job(&self, name: &str) -> Option<AgentJob> {
+        self.with_state(|s| s.jobs.get(&name.to_lowercase()).cloned())
+    }
+
+    /// `msdb.dbo.sysjobhistory` rows.
+    pub fn job_history(&self) -> Vec<JobHistory> {
+        self.with_state(|s| s.job_history.clone())
+    }
+
+    /// Makes the next restore of `database` (RDS, Agent or direct) fail with this error.
+    pub fn fail_next_restore(&self, database: &str, number: u32, message: &str) {
+        self.with_state(|s| {
+            s.scripted_failures.push(ScriptedFailure {
+                database: database.to_string(),
+                number,
+                message: message.to_string(),
+            })
+        });
+    }
+
+    /// Tells the emulator what a source (S3 ARN, URL or disk path, exactly as it will be sent)
+    /// holds, enabling version and LSN-chain checks for it.
+    pub fn register_backup(&self, source: &str, info: BackupInfo) {
+        self.with_state(|s| {
+            s.backups.insert(source.to_string(), info);
+        });
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.with_state(|s| s.requests.clone())
+    }
+
+    /// Forgets recorded requests.
+    pub fn clear_requests(&self) {
+        self.with_state(|s| s.requests.clear());
+    }
+}
+
+impl Handler for SqlServerEmulator {
+    fn handle(&self, session: &mut Session, req: &Request) -> Reply {
+        let mut state = self.lock();
+        procs::refresh(&mut state);
+        state.requests.push(RecordedRequest {
+            request: req.clone(),
+            normalised: sql::normalise(&req.sql),
+            spid: session.spid,
+        });
+        let mut ctx = exec::Ctx {
+            state: &mut state,
+            session,
+            req: Some(req),
+        };
+        exec::run_batch(&mut ctx, &req.sql)
+    }
+
+    fn login(&self, _session: &Session, _password: &str) -> Result<(), ServerMessage> {
+        Ok(())
+    }
+
+    fn version(&self) -> ServerVersion {
+        let s = self.lock();
+        ServerVersion {
+            major: s.server.major(),
+            minor: s.server.part(1) as u8,
+            build: s.server.part(2) as u16,
+        }
+    }
+
+    fn server_name(&self) -> String {
+        self.lock().server.server_name.clone()
+    }
+}
