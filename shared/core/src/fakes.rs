@@ -214,3 +214,116 @@ impl JobQueue for MemoryQueue {
         Ok(())
     }
 }
+
+/// A target SQL Server in memory: tasks finish when the test says so.
+#[derive(Debug)]
+pub struct MemoryTarget {
+    pub product_version: Mutex<String>,
+    pub databases: Mutex<BTreeMap<String, String>>,
+    /// Submitted tasks: (task name, request, status).
+    pub tasks: Mutex<Vec<(String, crate::tsql::RestoreRequest, crate::ports::TaskStatus)>>,
+    /// The next submit fails with this SQL Server error (number, message).
+    pub fail_next_submit: Mutex<Option<(u32, String)>>,
+    /// The next `n` submits find the target busy.
+    pub busy: Mutex<u32>,
+    /// The next `n` submits reach the server, then lose the connection.
+    pub cut_after_submit: Mutex<u32>,
+}
+
+impl MemoryTarget {
+    pub fn new(product_version: &str) -> MemoryTarget {
+        MemoryTarget {
+            product_version: Mutex::new(product_version.to_owned()),
+            databases: Mutex::default(),
+            tasks: Mutex::default(),
+            fail_next_submit: Mutex::default(),
+            busy: Mutex::default(),
+            cut_after_submit: Mutex::default(),
+        }
+    }
+
+    /// Ends the task `name` with `status` (the database comes online in RESTORING state).
+    pub fn finish(&self, name: &str, status: crate::ports::TaskStatus) {
+        let mut tasks = lock(&self.tasks);
+        for task in tasks.iter_mut().filter(|t| t.0 == name) {
+            if status == crate::ports::TaskStatus::Succeeded {
+                lock(&self.databases).insert(task.1.database.as_str().to_owned(), "RESTORING".into());
+            }
+            task.2 = status.clone();
+        }
+    }
+
+    /// Names of submitted tasks, in order.
+    pub fn submitted(&self) -> Vec<String> {
+        lock(&self.tasks).iter().map(|t| t.0.clone()).collect()
+    }
+}
+
+impl crate::ports::RestoreTarget for MemoryTarget {
+    async fn product_version(&self) -> Result<String, crate::ports::TargetError> {
+        Ok(lock(&self.product_version).clone())
+    }
+
+    async fn database_state(
+        &self,
+        database: &crate::names::DatabaseName,
+    ) -> Result<Option<String>, crate::ports::TargetError> {
+        Ok(lock(&self.databases).get(database.as_str()).cloned())
+    }
+
+    async fn submit(
+        &self,
+        request: &crate::tsql::RestoreRequest,
+        task_name: &str,
+    ) -> Result<crate::ports::TaskId, crate::ports::TargetError> {
+        {
+            let mut busy = lock(&self.busy);
+            if *busy > 0 {
+                *busy -= 1;
+                return Err(crate::ports::TargetError::Busy);
+            }
+        }
+        if let Some((number, message)) = lock(&self.fail_next_submit).take() {
+            return Err(crate::ports::TargetError::Sql { number, message });
+        }
+        lock(&self.tasks).push((
+            task_name.to_owned(),
+            request.clone(),
+            crate::ports::TaskStatus::Running { percent: Some(0.0) },
+        ));
+        let mut cut = lock(&self.cut_after_submit);
+        if *cut > 0 {
+            *cut -= 1;
+            return Err(crate::ports::TargetError::Connection("connection cut".into()));
+        }
+        Ok(crate::ports::TaskId::AgentJob(task_name.to_owned()))
+    }
+
+    async fn find_task(
+        &self,
+        _request: &crate::tsql::RestoreRequest,
+        task_name: &str,
+    ) -> Result<Option<crate::ports::TaskId>, crate::ports::TargetError> {
+        Ok(lock(&self.tasks)
+            .iter()
+            .any(|t| t.0 == task_name)
+            .then(|| crate::ports::TaskId::AgentJob(task_name.to_owned())))
+    }
+
+    async fn poll(
+        &self,
+        _database: &crate::names::DatabaseName,
+        task: &crate::ports::TaskId,
+    ) -> Result<crate::ports::TaskStatus, crate::ports::TargetError> {
+        let name = match task {
+            crate::ports::TaskId::AgentJob(n) => n.clone(),
+            crate::ports::TaskId::Rds(id) => id.to_string(),
+        };
+        lock(&self.tasks)
+            .iter()
+            .rev()
+            .find(|t| t.0 == name)
+            .map(|t| t.2.clone())
+            .ok_or_else(|| crate::ports::TargetError::Protocol(format!("no task {name}")))
+    }
+}

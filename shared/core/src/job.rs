@@ -23,6 +23,10 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub enum QueueMessage {
     /// A validated file to put into the restore chain.
     Restore(RestoreJob),
+    /// Look at the migration's task in flight (sent delayed, again and again, until it ends).
+    Poll { migration: String, task_name: String },
+    /// Plan again (sent delayed when the target was busy).
+    Advance { migration: String },
 }
 
 /// A validated file, with what the worker needs from its header.

@@ -10,6 +10,8 @@
 //! - [`object`]: uploaded object identity and the `<prefix>/<TargetDatabase>/<file>` convention.
 //! - [`status`]: migration and file records, their states and reasons.
 //! - [`job`]: the versioned restore-queue message.
+//! - [`plan`]: the restore-chain planner (which file to apply, wait for, skip).
+//! - [`restore`]: the restore worker's core (submit, poll, advance the chain).
 //! - [`ports`]: the traits adapters implement (object reader, status store, job queue).
 //! - [`tsql`]: the T-SQL of both target dialects (RDS procedures, native RESTORE in Agent jobs).
 //! - [`validate`]: validation of one uploaded object (the validate-upload function's core).
@@ -22,7 +24,9 @@ pub mod job;
 pub mod lsn;
 pub mod names;
 pub mod object;
+pub mod plan;
 pub mod ports;
+pub mod restore;
 pub mod status;
 pub mod summary;
 pub mod tsql;

@@ -13,6 +13,8 @@ use uuid::Uuid;
 
 use crate::lsn::Lsn;
 use crate::object::ObjectRef;
+use crate::plan::{ChainState, Step};
+use crate::ports::TaskId;
 
 /// Where a migration is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,10 +199,33 @@ pub struct FileRecord {
     pub header: Option<HeaderSummary>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
+    /// When its restore was submitted.
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub restore_started_at: Option<OffsetDateTime>,
+    /// When its restore finished (restored, failed or skipped).
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub restore_finished_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+/// The restore the migration has in flight on the target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InFlight {
+    pub step: Step,
+    /// Name of the task (Agent job name; also what finds an RDS task again after a crash).
+    pub task_name: String,
+    /// The target's task, once submitted and recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskId>,
+    /// Who claimed the submission, until when (a crashed submitter's claim runs out).
+    pub claim: Claim,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent_complete: Option<f64>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub submitted_at: OffsetDateTime,
 }
 
 /// One migration (one target database).
@@ -218,6 +243,11 @@ pub struct MigrationRecord {
     pub source_database: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
+    /// What has been restored on the target so far.
+    #[serde(default)]
+    pub chain: ChainState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<InFlight>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -234,6 +264,8 @@ impl MigrationRecord {
             full_backup_set_guid: None,
             source_database: None,
             reason: None,
+            chain: ChainState::default(),
+            in_flight: None,
             created_at: now,
             updated_at: now,
         }

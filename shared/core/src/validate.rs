@@ -148,6 +148,8 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                         reason: None,
                         header: None,
                         claim: Some(claim(attempt_id, now)),
+                        restore_started_at: None,
+                        restore_finished_at: None,
                         created_at: now,
                         updated_at: now,
                     };
@@ -495,7 +497,9 @@ mod tests {
         );
         let messages = v.queue.messages();
         assert_eq!(messages.len(), 1);
-        let QueueMessage::Restore(job) = &messages[0];
+        let QueueMessage::Restore(job) = &messages[0] else {
+            panic!("expected a restore job, got {:?}", messages[0]);
+        };
         assert_eq!(job.header.last_lsn.to_string(), "39000000051800001");
     }
 
@@ -728,7 +732,10 @@ mod tests {
             .queue
             .messages()
             .iter()
-            .map(|QueueMessage::Restore(j)| j.header.family_sequence)
+            .filter_map(|m| match m {
+                QueueMessage::Restore(j) => Some(j.header.family_sequence),
+                _ => None,
+            })
             .collect();
         assert_eq!(families, vec![1, 2]);
     }

@@ -41,7 +41,10 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--native" => o.native = true,
             "--rds" => o.native = false,
             "-h" | "--help" => {
-                return Err("usage: tds-test-server [--port N] [--native|--rds] [--restore-secs S]".to_string())
+                return Err(
+                    "usage: tds-test-server [--port N] [--native|--rds] [--restore-secs S]"
+                        .to_string(),
+                )
             }
             other => return Err(format!("unknown argument {other:?}")),
         }

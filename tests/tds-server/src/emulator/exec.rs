@@ -7,7 +7,9 @@ use super::restore::{self, Dialect, RestoreRequest};
 use super::sql::{self, Cursor, Expr, ObjName, Tok};
 use super::state::{BackupKind, State};
 use super::tables;
-use crate::protocol::{Column, Reply, ReplyPart, Request, ResultSet, ServerMessage, Session, SqlType, Value};
+use crate::protocol::{
+    Column, Reply, ReplyPart, Request, ResultSet, ServerMessage, Session, SqlType, Value,
+};
 use std::cmp::Ordering;
 
 /// What a statement runs in.
@@ -90,13 +92,36 @@ pub struct RestoreStmt {
 }
 
 const STATEMENT_STARTS: &[&str] = &[
-    "select", "exec", "execute", "restore", "drop", "use", "set", "print", "declare", "if", "begin",
-    "end", "insert", "update", "delete", "alter", "create", "go", "waitfor", "raiserror", "throw",
+    "select",
+    "exec",
+    "execute",
+    "restore",
+    "drop",
+    "use",
+    "set",
+    "print",
+    "declare",
+    "if",
+    "begin",
+    "end",
+    "insert",
+    "update",
+    "delete",
+    "alter",
+    "create",
+    "go",
+    "waitfor",
+    "raiserror",
+    "throw",
 ];
 const CLAUSE_WORDS: &[&str] = &[
     "from", "where", "order", "group", "having", "union", "and", "or", "as", "into", "option",
     "with", "to", "on", "not", "in", "is", "like", "desc", "asc", "by",
 ];
+
+fn starts_statement(t: &Tok) -> bool {
+    matches!(t, Tok::Ident(s) if STATEMENT_STARTS.contains(&s.to_lowercase().as_str()))
+}
 
 fn is_reserved(t: &Tok) -> bool {
     match t {
@@ -122,9 +147,7 @@ pub fn parse_batch(text: &str) -> Result<Vec<Stmt>, ServerMessage> {
             break;
         }
         out.push(statement(&mut c)?);
-        if !c.at_end() && !c.punct(';') && !c.peek().is_some_and(|t| {
-            matches!(t, Tok::Ident(s) if STATEMENT_STARTS.contains(&s.to_lowercase().as_str()))
-        }) {
+        if !c.at_end() && !c.punct(';') && !c.peek().is_some_and(starts_statement) {
             return Err(c.error_here());
         }
     }
@@ -189,7 +212,7 @@ fn statement(c: &mut Cursor<'_>) -> Result<Stmt, ServerMessage> {
     }
     if c.kw("set") {
         let _ = c.name()?;
-        while !c.at_stmt_end() && !(c.peek().is_some_and(is_reserved) && !c.peek().is_some_and(|t| t.is_kw("on"))) {
+        while !c.at_stmt_end() && !c.peek().is_some_and(starts_statement) {
             c.next_tok();
         }
         return Ok(Stmt::Set);
@@ -527,7 +550,10 @@ fn restore_exec(ctx: &mut Ctx<'_>, r: &RestoreStmt) -> Result<Reply, ServerMessa
 ///
 /// # Errors
 /// Evaluation errors (unknown parameter).
-pub fn restore_request(ctx: &mut Ctx<'_>, r: &RestoreStmt) -> Result<RestoreRequest, ServerMessage> {
+pub fn restore_request(
+    ctx: &mut Ctx<'_>,
+    r: &RestoreStmt,
+) -> Result<RestoreRequest, ServerMessage> {
     let mut sources = Vec::new();
     for e in &r.sources {
         match eval(ctx, e, None)? {
@@ -550,17 +576,25 @@ pub fn restore_request(ctx: &mut Ctx<'_>, r: &RestoreStmt) -> Result<RestoreRequ
 ///
 /// # Errors
 /// 911-style when missing, 3117 when not restoring, 3702 while a restore runs.
-pub fn recover(state: &mut State, name: &str, recovery: bool) -> Result<Vec<ServerMessage>, ServerMessage> {
+pub fn recover(
+    state: &mut State,
+    name: &str,
+    recovery: bool,
+) -> Result<Vec<ServerMessage>, ServerMessage> {
     if procs::restore_running_on(state, name) {
         return Err(ServerMessage::error(
             3101,
-            format!("Exclusive access could not be obtained because the database '{name}' is in use."),
+            format!(
+                "Exclusive access could not be obtained because the database '{name}' is in use."
+            ),
         ));
     }
     let Some(db) = state.databases.get_mut(&name.to_lowercase()) else {
         return Err(ServerMessage::error(
             911,
-            format!("Database '{name}' does not exist. Make sure that the name is entered correctly."),
+            format!(
+                "Database '{name}' does not exist. Make sure that the name is entered correctly."
+            ),
         ));
     };
     if db.state != super::state::DatabaseState::Restoring {
@@ -582,17 +616,17 @@ pub fn recover(state: &mut State, name: &str, recovery: bool) -> Result<Vec<Serv
 ///
 /// # Errors
 /// 137 unknown variable, 207 unknown column, 195 unknown function.
-pub fn eval(ctx: &Ctx<'_>, e: &Expr, row: Option<(&[Column], &[Value])>) -> Result<Value, ServerMessage> {
+pub fn eval(
+    ctx: &Ctx<'_>,
+    e: &Expr,
+    row: Option<(&[Column], &[Value])>,
+) -> Result<Value, ServerMessage> {
     match e {
         Expr::Lit(v) => Ok(v.clone()),
-        Expr::Var(name) => ctx
-            .req
-            .and_then(|r| r.param(name))
-            .cloned()
-            .ok_or_else(|| {
-                ServerMessage::error(137, format!("Must declare the scalar variable \"{name}\"."))
-                    .with_class(15)
-            }),
+        Expr::Var(name) => ctx.req.and_then(|r| r.param(name)).cloned().ok_or_else(|| {
+            ServerMessage::error(137, format!("Must declare the scalar variable \"{name}\"."))
+                .with_class(15)
+        }),
         Expr::Global(g) => {
             let s = &ctx.state.server;
             match g.as_str() {
@@ -604,7 +638,11 @@ pub fn eval(ctx: &Ctx<'_>, e: &Expr, row: Option<(&[Column], &[Value])>) -> Resu
                 "@@microsoftversion" => Ok(Value::Int(
                     ((s.part(0) << 24) | (s.part(1) << 16) | s.part(2)) as i32,
                 )),
-                _ => Err(ServerMessage::error(137, format!("Must declare the scalar variable \"{g}\".")).with_class(15)),
+                _ => Err(ServerMessage::error(
+                    137,
+                    format!("Must declare the scalar variable \"{g}\"."),
+                )
+                .with_class(15)),
             }
         }
         Expr::Col(name) => {
@@ -613,7 +651,10 @@ pub fn eval(ctx: &Ctx<'_>, e: &Expr, row: Option<(&[Column], &[Value])>) -> Resu
                     return Ok(vals[i].clone());
                 }
             }
-            Err(ServerMessage::error(207, format!("Invalid column name '{name}'.")))
+            Err(ServerMessage::error(
+                207,
+                format!("Invalid column name '{name}'."),
+            ))
         }
         Expr::Star => Err(sql::syntax_error_near(Some(&Tok::Punct('*')))),
         Expr::Call(f, args) => {
@@ -628,7 +669,12 @@ pub fn eval(ctx: &Ctx<'_>, e: &Expr, row: Option<(&[Column], &[Value])>) -> Resu
 
 fn call_function(ctx: &Ctx<'_>, f: &str, args: &[Value]) -> Result<Value, ServerMessage> {
     let s = &ctx.state.server;
-    let arg_str = |i: usize| args.get(i).and_then(Value::as_str).unwrap_or_default().to_string();
+    let arg_str = |i: usize| {
+        args.get(i)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     match f {
         "serverproperty" => {
             let p = arg_str(0).to_lowercase();
@@ -679,9 +725,19 @@ fn call_function(ctx: &Ctx<'_>, f: &str, args: &[Value]) -> Result<Value, Server
         "getdate" | "getutcdate" | "sysdatetime" | "sysutcdatetime" => {
             Ok(Value::DateTime2(ctx.state.datetime(ctx.state.now())))
         }
-        "isnull" | "coalesce" => Ok(args.iter().find(|v| !v.is_null()).cloned().unwrap_or(Value::Null)),
-        "upper" => Ok(args.first().and_then(Value::as_str).map_or(Value::Null, |s| Value::text(s.to_uppercase()))),
-        "lower" => Ok(args.first().and_then(Value::as_str).map_or(Value::Null, |s| Value::text(s.to_lowercase()))),
+        "isnull" | "coalesce" => Ok(args
+            .iter()
+            .find(|v| !v.is_null())
+            .cloned()
+            .unwrap_or(Value::Null)),
+        "upper" => Ok(args
+            .first()
+            .and_then(Value::as_str)
+            .map_or(Value::Null, |s| Value::text(s.to_uppercase()))),
+        "lower" => Ok(args
+            .first()
+            .and_then(Value::as_str)
+            .map_or(Value::Null, |s| Value::text(s.to_lowercase()))),
         _ => Err(ServerMessage::error(
             195,
             format!("'{f}' is not a recognized built-in function name."),
@@ -696,12 +752,18 @@ pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
         (Value::Null, _) | (_, Value::Null) => None,
         (Value::NVarChar(x), Value::NVarChar(y)) => Some(x.to_lowercase().cmp(&y.to_lowercase())),
         (Value::Guid(x), Value::Guid(y)) => Some(x.cmp(y)),
-        (Value::Float(x), y) => y.as_i64().map(|y| y as f64).or(match y {
-            Value::Float(f) => Some(*f),
-            _ => None,
-        }).and_then(|y| x.partial_cmp(&y)),
+        (Value::Float(x), y) => y
+            .as_i64()
+            .map(|y| y as f64)
+            .or(match y {
+                Value::Float(f) => Some(*f),
+                _ => None,
+            })
+            .and_then(|y| x.partial_cmp(&y)),
         (x, Value::Float(y)) => x.as_i64().and_then(|x| (x as f64).partial_cmp(y)),
-        (Value::DateTime(x) | Value::DateTime2(x), Value::DateTime(y) | Value::DateTime2(y)) => Some(x.cmp(y)),
+        (Value::DateTime(x) | Value::DateTime2(x), Value::DateTime(y) | Value::DateTime2(y)) => {
+            Some(x.cmp(y))
+        }
         (Value::NVarChar(s), other) | (other, Value::NVarChar(s)) if other.as_i64().is_some() => {
             let n = s.trim().parse::<i64>().ok()?;
             let o = other.as_i64()?;
@@ -718,7 +780,11 @@ pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
     }
 }
 
-fn cond_holds(ctx: &Ctx<'_>, c: &Cond, row: Option<(&[Column], &[Value])>) -> Result<bool, ServerMessage> {
+fn cond_holds(
+    ctx: &Ctx<'_>,
+    c: &Cond,
+    row: Option<(&[Column], &[Value])>,
+) -> Result<bool, ServerMessage> {
     Ok(match c {
         Cond::IsNull(e, not) => eval(ctx, e, row)?.is_null() != *not,
         Cond::In(e, list, not) => {
@@ -804,7 +870,10 @@ fn select_exec(ctx: &mut Ctx<'_>, s: &Select) -> Result<ResultSet, ServerMessage
         return Ok(rs);
     };
     let Some(table) = tables::table(ctx, from) else {
-        return Err(ServerMessage::error(208, format!("Invalid object name '{}'.", from.written())));
+        return Err(ServerMessage::error(
+            208,
+            format!("Invalid object name '{}'.", from.written()),
+        ));
     };
     let mut rows = Vec::new();
     for r in &table.rows {
@@ -820,8 +889,15 @@ fn select_exec(ctx: &mut Ctx<'_>, s: &Select) -> Result<ResultSet, ServerMessage
         }
     }
     for (col, desc) in s.order.iter().rev() {
-        let Some(i) = table.columns.iter().position(|c| c.name.eq_ignore_ascii_case(col)) else {
-            return Err(ServerMessage::error(207, format!("Invalid column name '{col}'.")));
+        let Some(i) = table
+            .columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case(col))
+        else {
+            return Err(ServerMessage::error(
+                207,
+                format!("Invalid column name '{col}'."),
+            ));
         };
         rows.sort_by(|a, b| {
             let o = match (&a[i], &b[i]) {
@@ -876,8 +952,15 @@ fn select_exec(ctx: &mut Ctx<'_>, s: &Select) -> Result<ResultSet, ServerMessage
                 }
             }
             Expr::Col(name) => {
-                let Some(j) = table.columns.iter().position(|c| c.name.eq_ignore_ascii_case(name)) else {
-                    return Err(ServerMessage::error(207, format!("Invalid column name '{name}'.")));
+                let Some(j) = table
+                    .columns
+                    .iter()
+                    .position(|c| c.name.eq_ignore_ascii_case(name))
+                else {
+                    return Err(ServerMessage::error(
+                        207,
+                        format!("Invalid column name '{name}'."),
+                    ));
                 };
                 let mut c = table.columns[j].clone();
                 if let Some(a) = a {
@@ -927,7 +1010,29 @@ mod tests {
     #[test]
     fn a_batch_with_a_syntax_error_is_rejected_whole() {
         assert!(parse_batch("select 1; frobnicate the database").is_err());
-        assert_eq!(parse_batch("SET NOCOUNT ON; SELECT 1 AS x").map(|s| s.len()), Ok(2));
+        assert_eq!(
+            parse_batch("SET NOCOUNT ON; SELECT 1 AS x").map(|s| s.len()),
+            Ok(2)
+        );
+    }
+
+    #[test]
+    fn random_text_never_panics_the_parser() {
+        let alphabet: Vec<char> =
+            "selct frmwhe@P1[]]'N;.,()=*<>!-/ 0123 exec restore database log url disk with"
+                .chars()
+                .collect();
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 60) as usize;
+            let text: String = (0..len)
+                .map(|i| alphabet[((seed >> (i % 50)) as usize + i * 7) % alphabet.len()])
+                .collect();
+            let _ = parse_batch(&text);
+        }
     }
 
     #[test]

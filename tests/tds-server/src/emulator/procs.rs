@@ -124,7 +124,11 @@ const PROCS: &[Proc] = &[
     Proc {
         name: "sp_add_jobserver",
         rds_only: false,
-        params: &[("job_id", false), ("job_name", false), ("server_name", false)],
+        params: &[
+            ("job_id", false),
+            ("job_name", false),
+            ("server_name", false),
+        ],
         run: sp_add_jobserver,
     },
     Proc {
@@ -161,7 +165,11 @@ const PROCS: &[Proc] = &[
     Proc {
         name: "sp_help_job",
         rds_only: false,
-        params: &[("job_id", false), ("job_name", false), ("job_aspect", false)],
+        params: &[
+            ("job_id", false),
+            ("job_name", false),
+            ("job_aspect", false),
+        ],
         run: sp_help_job,
     },
 ];
@@ -184,7 +192,11 @@ fn not_found(proc: &ObjName) -> ServerMessage {
 ///
 /// # Errors
 /// 2812 unknown procedure, 8145 unknown parameter, 201 missing parameter, and each procedure's own errors.
-pub fn call(ctx: &mut Ctx<'_>, proc: &ObjName, args: &[(Option<String>, Value)]) -> Result<Reply, ServerMessage> {
+pub fn call(
+    ctx: &mut Ctx<'_>,
+    proc: &ObjName,
+    args: &[(Option<String>, Value)],
+) -> Result<Reply, ServerMessage> {
     let parts: Vec<String> = proc.parts.iter().map(|p| p.to_lowercase()).collect();
     let last = parts.last().cloned().unwrap_or_default();
     let db_ok = match parts.len() {
@@ -217,7 +229,10 @@ pub fn call(ctx: &mut Ctx<'_>, proc: &ObjName, args: &[(Option<String>, Value)])
                 None => {
                     return Err(ServerMessage::error(
                         8144,
-                        format!("Procedure or function {} has too many arguments specified.", p.name),
+                        format!(
+                            "Procedure or function {} has too many arguments specified.",
+                            p.name
+                        ),
                     ))
                 }
             },
@@ -281,12 +296,19 @@ const RESERVED: &[&str] = &["master", "model", "msdb", "tempdb"];
 fn check_rds_db_name(name: &str) -> Result<(), ServerMessage> {
     let lower = name.to_lowercase();
     if name.is_empty() || RESERVED.contains(&lower.as_str()) || lower.starts_with("rdsadmin") {
-        return Err(rds_error(format!("Database name '{name}' is not valid for this operation.")));
+        return Err(rds_error(format!(
+            "Database name '{name}' is not valid for this operation."
+        )));
     }
     Ok(())
 }
 
-fn submit_rds(ctx: &mut Ctx<'_>, req: RestoreRequest, task_type: String, kms: Option<String>) -> Result<Reply, ServerMessage> {
+fn submit_rds(
+    ctx: &mut Ctx<'_>,
+    req: RestoreRequest,
+    task_type: String,
+    kms: Option<String>,
+) -> Result<Reply, ServerMessage> {
     check_rds_db_name(&req.database)?;
     let arn = req.sources.first().cloned().unwrap_or_default();
     if !arn.starts_with("arn:aws:s3:::") {
@@ -294,7 +316,12 @@ fn submit_rds(ctx: &mut Ctx<'_>, req: RestoreRequest, task_type: String, kms: Op
             "The S3 ARN '{arn}' is not valid. Specify an ARN of the form arn:aws:s3:::bucket/key."
         )));
     }
-    let active = ctx.state.rds_tasks.iter().filter(|t| t.lifecycle.is_active()).count();
+    let active = ctx
+        .state
+        .rds_tasks
+        .iter()
+        .filter(|t| t.lifecycle.is_active())
+        .count();
     if active >= ctx.state.rds_max_concurrent_tasks {
         return Err(rds_error(format!(
             "Cannot start a new task: {active} tasks are already in progress on this instance, the maximum is {}. Wait for a task to finish and try again.",
@@ -349,7 +376,9 @@ fn submit_rds(ctx: &mut Ctx<'_>, req: RestoreRequest, task_type: String, kms: Op
         Value::text(task.op.database.clone()),
         Value::text(task.s3_object_arn.clone()),
         Value::Int(0),
-        task.kms_master_key_arn.clone().map_or(Value::Null, Value::text),
+        task.kms_master_key_arn
+            .clone()
+            .map_or(Value::Null, Value::text),
         Value::Int(0),
         Value::Null,
     ]);
@@ -363,7 +392,9 @@ fn rds_restore_database(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerM
     let norecovery = int_arg(args, "with_norecovery").unwrap_or(0) != 0;
     let ty = text_arg(args, "type").unwrap_or_else(|| "FULL".to_string());
     let Some(kind) = exec::rds_type(&ty) else {
-        return Err(rds_error(format!("Invalid @type '{ty}'. Valid values are FULL and DIFFERENTIAL.")));
+        return Err(rds_error(format!(
+            "Invalid @type '{ty}'. Valid values are FULL and DIFFERENTIAL."
+        )));
     };
     let task_type = match (kind, norecovery) {
         (BackupKind::Differential, true) => "RESTORE_DB_DIFFERENTIAL_NORECOVERY",
@@ -379,7 +410,12 @@ fn rds_restore_database(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerM
         recovery: !norecovery,
         replace: false,
     };
-    submit_rds(ctx, req, task_type.to_string(), text_arg(args, "kms_master_key_arn"))
+    submit_rds(
+        ctx,
+        req,
+        task_type.to_string(),
+        text_arg(args, "kms_master_key_arn"),
+    )
 }
 
 fn rds_restore_log(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
@@ -399,7 +435,12 @@ fn rds_restore_log(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessag
     } else {
         "RESTORE_DB_LOG"
     };
-    submit_rds(ctx, req, task_type.to_string(), text_arg(args, "kms_master_key_arn"))
+    submit_rds(
+        ctx,
+        req,
+        task_type.to_string(),
+        text_arg(args, "kms_master_key_arn"),
+    )
 }
 
 /// The `rds_task_status` columns.
@@ -427,7 +468,10 @@ fn rds_task_status(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessag
     let id = int_arg(args, "task_id");
     let mut rs = ResultSet::new(task_status_columns());
     for t in &ctx.state.rds_tasks {
-        if db.as_ref().is_some_and(|d| !d.eq_ignore_ascii_case(&t.op.database)) {
+        if db
+            .as_ref()
+            .is_some_and(|d| !d.eq_ignore_ascii_case(&t.op.database))
+        {
             continue;
         }
         if id.is_some_and(|i| i != i64::from(t.task_id)) {
@@ -450,7 +494,9 @@ fn rds_task_status(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessag
             Value::DateTime(ctx.state.datetime(t.created_at)),
             Value::text(t.s3_object_arn.clone()),
             Value::Int(0),
-            t.kms_master_key_arn.clone().map_or(Value::Null, Value::text),
+            t.kms_master_key_arn
+                .clone()
+                .map_or(Value::Null, Value::text),
             Value::Null,
             Value::Int(0),
         ]);
@@ -477,7 +523,12 @@ fn rds_finish_restore(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMes
 fn rds_cancel_task(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
     let id = int_arg(args, "task_id").unwrap_or(-1);
     let now = ctx.state.now();
-    let Some(t) = ctx.state.rds_tasks.iter_mut().find(|t| i64::from(t.task_id) == id) else {
+    let Some(t) = ctx
+        .state
+        .rds_tasks
+        .iter_mut()
+        .find(|t| i64::from(t.task_id) == id)
+    else {
         return Err(rds_error(format!("Task {id} does not exist.")));
     };
     if !t.lifecycle.is_active() {
@@ -489,7 +540,10 @@ fn rds_cancel_task(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessag
     t.lifecycle = Lifecycle::CancelRequested;
     t.last_updated = now;
     let mut reply = Reply::empty();
-    reply.push(ReplyPart::Info(ServerMessage::info(0, format!("Task {id} cancellation requested."))));
+    reply.push(ReplyPart::Info(ServerMessage::info(
+        0,
+        format!("Task {id} cancellation requested."),
+    )));
     Ok(reply)
 }
 
@@ -498,7 +552,10 @@ fn rds_drop_database(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMess
     check_rds_db_name(&db)?;
     exec::drop_database(ctx.state, &db, false)?;
     let mut reply = Reply::empty();
-    reply.push(ReplyPart::Info(ServerMessage::info(0, format!("Dropped database {db}."))));
+    reply.push(ReplyPart::Info(ServerMessage::info(
+        0,
+        format!("Dropped database {db}."),
+    )));
     Ok(reply)
 }
 
@@ -523,7 +580,10 @@ fn find_job_key(state: &State, args: &Args) -> Result<String, ServerMessage> {
             .ok_or_else(|| {
                 ServerMessage::error(
                     14262,
-                    format!("The specified @job_id ('{}') does not exist.", Value::Guid(*g)),
+                    format!(
+                        "The specified @job_id ('{}') does not exist.",
+                        Value::Guid(*g)
+                    ),
                 )
             });
     }
@@ -565,7 +625,10 @@ fn sp_add_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
 fn sp_add_jobstep(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
     let key = find_job_key(ctx.state, args)?;
     let Some(job) = ctx.state.jobs.get_mut(&key) else {
-        return Err(ServerMessage::error(14262, "The specified job does not exist."));
+        return Err(ServerMessage::error(
+            14262,
+            "The specified job does not exist.",
+        ));
     };
     let step_id = int_arg(args, "step_id").map_or(job.steps.len() as i32 + 1, |v| v as i32);
     job.steps.push(JobStep {
@@ -596,7 +659,10 @@ fn sp_start_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> 
         ctx.session.user.clone()
     };
     let Some(job) = ctx.state.jobs.get(&key).cloned() else {
-        return Err(ServerMessage::error(14262, "The specified job does not exist."));
+        return Err(ServerMessage::error(
+            14262,
+            "The specified job does not exist.",
+        ));
     };
     if job.servers.is_empty() {
         return Err(ServerMessage::error(
@@ -642,7 +708,10 @@ fn sp_start_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> 
                     match exec::restore_request(&mut step_ctx, &r) {
                         Ok(req) => {
                             let duration = ctx.state.restore_duration(&req.database);
-                            (Some(restore::plan(ctx.state, &req, Dialect::Native, duration)), Ok(()))
+                            (
+                                Some(restore::plan(ctx.state, &req, Dialect::Native, duration)),
+                                Ok(()),
+                            )
                         }
                         Err(e) => (None, Err(vec![e])),
                     }
@@ -662,7 +731,14 @@ fn sp_start_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> 
                             _ => None,
                         })
                         .collect();
-                    (None, if errors.is_empty() { Ok(()) } else { Err(errors) })
+                    (
+                        None,
+                        if errors.is_empty() {
+                            Ok(())
+                        } else {
+                            Err(errors)
+                        },
+                    )
                 }
             }
         }
@@ -689,7 +765,10 @@ fn sp_stop_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
     let now = ctx.state.now();
     let user = ctx.session.user.clone();
     let Some(job) = ctx.state.jobs.get(&key).cloned() else {
-        return Err(ServerMessage::error(14262, "The specified job does not exist."));
+        return Err(ServerMessage::error(
+            14262,
+            "The specified job does not exist.",
+        ));
     };
     let Some(run) = job.running.clone() else {
         return Err(ServerMessage::error(
@@ -754,8 +833,12 @@ fn sp_help_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
                 Some(at) => {
                     let dt = ctx.state.datetime(at);
                     (
-                        dt.year() * 10000 + i32::from(u8::from(dt.month())) * 100 + i32::from(dt.day()),
-                        i32::from(dt.hour()) * 10000 + i32::from(dt.minute()) * 100 + i32::from(dt.second()),
+                        dt.year() * 10000
+                            + i32::from(u8::from(dt.month())) * 100
+                            + i32::from(dt.day()),
+                        i32::from(dt.hour()) * 10000
+                            + i32::from(dt.minute()) * 100
+                            + i32::from(dt.second()),
                     )
                 }
                 None => (0, 0),
@@ -785,7 +868,15 @@ fn history_id(state: &mut State) -> i32 {
 }
 
 /// Ends a job run: writes the step and outcome rows to `sysjobhistory`.
-fn finish_job(state: &mut State, key: &str, now: Duration, run_status: i32, msg_id: i32, severity: i32, step_message: String) {
+fn finish_job(
+    state: &mut State,
+    key: &str,
+    now: Duration,
+    run_status: i32,
+    msg_id: i32,
+    severity: i32,
+    step_message: String,
+) {
     let Some(job) = state.jobs.get(key).cloned() else {
         return;
     };
@@ -845,7 +936,10 @@ fn finish_job(state: &mut State, key: &str, now: Duration, run_status: i32, msg_
 fn step_failure_text(errors: &[ServerMessage]) -> String {
     let mut s = String::from("Executed as user: NT SERVICE\\SQLSERVERAGENT. ");
     for e in errors {
-        s.push_str(&format!("{} [SQLSTATE 42000] (Error {})  ", e.message, e.number));
+        s.push_str(&format!(
+            "{} [SQLSTATE 42000] (Error {})  ",
+            e.message, e.number
+        ));
     }
     s.push_str("The step failed.");
     s
@@ -871,17 +965,21 @@ pub fn refresh(state: &mut State) {
     for i in 0..state.rds_tasks.len() {
         let task = state.rds_tasks[i].clone();
         match task.lifecycle {
-            Lifecycle::CancelRequested => {
-                if now.saturating_sub(task.last_updated) >= state.rds_queue_delay {
-                    if task.op.created_db {
-                        state.databases.remove(&task.op.database.to_lowercase());
-                    }
-                    let info = format!("{}{} Task has been cancelled.\n", task.task_info, stamp(state, now));
-                    let t = &mut state.rds_tasks[i];
-                    t.lifecycle = Lifecycle::Cancelled;
-                    t.last_updated = now;
-                    t.task_info = info;
+            Lifecycle::CancelRequested
+                if now.saturating_sub(task.last_updated) >= state.rds_queue_delay =>
+            {
+                if task.op.created_db {
+                    state.databases.remove(&task.op.database.to_lowercase());
                 }
+                let info = format!(
+                    "{}{} Task has been cancelled.\n",
+                    task.task_info,
+                    stamp(state, now)
+                );
+                let t = &mut state.rds_tasks[i];
+                t.lifecycle = Lifecycle::Cancelled;
+                t.last_updated = now;
+                t.task_info = info;
             }
             Lifecycle::Created | Lifecycle::InProgress => {
                 let op = &task.op;
@@ -890,7 +988,10 @@ pub fn refresh(state: &mut State) {
                 }
                 let mut info = task.task_info.clone();
                 if task.lifecycle == Lifecycle::Created {
-                    info.push_str(&format!("{} Task execution has started.\n", stamp(state, op.started_at)));
+                    info.push_str(&format!(
+                        "{} Task execution has started.\n",
+                        stamp(state, op.started_at)
+                    ));
                 }
                 if now < op.started_at + op.duration {
                     let pct = tables::percent(op, now) as i32;
@@ -951,7 +1052,13 @@ pub fn refresh(state: &mut State) {
         match &run.op {
             None => {
                 let (status, id, sev, msg) = match &run.immediate {
-                    Ok(()) => (1, 0, 0, "Executed as user: NT SERVICE\\SQLSERVERAGENT. The step succeeded.".to_string()),
+                    Ok(()) => (
+                        1,
+                        0,
+                        0,
+                        "Executed as user: NT SERVICE\\SQLSERVERAGENT. The step succeeded."
+                            .to_string(),
+                    ),
                     Err(errors) => (
                         0,
                         errors.first().map_or(0, |e| e.number as i32),
@@ -971,7 +1078,9 @@ pub fn refresh(state: &mut State) {
                     Ok(infos) => {
                         let text = infos
                             .iter()
-                            .map(|m| format!("{} [SQLSTATE 01000] (Message {})", m.message, m.number))
+                            .map(|m| {
+                                format!("{} [SQLSTATE 01000] (Message {})", m.message, m.number)
+                            })
                             .collect::<Vec<_>>()
                             .join("  ");
                         finish_job(
@@ -1002,7 +1111,9 @@ mod tests {
     fn every_procedure_has_unique_lowercase_parameters() {
         for p in PROCS {
             let mut names: Vec<&str> = p.params.iter().map(|(n, _)| *n).collect();
-            assert!(names.iter().all(|n| n.chars().all(|c| !c.is_ascii_uppercase())));
+            assert!(names
+                .iter()
+                .all(|n| n.chars().all(|c| !c.is_ascii_uppercase())));
             names.sort_unstable();
             names.dedup();
             assert_eq!(names.len(), p.params.len(), "{}", p.name);

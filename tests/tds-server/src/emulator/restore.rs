@@ -38,7 +38,12 @@ fn terminating(is_log: bool) -> ServerMessage {
 }
 
 /// Decides the outcome of a restore and, for a new database, creates it in RESTORING state.
-pub fn plan(state: &mut State, req: &RestoreRequest, dialect: Dialect, duration: Duration) -> RestoreOp {
+pub fn plan(
+    state: &mut State,
+    req: &RestoreRequest,
+    dialect: Dialect,
+    duration: Duration,
+) -> RestoreOp {
     let db_key = req.database.to_lowercase();
     let existing = state.database(&req.database).map(|d| (d.state, d.last_lsn));
     let info = req
@@ -65,7 +70,10 @@ pub fn plan(state: &mut State, req: &RestoreRequest, dialect: Dialect, duration:
     };
     let outcome = if let Some(f) = state.take_scripted_failure(&req.database) {
         fail(f.number, f.message)
-    } else if let Some(i) = info.as_ref().filter(|i| i.database_version > state.server.database_version) {
+    } else if let Some(i) = info
+        .as_ref()
+        .filter(|i| i.database_version > state.server.database_version)
+    {
         fail(
             3169,
             format!(
@@ -164,7 +172,11 @@ pub fn short_version(v: &str) -> String {
 ///
 /// # Errors
 /// The op's SQL Server errors, after undoing a database it created.
-pub fn complete(state: &mut State, op: &RestoreOp, via: &str) -> Result<Vec<ServerMessage>, Vec<ServerMessage>> {
+pub fn complete(
+    state: &mut State,
+    op: &RestoreOp,
+    via: &str,
+) -> Result<Vec<ServerMessage>, Vec<ServerMessage>> {
     let key = op.database.to_lowercase();
     match &op.outcome {
         Err(errors) => {
@@ -198,7 +210,11 @@ pub fn complete(state: &mut State, op: &RestoreOp, via: &str) -> Result<Vec<Serv
                     via: via.to_string(),
                 });
             }
-            let what = if op.kind == BackupKind::Log { "LOG" } else { "DATABASE" };
+            let what = if op.kind == BackupKind::Log {
+                "LOG"
+            } else {
+                "DATABASE"
+            };
             let pages = 2_000 + (op.sources.len() as u64) * 321;
             Ok(vec![
                 ServerMessage::info(

@@ -120,11 +120,15 @@ pub fn tokenize(sql: &str) -> Result<Vec<Tok>, ServerMessage> {
         } else if c == '@' {
             let start = i;
             i += 1;
-            while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '@' | '#' | '$')) {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '@' | '#' | '$'))
+            {
                 i += 1;
             }
             out.push(Tok::Var(chars[start..i].iter().collect()));
-        } else if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit)) {
+        } else if c.is_ascii_digit()
+            || (c == '.' && chars.get(i + 1).is_some_and(char::is_ascii_digit))
+        {
             let start = i;
             while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
                 i += 1;
@@ -132,7 +136,9 @@ pub fn tokenize(sql: &str) -> Result<Vec<Tok>, ServerMessage> {
             out.push(Tok::Num(chars[start..i].iter().collect()));
         } else if c.is_alphabetic() || c == '_' || c == '#' {
             let start = i;
-            while i < chars.len() && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '#' | '$' | '@')) {
+            while i < chars.len()
+                && (chars[i].is_alphanumeric() || matches!(chars[i], '_' | '#' | '$' | '@'))
+            {
                 i += 1;
             }
             out.push(Tok::Ident(chars[start..i].iter().collect()));
@@ -140,7 +146,9 @@ pub fn tokenize(sql: &str) -> Result<Vec<Tok>, ServerMessage> {
             out.push(Tok::Punct(c));
             i += 1;
         } else {
-            return Err(ServerMessage::error(102, format!("Incorrect syntax near '{c}'.")).with_class(15));
+            return Err(
+                ServerMessage::error(102, format!("Incorrect syntax near '{c}'.")).with_class(15),
+            );
         }
     }
     Ok(out)
@@ -169,7 +177,11 @@ pub fn normalise(sql: &str) -> String {
             }
             out
         }
-        Err(_) => sql.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase(),
+        Err(_) => sql
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase(),
     }
 }
 

@@ -68,7 +68,10 @@ pub fn table(ctx: &Ctx<'_>, name: &ObjName) -> Option<Table> {
     let canonical = name.canonical();
     let short = canonical
         .strip_prefix("msdb.dbo.")
-        .or_else(|| (ctx.session.database.eq_ignore_ascii_case("msdb")).then(|| canonical.strip_prefix("dbo.").unwrap_or(&canonical)))
+        .or_else(|| {
+            (ctx.session.database.eq_ignore_ascii_case("msdb"))
+                .then(|| canonical.strip_prefix("dbo.").unwrap_or(&canonical))
+        })
         .unwrap_or(&canonical);
     let now = ctx.state.now();
     match short {
@@ -121,7 +124,9 @@ pub fn table(ctx: &Ctx<'_>, name: &ObjName) -> Option<Table> {
             ]];
             for op in running_ops(ctx) {
                 let pct = percent(&op, now);
-                let remaining = op.duration.saturating_sub(now.saturating_sub(op.started_at));
+                let remaining = op
+                    .duration
+                    .saturating_sub(now.saturating_sub(op.started_at));
                 rows.push(vec![
                     Value::Int(op.session_id),
                     Value::Int(0),
@@ -246,7 +251,9 @@ pub fn table(ctx: &Ctx<'_>, name: &ObjName) -> Option<Table> {
                 .collect(),
         }),
         "sysjobactivity" => {
-            let dt = |d: Option<Duration>| d.map_or(Value::Null, |d| Value::DateTime(ctx.state.datetime(d)));
+            let dt = |d: Option<Duration>| {
+                d.map_or(Value::Null, |d| Value::DateTime(ctx.state.datetime(d)))
+            };
             Some(Table {
                 columns: cols(&[
                     ("session_id", SqlType::Int),
@@ -273,8 +280,16 @@ pub fn table(ctx: &Ctx<'_>, name: &ObjName) -> Option<Table> {
                             opt_text(Some("4")),
                             dt(j.last_start),
                             if finished { Value::Int(1) } else { Value::Null },
-                            if finished { dt(j.last_stop) } else { Value::Null },
-                            if finished { dt(j.last_stop) } else { Value::Null },
+                            if finished {
+                                dt(j.last_stop)
+                            } else {
+                                Value::Null
+                            },
+                            if finished {
+                                dt(j.last_stop)
+                            } else {
+                                Value::Null
+                            },
                             j.last_history_id.map_or(Value::Null, Value::Int),
                         ]
                     })

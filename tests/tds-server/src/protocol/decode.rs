@@ -133,7 +133,7 @@ impl<'a> Reader<'a> {
 }
 
 fn utf16(bytes: &[u8]) -> Result<String, DecodeError> {
-    if bytes.len() % 2 != 0 {
+    if !bytes.len().is_multiple_of(2) {
         return Err(DecodeError::BadText);
     }
     let units: Vec<u16> = bytes
@@ -452,8 +452,11 @@ fn param_value(r: &mut Reader<'_>) -> Result<Value, DecodeError> {
         // DECIMALN / NUMERICN.
         0x6A | 0x6C => {
             let _max = r.u8()?;
-            let _precision = r.u8()?;
+            let precision = r.u8()?;
             let scale = r.u8()?;
+            if precision > 38 || scale > precision {
+                return Err(bad(usize::from(scale)));
+            }
             let len = usize::from(r.u8()?);
             if len == 0 {
                 return Ok(Value::Null);
@@ -522,7 +525,9 @@ fn param_value(r: &mut Reader<'_>) -> Result<Value, DecodeError> {
             };
             match ty {
                 0xE7 | 0xEF => Ok(Value::NVarChar(utf16(&data)?)),
-                0xA7 | 0xAF => Ok(Value::NVarChar(data.iter().map(|b| char::from(*b)).collect())),
+                0xA7 | 0xAF => Ok(Value::NVarChar(
+                    data.iter().map(|b| char::from(*b)).collect(),
+                )),
                 _ => Ok(Value::Binary(data)),
             }
         }
@@ -541,6 +546,82 @@ mod tests {
         assert!(rpc(&[0xff; 3]).is_err());
         assert!(sql_batch(&[0xff, 0xff, 0xff, 0xff, 0]).is_err());
         assert!(login7(&[0; 10]).is_err());
+    }
+
+    /// A valid `sp_executesql` RPC payload: statement, declarations, `@P1 int = 7`, `@P2 nvarchar`.
+    fn valid_rpc() -> Vec<u8> {
+        fn nvarchar(out: &mut Vec<u8>, name: &str, value: &str) {
+            out.push(name.encode_utf16().count() as u8);
+            name.encode_utf16()
+                .for_each(|u| out.extend_from_slice(&u.to_le_bytes()));
+            out.push(0);
+            out.push(0xE7);
+            out.extend_from_slice(&8000u16.to_le_bytes());
+            out.extend_from_slice(&[0; 5]);
+            out.extend_from_slice(&((value.encode_utf16().count() * 2) as u16).to_le_bytes());
+            value
+                .encode_utf16()
+                .for_each(|u| out.extend_from_slice(&u.to_le_bytes()));
+        }
+        let mut out = Vec::new();
+        out.extend_from_slice(&22u32.to_le_bytes());
+        out.extend_from_slice(&18u32.to_le_bytes());
+        out.extend_from_slice(&2u16.to_le_bytes());
+        out.extend_from_slice(&[0; 8]);
+        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&0xFFFFu16.to_le_bytes());
+        out.extend_from_slice(&10u16.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+        nvarchar(&mut out, "stmt", "SELECT @P1, @P2");
+        nvarchar(&mut out, "params", "@P1 int, @P2 nvarchar(4000)");
+        out.extend_from_slice(&[3, b'@', 0, b'P', 0, b'1', 0, 0, 0x26, 4, 4, 7, 0, 0, 0]);
+        nvarchar(&mut out, "@P2", "x");
+        out
+    }
+
+    #[test]
+    fn a_valid_rpc_decodes_to_statement_and_parameters() {
+        let req = rpc(&valid_rpc()).expect("decode");
+        assert_eq!(req.sql, "SELECT @P1, @P2");
+        assert_eq!(
+            req.params,
+            vec![
+                ("@P1".to_string(), Value::Int(7)),
+                ("@P2".to_string(), Value::text("x"))
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_and_mutated_messages_never_panic() {
+        let base = valid_rpc();
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for cut in 0..base.len() {
+            let _ = rpc(&base[..cut]);
+            let _ = sql_batch(&base[..cut]);
+            let _ = login7(&base[..cut]);
+            let _ = check_prelogin(&base[..cut]);
+        }
+        for _ in 0..20_000 {
+            let mut m = base.clone();
+            for _ in 0..(next() % 4 + 1) {
+                let i = (next() as usize) % m.len();
+                m[i] = next() as u8;
+            }
+            let _ = rpc(&m);
+            let _ = login7(&m);
+            let random: Vec<u8> = (0..(next() % 300)).map(|_| next() as u8).collect();
+            let _ = rpc(&random);
+            let _ = sql_batch(&random);
+            let _ = login7(&random);
+            let _ = check_prelogin(&random);
+        }
     }
 
     #[test]

@@ -288,12 +288,14 @@ fn cell(buf: &mut Vec<u8>, col: &Column, value: &Value, long: bool) -> Result<()
         }
         (SqlType::Decimal { scale, .. }, v) => {
             let scaled = match v {
-                Value::Decimal { value, scale: s } if *s <= scale => {
-                    value * 10i128.pow(u32::from(scale - s))
-                }
-                Value::Int(_) | Value::BigInt(_) => {
-                    i128::from(v.as_i64().unwrap_or_default()) * 10i128.pow(u32::from(scale))
-                }
+                Value::Decimal { value, scale: s } if *s <= scale => 10i128
+                    .checked_pow(u32::from(scale - s))
+                    .and_then(|f| value.checked_mul(f))
+                    .ok_or_else(mismatch)?,
+                Value::Int(_) | Value::BigInt(_) => 10i128
+                    .checked_pow(u32::from(scale))
+                    .and_then(|f| i128::from(v.as_i64().unwrap_or_default()).checked_mul(f))
+                    .ok_or_else(mismatch)?,
                 _ => return Err(mismatch()),
             };
             buf.push(17);
@@ -334,11 +336,10 @@ fn cell(buf: &mut Vec<u8>, col: &Column, value: &Value, long: bool) -> Result<()
         (SqlType::DateTime2, Value::DateTime2(d) | Value::DateTime(d)) => {
             buf.push(8);
             let t = d.time();
-            let increments = (u64::from(t.hour()) * 3600
-                + u64::from(t.minute()) * 60
-                + u64::from(t.second()))
-                * 10_000_000
-                + u64::from(t.nanosecond()) / 100;
+            let increments =
+                (u64::from(t.hour()) * 3600 + u64::from(t.minute()) * 60 + u64::from(t.second()))
+                    * 10_000_000
+                    + u64::from(t.nanosecond()) / 100;
             buf.extend_from_slice(&increments.to_le_bytes()[..5]);
             let days = days_since(1, d.date()) as u32;
             buf.extend_from_slice(&days.to_le_bytes()[..3]);
@@ -403,7 +404,10 @@ pub fn reply(reply: &Reply, style: ReplyStyle, server: &str) -> Vec<u8> {
                     Err(e) => {
                         any_error = true;
                         t.message(
-                            &ServerMessage::error(50000, format!("emulator reply is malformed: {e}")),
+                            &ServerMessage::error(
+                                50000,
+                                format!("emulator reply is malformed: {e}"),
+                            ),
                             server,
                         );
                         t.done(stmt_done, more | DONE_ERROR, 0, 0);

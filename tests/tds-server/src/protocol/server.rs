@@ -99,7 +99,9 @@ impl TdsServer {
     ///
     /// # Errors
     /// [`StartError::Bind`].
-    pub async fn start(handler: Arc<dyn Handler>) -> Result<(SocketAddr, ServerHandle), StartError> {
+    pub async fn start(
+        handler: Arc<dyn Handler>,
+    ) -> Result<(SocketAddr, ServerHandle), StartError> {
         Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), handler).await
     }
 
@@ -297,10 +299,8 @@ async fn serve(
     if msg.ty != packet_type::PRELOGIN {
         return Err(ConnectionError::UnexpectedPacket(msg.ty));
     }
-    decode::check_prelogin(&msg.payload).map_err(|source| ConnectionError::Decode {
-        ty: msg.ty,
-        source,
-    })?;
+    decode::check_prelogin(&msg.payload)
+        .map_err(|source| ConnectionError::Decode { ty: msg.ty, source })?;
     write(&mut stream, spid, encode::prelogin_reply(version), 4096)
         .await
         .map_err(ConnectionError::Write)?;
@@ -310,10 +310,8 @@ async fn serve(
     if msg.ty != packet_type::LOGIN7 {
         return Err(ConnectionError::UnexpectedPacket(msg.ty));
     }
-    let login = decode::login7(&msg.payload).map_err(|source| ConnectionError::Decode {
-        ty: msg.ty,
-        source,
-    })?;
+    let login = decode::login7(&msg.payload)
+        .map_err(|source| ConnectionError::Decode { ty: msg.ty, source })?;
     let packet_size = if login.packet_size == 0 {
         4096
     } else {

@@ -100,9 +100,7 @@ impl fmt::Display for Value {
                 write!(f, "0x")?;
                 b.iter().try_for_each(|x| write!(f, "{x:02X}"))
             }
-            Value::Guid(g) => {
-                g.iter().try_for_each(|x| write!(f, "{x:02x}"))
-            }
+            Value::Guid(g) => g.iter().try_for_each(|x| write!(f, "{x:02x}")),
             Value::DateTime(d) | Value::DateTime2(d) => write!(f, "'{d}'"),
         }
     }

@@ -1,0 +1,711 @@
+//! The restore worker's core: turns restore-queue messages into restores on the target, one
+//! step at a time, never waiting for a restore to finish.
+//!
+//! - `Restore(job)`: the file joins the migration's candidates (Waiting), then the migration
+//!   advances.
+//! - Advancing: the planner picks the next step; before the first RESTORE of a migration the
+//!   live target is checked (the database must not exist, its version must satisfy the policy);
+//!   the step is claimed on the migration record (compare-and-set), submitted as a server-side
+//!   task, the task recorded, and a delayed `Poll` scheduled.
+//! - `Poll`: reads the task; running → progress and another delayed poll; succeeded → the chain
+//!   grows, files are Restored and the migration advances; failed → the migration is Failed with
+//!   SQL Server's number and message.
+//!
+//! A redelivered message never submits a second RESTORE: the claim is recorded before
+//! submitting, and a claim without a recorded task is resolved by asking the target for the task
+//! by name before anything is submitted again.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::job::QueueMessage;
+use crate::names::DatabaseName;
+use crate::object::ObjectRef;
+use crate::plan::{self, Candidate, ChainState, Decision, Step};
+use crate::ports::{
+    JobQueue, QueueError, RestoreTarget, StatusStore, StoreError, TargetError, TaskStatus,
+};
+use crate::status::{
+    Claim, FileRecord, FileState, InFlight, MigrationRecord, MigrationState, Reason, SqlError,
+    Versioned,
+};
+use crate::tsql::{Dialect, RestoreRequest, RestoreSource};
+use crate::version::{SqlServerRelease, VersionPolicy};
+
+/// How long a submitter owns an in-flight claim before another delivery may resolve it.
+pub const SUBMIT_CLAIM: time::Duration = time::Duration::minutes(5);
+
+/// Where the target reads backups from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceLocation {
+    /// RDS reads `arn:aws:s3:::bucket/key`.
+    S3Arn,
+    /// SQL Server 2022 reads `s3://<endpoint>/<bucket>/<key>` (`RESTORE … FROM URL`).
+    Url { endpoint: String },
+    /// The target reads `<directory>/<key>` from its own disk (local testing).
+    Disk { directory: String },
+}
+
+impl SourceLocation {
+    fn source(&self, object: &ObjectRef) -> RestoreSource {
+        match self {
+            SourceLocation::S3Arn => {
+                RestoreSource::S3Arn(format!("arn:aws:s3:::{}/{}", object.bucket, object.key))
+            }
+            SourceLocation::Url { endpoint } => RestoreSource::Url(format!(
+                "s3://{}/{}/{}",
+                endpoint.trim_end_matches('/'),
+                object.bucket,
+                object.key
+            )),
+            SourceLocation::Disk { directory } => RestoreSource::Disk(format!(
+                "{}/{}",
+                directory.trim_end_matches('/'),
+                object.key
+            )),
+        }
+    }
+}
+
+/// What the worker needs to know.
+#[derive(Debug, Clone)]
+pub struct RestoreConfig {
+    pub dialect: Dialect,
+    pub location: SourceLocation,
+    pub policy: VersionPolicy,
+    /// Delay between polls of a task in flight.
+    pub poll_interval: Duration,
+    /// Delay before planning again when the target is busy.
+    pub busy_retry: Duration,
+}
+
+/// What handling one message did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkOutcome {
+    /// A restore was submitted.
+    Submitted { migration: String, task: String },
+    /// A task is still running.
+    Running {
+        migration: String,
+        percent: Option<f64>,
+    },
+    /// Nothing to do now (waiting for files, in flight elsewhere, or synchronizing).
+    Idle { migration: String, state: MigrationState },
+    /// The target was busy; planning again later.
+    Deferred { migration: String },
+    /// The message was about something already handled.
+    Stale { migration: String },
+    /// The migration failed (recorded, with its reason).
+    Failed { migration: String, reason: Reason },
+}
+
+/// Why a message could not be handled; the message stays on the queue when transient.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkError {
+    #[error("the status store failed")]
+    Store(#[from] StoreError),
+    #[error("the restore queue failed")]
+    Queue(#[from] QueueError),
+    #[error("the target SQL Server failed")]
+    Target(#[from] TargetError),
+    #[error("no record of {0}: the status table does not know this migration or file")]
+    Unknown(String),
+    #[error("the records of migration {0} kept changing under us")]
+    Contended(String),
+}
+
+impl WorkError {
+    /// True when the message should be retried (left on the queue).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            WorkError::Store(e) => e.is_transient(),
+            WorkError::Queue(e) => e.is_transient(),
+            WorkError::Target(e) => e.is_transient(),
+            WorkError::Unknown(_) => false,
+            WorkError::Contended(_) => true,
+        }
+    }
+}
+
+/// The worker over its ports.
+#[derive(Debug)]
+pub struct Worker<S, Q, T> {
+    pub store: S,
+    pub queue: Q,
+    pub target: T,
+    pub config: RestoreConfig,
+}
+
+const MAX_ATTEMPTS: usize = 8;
+
+impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
+    /// Handles one message. `attempt_id` identifies the message (SQS keeps the message id
+    /// across redeliveries, so a redelivery can resume its own claim at once).
+    ///
+    /// # Errors
+    /// [`WorkError`]; retry the message when [`WorkError::is_transient`].
+    pub async fn handle(
+        &self,
+        message: &QueueMessage,
+        attempt_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        match message {
+            QueueMessage::Restore(job) => {
+                let file = self
+                    .store
+                    .get_file(&job.migration, &job.file_id)
+                    .await?
+                    .ok_or_else(|| WorkError::Unknown(format!("file {}", job.file_id)))?;
+                if file.record.state == FileState::Queued {
+                    self.update_file(&job.migration, &job.file_id, now, |f| {
+                        (f.state == FileState::Queued).then(|| {
+                            f.state = FileState::Waiting;
+                            f.reason = None;
+                        })
+                    })
+                    .await?;
+                }
+                self.advance(&job.migration, attempt_id, now).await
+            }
+            QueueMessage::Advance { migration } => self.advance(migration, attempt_id, now).await,
+            QueueMessage::Poll {
+                migration,
+                task_name,
+            } => self.poll(migration, task_name, attempt_id, now).await,
+        }
+    }
+
+    async fn migration(&self, name: &str) -> Result<Versioned<MigrationRecord>, WorkError> {
+        self.store
+            .get_migration(name)
+            .await?
+            .ok_or_else(|| WorkError::Unknown(format!("migration {name}")))
+    }
+
+    /// Plans and, when a step is due, submits it.
+    async fn advance(
+        &self,
+        name: &str,
+        attempt_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let Versioned {
+                record: mut migration,
+                version,
+            } = self.migration(name).await?;
+            if !migration.state.accepts_uploads() {
+                return Ok(WorkOutcome::Idle {
+                    migration: name.to_owned(),
+                    state: migration.state,
+                });
+            }
+            if let Some(in_flight) = &migration.in_flight {
+                if in_flight.task.is_some() {
+                    return Ok(WorkOutcome::Idle {
+                        migration: name.to_owned(),
+                        state: migration.state,
+                    });
+                }
+                let mine = in_flight.claim.owner == attempt_id || in_flight.claim.until <= now;
+                if !mine {
+                    return Ok(WorkOutcome::Idle {
+                        migration: name.to_owned(),
+                        state: migration.state,
+                    });
+                }
+                let step = in_flight.step.clone();
+                return self.submit(name, step, attempt_id, now, true).await;
+            }
+
+            let files = self.store.list_files(name).await?;
+            let candidates: Vec<Candidate> = files
+                .iter()
+                .filter(|f| matches!(f.record.state, FileState::Queued | FileState::Waiting))
+                .filter_map(|f| {
+                    f.record.header.clone().map(|header| Candidate {
+                        file_id: f.record.file_id.clone(),
+                        file_name: f.record.object.file_name().to_owned(),
+                        header,
+                    })
+                })
+                .collect();
+            let planned = plan::plan(&migration.chain, &candidates);
+            for d in &planned.decisions {
+                match &d.decision {
+                    Decision::ApplyNow => {}
+                    Decision::Wait { reason } => {
+                        let text = reason.to_string();
+                        self.update_file(name, &d.file_id, now, |f| {
+                            let changed = f.state != FileState::Waiting
+                                || f.reason.as_ref().map(|r| &r.message) != Some(&text);
+                            changed.then(|| {
+                                f.state = FileState::Waiting;
+                                f.reason = Some(Reason::new("Waiting", text.clone()));
+                            })
+                        })
+                        .await?;
+                    }
+                    Decision::Skip { reason } => {
+                        let text = reason.to_string();
+                        self.update_file(name, &d.file_id, now, |f| {
+                            f.state = FileState::Skipped;
+                            f.reason = Some(Reason::new("Skipped", text.clone()));
+                            f.restore_finished_at = Some(now);
+                            Some(())
+                        })
+                        .await?;
+                    }
+                    Decision::Fail { reason } => {
+                        let reason = Reason::new("BrokenChain", reason.to_string());
+                        self.update_file(name, &d.file_id, now, |f| {
+                            f.state = FileState::Failed;
+                            f.reason = Some(reason.clone());
+                            Some(())
+                        })
+                        .await?;
+                        return self.fail(name, reason, now).await;
+                    }
+                }
+            }
+            let Some(step) = planned.next else {
+                let synced = migration.chain != ChainState::default();
+                if synced && migration.state != MigrationState::Synchronizing {
+                    migration.state = MigrationState::Synchronizing;
+                    migration.updated_at = now;
+                    match self.store.put_migration(&migration, Some(version)).await {
+                        Ok(_) => {}
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                return Ok(WorkOutcome::Idle {
+                    migration: name.to_owned(),
+                    state: migration.state,
+                });
+            };
+
+            if migration.chain == ChainState::default() {
+                if let Err(reason) = self.preconditions(name, &candidates, &step).await? {
+                    return self.fail(name, reason, now).await;
+                }
+            }
+            migration.in_flight = Some(InFlight {
+                task_name: task_name(name, &step),
+                step: step.clone(),
+                task: None,
+                claim: Claim {
+                    owner: attempt_id.to_owned(),
+                    until: now + SUBMIT_CLAIM,
+                },
+                percent_complete: None,
+                submitted_at: now,
+            });
+            migration.state = MigrationState::Restoring;
+            migration.updated_at = now;
+            match self.store.put_migration(&migration, Some(version)).await {
+                Ok(_) => return self.submit(name, step, attempt_id, now, false).await,
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(WorkError::Contended(name.to_owned()))
+    }
+
+    /// The live-target checks before the first RESTORE of a migration.
+    async fn preconditions(
+        &self,
+        name: &str,
+        candidates: &[Candidate],
+        step: &Step,
+    ) -> Result<Result<(), Reason>, WorkError> {
+        let database = database_name(name)?;
+        if let Some(state) = self.target.database_state(&database).await? {
+            return Ok(Err(Reason::new(
+                "TargetDatabaseExists",
+                format!(
+                    "a database named {name} already exists on the target (state {state}); bakdrop never restores over an existing database. Drop or rename it, or upload to another database folder"
+                ),
+            )));
+        }
+        let product = self.target.product_version().await?;
+        let release: SqlServerRelease = match product.parse() {
+            Ok(r) => r,
+            Err(_) => {
+                return Ok(Err(Reason::new(
+                    "UnknownTargetVersion",
+                    format!("the target reports ProductVersion {product}, which bakdrop does not know"),
+                )))
+            }
+        };
+        let backup_version = candidates
+            .iter()
+            .find(|c| step.files.contains(&c.file_id))
+            .map(|c| c.header.database_version);
+        if let Some(v) = backup_version {
+            if let Err(e) = self.config.policy.check(v, release) {
+                return Ok(Err(Reason::new("TargetVersionMismatch", e.to_string())));
+            }
+        }
+        Ok(Ok(()))
+    }
+
+    /// Submits the claimed step (or, resuming a claim, finds the task submitted before).
+    async fn submit(
+        &self,
+        name: &str,
+        step: Step,
+        attempt_id: &str,
+        now: OffsetDateTime,
+        resuming: bool,
+    ) -> Result<WorkOutcome, WorkError> {
+        let database = database_name(name)?;
+        let mut sources = Vec::new();
+        for file_id in &step.files {
+            let file = self
+                .store
+                .get_file(name, file_id)
+                .await?
+                .ok_or_else(|| WorkError::Unknown(format!("file {file_id}")))?;
+            sources.push(self.config.location.source(&file.record.object));
+        }
+        if self.config.dialect == Dialect::Rds && sources.len() > 1 {
+            let reason = Reason::new(
+                "StripedSetOnRdsNotSupported",
+                format!(
+                    "the backup is striped over {} files; RDS restores stripes from one S3 prefix that only they share, and bakdrop does not stage stripes yet. Take the backup to a single file, or restore on SQL Server 2022 (dialect native)",
+                    sources.len()
+                ),
+            );
+            return self.fail(name, reason, now).await;
+        }
+        let request = RestoreRequest {
+            database,
+            kind: step.kind,
+            sources,
+        };
+        let task_name = task_name(name, &step);
+        let found = if resuming {
+            self.target.find_task(&request, &task_name).await?
+        } else {
+            None
+        };
+        let task = match found {
+            Some(task) => task,
+            None => match self.target.submit(&request, &task_name).await {
+                Ok(task) => task,
+                Err(TargetError::Busy) => {
+                    self.release_claim(name, attempt_id, now).await?;
+                    self.queue
+                        .send(
+                            &QueueMessage::Advance {
+                                migration: name.to_owned(),
+                            },
+                            self.config.busy_retry,
+                        )
+                        .await?;
+                    return Ok(WorkOutcome::Deferred {
+                        migration: name.to_owned(),
+                    });
+                }
+                Err(TargetError::Sql { number, message }) if !is_load_error(number) => {
+                    let reason = sql_reason(number, &message);
+                    for file_id in &step.files {
+                        self.update_file(name, file_id, now, |f| {
+                            f.state = FileState::Failed;
+                            f.reason = Some(reason.clone());
+                            f.restore_finished_at = Some(now);
+                            Some(())
+                        })
+                        .await?;
+                    }
+                    return self.fail(name, reason, now).await;
+                }
+                Err(e) => return Err(e.into()),
+            },
+        };
+        // Record the task on the claim.
+        for _ in 0..MAX_ATTEMPTS {
+            let Versioned { mut record, version } = self.migration(name).await?;
+            let Some(in_flight) = record.in_flight.as_mut() else {
+                return Ok(WorkOutcome::Stale {
+                    migration: name.to_owned(),
+                });
+            };
+            in_flight.task = Some(task.clone());
+            in_flight.submitted_at = now;
+            record.updated_at = now;
+            match self.store.put_migration(&record, Some(version)).await {
+                Ok(_) => break,
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        for file_id in &step.files {
+            self.update_file(name, file_id, now, |f| {
+                f.state = FileState::Restoring;
+                f.reason = None;
+                f.restore_started_at = Some(now);
+                Some(())
+            })
+            .await?;
+        }
+        self.queue
+            .send(
+                &QueueMessage::Poll {
+                    migration: name.to_owned(),
+                    task_name: task_name.clone(),
+                },
+                self.config.poll_interval,
+            )
+            .await?;
+        Ok(WorkOutcome::Submitted {
+            migration: name.to_owned(),
+            task: task.to_string(),
+        })
+    }
+
+    async fn poll(
+        &self,
+        name: &str,
+        task_name: &str,
+        attempt_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        let Versioned { record, .. } = self.migration(name).await?;
+        let Some(in_flight) = record
+            .in_flight
+            .clone()
+            .filter(|f| f.task_name == task_name)
+        else {
+            return Ok(WorkOutcome::Stale {
+                migration: name.to_owned(),
+            });
+        };
+        let Some(task) = in_flight.task.clone() else {
+            return self.advance(name, attempt_id, now).await;
+        };
+        let database = database_name(name)?;
+        match self.target.poll(&database, &task).await? {
+            TaskStatus::Running { percent } => {
+                self.update_migration(name, now, |m| {
+                    m.in_flight
+                        .as_mut()
+                        .filter(|f| f.task_name == task_name)
+                        .map(|f| f.percent_complete = percent)
+                })
+                .await?;
+                self.queue
+                    .send(
+                        &QueueMessage::Poll {
+                            migration: name.to_owned(),
+                            task_name: task_name.to_owned(),
+                        },
+                        self.config.poll_interval,
+                    )
+                    .await?;
+                Ok(WorkOutcome::Running {
+                    migration: name.to_owned(),
+                    percent,
+                })
+            }
+            TaskStatus::Succeeded => {
+                let step = in_flight.step.clone();
+                let applied = self
+                    .update_migration(name, now, |m| {
+                        let ours = m.in_flight.as_ref().is_some_and(|f| f.task_name == task_name);
+                        ours.then(|| {
+                            m.chain.apply(&step);
+                            m.in_flight = None;
+                            m.state = MigrationState::Synchronizing;
+                        })
+                    })
+                    .await?;
+                if applied {
+                    for file_id in &step.files {
+                        self.update_file(name, file_id, now, |f| {
+                            f.state = FileState::Restored;
+                            f.reason = None;
+                            f.restore_finished_at = Some(now);
+                            Some(())
+                        })
+                        .await?;
+                    }
+                }
+                self.advance(name, attempt_id, now).await
+            }
+            TaskStatus::Failed { sql_error, message } => {
+                let reason = match sql_error {
+                    Some(SqlError { number, message }) => sql_reason(number, &message),
+                    None => Reason::new(
+                        "RestoreFailed",
+                        format!("the restore task failed: {message}"),
+                    ),
+                };
+                for file_id in &in_flight.step.files {
+                    self.update_file(name, file_id, now, |f| {
+                        f.state = FileState::Failed;
+                        f.reason = Some(reason.clone());
+                        f.restore_finished_at = Some(now);
+                        Some(())
+                    })
+                    .await?;
+                }
+                self.fail(name, reason, now).await
+            }
+            TaskStatus::Cancelled => {
+                let reason = Reason::new(
+                    "RestoreCancelled",
+                    format!("{task} was cancelled on the target"),
+                );
+                self.fail(name, reason, now).await
+            }
+        }
+    }
+
+    /// Marks the migration Failed with a reason (keeps an earlier terminal state).
+    async fn fail(
+        &self,
+        name: &str,
+        reason: Reason,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        self.update_migration(name, now, |m| {
+            m.state.accepts_uploads().then(|| {
+                m.state = MigrationState::Failed;
+                m.reason = Some(reason.clone());
+                m.in_flight = None;
+            })
+        })
+        .await?;
+        Ok(WorkOutcome::Failed {
+            migration: name.to_owned(),
+            reason,
+        })
+    }
+
+    async fn release_claim(
+        &self,
+        name: &str,
+        attempt_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, WorkError> {
+        self.update_migration(name, now, |m| {
+            let mine = m
+                .in_flight
+                .as_ref()
+                .is_some_and(|f| f.task.is_none() && f.claim.owner == attempt_id);
+            mine.then(|| {
+                m.in_flight = None;
+            })
+        })
+        .await
+    }
+
+    /// Read-modify-write of the migration; `change` returns `None` to leave it as it is.
+    /// Returns whether it was changed.
+    async fn update_migration(
+        &self,
+        name: &str,
+        now: OffsetDateTime,
+        change: impl Fn(&mut MigrationRecord) -> Option<()>,
+    ) -> Result<bool, WorkError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let Versioned { mut record, version } = self.migration(name).await?;
+            if change(&mut record).is_none() {
+                return Ok(false);
+            }
+            record.updated_at = now;
+            match self.store.put_migration(&record, Some(version)).await {
+                Ok(_) => return Ok(true),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(WorkError::Contended(name.to_owned()))
+    }
+
+    /// Read-modify-write of a file record, as [`Worker::update_migration`].
+    async fn update_file(
+        &self,
+        migration: &str,
+        file_id: &str,
+        now: OffsetDateTime,
+        change: impl Fn(&mut FileRecord) -> Option<()>,
+    ) -> Result<bool, WorkError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let Versioned { mut record, version } = self
+                .store
+                .get_file(migration, file_id)
+                .await?
+                .ok_or_else(|| WorkError::Unknown(format!("file {file_id}")))?;
+            if change(&mut record).is_none() {
+                return Ok(false);
+            }
+            record.updated_at = now;
+            match self.store.put_file(&record, Some(version)).await {
+                Ok(_) => return Ok(true),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(WorkError::Contended(migration.to_owned()))
+    }
+}
+
+fn database_name(name: &str) -> Result<DatabaseName, WorkError> {
+    DatabaseName::parse(name).map_err(|e| WorkError::Unknown(format!("migration {name:?}: {e}")))
+}
+
+/// A task name that is the same for the same step of the same migration (so a redelivery finds
+/// it) and fits an Agent job name (128 characters).
+pub fn task_name(migration: &str, step: &Step) -> String {
+    let short: String = migration
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(60)
+        .collect();
+    format!(
+        "bakdrop_{short}_{}_{}",
+        step.kind,
+        step.backup_set_guid.simple()
+    )
+}
+
+fn is_load_error(number: u32) -> bool {
+    matches!(number, 1205 | 1222 | 40197 | 40501 | 40613)
+}
+
+/// SQL Server's error as a reason, with the remedy for the failures users meet first.
+pub fn sql_reason(number: u32, message: &str) -> Reason {
+    let lower = message.to_ascii_lowercase();
+    let remedy = if lower.contains("option is not enabled") || lower.contains("sqlserver_backup_restore") {
+        Some("the RDS instance's option group needs the SQLSERVER_BACKUP_RESTORE option with an IAM role that can read the bucket")
+    } else if lower.contains("access denied") {
+        Some("the IAM role of the SQLSERVER_BACKUP_RESTORE option cannot read the object: grant it s3:GetObject and s3:ListBucket on the bucket (and kms:Decrypt if the bucket uses a KMS key), and keep the bucket in the instance's region")
+    } else if lower.contains("execute permission was denied") {
+        Some("connect as the RDS master user (or a login with EXECUTE on msdb's rds_* procedures)")
+    } else {
+        match number {
+            3169 => Some("the backup comes from a newer SQL Server than the target; restore it on the same or a newer version"),
+            3154 => Some("a database with that name already exists on the target; cancel, drop or rename it, and migrate again"),
+            4305 | 4326 => Some("a log backup is missing between the last restored backup and this one; upload the missing log backups"),
+            3201 => Some("the target cannot open the backup: check the path/URL and that the target may read it"),
+            _ => None,
+        }
+    };
+    let mut reason = Reason::new(
+        "SqlServerError",
+        match remedy {
+            Some(r) => format!("SQL Server refused the restore: {r}"),
+            None => "SQL Server refused the restore".to_owned(),
+        },
+    );
+    reason.sql_error = Some(SqlError {
+        number,
+        message: message.to_owned(),
+    });
+    reason
+}
