@@ -1,1 +1,52 @@
-fn main() {}
+//! restore-worker: wires the SQS handler to DynamoDB, SQS and the target SQL Server.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use bakdrop_aws::{config, dynamo::DynamoStatusStore, secrets, sqs::SqsJobQueue};
+use bakdrop_core::restore::Worker;
+use bakdrop_mssql::settings::{TargetLogin, Tls};
+use bakdrop_mssql::TiberiusTarget;
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use restore_worker::{handler, settings::Settings};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let settings = Settings::from_env()?;
+    let sdk = config::load().await;
+    let secret = secrets::read_login(
+        &aws_sdk_secretsmanager::Client::new(&sdk),
+        &settings.secret_id,
+    )
+    .await?;
+    let login = TargetLogin {
+        host: settings
+            .host
+            .clone()
+            .or(secret.host.clone())
+            .ok_or("the target host is neither in TARGET_HOST nor in the secret")?,
+        port: settings.port.or(secret.port).unwrap_or(1433),
+        username: secret.username.clone(),
+        password: secret.password.clone(),
+        tls: match settings.tls.as_str() {
+            "off" => Tls::Off,
+            "trust-server-certificate" => Tls::TrustServerCertificate,
+            "verify" => Tls::Verify,
+            other => match other.strip_prefix("ca:") {
+                Some(path) => Tls::VerifyWithCa(path.to_owned()),
+                None => return Err(format!("TARGET_TLS {other:?}: use verify, ca:<path>, trust-server-certificate or off").into()),
+            },
+        },
+    };
+    let worker = Worker {
+        store: DynamoStatusStore::new(aws_sdk_dynamodb::Client::new(&sdk), &settings.status_table),
+        queue: SqsJobQueue::new(aws_sdk_sqs::Client::new(&sdk), &settings.restore_queue_url),
+        target: TiberiusTarget::new(login.config(), settings.restore.dialect),
+        config: settings.restore.clone(),
+    };
+    let worker = &worker;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let response = handler::handle(worker, event.payload, time::OffsetDateTime::now_utc()).await;
+        Ok::<_, Error>(response)
+    }))
+    .await
+}

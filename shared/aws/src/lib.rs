@@ -4,11 +4,13 @@
 //! - [`config`]: loads the SDK configuration once per cold start; path-style S3 when an endpoint
 //!   override (`AWS_ENDPOINT_URL`, the local stack) is set.
 //! - [`s3`]: [`s3::S3ObjectReader`], ranged GETs of one object version.
+//! - [`secrets`]: the target login from Secrets Manager.
 //! - [`sqs`]: [`sqs::SqsJobQueue`], the restore queue.
 //! - [`dynamo`]: [`dynamo::DynamoStatusStore`], migration and file records with compare-and-set.
 
 pub mod config;
 pub mod dynamo;
 pub mod s3;
+pub mod secrets;
 pub mod sqs;
 

@@ -7,6 +7,30 @@
 //!   understands version queries, `sys.databases`, the RDS restore procedures, native
 //!   `RESTORE` and SQL Server Agent jobs.
 
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use bakdrop_tds_server::emulator::{ClockMode, DatabaseState};
+//! use bakdrop_tds_server::{FaultTiming, SqlServerEmulator};
+//! use std::time::Duration;
+//!
+//! let emulator = SqlServerEmulator::rds();
+//! emulator.set_clock_mode(ClockMode::Manual);
+//! emulator.add_database("AlreadyThere", DatabaseState::Online);
+//! emulator.fail_next_restore("Sales", 3169, "The database was backed up on a server running version ...");
+//! let (addr, handle) = emulator.start().await?;
+//! // Point tiberius at `addr` with `EncryptionLevel::NotSupported`, then:
+//! handle.cut_connection_on_sql(FaultTiming::AfterHandler, "rds_task_status");
+//! emulator.advance(Duration::from_secs(60));
+//! assert!(emulator.unquoted_database_identifiers().is_empty());
+//! handle.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! The statement forms the emulator understands are listed in [`emulator`].
+
 pub mod emulator;
 pub mod protocol;
 

@@ -11,6 +11,7 @@ use crate::protocol::{
     Column, Reply, ReplyPart, Request, ResultSet, ServerMessage, Session, SqlType, Value,
 };
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 /// What a statement runs in.
 #[derive(Debug)]
@@ -21,6 +22,23 @@ pub struct Ctx<'a> {
     pub session: &'a mut Session,
     /// The request (for parameters); `None` inside an Agent job step.
     pub req: Option<&'a Request>,
+    /// Variables from `DECLARE`, by lower-cased name (with `@`).
+    pub locals: HashMap<String, Value>,
+    /// OUTPUT values the last procedure produced, by lower-cased parameter name (without `@`).
+    pub outputs: HashMap<String, Value>,
+}
+
+impl<'a> Ctx<'a> {
+    /// A context with no variables.
+    pub fn new(state: &'a mut State, session: &'a mut Session, req: Option<&'a Request>) -> Self {
+        Self {
+            state,
+            session,
+            req,
+            locals: HashMap::new(),
+            outputs: HashMap::new(),
+        }
+    }
 }
 
 /// One parsed statement.
@@ -30,9 +48,13 @@ pub enum Stmt {
     Exec {
         /// Procedure name.
         proc: ObjName,
-        /// `(name, value)`; name `None` for positional.
-        args: Vec<(Option<String>, Expr)>,
+        /// `(name, value, OUTPUT)`; name `None` for positional.
+        args: Vec<(Option<String>, Expr, bool)>,
     },
+    /// `DECLARE @a type [= expr], ...`.
+    Declare(Vec<(String, Option<Expr>)>),
+    /// `SET @a = expr`.
+    SetVar(String, Expr),
     /// `SELECT`.
     Select(Select),
     /// `RESTORE DATABASE|LOG`.
@@ -175,8 +197,8 @@ fn statement(c: &mut Cursor<'_>) -> Result<Stmt, ServerMessage> {
                     _ => None,
                 };
                 let value = sql::expr(c)?;
-                let _output = c.kw("output") || c.kw("out");
-                args.push((name, value));
+                let output = c.kw("output") || c.kw("out");
+                args.push((name, value, output));
                 if !c.punct(',') {
                     break;
                 }
@@ -210,7 +232,41 @@ fn statement(c: &mut Cursor<'_>) -> Result<Stmt, ServerMessage> {
     if c.kw("print") {
         return sql::expr(c).map(Stmt::Print);
     }
+    if c.kw("declare") {
+        let mut vars = Vec::new();
+        loop {
+            let var = match c.next_tok() {
+                Some(Tok::Var(v)) if !v.starts_with("@@") => v.to_lowercase(),
+                other => return Err(sql::syntax_error_near(other)),
+            };
+            let _ = c.kw("as");
+            let _type_name = c.name()?;
+            if c.punct('(') {
+                while !c.punct(')') {
+                    if c.next_tok().is_none() {
+                        return Err(c.error_here());
+                    }
+                }
+            }
+            let init = if c.punct('=') {
+                Some(sql::expr(c)?)
+            } else {
+                None
+            };
+            vars.push((var, init));
+            if !c.punct(',') {
+                break;
+            }
+        }
+        return Ok(Stmt::Declare(vars));
+    }
     if c.kw("set") {
+        if let Some(Tok::Var(v)) = c.peek() {
+            let v = v.to_lowercase();
+            c.next_tok();
+            c.expect_punct('=')?;
+            return Ok(Stmt::SetVar(v, sql::expr(c)?));
+        }
         let _ = c.name()?;
         while !c.at_stmt_end() && !c.peek().is_some_and(starts_statement) {
             c.next_tok();
@@ -478,10 +534,42 @@ fn execute(ctx: &mut Ctx<'_>, stmt: &Stmt) -> Result<Reply, ServerMessage> {
         Stmt::Select(s) => select_exec(ctx, s).map(Reply::rows),
         Stmt::Exec { proc, args } => {
             let mut values = Vec::with_capacity(args.len());
-            for (name, e) in args {
+            for (name, e, _) in args {
                 values.push((name.clone(), eval(ctx, e, None)?));
             }
-            procs::call(ctx, proc, &values)
+            ctx.outputs.clear();
+            let reply = procs::call(ctx, proc, &values)?;
+            for (name, e, output) in args {
+                if let (true, Some(name), Expr::Var(var)) = (output, name, e) {
+                    let key = name.trim_start_matches('@').to_lowercase();
+                    if let Some(v) = ctx.outputs.get(&key).cloned() {
+                        ctx.locals.insert(var.to_lowercase(), v);
+                    }
+                }
+            }
+            Ok(reply)
+        }
+        Stmt::Declare(vars) => {
+            for (var, init) in vars {
+                let v = match init {
+                    Some(e) => eval(ctx, e, None)?,
+                    None => Value::Null,
+                };
+                ctx.locals.insert(var.clone(), v);
+            }
+            Ok(Reply::empty())
+        }
+        Stmt::SetVar(var, e) => {
+            if !ctx.locals.contains_key(var) {
+                return Err(ServerMessage::error(
+                    137,
+                    format!("Must declare the scalar variable \"{var}\"."),
+                )
+                .with_class(15));
+            }
+            let v = eval(ctx, e, None)?;
+            ctx.locals.insert(var.clone(), v);
+            Ok(Reply::empty())
         }
         Stmt::Restore(r) => restore_exec(ctx, r),
     }
@@ -623,10 +711,15 @@ pub fn eval(
 ) -> Result<Value, ServerMessage> {
     match e {
         Expr::Lit(v) => Ok(v.clone()),
-        Expr::Var(name) => ctx.req.and_then(|r| r.param(name)).cloned().ok_or_else(|| {
-            ServerMessage::error(137, format!("Must declare the scalar variable \"{name}\"."))
-                .with_class(15)
-        }),
+        Expr::Var(name) => ctx
+            .locals
+            .get(&name.to_lowercase())
+            .or_else(|| ctx.req.and_then(|r| r.param(name)))
+            .cloned()
+            .ok_or_else(|| {
+                ServerMessage::error(137, format!("Must declare the scalar variable \"{name}\"."))
+                    .with_class(15)
+            }),
         Expr::Global(g) => {
             let s = &ctx.state.server;
             match g.as_str() {

@@ -75,7 +75,10 @@
 //!   abnormally."). `RESTORE DATABASE [db] WITH RECOVERY` (no FROM) brings a RESTORING
 //!   database ONLINE (3117 if it is not restoring, 911 if missing).
 //! - `DROP DATABASE [IF EXISTS] [a], [b]` (3701 missing, 3708 system, 3702 restore running),
-//!   `USE [db]` (911), `SET ...` (no effect), `PRINT x` (INFO).
+//!   `USE [db]` (911), `SET option ...` (no effect), `PRINT x` (INFO).
+//! - Batch-local variables: `DECLARE @v type [= expr], ...`, `SET @v = expr`, and `OUTPUT`
+//!   arguments (`sp_add_job` returns `@job_id`), e.g. `DECLARE @id uniqueidentifier; EXEC
+//!   msdb.dbo.sp_add_job @job_name = @P1, @job_id = @id OUTPUT; SELECT @id AS job_id`.
 //!
 //! Restore rules (RDS, Agent and direct alike), decided at submit time: a scripted failure for
 //! the database wins ([`SqlServerEmulator::fail_next_restore`]); a backup registered in the
@@ -100,8 +103,8 @@ pub use state::{
 };
 
 use crate::protocol::{
-    Handler, Reply, Request, ServerHandle, ServerMessage, ServerVersion, Session, StartError,
-    TdsServer,
+    Handler, Reply, Request, RequestKind, ServerHandle, ServerMessage, ServerVersion, Session,
+    StartError, TdsServer, Value,
 };
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -232,6 +235,41 @@ impl SqlServerEmulator {
         self.with_state(|s| s.requests.clone())
     }
 
+    /// Database names that reached the server as unquoted identifiers (not `[bracketed]`) in
+    /// `RESTORE`, `DROP DATABASE` or `USE`, including inside Agent job step commands sent as
+    /// parameters. bakdrop always bracket-quotes names, so tests expect this to be empty.
+    pub fn unquoted_database_identifiers(&self) -> Vec<String> {
+        let mut texts = Vec::new();
+        for r in self.requests() {
+            texts.push(r.request.sql.clone());
+            for (_, v) in &r.request.params {
+                if let Value::NVarChar(s) = v {
+                    texts.push(s.clone());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for t in texts {
+            let Ok(stmts) = exec::parse_batch(&t) else {
+                continue;
+            };
+            for st in stmts {
+                let names = match st {
+                    exec::Stmt::Restore(r) => vec![r.database],
+                    exec::Stmt::DropDatabase { names, .. } => names,
+                    exec::Stmt::Use(n) => vec![n],
+                    _ => Vec::new(),
+                };
+                for n in names {
+                    if n.quoted.last() == Some(&false) {
+                        out.push(n.last().to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// Forgets recorded requests.
     pub fn clear_requests(&self) {
         self.with_state(|s| s.requests.clear());
@@ -247,16 +285,28 @@ impl Handler for SqlServerEmulator {
             normalised: sql::normalise(&req.sql),
             spid: session.spid,
         });
-        let mut ctx = exec::Ctx {
-            state: &mut state,
-            session,
-            req: Some(req),
-        };
-        exec::run_batch(&mut ctx, &req.sql)
-    }
-
-    fn login(&self, _session: &Session, _password: &str) -> Result<(), ServerMessage> {
-        Ok(())
+        let mut ctx = exec::Ctx::new(&mut state, session, Some(req));
+        match &req.kind {
+            RequestKind::Procedure(name) => {
+                // An RPC by procedure name: its parameters are the procedure's arguments.
+                let proc = sql::tokenize(name)
+                    .ok()
+                    .and_then(|toks| sql::Cursor::new(&toks).name().ok());
+                let Some(proc) = proc else {
+                    return Reply::error(ServerMessage::error(
+                        2812,
+                        format!("Could not find stored procedure '{name}'."),
+                    ));
+                };
+                let args: Vec<(Option<String>, Value)> = req
+                    .params
+                    .iter()
+                    .map(|(n, v)| ((!n.is_empty()).then(|| n.clone()), v.clone()))
+                    .collect();
+                procs::call(&mut ctx, &proc, &args).unwrap_or_else(Reply::error)
+            }
+            RequestKind::Batch | RequestKind::ExecuteSql => exec::run_batch(&mut ctx, &req.sql),
+        }
     }
 
     fn version(&self) -> ServerVersion {

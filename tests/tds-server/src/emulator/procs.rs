@@ -603,6 +603,8 @@ fn sp_add_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
         ));
     }
     let job_id = ctx.state.new_guid();
+    ctx.outputs
+        .insert("job_id".to_string(), Value::Guid(job_id));
     ctx.state.jobs.insert(
         key,
         AgentJob {
@@ -700,11 +702,7 @@ fn sp_start_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> 
             });
             match restore_stmt {
                 Some(r) => {
-                    let mut step_ctx = Ctx {
-                        state: &mut *ctx.state,
-                        session: &mut *ctx.session,
-                        req: None,
-                    };
+                    let mut step_ctx = Ctx::new(&mut *ctx.state, &mut *ctx.session, None);
                     match exec::restore_request(&mut step_ctx, &r) {
                         Ok(req) => {
                             let duration = ctx.state.restore_duration(&req.database);
@@ -717,11 +715,7 @@ fn sp_start_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> 
                     }
                 }
                 None => {
-                    let mut step_ctx = Ctx {
-                        state: &mut *ctx.state,
-                        session: &mut *ctx.session,
-                        req: None,
-                    };
+                    let mut step_ctx = Ctx::new(&mut *ctx.state, &mut *ctx.session, None);
                     let reply = exec::run_batch(&mut step_ctx, &step.command);
                     let errors: Vec<ServerMessage> = reply
                         .parts

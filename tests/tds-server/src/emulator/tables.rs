@@ -66,15 +66,19 @@ pub fn percent(op: &RestoreOp, now: Duration) -> f64 {
 /// The table named `name`, if the emulator has it.
 pub fn table(ctx: &Ctx<'_>, name: &ObjName) -> Option<Table> {
     let canonical = name.canonical();
-    let short = canonical
-        .strip_prefix("msdb.dbo.")
-        .or_else(|| {
-            (ctx.session.database.eq_ignore_ascii_case("msdb"))
-                .then(|| canonical.strip_prefix("dbo.").unwrap_or(&canonical))
-        })
-        .unwrap_or(&canonical);
+    // msdb tables answer to `msdb.dbo.x` / `msdb..x`, or `dbo.x` / `x` while in msdb.
+    let in_msdb = ctx.session.database.eq_ignore_ascii_case("msdb");
+    let msdb_table = match canonical.strip_prefix("msdb.dbo.") {
+        Some(t) => Some(t),
+        None if in_msdb => Some(canonical.strip_prefix("dbo.").unwrap_or(&canonical)),
+        None => None,
+    };
+    let key = match msdb_table {
+        Some(t) if !t.starts_with("sys.") => format!("msdb:{t}"),
+        _ => canonical.clone(),
+    };
     let now = ctx.state.now();
-    match short {
+    match key.as_str() {
         "sys.databases" | "sys.sysdatabases" => {
             let mut dbs: Vec<_> = ctx.state.databases.values().collect();
             dbs.sort_by_key(|d| d.database_id);
@@ -160,7 +164,7 @@ pub fn table(ctx: &Ctx<'_>, name: &ObjName) -> Option<Table> {
                 rows,
             })
         }
-        "sysjobs" => {
+        "msdb:sysjobs" => {
             let mut jobs: Vec<_> = ctx.state.jobs.values().collect();
             jobs.sort_by(|a, b| a.name.cmp(&b.name));
             Some(Table {
@@ -185,7 +189,7 @@ pub fn table(ctx: &Ctx<'_>, name: &ObjName) -> Option<Table> {
                     .collect(),
             })
         }
-        "sysjobsteps" => {
+        "msdb:sysjobsteps" => {
             let mut rows = Vec::new();
             for j in ctx.state.jobs.values() {
                 for s in &j.steps {
@@ -211,7 +215,7 @@ pub fn table(ctx: &Ctx<'_>, name: &ObjName) -> Option<Table> {
                 rows,
             })
         }
-        "sysjobhistory" => Some(Table {
+        "msdb:sysjobhistory" => Some(Table {
             columns: cols(&[
                 ("instance_id", SqlType::Int),
                 ("job_id", SqlType::Guid),
@@ -250,7 +254,7 @@ pub fn table(ctx: &Ctx<'_>, name: &ObjName) -> Option<Table> {
                 })
                 .collect(),
         }),
-        "sysjobactivity" => {
+        "msdb:sysjobactivity" => {
             let dt = |d: Option<Duration>| {
                 d.map_or(Value::Null, |d| Value::DateTime(ctx.state.datetime(d)))
             };
@@ -296,7 +300,7 @@ pub fn table(ctx: &Ctx<'_>, name: &ObjName) -> Option<Table> {
                     .collect(),
             })
         }
-        "restorehistory" => {
+        "msdb:restorehistory" => {
             let mut rows = Vec::new();
             let mut id = 1;
             let mut dbs: Vec<_> = ctx.state.databases.values().collect();

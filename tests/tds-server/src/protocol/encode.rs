@@ -1,7 +1,7 @@
 //! Encoding what the server sends: PRELOGIN reply, login tokens, and replies as TDS tokens.
 
 use super::types::{Column, Reply, ReplyPart, ResultSet, ServerMessage, SqlType, Value};
-use time::{Date, Month, PrimitiveDateTime};
+use time::{Date, Month};
 
 /// `SQL_Latin1_General_CP1_CI_AS`: LCID 0x0409 with flags 0xD0, sort id 52.
 pub const COLLATION: [u8; 5] = [0x09, 0x04, 0xD0, 0x00, 0x34];
@@ -365,11 +365,17 @@ pub fn reply(reply: &Reply, style: ReplyStyle, server: &str) -> Vec<u8> {
         ReplyStyle::Batch => 0xFD,
         ReplyStyle::Rpc => 0xFF,
     };
-    // Index of the last part that produces a DONE, to leave MORE off it in a batch.
-    let last_done = reply
-        .parts
-        .iter()
-        .rposition(|p| !matches!(p, ReplyPart::Info(_)));
+    // Index of the last part that produces a DONE, to leave MORE off it in a batch; when INFO
+    // messages come last, every statement DONE keeps MORE and a final DONE closes the batch.
+    let trailing_info = matches!(reply.parts.last(), Some(ReplyPart::Info(_)));
+    let last_done = if trailing_info {
+        None
+    } else {
+        reply
+            .parts
+            .iter()
+            .rposition(|p| !matches!(p, ReplyPart::Info(_)))
+    };
     let mut any_error = false;
     let mut wrote_done = false;
     for (i, part) in reply.parts.iter().enumerate() {
@@ -419,7 +425,7 @@ pub fn reply(reply: &Reply, style: ReplyStyle, server: &str) -> Vec<u8> {
     }
     match style {
         ReplyStyle::Batch => {
-            if !wrote_done {
+            if !wrote_done || trailing_info {
                 t.done(0xFD, 0, 0, 0);
             }
         }
@@ -429,11 +435,6 @@ pub fn reply(reply: &Reply, style: ReplyStyle, server: &str) -> Vec<u8> {
         }
     }
     t.into_bytes()
-}
-
-/// Formats a date-time the way tests print it.
-pub fn format_datetime(d: &PrimitiveDateTime) -> String {
-    d.to_string()
 }
 
 #[cfg(test)]
@@ -451,6 +452,17 @@ mod tests {
         assert_eq!(bytes[5], 0x01);
         let off = usize::from(u16::from_be_bytes([bytes[6], bytes[7]]));
         assert_eq!(bytes[off], 0x02);
+    }
+
+    #[test]
+    fn a_batch_ending_in_info_still_ends_with_a_final_done() {
+        let mut r = Reply::row_count(1);
+        r.push(ReplyPart::Info(ServerMessage::info(0, "x")));
+        let bytes = reply(&r, ReplyStyle::Batch, "s");
+        // First DONE keeps MORE; the last token is a DONE with status 0.
+        assert_eq!(&bytes[..3], &[0xFD, 0x11, 0x00]);
+        let tail = &bytes[bytes.len() - 13..];
+        assert_eq!(&tail[..3], &[0xFD, 0x00, 0x00]);
     }
 
     #[test]

@@ -587,3 +587,136 @@ async fn a_connection_cut_mid_poll_leaves_the_task_running_for_the_next_connecti
     .await;
     assert_eq!(text(&r[0], "lifecycle").as_deref(), Some("SUCCESS"));
 }
+
+#[tokio::test]
+async fn unquoted_database_identifiers_are_reported_even_inside_job_steps() {
+    let emu = SqlServerEmulator::native();
+    let (addr, _h) = emu.start().await.expect("start");
+    let mut c = connect(addr).await;
+    c.execute(
+        "RESTORE DATABASE [Fine] FROM DISK = @P1 WITH NORECOVERY",
+        &[&"/b/f.bak"],
+    )
+    .await
+    .expect("quoted");
+    assert!(emu.unquoted_database_identifiers().is_empty());
+    c.execute(
+        "RESTORE DATABASE Bare FROM DISK = @P1 WITH NORECOVERY",
+        &[&"/b/b.bak"],
+    )
+    .await
+    .expect("bare");
+    c.execute("EXEC msdb.dbo.sp_add_job @job_name = @P1", &[&"j"])
+        .await
+        .expect("job");
+    c.execute(
+        "EXEC msdb.dbo.sp_add_jobstep @job_name = @P1, @step_name = N's', @command = @P2",
+        &[
+            &"j",
+            &"RESTORE LOG InStep FROM URL = N's3://b/x.trn' WITH NORECOVERY",
+        ],
+    )
+    .await
+    .expect("step");
+    assert_eq!(
+        emu.unquoted_database_identifiers(),
+        vec!["Bare".to_string(), "InStep".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn the_test_server_binary_prints_its_address_and_serves_the_emulator() {
+    use std::io::BufRead;
+    /// Kills the server process however the test ends.
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Kill(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tds-test-server"))
+            .args(["--port", "0", "--native"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let mut line = String::new();
+    let stdout = child.0.stdout.take().expect("stdout");
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("address line");
+    let addr: std::net::SocketAddr = line.trim().parse().expect("an address");
+    let mut c = connect(addr).await;
+    let r = rows(&mut c, "SELECT SERVERPROPERTY('Edition') AS e", &[]).await;
+    assert_eq!(
+        text(&r[0], "e").as_deref(),
+        Some("Developer Edition (64-bit)")
+    );
+    drop(child);
+}
+
+#[tokio::test]
+async fn an_rds_task_can_be_cancelled_and_a_database_dropped() {
+    let emu = SqlServerEmulator::rds();
+    emu.set_clock_mode(ClockMode::Manual);
+    emu.add_database("Old", DatabaseState::Restoring);
+    let (addr, _h) = emu.start().await.expect("start");
+    let mut c = connect(addr).await;
+    let r = rows(
+        &mut c,
+        "exec msdb.dbo.rds_restore_database @restore_db_name=@P1, @s3_arn_to_restore_from=@P2, @with_norecovery=1",
+        &[&"Gone", &ARN_FULL],
+    )
+    .await;
+    let id = r[0].get::<i32, _>("task_id").expect("id");
+    emu.advance(Duration::from_millis(500));
+    c.execute("exec msdb.dbo.rds_cancel_task @task_id=@P1", &[&id])
+        .await
+        .expect("cancel");
+    let t = task_status(&mut c, "Gone", id).await;
+    assert_eq!(text(&t, "lifecycle").as_deref(), Some("CANCEL_REQUESTED"));
+    emu.advance(Duration::from_secs(1));
+    let t = task_status(&mut c, "Gone", id).await;
+    assert_eq!(text(&t, "lifecycle").as_deref(), Some("CANCELLED"));
+    assert!(emu.database("Gone").is_none());
+    let e = server_error(&mut c, "exec msdb.dbo.rds_cancel_task @task_id=@P1", &[&id]).await;
+    assert_eq!(e.code(), 50000);
+    c.execute("exec msdb.dbo.rds_drop_database @db_name=@P1", &[&"Old"])
+        .await
+        .expect("drop");
+    assert!(emu.database("Old").is_none());
+    let e = server_error(
+        &mut c,
+        "exec msdb.dbo.rds_drop_database @db_name=@P1",
+        &[&"Old"],
+    )
+    .await;
+    assert_eq!(e.code(), 3701);
+    let e = server_error(
+        &mut c,
+        "exec msdb.dbo.rds_drop_database @db_name=@P1",
+        &[&"msdb"],
+    )
+    .await;
+    assert_eq!(e.code(), 50000);
+}
+
+#[tokio::test]
+async fn sp_add_job_returns_its_job_id_through_an_output_variable() {
+    let emu = SqlServerEmulator::native();
+    let (addr, _h) = emu.start().await.expect("start");
+    let mut c = connect(addr).await;
+    let r = rows(
+        &mut c,
+        "DECLARE @id uniqueidentifier; EXEC msdb.dbo.sp_add_job @job_name = @P1, @job_id = @id OUTPUT; SELECT @id AS job_id",
+        &[&"with-output"],
+    )
+    .await;
+    let id: tiberius::Uuid = r[0].get("job_id").expect("job id");
+    let job = emu.job("with-output").expect("job");
+    assert_eq!(id.to_bytes_le(), job.job_id);
+    let e = server_error(&mut c, "SET @nope = 1", &[]).await;
+    assert_eq!(e.code(), 137);
+}

@@ -1,0 +1,158 @@
+//! Configuration from the environment, read once per cold start.
+
+use std::time::Duration;
+
+use bakdrop_core::restore::{RestoreConfig, SourceLocation};
+use bakdrop_core::tsql::Dialect;
+use bakdrop_core::version::VersionPolicy;
+
+/// What the function needs to know.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `STATUS_TABLE`.
+    pub status_table: String,
+    /// `RESTORE_QUEUE_URL` (polls and retries are sent back to it, delayed).
+    pub restore_queue_url: String,
+    /// Where the target's login is: `TARGET_SECRET_ARN` (Secrets Manager, RDS secret shape).
+    pub secret_id: String,
+    /// `TARGET_HOST` / `TARGET_PORT` override the secret's host and port.
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    /// `TARGET_TLS`: `verify` (default), `ca:<path>`, `trust-server-certificate`, `off`.
+    pub tls: String,
+    pub restore: RestoreConfig,
+}
+
+/// A setting that is missing or invalid.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct SettingsError(String);
+
+impl Settings {
+    /// Reads the settings through `get`.
+    ///
+    /// # Errors
+    /// [`SettingsError`] naming the variable.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let required = |name: &str| get(name).ok_or_else(|| SettingsError(format!("{name} is not set")));
+        let dialect: Dialect = get("TARGET_DIALECT")
+            .unwrap_or_else(|| "rds".into())
+            .parse()
+            .map_err(|e| SettingsError(format!("TARGET_DIALECT: {e}")))?;
+        let location = match (dialect, get("SOURCE_LOCATION")) {
+            (Dialect::Rds, None) => SourceLocation::S3Arn,
+            (_, Some(text)) => parse_location(&text)?,
+            (Dialect::Native, None) => {
+                return Err(SettingsError(
+                    "SOURCE_LOCATION is not set: with TARGET_DIALECT=native give url:<s3 endpoint host> or disk:<directory>".into(),
+                ))
+            }
+        };
+        let policy: VersionPolicy = match get("VERSION_POLICY") {
+            Some(t) => t.parse().map_err(|e| SettingsError(format!("VERSION_POLICY: {e}")))?,
+            None => VersionPolicy::Same,
+        };
+        let seconds = |name: &str, default: u64| -> Result<Duration, SettingsError> {
+            match get(name) {
+                Some(t) => t
+                    .parse::<u64>()
+                    .map(Duration::from_secs)
+                    .map_err(|e| SettingsError(format!("{name}: {e}"))),
+                None => Ok(Duration::from_secs(default)),
+            }
+        };
+        Ok(Settings {
+            status_table: required("STATUS_TABLE")?,
+            restore_queue_url: required("RESTORE_QUEUE_URL")?,
+            secret_id: required("TARGET_SECRET_ARN")?,
+            host: get("TARGET_HOST"),
+            port: get("TARGET_PORT")
+                .map(|p| p.parse().map_err(|e| SettingsError(format!("TARGET_PORT: {e}"))))
+                .transpose()?,
+            tls: get("TARGET_TLS").unwrap_or_else(|| "verify".into()),
+            restore: RestoreConfig {
+                dialect,
+                location,
+                policy,
+                poll_interval: seconds("POLL_INTERVAL_SECONDS", 60)?,
+                busy_retry: seconds("BUSY_RETRY_SECONDS", 120)?,
+            },
+        })
+    }
+
+    /// Reads the settings from the process environment.
+    ///
+    /// # Errors
+    /// As [`Settings::from_lookup`].
+    pub fn from_env() -> Result<Settings, SettingsError> {
+        Settings::from_lookup(|name| std::env::var(name).ok())
+    }
+}
+
+fn parse_location(text: &str) -> Result<SourceLocation, SettingsError> {
+    if text == "arn" {
+        return Ok(SourceLocation::S3Arn);
+    }
+    match text.split_once(':') {
+        Some(("url", endpoint)) if !endpoint.is_empty() => Ok(SourceLocation::Url {
+            endpoint: endpoint.to_owned(),
+        }),
+        Some(("disk", directory)) if !directory.is_empty() => Ok(SourceLocation::Disk {
+            directory: directory.to_owned(),
+        }),
+        _ => Err(SettingsError(format!(
+            "SOURCE_LOCATION {text:?}: use arn, url:<s3 endpoint host> or disk:<directory>"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        let map: HashMap<String, String> =
+            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        Settings::from_lookup(|k| map.get(k).cloned())
+    }
+
+    const BASE: [(&str, &str); 3] = [
+        ("STATUS_TABLE", "t"),
+        ("RESTORE_QUEUE_URL", "q"),
+        ("TARGET_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:x"),
+    ];
+
+    #[test]
+    fn rds_is_the_default_dialect_and_reads_objects_by_arn() {
+        let s = settings(&BASE).expect("valid");
+        assert_eq!(s.restore.dialect, Dialect::Rds);
+        assert_eq!(s.restore.location, SourceLocation::S3Arn);
+        assert_eq!(s.restore.poll_interval, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn native_needs_a_source_location() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("TARGET_DIALECT", "native"));
+        assert!(settings(&pairs).is_err());
+        pairs.push(("SOURCE_LOCATION", "disk:/var/opt/mssql/backup"));
+        let s = settings(&pairs).expect("valid");
+        assert_eq!(
+            s.restore.location,
+            SourceLocation::Disk {
+                directory: "/var/opt/mssql/backup".into()
+            }
+        );
+    }
+
+    #[test]
+    fn missing_and_invalid_settings_are_named() {
+        let err = settings(&BASE[..2]).expect_err("no secret");
+        assert!(err.to_string().contains("TARGET_SECRET_ARN"));
+        let mut pairs = BASE.to_vec();
+        pairs.push(("TARGET_DIALECT", "oracle"));
+        assert!(settings(&pairs).expect_err("bad").to_string().contains("TARGET_DIALECT"));
+    }
+}
