@@ -199,6 +199,10 @@ impl MemoryQueue {
     pub fn fail_next(&self, n: u32) {
         *lock(&self.fail_next) = n;
     }
+    /// Takes every message sent so far, with its delay (as a consumer would receive them).
+    pub fn drain_sent(&self) -> Vec<(QueueMessage, Duration)> {
+        std::mem::take(&mut *lock(&self.messages))
+    }
 }
 
 impl JobQueue for MemoryQueue {

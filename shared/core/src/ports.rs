@@ -254,3 +254,94 @@ impl TargetError {
         }
     }
 }
+
+// Shared ports: one store or queue behind several services (e.g. validation and the worker in
+// one process, `bakdrop run`).
+impl<T: ObjectReader> ObjectReader for std::sync::Arc<T> {
+    fn read(
+        &self,
+        object: &ObjectRef,
+        range: ByteRange,
+    ) -> impl Future<Output = Result<Vec<u8>, ReadError>> + Send {
+        T::read(self, object, range)
+    }
+}
+
+impl<T: StatusStore> StatusStore for std::sync::Arc<T> {
+    fn get_migration(
+        &self,
+        database: &str,
+    ) -> impl Future<Output = Result<Option<Versioned<MigrationRecord>>, StoreError>> + Send {
+        T::get_migration(self, database)
+    }
+    fn put_migration(
+        &self,
+        record: &MigrationRecord,
+        expected: Option<u64>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        T::put_migration(self, record, expected)
+    }
+    fn get_file(
+        &self,
+        migration: &str,
+        file_id: &str,
+    ) -> impl Future<Output = Result<Option<Versioned<FileRecord>>, StoreError>> + Send {
+        T::get_file(self, migration, file_id)
+    }
+    fn put_file(
+        &self,
+        record: &FileRecord,
+        expected: Option<u64>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        T::put_file(self, record, expected)
+    }
+    fn list_files(
+        &self,
+        migration: &str,
+    ) -> impl Future<Output = Result<Vec<Versioned<FileRecord>>, StoreError>> + Send {
+        T::list_files(self, migration)
+    }
+}
+
+impl<T: JobQueue> JobQueue for std::sync::Arc<T> {
+    fn send(
+        &self,
+        message: &QueueMessage,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send {
+        T::send(self, message, delay)
+    }
+}
+
+impl<T: RestoreTarget> RestoreTarget for std::sync::Arc<T> {
+    fn product_version(&self) -> impl Future<Output = Result<String, TargetError>> + Send {
+        T::product_version(self)
+    }
+    fn database_state(
+        &self,
+        database: &crate::names::DatabaseName,
+    ) -> impl Future<Output = Result<Option<String>, TargetError>> + Send {
+        T::database_state(self, database)
+    }
+    fn submit(
+        &self,
+        request: &crate::tsql::RestoreRequest,
+        task_name: &str,
+    ) -> impl Future<Output = Result<TaskId, TargetError>> + Send {
+        T::submit(self, request, task_name)
+    }
+    fn find_task(
+        &self,
+        request: &crate::tsql::RestoreRequest,
+        task_name: &str,
+    ) -> impl Future<Output = Result<Option<TaskId>, TargetError>> + Send {
+        T::find_task(self, request, task_name)
+    }
+    fn poll(
+        &self,
+        database: &crate::names::DatabaseName,
+        task: &TaskId,
+    ) -> impl Future<Output = Result<TaskStatus, TargetError>> + Send {
+        T::poll(self, database, task)
+    }
+}

@@ -709,3 +709,318 @@ pub fn sql_reason(number: u32, message: &str) -> Reason {
     });
     reason
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::fakes::{MemoryObjects, MemoryQueue, MemoryStore, MemoryTarget};
+    use crate::object::ObjectRef;
+    use crate::validate::{Outcome, ValidateConfig, Validator};
+
+    const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/bak/");
+
+    struct Pipeline {
+        validator: Validator<Arc<MemoryObjects>, Arc<MemoryStore>, Arc<MemoryQueue>>,
+        worker: Worker<Arc<MemoryStore>, Arc<MemoryQueue>, Arc<MemoryTarget>>,
+        objects: Arc<MemoryObjects>,
+        store: Arc<MemoryStore>,
+        queue: Arc<MemoryQueue>,
+        target: Arc<MemoryTarget>,
+        clock: std::cell::Cell<i64>,
+    }
+
+    fn pipeline(target_version: &str) -> Pipeline {
+        let objects = Arc::new(MemoryObjects::default());
+        let store = Arc::new(MemoryStore::default());
+        let queue = Arc::new(MemoryQueue::default());
+        let target = Arc::new(MemoryTarget::new(target_version));
+        let release: SqlServerRelease = target_version.parse().unwrap_or_else(|e| panic!("{e}"));
+        Pipeline {
+            validator: Validator {
+                reader: objects.clone(),
+                store: store.clone(),
+                queue: queue.clone(),
+                config: ValidateConfig {
+                    target: release,
+                    policy: VersionPolicy::NotNewer,
+                },
+            },
+            worker: Worker {
+                store: store.clone(),
+                queue: queue.clone(),
+                target: target.clone(),
+                config: RestoreConfig {
+                    dialect: Dialect::Native,
+                    location: SourceLocation::Disk {
+                        directory: "/backups".into(),
+                    },
+                    policy: VersionPolicy::Same,
+                    poll_interval: Duration::from_secs(30),
+                    busy_retry: Duration::from_secs(120),
+                },
+            },
+            objects,
+            store,
+            queue,
+            target,
+            clock: std::cell::Cell::new(1_800_000_000),
+        }
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut f = std::pin::pin!(f);
+        loop {
+            if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+    }
+
+    impl Pipeline {
+        fn now(&self) -> OffsetDateTime {
+            self.clock.set(self.clock.get() + 1);
+            OffsetDateTime::from_unix_timestamp(self.clock.get()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        }
+
+        fn drop_file(&self, database: &str, fixture: &str) {
+            let body = std::fs::read(format!("{FIXTURES}{fixture}")).unwrap_or_else(|e| panic!("{e}"));
+            let key = format!("{database}/{fixture}");
+            let object = ObjectRef {
+                bucket: "b".into(),
+                key: key.clone(),
+                version_id: None,
+                etag: Some(format!("e-{fixture}")),
+                size: body.len() as u64,
+            };
+            self.objects.put("b", &key, body);
+            let outcome = block_on(self.validator.validate(&object, "v", self.now())).expect("validated");
+            assert!(matches!(outcome, Outcome::Queued { .. }), "{fixture}: {outcome:?}");
+        }
+
+        /// Delivers every queued message once (delays ignored), as SQS would; returns outcomes.
+        fn pump(&self) -> Vec<WorkOutcome> {
+            let mut outcomes = Vec::new();
+            for (i, (message, _delay)) in self.queue.drain_sent().into_iter().enumerate() {
+                let id = format!("m{}-{i}", self.clock.get());
+                outcomes.push(block_on(self.worker.handle(&message, &id, self.now())).expect("handled"));
+            }
+            outcomes
+        }
+
+        /// Finishes every running task successfully and delivers the polls, until quiet.
+        fn run_to_quiet(&self) {
+            for _ in 0..100 {
+                for name in self.target.submitted() {
+                    if matches!(block_on(self.target_status(&name)), TaskStatus::Running { .. }) {
+                        self.target.finish(&name, TaskStatus::Succeeded);
+                    }
+                }
+                if self.pump().is_empty() {
+                    return;
+                }
+            }
+            panic!("the pipeline did not settle");
+        }
+
+        async fn target_status(&self, name: &str) -> TaskStatus {
+            let db = DatabaseName::parse("x").unwrap_or_else(|e| panic!("{e}"));
+            self.target
+                .poll(&db, &crate::ports::TaskId::AgentJob(name.to_owned()))
+                .await
+                .unwrap_or(TaskStatus::Cancelled)
+        }
+
+        fn migration(&self, name: &str) -> MigrationRecord {
+            block_on(self.store.get_migration(name))
+                .ok()
+                .flatten()
+                .map(|v| v.record)
+                .unwrap_or_else(|| panic!("no migration {name}"))
+        }
+
+        fn file_states(&self, name: &str) -> Vec<(String, FileState)> {
+            let mut files: Vec<_> = block_on(self.store.list_files(name))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|f| (f.record.object.file_name().to_owned(), f.record.state))
+                .collect();
+            files.sort_by(|a, b| a.0.cmp(&b.0));
+            files
+        }
+    }
+
+    #[test]
+    fn a_full_backup_is_submitted_once_polled_and_leaves_the_migration_synchronizing() {
+        let p = pipeline("2016");
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        let messages = p.queue.drain_sent();
+        assert_eq!(messages.len(), 1);
+        let (job, _) = &messages[0];
+        let first = block_on(p.worker.handle(job, "m1", p.now())).expect("handled");
+        assert!(matches!(first, WorkOutcome::Submitted { .. }), "{first:?}");
+        // The same message delivered again never submits a second RESTORE.
+        let again = block_on(p.worker.handle(job, "m1-again", p.now())).expect("handled");
+        assert!(matches!(again, WorkOutcome::Idle { .. }), "{again:?}");
+        assert_eq!(p.target.submitted().len(), 1);
+        assert_eq!(p.migration("Clean").state, MigrationState::Restoring);
+        // The poll finds it running, then done.
+        let polls = p.queue.drain_sent();
+        assert_eq!(polls.len(), 1);
+        assert_eq!(polls[0].1, Duration::from_secs(30));
+        let running = block_on(p.worker.handle(&polls[0].0, "m2", p.now())).expect("polled");
+        assert!(matches!(running, WorkOutcome::Running { .. }), "{running:?}");
+        p.run_to_quiet();
+        let migration = p.migration("Clean");
+        assert_eq!(migration.state, MigrationState::Synchronizing);
+        assert!(migration.in_flight.is_none());
+        assert_eq!(p.file_states("Clean"), vec![("sql2016_full_RestoreTimeClean.bak".into(), FileState::Restored)]);
+        let (_, request, _) = &p.target.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[0];
+        assert_eq!(request.sources, vec![RestoreSource::Disk("/backups/Clean/sql2016_full_RestoreTimeClean.bak".into())]);
+    }
+
+    #[test]
+    fn the_2016_chain_in_any_order_restores_full_differential_then_the_later_logs() {
+        let files = [
+            "sql2016_log_RestoreTimeClean2_3.trn",
+            "sql2016_log_RestoreTimeClean_2.trn",
+            "sql2016_diff_RestoreTimeClean2.bak",
+            "sql2016_log_RestoreTimeClean2_1.trn",
+            "sql2016_full_RestoreTimeClean.bak",
+            "sql2016_log_RestoreTimeClean_1.trn",
+            "sql2016_log_RestoreTimeClean2_2.trn",
+            "sql2016_log_RestoreTimeClean_3.trn",
+        ];
+        let p = pipeline("2016");
+        for (i, f) in files.iter().enumerate() {
+            p.drop_file("Clean", f);
+            if i % 3 == 0 {
+                p.run_to_quiet();
+            }
+        }
+        p.run_to_quiet();
+        let migration = p.migration("Clean");
+        assert_eq!(migration.state, MigrationState::Synchronizing, "{:?}", migration.reason);
+        let applied_last = block_on(p.store.list_files("Clean"))
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|f| f.record.state == FileState::Restored)
+            .filter_map(|f| f.record.header.map(|h| h.last_lsn))
+            .max();
+        assert_eq!(applied_last.map(|l| l.to_string()).as_deref(), Some("39000000064200001"));
+        let states = p.file_states("Clean");
+        assert!(
+            states.iter().all(|(_, s)| matches!(s, FileState::Restored | FileState::Skipped)),
+            "{states:?}"
+        );
+        let restored: Vec<_> = states.iter().filter(|(_, s)| *s == FileState::Restored).collect();
+        assert!(restored.len() >= 5, "{states:?}");
+    }
+
+    #[test]
+    fn an_existing_target_database_fails_the_migration_before_any_restore() {
+        let p = pipeline("2016");
+        p.target
+            .databases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert("Clean".into(), "ONLINE".into());
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        let outcomes = p.pump();
+        assert!(matches!(&outcomes[0], WorkOutcome::Failed { reason, .. } if reason.code == "TargetDatabaseExists"), "{outcomes:?}");
+        assert!(p.target.submitted().is_empty());
+        assert_eq!(p.migration("Clean").state, MigrationState::Failed);
+    }
+
+    #[test]
+    fn a_target_of_another_version_fails_the_migration_before_any_restore() {
+        let p = pipeline("2019");
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        let outcomes = p.pump();
+        assert!(matches!(&outcomes[0], WorkOutcome::Failed { reason, .. } if reason.code == "TargetVersionMismatch"), "{outcomes:?}");
+        assert!(p.target.submitted().is_empty());
+    }
+
+    #[test]
+    fn a_sql_server_refusal_fails_the_migration_with_its_number_and_message() {
+        let p = pipeline("2016");
+        *p.target.fail_next_submit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((3201, "Cannot open backup device '/backups/x'. Operating system error 2".into()));
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        p.pump();
+        let migration = p.migration("Clean");
+        assert_eq!(migration.state, MigrationState::Failed);
+        let error = migration.reason.and_then(|r| r.sql_error).expect("sql error kept");
+        assert_eq!(error.number, 3201);
+        assert_eq!(p.file_states("Clean")[0].1, FileState::Failed);
+    }
+
+    #[test]
+    fn a_failed_task_fails_the_migration_with_sql_servers_error() {
+        let p = pipeline("2016");
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        p.pump();
+        let name = p.target.submitted()[0].clone();
+        p.target.finish(
+            &name,
+            TaskStatus::Failed {
+                sql_error: Some(SqlError { number: 3154, message: "The backup set holds a backup of a database other than the existing 'Clean' database.".into() }),
+                message: "RESTORE DATABASE is terminating abnormally.".into(),
+            },
+        );
+        p.pump();
+        let migration = p.migration("Clean");
+        assert_eq!(migration.state, MigrationState::Failed);
+        let reason = migration.reason.expect("reason");
+        assert_eq!(reason.sql_error.map(|e| e.number), Some(3154));
+        assert!(reason.message.contains("already exists"), "{}", reason.message);
+    }
+
+    #[test]
+    fn a_busy_target_defers_and_retries_later() {
+        let p = pipeline("2016");
+        *p.target.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        let outcomes = p.pump();
+        assert!(matches!(outcomes[0], WorkOutcome::Deferred { .. }), "{outcomes:?}");
+        let retry = p.queue.drain_sent();
+        assert_eq!(retry.len(), 1);
+        assert_eq!(retry[0].1, Duration::from_secs(120));
+        let outcome = block_on(p.worker.handle(&retry[0].0, "m9", p.now())).expect("retried");
+        assert!(matches!(outcome, WorkOutcome::Submitted { .. }), "{outcome:?}");
+        assert_eq!(p.target.submitted().len(), 1);
+    }
+
+    #[test]
+    fn a_connection_cut_after_submitting_finds_the_task_instead_of_submitting_again() {
+        let p = pipeline("2016");
+        *p.target.cut_after_submit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        let messages = p.queue.drain_sent();
+        let err = block_on(p.worker.handle(&messages[0].0, "m1", p.now())).expect_err("cut");
+        assert!(err.is_transient());
+        // SQS redelivers the same message (same id).
+        let outcome = block_on(p.worker.handle(&messages[0].0, "m1", p.now())).expect("resumed");
+        assert!(matches!(outcome, WorkOutcome::Submitted { .. }), "{outcome:?}");
+        assert_eq!(p.target.submitted().len(), 1, "no second RESTORE");
+        p.run_to_quiet();
+        assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
+    }
+
+    #[test]
+    fn task_names_are_stable_and_fit_an_agent_job_name() {
+        let step = Step {
+            kind: crate::status::BackupKind::Log,
+            files: vec!["f".into()],
+            backup_set_guid: uuid::Uuid::from_u128(0xabc),
+            first_lsn: crate::Lsn::ZERO,
+            last_lsn: crate::Lsn::ZERO,
+        };
+        let name = task_name(&"ä]x; --".repeat(40), &step);
+        assert_eq!(name, task_name(&"ä]x; --".repeat(40), &step));
+        assert!(name.len() <= 128, "{}", name.len());
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
+    }
+}
