@@ -111,6 +111,7 @@ pub enum Param {
     Text(String),
     Int(i32),
     BigInt(i64),
+    Guid(uuid::Uuid),
 }
 
 impl fmt::Display for Statement {
@@ -123,6 +124,7 @@ impl fmt::Display for Statement {
                 }
                 Param::Int(v) => writeln!(f, "DECLARE @P{} int = {v};", i + 1)?,
                 Param::BigInt(v) => writeln!(f, "DECLARE @P{} bigint = {v};", i + 1)?,
+                Param::Guid(v) => writeln!(f, "DECLARE @P{} uniqueidentifier = '{v}';", i + 1)?,
             }
         }
         write!(f, "{};", self.sql)
@@ -246,36 +248,53 @@ pub mod native {
     }
 
     /// Creates and starts a one-off Agent job running `command`, named `job_name`. The job is
-    /// kept (`@delete_level = 0`) so that its outcome can be read, and so that a worker that
+    /// kept (sp_add_job's default `@delete_level = 0`) so that its outcome can be read, and so that a worker that
     /// crashed after submitting finds it by name instead of submitting a second RESTORE.
     pub fn submit_job(job_name: &str, command: &str) -> Statement {
         Statement {
             sql: [
                 "DECLARE @job_id uniqueidentifier",
-                "EXEC msdb.dbo.sp_add_job @job_name=@P1, @job_id=@job_id OUTPUT, @delete_level=0",
+                "EXEC msdb.dbo.sp_add_job @job_name=@P1, @job_id=@job_id OUTPUT",
                 "EXEC msdb.dbo.sp_add_jobstep @job_id=@job_id, @step_name=N'restore', @subsystem=N'TSQL', @database_name=N'master', @command=@P2",
                 "EXEC msdb.dbo.sp_add_jobserver @job_id=@job_id",
                 "EXEC msdb.dbo.sp_start_job @job_id=@job_id",
-                "SELECT CONVERT(nvarchar(36), @job_id) AS job_id",
+                "SELECT @job_id AS job_id",
             ]
             .join("; "),
             params: vec![text(job_name), text(command)],
         }
     }
 
-    /// The state of a job: running (from `sysjobactivity`), its last outcome and message (from
-    /// `sysjobhistory`), and the restore's percent complete (from `sys.dm_exec_requests`).
-    pub fn job_status(job_name: &str, database: &DatabaseName) -> Statement {
+    /// The job's id, by name (no row: no such job).
+    pub fn job_id(job_name: &str) -> Statement {
         Statement {
-            sql: "SELECT j.name, \
-                  (SELECT TOP 1 CASE WHEN a.start_execution_date IS NOT NULL AND a.stop_execution_date IS NULL THEN 1 ELSE 0 END FROM msdb.dbo.sysjobactivity a WHERE a.job_id = j.job_id ORDER BY a.session_id DESC) AS running, \
-                  (SELECT TOP 1 h.run_status FROM msdb.dbo.sysjobhistory h WHERE h.job_id = j.job_id AND h.step_id = 1 ORDER BY h.instance_id DESC) AS run_status, \
-                  (SELECT TOP 1 h.sql_message_id FROM msdb.dbo.sysjobhistory h WHERE h.job_id = j.job_id AND h.step_id = 1 ORDER BY h.instance_id DESC) AS sql_message_id, \
-                  (SELECT TOP 1 h.message FROM msdb.dbo.sysjobhistory h WHERE h.job_id = j.job_id AND h.step_id = 1 ORDER BY h.instance_id DESC) AS message, \
-                  (SELECT TOP 1 CAST(r.percent_complete AS float) FROM sys.dm_exec_requests r WHERE r.command LIKE N'RESTORE%' AND r.database_id = DB_ID(@P2)) AS percent_complete \
-                  FROM msdb.dbo.sysjobs j WHERE j.name = @P1"
-                .into(),
-            params: vec![text(job_name), text(database.as_str())],
+            sql: "SELECT job_id FROM msdb.dbo.sysjobs WHERE name = @P1".into(),
+            params: vec![text(job_name)],
+        }
+    }
+
+    /// Whether the job runs now (an activity row started and not stopped).
+    pub fn job_running(job_id: uuid::Uuid) -> Statement {
+        Statement {
+            sql: "SELECT COUNT(*) AS running FROM msdb.dbo.sysjobactivity WHERE job_id = @P1 AND start_execution_date IS NOT NULL AND stop_execution_date IS NULL".into(),
+            params: vec![Param::Guid(job_id)],
+        }
+    }
+
+    /// The outcome of the job's restore step, newest first (`run_status` 1 succeeded, 0 failed,
+    /// 3 cancelled; `sql_message_id` SQL Server's error number).
+    pub fn job_outcome(job_id: uuid::Uuid) -> Statement {
+        Statement {
+            sql: "SELECT TOP 1 run_status, sql_message_id, message FROM msdb.dbo.sysjobhistory WHERE job_id = @P1 AND step_id = 1 ORDER BY instance_id DESC".into(),
+            params: vec![Param::Guid(job_id)],
+        }
+    }
+
+    /// How far a running restore of the database is.
+    pub fn restore_progress(database: &DatabaseName) -> Statement {
+        Statement {
+            sql: "SELECT TOP 1 percent_complete FROM sys.dm_exec_requests WHERE database_id = DB_ID(@P1) AND command IN (N'RESTORE DATABASE', N'RESTORE LOG')".into(),
+            params: vec![text(database.as_str())],
         }
     }
 

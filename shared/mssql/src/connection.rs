@@ -42,6 +42,7 @@ pub async fn run(
                 Param::Text(t) => Box::new(t.clone()),
                 Param::Int(v) => Box::new(*v),
                 Param::BigInt(v) => Box::new(*v),
+                Param::Guid(v) => Box::new(*v),
             }
         })
         .collect();
@@ -73,6 +74,11 @@ pub fn text(row: &Row, column: &str) -> Option<String> {
         .ok()
         .flatten()
         .map(str::to_owned)
+}
+
+/// A uniqueidentifier column, by name.
+pub fn guid(row: &Row, column: &str) -> Option<tiberius::Uuid> {
+    row.try_get::<tiberius::Uuid, _>(column).ok().flatten()
 }
 
 /// A whole-number column, by name, whatever its integer width.

@@ -15,7 +15,7 @@ use bakdrop_core::status::SqlError;
 use bakdrop_core::tsql::{self, Dialect, RestoreRequest};
 use tiberius::{Config, Row};
 
-use crate::connection::{connect, integer, number, run, text};
+use crate::connection::{connect, guid, integer, number, run, text};
 
 /// RDS runs at most this many restore tasks at once.
 pub const RDS_MAX_CONCURRENT_TASKS: usize = 2;
@@ -34,6 +34,11 @@ impl TiberiusTarget {
 
     pub fn dialect(&self) -> Dialect {
         self.dialect
+    }
+
+    async fn job_id(&self, name: &str) -> Result<Option<tiberius::Uuid>, TargetError> {
+        let rows = self.rows(&tsql::native::job_id(name)).await?;
+        Ok(rows.first().and_then(|r| guid(r, "job_id")))
     }
 
     async fn rows(&self, statement: &tsql::Statement) -> Result<Vec<Row>, TargetError> {
@@ -115,12 +120,10 @@ impl RestoreTarget for TiberiusTarget {
                     .max()
                     .map(TaskId::Rds))
             }
-            Dialect::Native => {
-                let rows = self
-                    .rows(&tsql::native::job_status(task_name, &request.database))
-                    .await?;
-                Ok((!rows.is_empty()).then(|| TaskId::AgentJob(task_name.to_owned())))
-            }
+            Dialect::Native => Ok(self
+                .job_id(task_name)
+                .await?
+                .map(|_| TaskId::AgentJob(task_name.to_owned()))),
         }
     }
 
@@ -136,11 +139,35 @@ impl RestoreTarget for TiberiusTarget {
                 Ok(rds_status(row))
             }
             TaskId::AgentJob(name) => {
-                let rows = self.rows(&tsql::native::job_status(name, database)).await?;
-                let row = rows
-                    .first()
+                let job_id = self
+                    .job_id(name)
+                    .await?
                     .ok_or_else(|| TargetError::Protocol(format!("no Agent job named {name}")))?;
-                Ok(job_status(row))
+                let mut client = connect(&self.config).await?;
+                let running = run(&mut client, &tsql::native::job_running(job_id))
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .next()
+                    .and_then(|r| integer(&r, "running"))
+                    .unwrap_or(0)
+                    > 0;
+                let outcome = run(&mut client, &tsql::native::job_outcome(job_id))
+                    .await?
+                    .into_iter()
+                    .flatten()
+                    .next();
+                let percent = if running {
+                    run(&mut client, &tsql::native::restore_progress(database))
+                        .await?
+                        .into_iter()
+                        .flatten()
+                        .next()
+                        .and_then(|r| number(&r, "percent_complete"))
+                } else {
+                    None
+                };
+                Ok(job_status(running, percent, outcome.as_ref()))
             }
         }
     }
@@ -161,11 +188,15 @@ fn rds_status(row: &Row) -> TaskStatus {
     }
 }
 
-fn job_status(row: &Row) -> TaskStatus {
-    let running = integer(row, "running") == Some(1);
-    let percent = number(row, "percent_complete");
+fn job_status(running: bool, percent: Option<f64>, outcome: Option<&Row>) -> TaskStatus {
+    if running {
+        return TaskStatus::Running { percent };
+    }
+    let Some(row) = outcome else {
+        // Started but no step outcome yet.
+        return TaskStatus::Running { percent };
+    };
     match integer(row, "run_status") {
-        _ if running => TaskStatus::Running { percent },
         Some(1) => TaskStatus::Succeeded,
         Some(3) => TaskStatus::Cancelled,
         Some(0) => {
@@ -183,7 +214,7 @@ fn job_status(row: &Row) -> TaskStatus {
                 message,
             }
         }
-        // Not started yet, or retrying: still running as far as we are concerned.
+        // Retrying or in an unknown state: still running as far as we are concerned.
         _ => TaskStatus::Running { percent },
     }
 }

@@ -760,6 +760,31 @@ pub fn eval(
     }
 }
 
+/// `CAST(value AS ty)` for the types bakdrop casts to (text and numbers).
+fn cast(value: Value, ty: &str) -> Value {
+    if value.is_null() {
+        return Value::Null;
+    }
+    match ty {
+        "nvarchar" | "varchar" | "sysname" => match &value {
+            Value::NVarChar(_) => value,
+            other => other
+                .as_i64()
+                .map_or(value.clone(), |v| Value::text(v.to_string())),
+        },
+        "int" => value
+            .as_i64()
+            .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+            .and_then(|v| i32::try_from(v).ok())
+            .map_or(Value::Null, Value::Int),
+        "bigint" => value
+            .as_i64()
+            .or_else(|| value.as_str().and_then(|s| s.trim().parse().ok()))
+            .map_or(Value::Null, Value::BigInt),
+        _ => value,
+    }
+}
+
 fn call_function(ctx: &Ctx<'_>, f: &str, args: &[Value]) -> Result<Value, ServerMessage> {
     let s = &ctx.state.server;
     let arg_str = |i: usize| {
@@ -768,6 +793,9 @@ fn call_function(ctx: &Ctx<'_>, f: &str, args: &[Value]) -> Result<Value, Server
             .unwrap_or_default()
             .to_string()
     };
+    if let Some(ty) = f.strip_prefix("cast:") {
+        return Ok(cast(args.first().cloned().unwrap_or(Value::Null), ty));
+    }
     match f {
         "serverproperty" => {
             let p = arg_str(0).to_lowercase();

@@ -416,6 +416,22 @@ pub fn expr(c: &mut Cursor<'_>) -> Result<Expr, ServerMessage> {
         }
         Some(Tok::Ident(_) | Tok::Quoted(_)) => {
             let name = c.name()?;
+            let canonical = name.canonical();
+            if canonical == "cast" && c.punct('(') {
+                // CAST(expr AS type[(n[, m])]) becomes the call `cast:<type>`.
+                let inner = expr(c)?;
+                c.expect_kw("AS")?;
+                let ty = c.name()?.last().to_lowercase();
+                if c.punct('(') {
+                    while !c.punct(')') {
+                        if c.next_tok().is_none() {
+                            return Err(c.error_here());
+                        }
+                    }
+                }
+                c.expect_punct(')')?;
+                return Ok(Expr::Call(format!("cast:{ty}"), vec![inner]));
+            }
             if c.punct('(') {
                 let mut args = Vec::new();
                 if !c.punct(')') {
