@@ -51,10 +51,13 @@ async fn task_status(client: &mut TestClient, db: &str, task_id: i32) -> Row {
 
 #[tokio::test]
 async fn sql_outside_the_understood_forms_is_rejected_not_guessed() {
+    // CAST is understood (bakdrop casts SERVERPROPERTY's sql_variant); malformed SQL is not.
     let emu = SqlServerEmulator::rds();
     let (addr, _h) = emu.start().await.expect("start");
     let mut c = connect(addr).await;
-    let e = server_error(&mut c, "SELECT CAST(1 AS int) AS one", &[]).await;
+    let e = server_error(&mut c, "SELECT CAST(1 AS int AS one", &[]).await;
+    assert_eq!(e.code(), 102);
+    let e = server_error(&mut c, "SELECT 1 FROM sys.databases d JOIN sys.databases e ON 1 = 1", &[]).await;
     assert_eq!(e.code(), 102);
     let e = server_error(&mut c, "SELECT FOO(1)", &[]).await;
     assert_eq!(e.code(), 195);
