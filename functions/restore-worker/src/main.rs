@@ -3,7 +3,6 @@
 use aws_lambda_events::event::sqs::SqsEvent;
 use bakdrop_aws::{config, dynamo::DynamoStatusStore, secrets, sqs::SqsJobQueue};
 use bakdrop_core::restore::Worker;
-use bakdrop_mssql::settings::{TargetLogin, Tls};
 use bakdrop_mssql::TiberiusTarget;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use restore_worker::{handler, settings::Settings};
@@ -15,28 +14,15 @@ async fn main() -> Result<(), Error> {
     let sdk = config::load().await;
     let secret = secrets::read_login(
         &aws_sdk_secretsmanager::Client::new(&sdk),
-        &settings.secret_id,
+        &settings.target.secret_id,
     )
     .await?;
-    let login = TargetLogin {
-        host: settings
-            .host
-            .clone()
-            .or(secret.host.clone())
-            .ok_or("the target host is neither in TARGET_HOST nor in the secret")?,
-        port: settings.port.or(secret.port).unwrap_or(1433),
-        username: secret.username.clone(),
-        password: secret.password.clone(),
-        tls: match settings.tls.as_str() {
-            "off" => Tls::Off,
-            "trust-server-certificate" => Tls::TrustServerCertificate,
-            "verify" => Tls::Verify,
-            other => match other.strip_prefix("ca:") {
-                Some(path) => Tls::VerifyWithCa(path.to_owned()),
-                None => return Err(format!("TARGET_TLS {other:?}: use verify, ca:<path>, trust-server-certificate or off").into()),
-            },
-        },
-    };
+    let login = settings.target.login(
+        &secret.username,
+        &secret.password,
+        secret.host.as_deref(),
+        secret.port,
+    )?;
     let worker = Worker {
         store: DynamoStatusStore::new(aws_sdk_dynamodb::Client::new(&sdk), &settings.status_table),
         queue: SqsJobQueue::new(aws_sdk_sqs::Client::new(&sdk), &settings.restore_queue_url),
@@ -45,7 +31,8 @@ async fn main() -> Result<(), Error> {
     };
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let response = handler::handle(worker, event.payload, time::OffsetDateTime::now_utc()).await;
+        let response =
+            handler::handle(worker, event.payload, time::OffsetDateTime::now_utc()).await;
         Ok::<_, Error>(response)
     }))
     .await

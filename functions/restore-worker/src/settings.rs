@@ -5,6 +5,7 @@ use std::time::Duration;
 use bakdrop_core::restore::{RestoreConfig, SourceLocation};
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::version::VersionPolicy;
+use bakdrop_mssql::settings::TargetSettings;
 
 /// What the function needs to know.
 #[derive(Debug, Clone)]
@@ -13,13 +14,8 @@ pub struct Settings {
     pub status_table: String,
     /// `RESTORE_QUEUE_URL` (polls and retries are sent back to it, delayed).
     pub restore_queue_url: String,
-    /// Where the target's login is: `TARGET_SECRET_ARN` (Secrets Manager, RDS secret shape).
-    pub secret_id: String,
-    /// `TARGET_HOST` / `TARGET_PORT` override the secret's host and port.
-    pub host: Option<String>,
-    pub port: Option<u16>,
-    /// `TARGET_TLS`: `verify` (default), `ca:<path>`, `trust-server-certificate`, `off`.
-    pub tls: String,
+    /// The target and its login (`TARGET_*`).
+    pub target: TargetSettings,
     pub restore: RestoreConfig,
 }
 
@@ -34,12 +30,11 @@ impl Settings {
     /// # Errors
     /// [`SettingsError`] naming the variable.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, SettingsError> {
+        let target = TargetSettings::from_lookup(&get).map_err(SettingsError)?;
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let required = |name: &str| get(name).ok_or_else(|| SettingsError(format!("{name} is not set")));
-        let dialect: Dialect = get("TARGET_DIALECT")
-            .unwrap_or_else(|| "rds".into())
-            .parse()
-            .map_err(|e| SettingsError(format!("TARGET_DIALECT: {e}")))?;
+        let required =
+            |name: &str| get(name).ok_or_else(|| SettingsError(format!("{name} is not set")));
+        let dialect = target.dialect;
         let location = match (dialect, get("SOURCE_LOCATION")) {
             (Dialect::Rds, None) => SourceLocation::S3Arn,
             (_, Some(text)) => parse_location(&text)?,
@@ -50,7 +45,9 @@ impl Settings {
             }
         };
         let policy: VersionPolicy = match get("VERSION_POLICY") {
-            Some(t) => t.parse().map_err(|e| SettingsError(format!("VERSION_POLICY: {e}")))?,
+            Some(t) => t
+                .parse()
+                .map_err(|e| SettingsError(format!("VERSION_POLICY: {e}")))?,
             None => VersionPolicy::Same,
         };
         let seconds = |name: &str, default: u64| -> Result<Duration, SettingsError> {
@@ -65,12 +62,7 @@ impl Settings {
         Ok(Settings {
             status_table: required("STATUS_TABLE")?,
             restore_queue_url: required("RESTORE_QUEUE_URL")?,
-            secret_id: required("TARGET_SECRET_ARN")?,
-            host: get("TARGET_HOST"),
-            port: get("TARGET_PORT")
-                .map(|p| p.parse().map_err(|e| SettingsError(format!("TARGET_PORT: {e}"))))
-                .transpose()?,
-            tls: get("TARGET_TLS").unwrap_or_else(|| "verify".into()),
+            target,
             restore: RestoreConfig {
                 dialect,
                 location,
@@ -113,15 +105,20 @@ mod tests {
     use std::collections::HashMap;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
-        let map: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         Settings::from_lookup(|k| map.get(k).cloned())
     }
 
     const BASE: [(&str, &str); 3] = [
         ("STATUS_TABLE", "t"),
         ("RESTORE_QUEUE_URL", "q"),
-        ("TARGET_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:1:secret:x"),
+        (
+            "TARGET_SECRET_ARN",
+            "arn:aws:secretsmanager:us-east-1:1:secret:x",
+        ),
     ];
 
     #[test]
@@ -153,6 +150,9 @@ mod tests {
         assert!(err.to_string().contains("TARGET_SECRET_ARN"));
         let mut pairs = BASE.to_vec();
         pairs.push(("TARGET_DIALECT", "oracle"));
-        assert!(settings(&pairs).expect_err("bad").to_string().contains("TARGET_DIALECT"));
+        assert!(settings(&pairs)
+            .expect_err("bad")
+            .to_string()
+            .contains("TARGET_DIALECT"));
     }
 }

@@ -196,7 +196,8 @@ mod tests {
     use bakdrop_core::version::VersionPolicy;
 
     const PUT: &str = include_str!("../../../infra/events/validate-upload-s3-put.json");
-    const TEST_EVENT: &str = include_str!("../../../infra/events/validate-upload-s3-test-event.json");
+    const TEST_EVENT: &str =
+        include_str!("../../../infra/events/validate-upload-s3-test-event.json");
     const DELETE: &str = include_str!("../../../infra/events/validate-upload-s3-delete.json");
     const FULL: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -232,23 +233,32 @@ mod tests {
             "migrations/RestoreTimeClean/sql2016_full_RestoreTimeClean.bak",
             body,
         );
-        let summary = handle(&v, json(PUT), "req-1", now()).await.expect("handled");
+        let summary = handle(&v, json(PUT), "req-1", now())
+            .await
+            .expect("handled");
         assert_eq!((summary.queued, summary.rejected), (1, 0), "{summary:?}");
-        assert_eq!(summary.results[0].migration.as_deref(), Some("RestoreTimeClean"));
+        assert_eq!(
+            summary.results[0].migration.as_deref(),
+            Some("RestoreTimeClean")
+        );
         assert_eq!(v.queue.messages().len(), 1);
     }
 
     #[tokio::test]
     async fn the_s3_test_event_is_skipped() {
         let v = validator();
-        let summary = handle(&v, json(TEST_EVENT), "req-1", now()).await.expect("handled");
+        let summary = handle(&v, json(TEST_EVENT), "req-1", now())
+            .await
+            .expect("handled");
         assert_eq!(summary, Summary::default());
     }
 
     #[tokio::test]
     async fn events_other_than_object_created_are_ignored() {
         let v = validator();
-        let summary = handle(&v, json(DELETE), "req-1", now()).await.expect("handled");
+        let summary = handle(&v, json(DELETE), "req-1", now())
+            .await
+            .expect("handled");
         assert_eq!(summary.ignored, 1);
         assert_eq!(v.reader.reads(), 0);
         assert!(v.store.all_files().is_empty());
@@ -258,8 +268,13 @@ mod tests {
     async fn every_record_is_handled_and_keys_are_url_decoded() {
         let v = validator();
         let body = std::fs::read(FULL).unwrap_or_else(|e| panic!("{e}"));
-        v.reader.put("bakdrop-uploads-example", "in/Clean DB/full+1.bak", body);
-        v.reader.put("bakdrop-uploads-example", "in/Other/notes.bak", b"not a backup".to_vec());
+        v.reader
+            .put("bakdrop-uploads-example", "in/Clean DB/full+1.bak", body);
+        v.reader.put(
+            "bakdrop-uploads-example",
+            "in/Other/notes.bak",
+            b"not a backup".to_vec(),
+        );
         let mut event = json(PUT);
         let record = event["Records"][0].clone();
         let mut second = record.clone();
@@ -280,7 +295,10 @@ mod tests {
             .into_iter()
             .find(|f| f.state == FileState::Rejected)
             .expect("rejected file recorded");
-        assert_eq!(rejected.reason.map(|r| r.code).as_deref(), Some("NotABackup"));
+        assert_eq!(
+            rejected.reason.map(|r| r.code).as_deref(),
+            Some("NotABackup")
+        );
     }
 
     #[tokio::test]
@@ -293,10 +311,14 @@ mod tests {
             body,
         );
         v.queue.fail_next(1);
-        let err = handle(&v, json(PUT), "req-1", now()).await.expect_err("fails");
+        let err = handle(&v, json(PUT), "req-1", now())
+            .await
+            .expect_err("fails");
         assert!(err.is_transient());
         assert_eq!(Diagnostic::from(err).error_type, "ValidationUnavailable");
-        let retried = handle(&v, json(PUT), "req-1", now()).await.expect("retried");
+        let retried = handle(&v, json(PUT), "req-1", now())
+            .await
+            .expect("retried");
         assert_eq!(retried.queued, 1);
         assert_eq!(v.queue.messages().len(), 1);
     }
@@ -304,7 +326,9 @@ mod tests {
     #[tokio::test]
     async fn a_payload_that_is_no_s3_event_is_a_stable_error() {
         let v = validator();
-        let err = handle(&v, json(r#"{"hello": 1}"#), "r", now()).await.expect_err("refused");
+        let err = handle(&v, json(r#"{"hello": 1}"#), "r", now())
+            .await
+            .expect_err("refused");
         assert!(!err.is_transient());
         assert_eq!(Diagnostic::from(err).error_type, "NotAnS3Event");
     }

@@ -162,7 +162,11 @@ impl StatusStore for DynamoStatusStore {
         self.get(pk(migration), file_sk(file_id)).await
     }
 
-    async fn put_file(&self, record: &FileRecord, expected: Option<u64>) -> Result<u64, StoreError> {
+    async fn put_file(
+        &self,
+        record: &FileRecord,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
         self.put(
             pk(&record.migration),
             file_sk(&record.file_id),
@@ -173,6 +177,43 @@ impl StatusStore for DynamoStatusStore {
             expected,
         )
         .await
+    }
+
+    async fn list_migrations(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MigrationRecord>, StoreError> {
+        // A scan of the migration items; the table holds one item per migration and per file,
+        // so this stays small for the number of migrations a team runs.
+        let mut found: Vec<MigrationRecord> = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :m")
+                .expression_attribute_values(":m", AttributeValue::S(MIGRATION_SK.into()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            for item in out.items() {
+                let record = decode::<MigrationRecord>(item)?.record;
+                if after.is_none_or(|a| record.database.as_str() > a) {
+                    found.push(record);
+                }
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        found.sort_by(|a, b| a.database.cmp(&b.database));
+        found.truncate(limit);
+        Ok(found)
     }
 
     async fn list_files(&self, migration: &str) -> Result<Vec<Versioned<FileRecord>>, StoreError> {

@@ -13,4 +13,3 @@ pub mod dynamo;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;
-

@@ -27,7 +27,9 @@ impl fmt::Debug for SecretLogin {
     }
 }
 
-fn port_from_number_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
+fn port_from_number_or_text<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<u16>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Port {

@@ -19,9 +19,8 @@ pub fn run(
     target: Option<&str>,
     policy: &str,
 ) -> anyhow::Result<ExitCode> {
-    let target: Option<SqlServerRelease> = target
-        .map(|t| t.parse().context("--target"))
-        .transpose()?;
+    let target: Option<SqlServerRelease> =
+        target.map(|t| t.parse().context("--target")).transpose()?;
     let policy: VersionPolicy = policy
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))
@@ -63,14 +62,14 @@ fn inspect_one(
     let parsed = backup::parse(&bytes.head, bytes.tail.as_deref(), bytes.size);
     let verdict = match &parsed {
         Err(e) => Err(parse_reason(e).to_string()),
-        Ok(file) => check_file(file).map_err(|r| format!("{}: {}", r.code, r.message)).and_then(|h| {
-            match target {
+        Ok(file) => check_file(file)
+            .map_err(|r| format!("{}: {}", r.code, r.message))
+            .and_then(|h| match target {
                 Some(t) => policy
                     .check(h.database_version, t)
                     .map_err(|e| e.to_string()),
                 None => Ok(()),
-            }
-        }),
+            }),
     };
     Ok(Report {
         size: bytes.size,
@@ -144,7 +143,10 @@ fn write_set(out: &mut String, set: &BackupSet) {
         set.first_lsn, set.last_lsn, set.checkpoint_lsn, set.database_backup_lsn
     );
     if let (Some(lsn), Some(guid)) = (set.differential_base_lsn, set.differential_base_guid) {
-        let _ = writeln!(out, "    DifferentialBaseLSN {lsn}  DifferentialBaseGUID {guid}");
+        let _ = writeln!(
+            out,
+            "    DifferentialBaseLSN {lsn}  DifferentialBaseGUID {guid}"
+        );
     }
     let _ = writeln!(
         out,
@@ -155,7 +157,8 @@ fn write_set(out: &mut String, set: &BackupSet) {
         out,
         "    started {}  finished {}  size {}  compressed {}  checksums {}",
         set.backup_start_date,
-        set.backup_finish_date.map_or_else(unknown, |d| d.to_string()),
+        set.backup_finish_date
+            .map_or_else(unknown, |d| d.to_string()),
         set.backup_size.map_or_else(unknown, |s| s.to_string()),
         set.compressed,
         set.has_checksums

@@ -170,6 +170,19 @@ impl StatusStore for MemoryStore {
         )
     }
 
+    async fn list_migrations(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MigrationRecord>, StoreError> {
+        Ok(lock(&self.migrations)
+            .iter()
+            .filter(|(name, _)| after.is_none_or(|a| name.as_str() > a))
+            .take(limit)
+            .map(|(_, v)| v.record.clone())
+            .collect())
+    }
+
     async fn list_files(&self, migration: &str) -> Result<Vec<Versioned<FileRecord>>, StoreError> {
         let mut files: Vec<_> = lock(&self.files)
             .iter()
@@ -225,7 +238,13 @@ pub struct MemoryTarget {
     pub product_version: Mutex<String>,
     pub databases: Mutex<BTreeMap<String, String>>,
     /// Submitted tasks: (task name, request, status).
-    pub tasks: Mutex<Vec<(String, crate::tsql::RestoreRequest, crate::ports::TaskStatus)>>,
+    pub tasks: Mutex<
+        Vec<(
+            String,
+            crate::tsql::RestoreRequest,
+            crate::ports::TaskStatus,
+        )>,
+    >,
     /// The next submit fails with this SQL Server error (number, message).
     pub fail_next_submit: Mutex<Option<(u32, String)>>,
     /// The next `n` submits find the target busy.
@@ -251,7 +270,8 @@ impl MemoryTarget {
         let mut tasks = lock(&self.tasks);
         for task in tasks.iter_mut().filter(|t| t.0 == name) {
             if status == crate::ports::TaskStatus::Succeeded {
-                lock(&self.databases).insert(task.1.database.as_str().to_owned(), "RESTORING".into());
+                lock(&self.databases)
+                    .insert(task.1.database.as_str().to_owned(), "RESTORING".into());
             }
             task.2 = status.clone();
         }
@@ -298,7 +318,9 @@ impl crate::ports::RestoreTarget for MemoryTarget {
         let mut cut = lock(&self.cut_after_submit);
         if *cut > 0 {
             *cut -= 1;
-            return Err(crate::ports::TargetError::Connection("connection cut".into()));
+            return Err(crate::ports::TargetError::Connection(
+                "connection cut".into(),
+            ));
         }
         Ok(crate::ports::TaskId::AgentJob(task_name.to_owned()))
     }
@@ -329,5 +351,46 @@ impl crate::ports::RestoreTarget for MemoryTarget {
             .find(|t| t.0 == name)
             .map(|t| t.2.clone())
             .ok_or_else(|| crate::ports::TargetError::Protocol(format!("no task {name}")))
+    }
+
+    async fn bring_online(
+        &self,
+        database: &crate::names::DatabaseName,
+    ) -> Result<(), crate::ports::TargetError> {
+        let mut dbs = lock(&self.databases);
+        match dbs.get_mut(database.as_str()) {
+            Some(state) if state == "RESTORING" => {
+                *state = "ONLINE".into();
+                Ok(())
+            }
+            Some(_) => Err(crate::ports::TargetError::Sql {
+                number: 3117,
+                message: "The log or differential backup cannot be restored because no files are ready to rollforward.".into(),
+            }),
+            None => Err(crate::ports::TargetError::Sql {
+                number: 911,
+                message: format!("Database '{database}' does not exist."),
+            }),
+        }
+    }
+
+    async fn cancel_task(
+        &self,
+        task: &crate::ports::TaskId,
+    ) -> Result<(), crate::ports::TargetError> {
+        let name = match task {
+            crate::ports::TaskId::AgentJob(n) => n.clone(),
+            crate::ports::TaskId::Rds(id) => id.to_string(),
+        };
+        self.finish(&name, crate::ports::TaskStatus::Cancelled);
+        Ok(())
+    }
+
+    async fn drop_database(
+        &self,
+        database: &crate::names::DatabaseName,
+    ) -> Result<(), crate::ports::TargetError> {
+        lock(&self.databases).remove(database.as_str());
+        Ok(())
     }
 }

@@ -22,9 +22,12 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum QueueMessage {
     /// A validated file to put into the restore chain.
-    Restore(RestoreJob),
+    Restore(Box<RestoreJob>),
     /// Look at the migration's task in flight (sent delayed, again and again, until it ends).
-    Poll { migration: String, task_name: String },
+    Poll {
+        migration: String,
+        task_name: String,
+    },
     /// Plan again (sent delayed when the target was busy).
     Advance { migration: String },
 }

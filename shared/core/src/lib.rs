@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`backup`]: reads SQL Server native backups (MTF / compressed MSSQLBAK) from a bounded head
 //!   and tail, without a SQL Server.
+//! - [`cutover`]: Complete (guarded) and Cancel.
 //! - [`summary`]: the file-level preconditions on a parsed backup (one set, supported type).
 //! - [`version`]: SQL Server releases and the version policy (`same` / `not-newer`).
 //! - [`lsn`]: log sequence numbers as `RESTORE HEADERONLY` prints them.
@@ -11,6 +12,7 @@
 //! - [`status`]: migration and file records, their states and reasons.
 //! - [`job`]: the versioned restore-queue message.
 //! - [`plan`]: the restore-chain planner (which file to apply, wait for, skip).
+//! - [`report`]: the status document a DBA reads.
 //! - [`restore`]: the restore worker's core (submit, poll, advance the chain).
 //! - [`ports`]: the traits adapters implement (object reader, status store, job queue).
 //! - [`tsql`]: the T-SQL of both target dialects (RDS procedures, native RESTORE in Agent jobs).
@@ -18,6 +20,7 @@
 //! - [`fakes`]: in-memory ports for tests (feature `test-support`).
 
 pub mod backup;
+pub mod cutover;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fakes;
 pub mod job;
@@ -26,6 +29,7 @@ pub mod names;
 pub mod object;
 pub mod plan;
 pub mod ports;
+pub mod report;
 pub mod restore;
 pub mod status;
 pub mod summary;

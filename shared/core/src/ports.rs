@@ -90,6 +90,16 @@ pub trait StatusStore: Send + Sync {
         expected: Option<u64>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// Migrations in name order, at most `limit`, after the migration named `after`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    fn list_migrations(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<MigrationRecord>, StoreError>> + Send;
+
     /// Every file record of a migration, oldest first.
     ///
     /// # Errors
@@ -197,6 +207,31 @@ pub trait RestoreTarget: Send + Sync {
         database: &crate::names::DatabaseName,
         task: &TaskId,
     ) -> impl Future<Output = Result<TaskStatus, TargetError>> + Send;
+
+    /// Brings a database restored WITH NORECOVERY online (RDS `rds_finish_restore`, native
+    /// `RESTORE DATABASE … WITH RECOVERY`). Returns when it is online.
+    ///
+    /// # Errors
+    /// [`TargetError`].
+    fn bring_online(
+        &self,
+        database: &crate::names::DatabaseName,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
+
+    /// Asks the target to stop a task (RDS `rds_cancel_task`, native `sp_stop_job`).
+    ///
+    /// # Errors
+    /// [`TargetError`].
+    fn cancel_task(&self, task: &TaskId) -> impl Future<Output = Result<(), TargetError>> + Send;
+
+    /// Drops a (half-restored) database (RDS `rds_drop_database`, native `DROP DATABASE`).
+    ///
+    /// # Errors
+    /// [`TargetError`].
+    fn drop_database(
+        &self,
+        database: &crate::names::DatabaseName,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
 }
 
 /// A server-side task: an RDS task id or an Agent job name.
@@ -220,7 +255,9 @@ impl std::fmt::Display for TaskId {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum TaskStatus {
     /// Created or in progress, with percent complete where known.
-    Running { percent: Option<f64> },
+    Running {
+        percent: Option<f64>,
+    },
     Succeeded,
     /// Failed, with SQL Server's error where the target reported one.
     Failed {
@@ -249,7 +286,9 @@ impl TargetError {
     pub fn is_transient(&self) -> bool {
         match self {
             TargetError::Busy | TargetError::Connection(_) => true,
-            TargetError::Sql { number, .. } => matches!(number, 1205 | 1222 | 40197 | 40501 | 40613),
+            TargetError::Sql { number, .. } => {
+                matches!(number, 1205 | 1222 | 40197 | 40501 | 40613)
+            }
             TargetError::Protocol(_) => false,
         }
     }
@@ -301,6 +340,13 @@ impl<T: StatusStore> StatusStore for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<Vec<Versioned<FileRecord>>, StoreError>> + Send {
         T::list_files(self, migration)
     }
+    fn list_migrations(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<MigrationRecord>, StoreError>> + Send {
+        T::list_migrations(self, after, limit)
+    }
 }
 
 impl<T: JobQueue> JobQueue for std::sync::Arc<T> {
@@ -343,5 +389,20 @@ impl<T: RestoreTarget> RestoreTarget for std::sync::Arc<T> {
         task: &TaskId,
     ) -> impl Future<Output = Result<TaskStatus, TargetError>> + Send {
         T::poll(self, database, task)
+    }
+    fn bring_online(
+        &self,
+        database: &crate::names::DatabaseName,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send {
+        T::bring_online(self, database)
+    }
+    fn cancel_task(&self, task: &TaskId) -> impl Future<Output = Result<(), TargetError>> + Send {
+        T::cancel_task(self, task)
+    }
+    fn drop_database(
+        &self,
+        database: &crate::names::DatabaseName,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send {
+        T::drop_database(self, database)
     }
 }

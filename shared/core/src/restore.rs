@@ -91,7 +91,10 @@ pub enum WorkOutcome {
         percent: Option<f64>,
     },
     /// Nothing to do now (waiting for files, in flight elsewhere, or synchronizing).
-    Idle { migration: String, state: MigrationState },
+    Idle {
+        migration: String,
+        state: MigrationState,
+    },
     /// The target was busy; planning again later.
     Deferred { migration: String },
     /// The message was about something already handled.
@@ -331,15 +334,16 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             )));
         }
         let product = self.target.product_version().await?;
-        let release: SqlServerRelease = match product.parse() {
-            Ok(r) => r,
-            Err(_) => {
-                return Ok(Err(Reason::new(
+        let release: SqlServerRelease =
+            match product.parse() {
+                Ok(r) => r,
+                Err(_) => return Ok(Err(Reason::new(
                     "UnknownTargetVersion",
-                    format!("the target reports ProductVersion {product}, which bakdrop does not know"),
-                )))
-            }
-        };
+                    format!(
+                        "the target reports ProductVersion {product}, which bakdrop does not know"
+                    ),
+                ))),
+            };
         let backup_version = candidates
             .iter()
             .find(|c| step.files.contains(&c.file_id))
@@ -428,7 +432,10 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
         };
         // Record the task on the claim.
         for _ in 0..MAX_ATTEMPTS {
-            let Versioned { mut record, version } = self.migration(name).await?;
+            let Versioned {
+                mut record,
+                version,
+            } = self.migration(name).await?;
             let Some(in_flight) = record.in_flight.as_mut() else {
                 return Ok(WorkOutcome::Stale {
                     migration: name.to_owned(),
@@ -515,7 +522,10 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 let step = in_flight.step.clone();
                 let applied = self
                     .update_migration(name, now, |m| {
-                        let ours = m.in_flight.as_ref().is_some_and(|f| f.task_name == task_name);
+                        let ours = m
+                            .in_flight
+                            .as_ref()
+                            .is_some_and(|f| f.task_name == task_name);
                         ours.then(|| {
                             m.chain.apply(&step);
                             m.in_flight = None;
@@ -613,7 +623,10 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
         change: impl Fn(&mut MigrationRecord) -> Option<()>,
     ) -> Result<bool, WorkError> {
         for _ in 0..MAX_ATTEMPTS {
-            let Versioned { mut record, version } = self.migration(name).await?;
+            let Versioned {
+                mut record,
+                version,
+            } = self.migration(name).await?;
             if change(&mut record).is_none() {
                 return Ok(false);
             }
@@ -636,7 +649,10 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
         change: impl Fn(&mut FileRecord) -> Option<()>,
     ) -> Result<bool, WorkError> {
         for _ in 0..MAX_ATTEMPTS {
-            let Versioned { mut record, version } = self
+            let Versioned {
+                mut record,
+                version,
+            } = self
                 .store
                 .get_file(migration, file_id)
                 .await?
@@ -681,7 +697,9 @@ fn is_load_error(number: u32) -> bool {
 /// SQL Server's error as a reason, with the remedy for the failures users meet first.
 pub fn sql_reason(number: u32, message: &str) -> Reason {
     let lower = message.to_ascii_lowercase();
-    let remedy = if lower.contains("option is not enabled") || lower.contains("sqlserver_backup_restore") {
+    let remedy = if lower.contains("option is not enabled")
+        || lower.contains("sqlserver_backup_restore")
+    {
         Some("the RDS instance's option group needs the SQLSERVER_BACKUP_RESTORE option with an IAM role that can read the bucket")
     } else if lower.contains("access denied") {
         Some("the IAM role of the SQLSERVER_BACKUP_RESTORE option cannot read the object: grant it s3:GetObject and s3:ListBucket on the bucket (and kms:Decrypt if the bucket uses a KMS key), and keep the bucket in the instance's region")
@@ -782,11 +800,13 @@ mod tests {
     impl Pipeline {
         fn now(&self) -> OffsetDateTime {
             self.clock.set(self.clock.get() + 1);
-            OffsetDateTime::from_unix_timestamp(self.clock.get()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+            OffsetDateTime::from_unix_timestamp(self.clock.get())
+                .unwrap_or(OffsetDateTime::UNIX_EPOCH)
         }
 
         fn drop_file(&self, database: &str, fixture: &str) {
-            let body = std::fs::read(format!("{FIXTURES}{fixture}")).unwrap_or_else(|e| panic!("{e}"));
+            let body =
+                std::fs::read(format!("{FIXTURES}{fixture}")).unwrap_or_else(|e| panic!("{e}"));
             let key = format!("{database}/{fixture}");
             let object = ObjectRef {
                 bucket: "b".into(),
@@ -796,8 +816,12 @@ mod tests {
                 size: body.len() as u64,
             };
             self.objects.put("b", &key, body);
-            let outcome = block_on(self.validator.validate(&object, "v", self.now())).expect("validated");
-            assert!(matches!(outcome, Outcome::Queued { .. }), "{fixture}: {outcome:?}");
+            let outcome =
+                block_on(self.validator.validate(&object, "v", self.now())).expect("validated");
+            assert!(
+                matches!(outcome, Outcome::Queued { .. }),
+                "{fixture}: {outcome:?}"
+            );
         }
 
         /// Delivers every queued message once (delays ignored), as SQS would; returns outcomes.
@@ -805,7 +829,9 @@ mod tests {
             let mut outcomes = Vec::new();
             for (i, (message, _delay)) in self.queue.drain_sent().into_iter().enumerate() {
                 let id = format!("m{}-{i}", self.clock.get());
-                outcomes.push(block_on(self.worker.handle(&message, &id, self.now())).expect("handled"));
+                outcomes.push(
+                    block_on(self.worker.handle(&message, &id, self.now())).expect("handled"),
+                );
             }
             outcomes
         }
@@ -814,7 +840,10 @@ mod tests {
         fn run_to_quiet(&self) {
             for _ in 0..100 {
                 for name in self.target.submitted() {
-                    if matches!(block_on(self.target_status(&name)), TaskStatus::Running { .. }) {
+                    if matches!(
+                        block_on(self.target_status(&name)),
+                        TaskStatus::Running { .. }
+                    ) {
                         self.target.finish(&name, TaskStatus::Succeeded);
                     }
                 }
@@ -871,14 +900,32 @@ mod tests {
         assert_eq!(polls.len(), 1);
         assert_eq!(polls[0].1, Duration::from_secs(30));
         let running = block_on(p.worker.handle(&polls[0].0, "m2", p.now())).expect("polled");
-        assert!(matches!(running, WorkOutcome::Running { .. }), "{running:?}");
+        assert!(
+            matches!(running, WorkOutcome::Running { .. }),
+            "{running:?}"
+        );
         p.run_to_quiet();
         let migration = p.migration("Clean");
         assert_eq!(migration.state, MigrationState::Synchronizing);
         assert!(migration.in_flight.is_none());
-        assert_eq!(p.file_states("Clean"), vec![("sql2016_full_RestoreTimeClean.bak".into(), FileState::Restored)]);
-        let (_, request, _) = &p.target.tasks.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[0];
-        assert_eq!(request.sources, vec![RestoreSource::Disk("/backups/Clean/sql2016_full_RestoreTimeClean.bak".into())]);
+        assert_eq!(
+            p.file_states("Clean"),
+            vec![(
+                "sql2016_full_RestoreTimeClean.bak".into(),
+                FileState::Restored
+            )]
+        );
+        let (_, request, _) = &p
+            .target
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)[0];
+        assert_eq!(
+            request.sources,
+            vec![RestoreSource::Disk(
+                "/backups/Clean/sql2016_full_RestoreTimeClean.bak".into()
+            )]
+        );
     }
 
     #[test]
@@ -902,20 +949,33 @@ mod tests {
         }
         p.run_to_quiet();
         let migration = p.migration("Clean");
-        assert_eq!(migration.state, MigrationState::Synchronizing, "{:?}", migration.reason);
+        assert_eq!(
+            migration.state,
+            MigrationState::Synchronizing,
+            "{:?}",
+            migration.reason
+        );
         let applied_last = block_on(p.store.list_files("Clean"))
             .unwrap_or_default()
             .into_iter()
             .filter(|f| f.record.state == FileState::Restored)
             .filter_map(|f| f.record.header.map(|h| h.last_lsn))
             .max();
-        assert_eq!(applied_last.map(|l| l.to_string()).as_deref(), Some("39000000064200001"));
+        assert_eq!(
+            applied_last.map(|l| l.to_string()).as_deref(),
+            Some("39000000064200001")
+        );
         let states = p.file_states("Clean");
         assert!(
-            states.iter().all(|(_, s)| matches!(s, FileState::Restored | FileState::Skipped)),
+            states
+                .iter()
+                .all(|(_, s)| matches!(s, FileState::Restored | FileState::Skipped)),
             "{states:?}"
         );
-        let restored: Vec<_> = states.iter().filter(|(_, s)| *s == FileState::Restored).collect();
+        let restored: Vec<_> = states
+            .iter()
+            .filter(|(_, s)| *s == FileState::Restored)
+            .collect();
         assert!(restored.len() >= 5, "{states:?}");
     }
 
@@ -929,7 +989,10 @@ mod tests {
             .insert("Clean".into(), "ONLINE".into());
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let outcomes = p.pump();
-        assert!(matches!(&outcomes[0], WorkOutcome::Failed { reason, .. } if reason.code == "TargetDatabaseExists"), "{outcomes:?}");
+        assert!(
+            matches!(&outcomes[0], WorkOutcome::Failed { reason, .. } if reason.code == "TargetDatabaseExists"),
+            "{outcomes:?}"
+        );
         assert!(p.target.submitted().is_empty());
         assert_eq!(p.migration("Clean").state, MigrationState::Failed);
     }
@@ -939,20 +1002,31 @@ mod tests {
         let p = pipeline("2019");
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let outcomes = p.pump();
-        assert!(matches!(&outcomes[0], WorkOutcome::Failed { reason, .. } if reason.code == "TargetVersionMismatch"), "{outcomes:?}");
+        assert!(
+            matches!(&outcomes[0], WorkOutcome::Failed { reason, .. } if reason.code == "TargetVersionMismatch"),
+            "{outcomes:?}"
+        );
         assert!(p.target.submitted().is_empty());
     }
 
     #[test]
     fn a_sql_server_refusal_fails_the_migration_with_its_number_and_message() {
         let p = pipeline("2016");
-        *p.target.fail_next_submit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((3201, "Cannot open backup device '/backups/x'. Operating system error 2".into()));
+        *p.target
+            .fail_next_submit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((
+            3201,
+            "Cannot open backup device '/backups/x'. Operating system error 2".into(),
+        ));
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         p.pump();
         let migration = p.migration("Clean");
         assert_eq!(migration.state, MigrationState::Failed);
-        let error = migration.reason.and_then(|r| r.sql_error).expect("sql error kept");
+        let error = migration
+            .reason
+            .and_then(|r| r.sql_error)
+            .expect("sql error kept");
         assert_eq!(error.number, 3201);
         assert_eq!(p.file_states("Clean")[0].1, FileState::Failed);
     }
@@ -975,35 +1049,54 @@ mod tests {
         assert_eq!(migration.state, MigrationState::Failed);
         let reason = migration.reason.expect("reason");
         assert_eq!(reason.sql_error.map(|e| e.number), Some(3154));
-        assert!(reason.message.contains("already exists"), "{}", reason.message);
+        assert!(
+            reason.message.contains("already exists"),
+            "{}",
+            reason.message
+        );
     }
 
     #[test]
     fn a_busy_target_defers_and_retries_later() {
         let p = pipeline("2016");
-        *p.target.busy.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
+        *p.target
+            .busy
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let outcomes = p.pump();
-        assert!(matches!(outcomes[0], WorkOutcome::Deferred { .. }), "{outcomes:?}");
+        assert!(
+            matches!(outcomes[0], WorkOutcome::Deferred { .. }),
+            "{outcomes:?}"
+        );
         let retry = p.queue.drain_sent();
         assert_eq!(retry.len(), 1);
         assert_eq!(retry[0].1, Duration::from_secs(120));
         let outcome = block_on(p.worker.handle(&retry[0].0, "m9", p.now())).expect("retried");
-        assert!(matches!(outcome, WorkOutcome::Submitted { .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, WorkOutcome::Submitted { .. }),
+            "{outcome:?}"
+        );
         assert_eq!(p.target.submitted().len(), 1);
     }
 
     #[test]
     fn a_connection_cut_after_submitting_finds_the_task_instead_of_submitting_again() {
         let p = pipeline("2016");
-        *p.target.cut_after_submit.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
+        *p.target
+            .cut_after_submit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let messages = p.queue.drain_sent();
         let err = block_on(p.worker.handle(&messages[0].0, "m1", p.now())).expect_err("cut");
         assert!(err.is_transient());
         // SQS redelivers the same message (same id).
         let outcome = block_on(p.worker.handle(&messages[0].0, "m1", p.now())).expect("resumed");
-        assert!(matches!(outcome, WorkOutcome::Submitted { .. }), "{outcome:?}");
+        assert!(
+            matches!(outcome, WorkOutcome::Submitted { .. }),
+            "{outcome:?}"
+        );
         assert_eq!(p.target.submitted().len(), 1, "no second RESTORE");
         p.run_to_quiet();
         assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
@@ -1021,6 +1114,9 @@ mod tests {
         let name = task_name(&"ä]x; --".repeat(40), &step);
         assert_eq!(name, task_name(&"ä]x; --".repeat(40), &step));
         assert!(name.len() <= 128, "{}", name.len());
-        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
+        assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "{name}"
+        );
     }
 }

@@ -30,7 +30,9 @@ impl std::str::FromStr for Dialect {
         match text.trim().to_ascii_lowercase().as_str() {
             "rds" => Ok(Dialect::Rds),
             "native" => Ok(Dialect::Native),
-            other => Err(format!("unknown dialect {other:?}: use \"rds\" or \"native\"")),
+            other => Err(format!(
+                "unknown dialect {other:?}: use \"rds\" or \"native\""
+            )),
         }
     }
 }
@@ -119,9 +121,12 @@ impl fmt::Display for Statement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, p) in self.params.iter().enumerate() {
             match p {
-                Param::Text(t) => {
-                    writeln!(f, "DECLARE @P{} nvarchar(max) = N'{}';", i + 1, t.replace('\'', "''"))?
-                }
+                Param::Text(t) => writeln!(
+                    f,
+                    "DECLARE @P{} nvarchar(max) = N'{}';",
+                    i + 1,
+                    t.replace('\'', "''")
+                )?,
                 Param::Int(v) => writeln!(f, "DECLARE @P{} int = {v};", i + 1)?,
                 Param::BigInt(v) => writeln!(f, "DECLARE @P{} bigint = {v};", i + 1)?,
                 Param::Guid(v) => writeln!(f, "DECLARE @P{} uniqueidentifier = '{v}';", i + 1)?,
@@ -298,6 +303,14 @@ pub mod native {
         }
     }
 
+    /// Stops a running Agent job (the RESTORE it runs is aborted).
+    pub fn stop_job(job_name: &str) -> Statement {
+        Statement {
+            sql: "EXEC msdb.dbo.sp_stop_job @job_name=@P1".into(),
+            params: vec![text(job_name)],
+        }
+    }
+
     /// Bring the database online.
     pub fn recover(database: &DatabaseName) -> Statement {
         Statement {
@@ -353,9 +366,15 @@ mod tests {
         };
         let stmt = rds::restore(&request);
         assert!(!stmt.sql.contains("Sales"), "{}", stmt.sql);
-        assert_eq!(stmt.params[0], Param::Text("Sales'; DROP TABLE x --".into()));
+        assert_eq!(
+            stmt.params[0],
+            Param::Text("Sales'; DROP TABLE x --".into())
+        );
         assert_eq!(stmt.params[2], Param::Text("DIFFERENTIAL".into()));
-        let log = rds::restore(&RestoreRequest { kind: BackupKind::Log, ..request });
+        let log = rds::restore(&RestoreRequest {
+            kind: BackupKind::Log,
+            ..request
+        });
         assert!(log.sql.starts_with("exec msdb.dbo.rds_restore_log"));
     }
 
@@ -378,12 +397,16 @@ mod tests {
             sources: vec![RestoreSource::Disk("/var/opt/mssql/backup/log.trn".into())],
             ..request
         };
-        assert!(native::restore_command(&log).starts_with("RESTORE LOG [a]]b] FROM DISK = N'/var/opt"));
+        assert!(
+            native::restore_command(&log).starts_with("RESTORE LOG [a]]b] FROM DISK = N'/var/opt")
+        );
     }
 
     #[test]
     fn sources_with_control_characters_are_refused() {
-        assert!(RestoreSource::Url("s3://h/b/a\n.bak".into()).validate().is_err());
+        assert!(RestoreSource::Url("s3://h/b/a\n.bak".into())
+            .validate()
+            .is_err());
         assert!(RestoreSource::Disk(String::new()).validate().is_err());
         assert!(RestoreSource::Disk("/x/y.bak".into()).validate().is_ok());
     }

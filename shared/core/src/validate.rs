@@ -264,12 +264,12 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                 reason,
             });
         }
-        let message = QueueMessage::Restore(RestoreJob {
+        let message = QueueMessage::Restore(Box::new(RestoreJob {
             migration: file.migration.clone(),
             file_id: file.file_id.clone(),
             object: file.object.clone(),
             header,
-        });
+        }));
         self.queue.send(&message, Duration::ZERO).await?;
         file.state = FileState::Queued;
         file.claim = None;

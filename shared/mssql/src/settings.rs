@@ -85,3 +85,82 @@ mod tests {
         assert_eq!(login.config().get_addr(), "db:1433");
     }
 }
+
+impl std::str::FromStr for Tls {
+    type Err = String;
+
+    /// `verify`, `ca:<path>`, `trust-server-certificate` or `off`.
+    fn from_str(text: &str) -> Result<Tls, String> {
+        match text.trim() {
+            "verify" => Ok(Tls::Verify),
+            "off" => Ok(Tls::Off),
+            "trust-server-certificate" => Ok(Tls::TrustServerCertificate),
+            other => match other.strip_prefix("ca:") {
+                Some(path) if !path.is_empty() => Ok(Tls::VerifyWithCa(path.to_owned())),
+                _ => Err(format!(
+                    "TARGET_TLS {other:?}: use verify, ca:<path>, trust-server-certificate or off"
+                )),
+            },
+        }
+    }
+}
+
+/// Where the target is and how to log in, from the environment: `TARGET_DIALECT` (rds |
+/// native), `TARGET_SECRET_ARN` (the login, Secrets Manager), `TARGET_HOST` / `TARGET_PORT`
+/// (override the secret's), `TARGET_TLS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSettings {
+    pub dialect: bakdrop_core::tsql::Dialect,
+    pub secret_id: String,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub tls: Tls,
+}
+
+impl TargetSettings {
+    /// Reads the target settings through `get`.
+    ///
+    /// # Errors
+    /// A sentence naming the missing or invalid variable.
+    pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<TargetSettings, String> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        Ok(TargetSettings {
+            dialect: get("TARGET_DIALECT")
+                .unwrap_or_else(|| "rds".into())
+                .parse()
+                .map_err(|e| format!("TARGET_DIALECT: {e}"))?,
+            secret_id: get("TARGET_SECRET_ARN").ok_or("TARGET_SECRET_ARN is not set")?,
+            host: get("TARGET_HOST"),
+            port: get("TARGET_PORT")
+                .map(|p| p.parse().map_err(|e| format!("TARGET_PORT: {e}")))
+                .transpose()?,
+            tls: get("TARGET_TLS")
+                .unwrap_or_else(|| "verify".into())
+                .parse()?,
+        })
+    }
+
+    /// The login, given the username, password and (optional) host and port from the secret.
+    ///
+    /// # Errors
+    /// When neither the settings nor the secret name the host.
+    pub fn login(
+        &self,
+        username: &str,
+        password: &str,
+        secret_host: Option<&str>,
+        secret_port: Option<u16>,
+    ) -> Result<TargetLogin, String> {
+        Ok(TargetLogin {
+            host: self
+                .host
+                .clone()
+                .or(secret_host.map(str::to_owned))
+                .ok_or("the target host is neither in TARGET_HOST nor in the secret")?,
+            port: self.port.or(secret_port).unwrap_or(1433),
+            username: username.to_owned(),
+            password: password.to_owned(),
+            tls: self.tls.clone(),
+        })
+    }
+}

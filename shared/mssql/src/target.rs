@@ -53,7 +53,9 @@ impl RestoreTarget for TiberiusTarget {
         let rows = self.rows(&tsql::common::server_version()).await?;
         rows.first()
             .and_then(|r| text(r, "product_version"))
-            .ok_or_else(|| TargetError::Protocol("SERVERPROPERTY('ProductVersion') returned no row".into()))
+            .ok_or_else(|| {
+                TargetError::Protocol("SERVERPROPERTY('ProductVersion') returned no row".into())
+            })
     }
 
     async fn database_state(&self, database: &DatabaseName) -> Result<Option<String>, TargetError> {
@@ -63,7 +65,11 @@ impl RestoreTarget for TiberiusTarget {
             .map(|r| text(r, "state_desc").unwrap_or_else(|| "UNKNOWN".to_owned())))
     }
 
-    async fn submit(&self, request: &RestoreRequest, task_name: &str) -> Result<TaskId, TargetError> {
+    async fn submit(
+        &self,
+        request: &RestoreRequest,
+        task_name: &str,
+    ) -> Result<TaskId, TargetError> {
         for source in &request.sources {
             source
                 .validate()
@@ -89,7 +95,11 @@ impl RestoreTarget for TiberiusTarget {
                 rows.first()
                     .and_then(|r| integer(r, "task_id"))
                     .map(TaskId::Rds)
-                    .ok_or_else(|| TargetError::Protocol("the RDS restore procedure returned no task_id".into()))
+                    .ok_or_else(|| {
+                        TargetError::Protocol(
+                            "the RDS restore procedure returned no task_id".into(),
+                        )
+                    })
             }
             Dialect::Native => {
                 let command = tsql::native::restore_command(request);
@@ -127,7 +137,11 @@ impl RestoreTarget for TiberiusTarget {
         }
     }
 
-    async fn poll(&self, database: &DatabaseName, task: &TaskId) -> Result<TaskStatus, TargetError> {
+    async fn poll(
+        &self,
+        database: &DatabaseName,
+        task: &TaskId,
+    ) -> Result<TaskStatus, TargetError> {
         match task {
             TaskId::Rds(id) => {
                 let rows = self.rows(&tsql::rds::task_status(database, *id)).await?;
@@ -170,6 +184,33 @@ impl RestoreTarget for TiberiusTarget {
                 Ok(job_status(running, percent, outcome.as_ref()))
             }
         }
+    }
+
+    async fn bring_online(&self, database: &DatabaseName) -> Result<(), TargetError> {
+        match self.dialect {
+            Dialect::Rds => self.execute(&tsql::rds::finish(database)).await,
+            Dialect::Native => self.execute(&tsql::native::recover(database)).await,
+        }
+    }
+
+    async fn cancel_task(&self, task: &TaskId) -> Result<(), TargetError> {
+        match task {
+            TaskId::Rds(id) => self.execute(&tsql::rds::cancel(*id)).await,
+            TaskId::AgentJob(name) => self.execute(&tsql::native::stop_job(name)).await,
+        }
+    }
+
+    async fn drop_database(&self, database: &DatabaseName) -> Result<(), TargetError> {
+        match self.dialect {
+            Dialect::Rds => self.execute(&tsql::rds::drop_database(database)).await,
+            Dialect::Native => self.execute(&tsql::native::drop_database(database)).await,
+        }
+    }
+}
+
+impl TiberiusTarget {
+    async fn execute(&self, statement: &tsql::Statement) -> Result<(), TargetError> {
+        self.rows(statement).await.map(|_| ())
     }
 }
 
@@ -226,7 +267,10 @@ pub fn sql_error_in(text: &str) -> Option<SqlError> {
         let mut from = 0;
         while let Some(found) = lower[from..].find(marker) {
             let start = from + found + marker.len();
-            let digits: String = text[start..].chars().take_while(char::is_ascii_digit).collect();
+            let digits: String = text[start..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
             if digits.len() >= 3 {
                 if let Ok(number) = digits.parse::<u32>() {
                     return Some(SqlError {
@@ -251,6 +295,9 @@ mod tests {
         let error = sql_error_in(info).expect("found");
         assert_eq!(error.number, 3154);
         assert!(sql_error_in("Task execution has started.").is_none());
-        assert_eq!(sql_error_in("RESTORE failed with error 4305.").map(|e| e.number), Some(4305));
+        assert_eq!(
+            sql_error_in("RESTORE failed with error 4305.").map(|e| e.number),
+            Some(4305)
+        );
     }
 }

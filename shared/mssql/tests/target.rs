@@ -46,8 +46,14 @@ fn arn(key: &str) -> RestoreSource {
 async fn rds_restore_is_a_task_polled_until_success() {
     let emulator = SqlServerEmulator::rds();
     let (target, _server) = start(&emulator, Dialect::Rds).await;
-    assert_eq!(target.product_version().await.expect("version"), "16.0.4135.4");
-    assert_eq!(target.database_state(&db("Sales")).await.expect("state"), None);
+    assert_eq!(
+        target.product_version().await.expect("version"),
+        "16.0.4135.4"
+    );
+    assert_eq!(
+        target.database_state(&db("Sales")).await.expect("state"),
+        None
+    );
     let full = request("Sales", BackupKind::Full, arn("Sales/full.bak"));
     let task = target.submit(&full, "t1").await.expect("submitted");
     assert!(matches!(task, TaskId::Rds(_)), "{task:?}");
@@ -56,13 +62,23 @@ async fn rds_restore_is_a_task_polled_until_success() {
         TaskStatus::Running { .. }
     ));
     emulator.advance(Duration::from_secs(120));
-    assert_eq!(target.poll(&db("Sales"), &task).await.expect("poll"), TaskStatus::Succeeded);
     assert_eq!(
-        target.database_state(&db("Sales")).await.expect("state").as_deref(),
+        target.poll(&db("Sales"), &task).await.expect("poll"),
+        TaskStatus::Succeeded
+    );
+    assert_eq!(
+        target
+            .database_state(&db("Sales"))
+            .await
+            .expect("state")
+            .as_deref(),
         Some("RESTORING")
     );
     // After a crash, the task is found again by its S3 object.
-    assert_eq!(target.find_task(&full, "t1").await.expect("found"), Some(task));
+    assert_eq!(
+        target.find_task(&full, "t1").await.expect("found"),
+        Some(task)
+    );
     let other = request("Sales", BackupKind::Log, arn("Sales/log.trn"));
     assert_eq!(target.find_task(&other, "t2").await.expect("none"), None);
 }
@@ -83,7 +99,11 @@ async fn rds_refuses_a_third_concurrent_task_as_busy() {
         .await;
     assert!(matches!(third, Err(TargetError::Busy)), "{third:?}");
     assert!(third.err().is_some_and(|e| e.is_transient()));
-    assert_eq!(emulator.rds_tasks().len(), 2, "the third was never submitted");
+    assert_eq!(
+        emulator.rds_tasks().len(),
+        2,
+        "the third was never submitted"
+    );
 }
 
 #[tokio::test]
@@ -96,7 +116,10 @@ async fn an_rds_task_failure_carries_sql_servers_error_number() {
         "The database was backed up on a server running version 16.00.4135. That version is incompatible with this server.",
     );
     let task = target
-        .submit(&request("Sales", BackupKind::Full, arn("Sales/full.bak")), "t")
+        .submit(
+            &request("Sales", BackupKind::Full, arn("Sales/full.bak")),
+            "t",
+        )
         .await
         .expect("submitted");
     emulator.advance(Duration::from_secs(120));
@@ -118,22 +141,43 @@ async fn native_restore_runs_as_an_agent_job_with_the_name_bracket_quoted() {
         BackupKind::Full,
         RestoreSource::Disk("/var/opt/mssql/backup/it's full.bak".into()),
     );
-    let task = target.submit(&full, "bakdrop_Sales_full_1").await.expect("submitted");
+    let task = target
+        .submit(&full, "bakdrop_Sales_full_1")
+        .await
+        .expect("submitted");
     assert_eq!(task, TaskId::AgentJob("bakdrop_Sales_full_1".into()));
     assert!(matches!(
         target.poll(&db(hostile), &task).await.expect("poll"),
         TaskStatus::Running { .. }
     ));
     emulator.advance(Duration::from_secs(120));
-    assert_eq!(target.poll(&db(hostile), &task).await.expect("poll"), TaskStatus::Succeeded);
+    assert_eq!(
+        target.poll(&db(hostile), &task).await.expect("poll"),
+        TaskStatus::Succeeded
+    );
     assert!(
         emulator.unquoted_database_identifiers().is_empty(),
         "{:?}",
         emulator.unquoted_database_identifiers()
     );
-    assert!(emulator.database(hostile).is_some(), "restored under its exact name");
-    assert_eq!(target.find_task(&full, "bakdrop_Sales_full_1").await.expect("found"), Some(task));
-    assert_eq!(target.find_task(&full, "bakdrop_other").await.expect("none"), None);
+    assert!(
+        emulator.database(hostile).is_some(),
+        "restored under its exact name"
+    );
+    assert_eq!(
+        target
+            .find_task(&full, "bakdrop_Sales_full_1")
+            .await
+            .expect("found"),
+        Some(task)
+    );
+    assert_eq!(
+        target
+            .find_task(&full, "bakdrop_other")
+            .await
+            .expect("none"),
+        None
+    );
 }
 
 #[tokio::test]
@@ -147,7 +191,11 @@ async fn a_failed_agent_job_reports_the_restore_error() {
     );
     let task = target
         .submit(
-            &request("Sales", BackupKind::Full, RestoreSource::Disk("/var/opt/mssql/backup/x.bak".into())),
+            &request(
+                "Sales",
+                BackupKind::Full,
+                RestoreSource::Disk("/var/opt/mssql/backup/x.bak".into()),
+            ),
             "job1",
         )
         .await
@@ -166,7 +214,11 @@ async fn a_connection_cut_mid_submit_is_a_transient_connection_error() {
     let emulator = SqlServerEmulator::native();
     let (target, server) = start(&emulator, Dialect::Native).await;
     server.cut_connection_on_sql(FaultTiming::AfterHandler, "sp_add_job");
-    let full = request("Sales", BackupKind::Full, RestoreSource::Disk("/b/full.bak".into()));
+    let full = request(
+        "Sales",
+        BackupKind::Full,
+        RestoreSource::Disk("/b/full.bak".into()),
+    );
     let err = target.submit(&full, "job-cut").await.expect_err("cut");
     assert!(matches!(err, TargetError::Connection(_)), "{err:?}");
     assert!(err.is_transient());
@@ -187,6 +239,9 @@ async fn a_server_that_is_not_there_is_a_transient_connection_error() {
         tls: Tls::Off,
     };
     let target = TiberiusTarget::new(login.config(), Dialect::Rds);
-    let err = target.product_version().await.expect_err("nothing listens on port 1");
+    let err = target
+        .product_version()
+        .await
+        .expect_err("nothing listens on port 1");
     assert!(err.is_transient(), "{err:?}");
 }

@@ -57,7 +57,12 @@ async fn sql_outside_the_understood_forms_is_rejected_not_guessed() {
     let mut c = connect(addr).await;
     let e = server_error(&mut c, "SELECT CAST(1 AS int AS one", &[]).await;
     assert_eq!(e.code(), 102);
-    let e = server_error(&mut c, "SELECT 1 FROM sys.databases d JOIN sys.databases e ON 1 = 1", &[]).await;
+    let e = server_error(
+        &mut c,
+        "SELECT 1 FROM sys.databases d JOIN sys.databases e ON 1 = 1",
+        &[],
+    )
+    .await;
     assert_eq!(e.code(), 102);
     let e = server_error(&mut c, "SELECT FOO(1)", &[]).await;
     assert_eq!(e.code(), 195);

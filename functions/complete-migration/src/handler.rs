@@ -1,0 +1,72 @@
+//! Translates `{"action": "complete" | "cancel", "database": "...", "last_backup": "...",
+//! "require_tail_log": true}` into the core's Complete or Cancel. `action` defaults to complete.
+//! Refusals and failures come back as errors with a stable `errorType` (e.g. `FilesInFlight`,
+//! `NotSynchronizing`, `MigrationNotFound`), so that callers can branch on them.
+
+use bakdrop_core::cutover::{self, CompleteRequest, CutoverError};
+use bakdrop_core::ports::{RestoreTarget, StatusStore};
+use lambda_runtime::Diagnostic;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+/// The invoke payload.
+#[derive(Debug, Deserialize)]
+pub struct Invoke {
+    #[serde(default)]
+    pub action: Action,
+    #[serde(flatten)]
+    pub request: CompleteRequest,
+}
+
+/// What to do.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    #[default]
+    Complete,
+    Cancel,
+}
+
+/// Why the invoke failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("the payload is not {{\"database\": \"...\", \"action\": \"complete\"|\"cancel\", ...}}: {0}")]
+    BadRequest(#[source] serde_json::Error),
+    #[error(transparent)]
+    Cutover(#[from] CutoverError),
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(error: HandlerError) -> Diagnostic {
+        let error_type = match &error {
+            HandlerError::BadRequest(_) => "BadRequest",
+            HandlerError::Cutover(e) => e.error_type(),
+        };
+        Diagnostic {
+            error_type: error_type.to_owned(),
+            error_message: error.to_string(),
+        }
+    }
+}
+
+/// Handles one invoke.
+///
+/// # Errors
+/// [`HandlerError`].
+pub async fn handle<S: StatusStore, T: RestoreTarget>(
+    store: &S,
+    target: &T,
+    payload: Value,
+    now: OffsetDateTime,
+) -> Result<Value, HandlerError> {
+    let invoke: Invoke = serde_json::from_value(payload).map_err(HandlerError::BadRequest)?;
+    let database = invoke.request.database.clone();
+    let state = match invoke.action {
+        Action::Complete => cutover::complete(store, target, &invoke.request, now).await,
+        Action::Cancel => cutover::cancel(store, target, &database, now).await,
+    }
+    .inspect_err(|e| tracing::warn!(%database, error.type = e.error_type(), error.message = %e, "refused or failed"))?;
+    tracing::info!(%database, %state, "done");
+    Ok(json!({ "database": database, "state": state }))
+}
