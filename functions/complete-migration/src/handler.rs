@@ -70,3 +70,64 @@ pub async fn handle<S: StatusStore, T: RestoreTarget>(
     tracing::info!(%database, %state, "done");
     Ok(json!({ "database": database, "state": state }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bakdrop_core::fakes::{MemoryStore, MemoryTarget};
+    use bakdrop_core::status::{MigrationRecord, MigrationState};
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000)
+    }
+
+    async fn store(state: MigrationState) -> MemoryStore {
+        let store = MemoryStore::default();
+        let mut m = MigrationRecord::new("Sales", now());
+        m.state = state;
+        store.put_migration(&m, None).await.expect("stored");
+        store
+    }
+
+    #[tokio::test]
+    async fn complete_is_the_default_action_and_refusals_have_stable_error_types() {
+        let store = store(MigrationState::Restoring).await;
+        let target = MemoryTarget::new("16.0.4135.4");
+        let err = handle(&store, &target, json!({"database": "Sales"}), now())
+            .await
+            .expect_err("refused");
+        let d = Diagnostic::from(err);
+        assert_eq!(d.error_type, "NotSynchronizing");
+        assert!(d.error_message.contains("Restoring"), "{}", d.error_message);
+    }
+
+    #[tokio::test]
+    async fn cancel_answers_the_new_state() {
+        let store = store(MigrationState::AwaitingFull).await;
+        let target = MemoryTarget::new("16.0.4135.4");
+        let answer = handle(
+            &store,
+            &target,
+            json!({"database": "Sales", "action": "cancel"}),
+            now(),
+        )
+        .await
+        .expect("cancelled");
+        assert_eq!(answer, json!({"database": "Sales", "state": "Cancelled"}));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_payload_is_a_bad_request() {
+        let store = MemoryStore::default();
+        let target = MemoryTarget::new("16.0.4135.4");
+        for payload in [
+            json!({"action": "complete"}),
+            json!({"database": "x", "action": "explode"}),
+        ] {
+            let err = handle(&store, &target, payload, now())
+                .await
+                .expect_err("bad");
+            assert_eq!(Diagnostic::from(err).error_type, "BadRequest");
+        }
+    }
+}

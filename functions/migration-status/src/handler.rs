@@ -143,3 +143,117 @@ async fn http<S: StatusStore>(store: &S, request: &Value) -> Value {
         "body": body.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bakdrop_core::fakes::MemoryStore;
+    use bakdrop_core::object::ObjectRef;
+    use bakdrop_core::status::{
+        FileRecord, FileState, MigrationRecord, MigrationState, Reason, SqlError,
+    };
+    use time::OffsetDateTime;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000)
+    }
+
+    async fn store_with_failed_migration() -> MemoryStore {
+        let store = MemoryStore::default();
+        let mut migration = MigrationRecord::new("Sales DB", now());
+        migration.state = MigrationState::Failed;
+        let mut reason = Reason::new("SqlServerError", "SQL Server refused the restore");
+        reason.sql_error = Some(SqlError {
+            number: 4305,
+            message: "The log in this backup set begins at LSN 1, which is too recent".into(),
+        });
+        migration.reason = Some(reason);
+        store.put_migration(&migration, None).await.expect("stored");
+        let rejected = FileRecord {
+            migration: "Sales DB".into(),
+            file_id: "b/Sales DB/two.bak#etag=1".into(),
+            object: ObjectRef {
+                bucket: "b".into(),
+                key: "Sales DB/two.bak".into(),
+                version_id: None,
+                etag: Some("1".into()),
+                size: 10,
+            },
+            state: FileState::Rejected,
+            reason: Some(Reason::new(
+                "MoreThanOneBackupSet",
+                "the file holds 2 backup sets",
+            )),
+            header: None,
+            claim: None,
+            restore_started_at: None,
+            restore_finished_at: None,
+            created_at: now(),
+            updated_at: now(),
+        };
+        store.put_file(&rejected, None).await.expect("stored");
+        store
+    }
+
+    #[tokio::test]
+    async fn a_direct_invoke_answers_the_state_the_reason_and_the_rejected_files() {
+        let store = store_with_failed_migration().await;
+        let answer = handle(&store, json!({"database": "Sales DB"}))
+            .await
+            .expect("answer");
+        assert_eq!(answer["state"], "Failed");
+        let summary = answer["summary"].as_str().unwrap_or_default();
+        assert!(summary.starts_with("Synchronization failed:"), "{summary}");
+        assert!(summary.contains("4305"), "{summary}");
+        assert_eq!(answer["last_error"]["sql_error"]["number"], 4305);
+        assert_eq!(answer["rejected"][0]["file"], "two.bak");
+        assert_eq!(answer["counts"]["rejected"], 1);
+        assert_eq!(answer["actions"], json!(["cancel"]));
+    }
+
+    #[tokio::test]
+    async fn an_unknown_database_is_a_clear_not_found() {
+        let store = MemoryStore::default();
+        let err = handle(&store, json!({"database": "Nope"}))
+            .await
+            .expect_err("not found");
+        assert_eq!(Diagnostic::from(err).error_type, "MigrationNotFound");
+    }
+
+    #[tokio::test]
+    async fn without_a_database_it_lists_migrations() {
+        let store = store_with_failed_migration().await;
+        let answer = handle(&store, json!({})).await.expect("list");
+        assert_eq!(answer["migrations"][0]["database"], "Sales DB");
+        assert_eq!(answer["migrations"][0]["state"], "Failed");
+        assert_eq!(answer["next"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn function_url_requests_get_http_answers() {
+        let store = store_with_failed_migration().await;
+        let request = |path: &str, query: Value| json!({"version": "2.0", "rawPath": path, "queryStringParameters": query, "requestContext": {"http": {"method": "GET"}}});
+        let ok = handle(&store, request("/Sales%20DB", Value::Null))
+            .await
+            .expect("http");
+        assert_eq!(ok["statusCode"], 200);
+        let body: Value =
+            serde_json::from_str(ok["body"].as_str().unwrap_or_default()).expect("json body");
+        assert_eq!(body["database"], "Sales DB");
+        let by_query = handle(&store, request("/", json!({"database": "Sales DB"})))
+            .await
+            .expect("http");
+        assert_eq!(by_query["statusCode"], 200);
+        let missing = handle(&store, request("/Nope", Value::Null))
+            .await
+            .expect("http");
+        assert_eq!(missing["statusCode"], 404);
+        let list = handle(&store, request("/", Value::Null))
+            .await
+            .expect("http");
+        assert!(list["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Sales DB"));
+    }
+}

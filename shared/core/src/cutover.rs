@@ -259,3 +259,316 @@ pub async fn cancel<S: StatusStore, T: RestoreTarget>(
     .await?;
     Ok(record.state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::{MemoryStore, MemoryTarget};
+    use crate::object::ObjectRef;
+    use crate::ports::TaskId;
+    use crate::status::{Claim, FileRecord, HeaderSummary, InFlight};
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let mut f = std::pin::pin!(f);
+        loop {
+            if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+    }
+
+    fn header(kind: BackupKind, last: u32) -> HeaderSummary {
+        HeaderSummary {
+            backup_type: kind,
+            copy_only: None,
+            source_database: "Sales".into(),
+            server_name: "S".into(),
+            software_version: "16.0.4135".into(),
+            database_version: 957,
+            compressed: false,
+            has_checksums: true,
+            first_lsn: crate::Lsn::from_parts(1, last - 1, 1),
+            last_lsn: crate::Lsn::from_parts(1, last, 1),
+            checkpoint_lsn: crate::Lsn::from_parts(1, last - 1, 1),
+            database_backup_lsn: crate::Lsn::ZERO,
+            differential_base_lsn: None,
+            differential_base_guid: None,
+            backup_set_guid: uuid::Uuid::from_u128(u128::from(last)),
+            family_guid: uuid::Uuid::from_u128(1),
+            recovery_fork_id: uuid::Uuid::from_u128(1),
+            family_count: 1,
+            family_sequence: 1,
+            backup_start_date: None,
+            backup_finish_date: None,
+            backup_size: None,
+        }
+    }
+
+    fn file(name: &str, state: FileState, kind: BackupKind, last: u32) -> FileRecord {
+        FileRecord {
+            migration: "Sales".into(),
+            file_id: format!("b/Sales/{name}#etag=1"),
+            object: ObjectRef {
+                bucket: "b".into(),
+                key: format!("Sales/{name}"),
+                version_id: None,
+                etag: Some("1".into()),
+                size: 1,
+            },
+            state,
+            reason: None,
+            header: Some(header(kind, last)),
+            claim: None,
+            restore_started_at: None,
+            restore_finished_at: None,
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    /// A migration in `state` with `files`, and a target where the database is RESTORING.
+    fn setup(state: MigrationState, files: &[FileRecord]) -> (MemoryStore, MemoryTarget) {
+        let store = MemoryStore::default();
+        let mut migration = MigrationRecord::new("Sales", now());
+        migration.state = state;
+        block_on(store.put_migration(&migration, None)).expect("stored");
+        for f in files {
+            block_on(store.put_file(f, None)).expect("stored");
+        }
+        let target = MemoryTarget::new("16.0.4135.4");
+        target
+            .databases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert("Sales".into(), "RESTORING".into());
+        (store, target)
+    }
+
+    fn request(last_backup: Option<&str>, require_tail_log: bool) -> CompleteRequest {
+        CompleteRequest {
+            database: "Sales".into(),
+            last_backup: last_backup.map(str::to_owned),
+            require_tail_log,
+        }
+    }
+
+    fn code(result: Result<MigrationState, CutoverError>) -> String {
+        match result {
+            Err(e) => e.error_type().to_owned(),
+            Ok(state) => format!("Ok({state})"),
+        }
+    }
+
+    fn synced() -> Vec<FileRecord> {
+        vec![
+            file("full.bak", FileState::Restored, BackupKind::Full, 10),
+            file("log1.trn", FileState::Restored, BackupKind::Log, 20),
+        ]
+    }
+
+    #[test]
+    fn complete_brings_a_synchronizing_database_online_and_twice_is_harmless() {
+        let (store, target) = setup(MigrationState::Synchronizing, &synced());
+        let state = block_on(complete(
+            &store,
+            &target,
+            &request(Some("log1.trn"), false),
+            now(),
+        ));
+        assert_eq!(state.ok(), Some(MigrationState::Succeeded));
+        assert_eq!(
+            target
+                .databases
+                .lock()
+                .ok()
+                .and_then(|d| d.get("Sales").cloned())
+                .as_deref(),
+            Some("ONLINE")
+        );
+        let again = block_on(complete(&store, &target, &request(None, false), now()));
+        assert_eq!(again.ok(), Some(MigrationState::Succeeded));
+    }
+
+    #[test]
+    fn complete_is_refused_while_a_file_waits_queues_or_restores() {
+        for state in [FileState::Waiting, FileState::Queued, FileState::Restoring] {
+            let mut files = synced();
+            files.push(file("log3.trn", state, BackupKind::Log, 40));
+            let (store, target) = setup(MigrationState::Synchronizing, &files);
+            let result = block_on(complete(&store, &target, &request(None, false), now()));
+            assert_eq!(code(result), "FilesInFlight", "{state}");
+            assert_eq!(
+                target
+                    .databases
+                    .lock()
+                    .ok()
+                    .and_then(|d| d.get("Sales").cloned())
+                    .as_deref(),
+                Some("RESTORING"),
+                "nothing was brought online"
+            );
+        }
+    }
+
+    #[test]
+    fn complete_is_refused_when_the_named_last_backup_is_not_the_last_restored() {
+        let (store, target) = setup(MigrationState::Synchronizing, &synced());
+        let result = block_on(complete(
+            &store,
+            &target,
+            &request(Some("log2.trn"), false),
+            now(),
+        ));
+        assert_eq!(code(result), "NotLastBackup");
+    }
+
+    #[test]
+    fn complete_is_refused_unless_synchronizing() {
+        for state in [
+            MigrationState::AwaitingFull,
+            MigrationState::Restoring,
+            MigrationState::Failed,
+            MigrationState::Cancelled,
+        ] {
+            let (store, target) = setup(state, &synced());
+            let result = block_on(complete(&store, &target, &request(None, false), now()));
+            assert_eq!(code(result), "NotSynchronizing", "{state}");
+        }
+        let store = MemoryStore::default();
+        let target = MemoryTarget::new("16.0.4135.4");
+        assert_eq!(
+            code(block_on(complete(
+                &store,
+                &target,
+                &request(None, false),
+                now()
+            ))),
+            "MigrationNotFound"
+        );
+    }
+
+    #[test]
+    fn a_required_tail_log_that_cannot_be_verified_is_refused() {
+        let (store, target) = setup(MigrationState::Synchronizing, &synced());
+        let result = block_on(complete(&store, &target, &request(None, true), now()));
+        assert_eq!(code(result), "NotTailLog");
+    }
+
+    #[test]
+    fn a_recovery_error_fails_the_migration_with_sql_servers_number() {
+        let (store, target) = setup(MigrationState::Synchronizing, &synced());
+        target
+            .databases
+            .lock()
+            .ok()
+            .map(|mut d| d.insert("Sales".into(), "SUSPECT".into()));
+        let state = block_on(complete(&store, &target, &request(None, false), now()));
+        assert_eq!(state.ok(), Some(MigrationState::Failed));
+        let migration = block_on(store.get_migration("Sales"))
+            .ok()
+            .flatten()
+            .expect("migration")
+            .record;
+        assert_eq!(
+            migration.reason.and_then(|r| r.sql_error).map(|e| e.number),
+            Some(3117)
+        );
+    }
+
+    #[test]
+    fn cancel_stops_the_task_drops_the_database_and_ends_cancelled() {
+        let (store, target) = setup(MigrationState::Restoring, &synced());
+        let mut migration = block_on(store.get_migration("Sales"))
+            .ok()
+            .flatten()
+            .expect("m");
+        migration.record.in_flight = Some(InFlight {
+            step: crate::plan::Step {
+                kind: BackupKind::Log,
+                files: vec![],
+                backup_set_guid: uuid::Uuid::from_u128(9),
+                first_lsn: crate::Lsn::ZERO,
+                last_lsn: crate::Lsn::ZERO,
+            },
+            task_name: "job".into(),
+            task: Some(TaskId::AgentJob("job".into())),
+            claim: Claim {
+                owner: "x".into(),
+                until: now(),
+            },
+            percent_complete: None,
+            submitted_at: now(),
+        });
+        block_on(store.put_migration(&migration.record, Some(migration.version))).expect("stored");
+        block_on(target.submit(
+            &crate::tsql::RestoreRequest {
+                database: DatabaseName::parse("Sales").expect("name"),
+                kind: BackupKind::Log,
+                sources: vec![],
+            },
+            "job",
+        ))
+        .expect("task");
+        let state = block_on(cancel(&store, &target, "Sales", now()));
+        assert_eq!(state.ok(), Some(MigrationState::Cancelled));
+        assert!(
+            target
+                .databases
+                .lock()
+                .ok()
+                .is_some_and(|d| d.get("Sales").is_none()),
+            "dropped"
+        );
+        assert_eq!(
+            block_on(target.poll(
+                &DatabaseName::parse("Sales").expect("n"),
+                &TaskId::AgentJob("job".into())
+            ))
+            .ok(),
+            Some(crate::ports::TaskStatus::Cancelled)
+        );
+        // Cancelling twice is harmless; completing a cancelled migration is refused.
+        assert_eq!(
+            block_on(cancel(&store, &target, "Sales", now())).ok(),
+            Some(MigrationState::Cancelled)
+        );
+        assert_eq!(
+            code(block_on(complete(
+                &store,
+                &target,
+                &request(None, false),
+                now()
+            ))),
+            "NotSynchronizing"
+        );
+    }
+
+    #[test]
+    fn cancel_never_drops_an_online_database() {
+        let (store, target) = setup(MigrationState::Failed, &synced());
+        target
+            .databases
+            .lock()
+            .ok()
+            .map(|mut d| d.insert("Sales".into(), "ONLINE".into()));
+        assert_eq!(
+            block_on(cancel(&store, &target, "Sales", now())).ok(),
+            Some(MigrationState::Cancelled)
+        );
+        assert!(target
+            .databases
+            .lock()
+            .ok()
+            .is_some_and(|d| d.contains_key("Sales")));
+        let (store, target) = setup(MigrationState::Succeeded, &synced());
+        assert_eq!(
+            code(block_on(cancel(&store, &target, "Sales", now()))),
+            "AlreadyOnline"
+        );
+    }
+}

@@ -334,16 +334,17 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             )));
         }
         let product = self.target.product_version().await?;
-        let release: SqlServerRelease =
-            match product.parse() {
-                Ok(r) => r,
-                Err(_) => return Ok(Err(Reason::new(
+        let release: SqlServerRelease = match product.parse() {
+            Ok(r) => r,
+            Err(_) => {
+                return Ok(Err(Reason::new(
                     "UnknownTargetVersion",
                     format!(
                         "the target reports ProductVersion {product}, which bakdrop does not know"
                     ),
-                ))),
-            };
+                )))
+            }
+        };
         let backup_version = candidates
             .iter()
             .find(|c| step.files.contains(&c.file_id))
