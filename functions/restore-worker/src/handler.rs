@@ -49,3 +49,122 @@ pub async fn handle<S: StatusStore, Q: JobQueue, T: RestoreTarget>(
     }
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bakdrop_core::fakes::{MemoryQueue, MemoryStore, MemoryTarget};
+    use bakdrop_core::restore::{RestoreConfig, SourceLocation};
+    use bakdrop_core::status::MigrationRecord;
+    use bakdrop_core::tsql::Dialect;
+    use bakdrop_core::version::VersionPolicy;
+    use serde_json::json;
+    use std::time::Duration;
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000)
+    }
+
+    fn worker() -> Worker<MemoryStore, MemoryQueue, MemoryTarget> {
+        Worker {
+            store: MemoryStore::default(),
+            queue: MemoryQueue::default(),
+            target: MemoryTarget::new("16.0.4135.4"),
+            config: RestoreConfig {
+                dialect: Dialect::Rds,
+                location: SourceLocation::S3Arn,
+                policy: VersionPolicy::Same,
+                poll_interval: Duration::from_secs(60),
+                busy_retry: Duration::from_secs(120),
+            },
+        }
+    }
+
+    fn event(bodies: &[(&str, &str)]) -> SqsEvent {
+        let records: Vec<_> = bodies
+            .iter()
+            .map(|(id, body)| json!({"messageId": id, "body": body, "attributes": {}, "messageAttributes": {}}))
+            .collect();
+        serde_json::from_value(json!({ "Records": records })).expect("sqs event")
+    }
+
+    #[tokio::test]
+    async fn malformed_messages_are_acknowledged_and_unknown_migrations_too() {
+        let w = worker();
+        let advance = QueueMessage::Advance {
+            migration: "Nope".into(),
+        }
+        .to_json();
+        let response = handle(
+            &w,
+            event(&[
+                ("m1", "not json"),
+                ("m2", r#"{"schema": 99, "kind": "advance"}"#),
+                ("m3", &advance),
+            ]),
+            now(),
+        )
+        .await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
+
+    #[tokio::test]
+    async fn only_the_transiently_failing_message_is_reported_for_redelivery() {
+        let w = worker();
+        let migration = MigrationRecord::new("Sales", now());
+        w.store
+            .put_migration(&migration, None)
+            .await
+            .expect("stored");
+        let header: bakdrop_core::status::HeaderSummary = serde_json::from_value(json!({
+            "backup_type": "full", "source_database": "Sales", "server_name": "S",
+            "software_version": "16.0.4135", "database_version": 957, "compressed": false,
+            "has_checksums": true, "first_lsn": "10", "last_lsn": "20", "checkpoint_lsn": "10",
+            "database_backup_lsn": "0", "backup_set_guid": "00000000-0000-0000-0000-000000000007",
+            "family_guid": "00000000-0000-0000-0000-000000000008",
+            "recovery_fork_id": "00000000-0000-0000-0000-000000000008",
+            "family_count": 1, "family_sequence": 1
+        }))
+        .expect("header");
+        let object = bakdrop_core::object::ObjectRef {
+            bucket: "b".into(),
+            key: "Sales/full.bak".into(),
+            version_id: None,
+            etag: Some("e".into()),
+            size: 10,
+        };
+        let file = bakdrop_core::status::FileRecord {
+            migration: "Sales".into(),
+            file_id: object.file_id(),
+            object: object.clone(),
+            state: bakdrop_core::status::FileState::Queued,
+            reason: None,
+            header: Some(header.clone()),
+            claim: None,
+            restore_started_at: None,
+            restore_finished_at: None,
+            created_at: now(),
+            updated_at: now(),
+        };
+        w.store.put_file(&file, None).await.expect("stored");
+        let job = QueueMessage::Restore(Box::new(bakdrop_core::job::RestoreJob {
+            migration: "Sales".into(),
+            file_id: object.file_id(),
+            object,
+            header,
+        }))
+        .to_json();
+        let unknown = QueueMessage::Advance {
+            migration: "Nope".into(),
+        }
+        .to_json();
+        w.store.fail_next_puts(1);
+        let response = handle(&w, event(&[("job-1", &job), ("other-2", &unknown)]), now()).await;
+        let ids: Vec<_> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect();
+        assert_eq!(ids, vec!["job-1".to_owned()]);
+    }
+}
