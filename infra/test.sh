@@ -18,12 +18,6 @@ trap 'infra/local-stack.sh stop' EXIT
 # shellcheck disable=SC1091
 source .local/moto.env
 
-step "template linter: install"
-if [ ! -x .venv-lint/bin/cfn-lint ]; then
-  python3 -m venv .venv-lint
-  .venv-lint/bin/pip install --quiet --disable-pip-version-check -r infra/lint-requirements.txt
-fi
-
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -43,7 +37,8 @@ if [ "${1:-}" = "--" ]; then shift; shift_args=("$@"); fi
 cargo test --workspace "${shift_args[@]}"
 
 step "cfn-lint template.yaml"
-"$root/.venv-lint/bin/cfn-lint" template.yaml
+# cfn-lint comes with the pinned moto server (infra/constraints.txt).
+"$root/.venv-infra/bin/cfn-lint" template.yaml
 
 echo
 echo "all checks passed"

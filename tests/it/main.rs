@@ -1,1 +1,6 @@
-//! End-to-end tests: one binary.
+//! End-to-end tests, one binary: the AWS adapters and the functions' handlers against the local
+//! AWS endpoint (moto server, started by infra/test.sh) and the TDS test server.
+
+mod adapters;
+mod local_stack;
+mod validate_upload;

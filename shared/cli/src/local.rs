@@ -1,12 +1,15 @@
-//! Reading a local backup file the way the validate function reads an S3 object: the first
-//! [`HEAD_LIMIT`] bytes and the last [`TAIL_LIMIT`] bytes, never the whole file.
+//! Local files in place of S3: reading a backup the way the validate function reads an S3
+//! object (the first [`HEAD_LIMIT`] bytes and the last [`TAIL_LIMIT`] bytes, never the whole
+//! file), finding backups under paths, and [`LocalBucket`], a folder standing in for the bucket.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use bakdrop_core::backup::{HEAD_LIMIT, TAIL_LIMIT};
+use bakdrop_core::object::ObjectRef;
+use bakdrop_core::ports::{ByteRange, ObjectReader, ReadError};
 
 /// The head, the tail (if the file is longer than the head) and the size of a file.
 #[derive(Debug)]
@@ -38,4 +41,170 @@ pub fn read_head_tail(path: &Path) -> anyhow::Result<HeadTail> {
         None
     };
     Ok(HeadTail { head, tail, size })
+}
+
+/// Every regular file under `paths` (files as given, directories recursively, in name order),
+/// skipping hidden entries such as bakdrop's own `.bakdrop` folder.
+///
+/// # Errors
+/// When a path cannot be read.
+pub fn files_under(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for path in paths {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        if meta.is_dir() {
+            walk(path, &mut found)?;
+        } else {
+            found.push(path.clone());
+        }
+    }
+    Ok(found)
+}
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(Result::ok)
+        .collect();
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for entry in entries {
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let kind = entry
+            .file_type()
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if kind.is_dir() {
+            walk(&path, found)?;
+        } else if kind.is_file() {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// A local folder standing in for the S3 bucket: `DIR/<TargetDatabase>/<file>` is the object
+/// `<TargetDatabase>/<file>` of bucket [`LocalBucket::bucket`]. Reads ranges only, like the S3
+/// adapter, and refuses a file that changed since its event ([`ReadError::Changed`]).
+#[derive(Debug, Clone)]
+pub struct LocalBucket {
+    root: PathBuf,
+    bucket: String,
+}
+
+impl LocalBucket {
+    /// A bucket over `root` (made absolute).
+    ///
+    /// # Errors
+    /// When `root` is not a readable directory.
+    pub fn open(root: &Path) -> anyhow::Result<LocalBucket> {
+        let root = std::fs::canonicalize(root)
+            .with_context(|| format!("cannot open the folder {}", root.display()))?;
+        if !root.is_dir() {
+            anyhow::bail!("{} is not a folder", root.display());
+        }
+        let bucket = root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| "local".to_owned());
+        Ok(LocalBucket { root, bucket })
+    }
+
+    /// The folder, absolute.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The bucket name used in object references (the folder's name).
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The object for one file under the folder: key = relative path with `/`, ETag = size and
+    /// modification time, so that a rewritten file is a new object (a new event).
+    ///
+    /// # Errors
+    /// When the file cannot be read or is outside the folder.
+    pub fn object(&self, path: &Path) -> anyhow::Result<ObjectRef> {
+        let relative = path
+            .strip_prefix(&self.root)
+            .with_context(|| format!("{} is not inside {}", path.display(), self.root.display()))?;
+        let key = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
+        Ok(ObjectRef {
+            bucket: self.bucket.clone(),
+            key,
+            version_id: None,
+            etag: Some(etag(&meta)),
+            size: meta.len(),
+        })
+    }
+
+    /// Every object in the folder (hidden entries skipped).
+    ///
+    /// # Errors
+    /// When the folder cannot be listed.
+    pub fn objects(&self) -> anyhow::Result<Vec<ObjectRef>> {
+        files_under(std::slice::from_ref(&self.root))?
+            .iter()
+            .map(|p| self.object(p))
+            .collect()
+    }
+
+    fn path_of(&self, object: &ObjectRef) -> PathBuf {
+        let mut path = self.root.clone();
+        for part in object.key.split('/') {
+            path.push(part);
+        }
+        path
+    }
+}
+
+fn etag(meta: &std::fs::Metadata) -> String {
+    let modified = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{:x}-{modified:x}", meta.len())
+}
+
+fn unavailable(e: std::io::Error) -> ReadError {
+    ReadError::Unavailable(Box::new(e))
+}
+
+impl ObjectReader for LocalBucket {
+    async fn read(&self, object: &ObjectRef, range: ByteRange) -> Result<Vec<u8>, ReadError> {
+        let path = self.path_of(object);
+        let mut file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ReadError::NotFound(object.to_string()))
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let meta = file.metadata().map_err(unavailable)?;
+        if object.etag.as_deref().is_some_and(|e| e != etag(&meta)) || meta.len() != object.size {
+            return Err(ReadError::Changed(object.to_string()));
+        }
+        let size = meta.len();
+        let (start, len) = match range {
+            ByteRange::Head(n) => (0, n.min(size)),
+            ByteRange::Tail(n) => (size - n.min(size), n.min(size)),
+        };
+        file.seek(SeekFrom::Start(start)).map_err(unavailable)?;
+        let mut bytes = Vec::new();
+        file.take(len)
+            .read_to_end(&mut bytes)
+            .map_err(unavailable)?;
+        Ok(bytes)
+    }
 }

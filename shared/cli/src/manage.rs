@@ -1,0 +1,206 @@
+//! `bakdrop status`, `complete` and `cancel` on the local state file that `bakdrop run` keeps,
+//! through the same core code as the migration-status and complete-migration functions.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bakdrop_core::cutover::{self, CompleteRequest, CutoverError};
+use bakdrop_core::ports::StatusStore;
+use bakdrop_core::report::{self, StatusReport};
+use bakdrop_core::status::{FileRecord, MigrationState};
+use bakdrop_core::tsql::Dialect;
+use bakdrop_core::version::RELEASES;
+use bakdrop_mssql::TiberiusTarget;
+
+use crate::store::JsonFileStore;
+use crate::target::{parse_connection, CliTarget, ScriptTarget};
+
+/// Where the state is: `--state FILE`, else `DIR/.bakdrop/status.json` for `--dir DIR`
+/// (default: the current folder).
+pub fn state_file(state: Option<PathBuf>, dir: Option<PathBuf>) -> PathBuf {
+    state.unwrap_or_else(|| crate::pipeline::default_state(&dir.unwrap_or_else(|| ".".into())))
+}
+
+fn open(path: &Path) -> anyhow::Result<JsonFileStore> {
+    let store = JsonFileStore::new(path);
+    if !store.exists() {
+        anyhow::bail!(
+            "no state file at {}: run `bakdrop run DIR` first, or pass --state FILE / --dir DIR",
+            path.display()
+        );
+    }
+    Ok(store)
+}
+
+async fn report_of(
+    store: &JsonFileStore,
+    name: &str,
+) -> anyhow::Result<Option<(StatusReport, Vec<FileRecord>)>> {
+    let migration = store.get_migration(name).await?.map(|v| v.record);
+    let files: Vec<FileRecord> = store
+        .list_files(name)
+        .await?
+        .into_iter()
+        .map(|v| v.record)
+        .collect();
+    if migration.is_none() && files.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((report::build(name, migration.as_ref(), &files), files)))
+}
+
+/// `bakdrop status`: exit status 1 when the named database is unknown.
+///
+/// # Errors
+/// When the state file cannot be read.
+pub async fn status(path: &Path, database: Option<&str>, as_json: bool) -> anyhow::Result<ExitCode> {
+    let store = open(path)?;
+    let names = match database {
+        Some(db) => vec![db.to_owned()],
+        None => store.databases()?,
+    };
+    let mut reports = Vec::new();
+    for name in &names {
+        match report_of(&store, name).await? {
+            Some(r) => reports.push(r),
+            None => {
+                eprintln!("bakdrop: no migration and no uploaded file for database {name:?}");
+                return Ok(ExitCode::from(1));
+            }
+        }
+    }
+    if as_json {
+        let value = match (database, reports.as_slice()) {
+            (Some(_), [(one, _)]) => serde_json::to_value(one)?,
+            _ => serde_json::to_value(reports.iter().map(|(r, _)| r).collect::<Vec<_>>())?,
+        };
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        for (r, files) in &reports {
+            print!("{}", report_text(r, files));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A status report as text: the summary line, the restored order, and every file's state.
+pub fn report_text(r: &StatusReport, files: &[FileRecord]) -> String {
+    let mut s = String::new();
+    let state = r.state.map_or("no migration (no file accepted)".to_owned(), |st| st.to_string());
+    let _ = writeln!(s, "== {} [{state}]: {}", r.database, r.summary);
+    if !r.applied.is_empty() {
+        let _ = writeln!(s, "  restored, in order:");
+        for (i, a) in r.applied.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "    {}. {:<12} {}  LSN {} → {}",
+                i + 1,
+                a.backup_type.to_string(),
+                a.file,
+                a.first_lsn,
+                a.last_lsn
+            );
+        }
+    }
+    let _ = writeln!(s, "  files:");
+    for f in files {
+        let reason = f
+            .reason
+            .as_ref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        let _ = writeln!(s, "    {:<10} {}{reason}", f.state.to_string(), f.object.key);
+    }
+    if let Some(e) = &r.last_error {
+        let _ = writeln!(s, "  last error: {e}");
+    }
+    if !r.actions.is_empty() {
+        let _ = writeln!(s, "  you may now: {}", r.actions.join(", "));
+    }
+    s
+}
+
+/// Which target Complete and Cancel talk to.
+#[derive(Debug)]
+pub struct TargetChoice {
+    pub connection: Option<String>,
+    pub dialect: Dialect,
+}
+
+async fn target_for(
+    choice: &TargetChoice,
+    store: &JsonFileStore,
+    database: &str,
+) -> anyhow::Result<CliTarget> {
+    if let Some(connection) = &choice.connection {
+        let login = parse_connection(connection)?;
+        return Ok(CliTarget::Server(TiberiusTarget::new(
+            login.config(),
+            choice.dialect,
+        )));
+    }
+    let dir = store
+        .path()
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let newest = RELEASES
+        .last()
+        .copied()
+        .context("no SQL Server release is known")?;
+    let script = ScriptTarget::new(choice.dialect, newest, dir.join("restore.sql"));
+    if let Some(m) = store.get_migration(database).await? {
+        match m.record.state {
+            MigrationState::Succeeded => script.assume_database(database, "ONLINE"),
+            _ if !m.record.chain.steps.is_empty() => script.assume_database(database, "RESTORING"),
+            _ => {}
+        }
+    }
+    println!(
+        "script-only mode: no --target; the T-SQL is appended to {} (NOT EXECUTED)",
+        dir.join("restore.sql").display()
+    );
+    Ok(CliTarget::Script(script))
+}
+
+fn refused(e: &CutoverError) -> ExitCode {
+    eprintln!("bakdrop: refused ({}): {e}", e.error_type());
+    ExitCode::from(1)
+}
+
+/// `bakdrop complete`.
+///
+/// # Errors
+/// When the state file or the target cannot be used.
+pub async fn complete(
+    path: &Path,
+    request: CompleteRequest,
+    choice: &TargetChoice,
+) -> anyhow::Result<ExitCode> {
+    let store = open(path)?;
+    let target = target_for(choice, &store, &request.database).await?;
+    match cutover::complete(&store, &target, &request, time::OffsetDateTime::now_utc()).await {
+        Ok(state) => {
+            println!("{}: {state}", request.database);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(refused(&e)),
+    }
+}
+
+/// `bakdrop cancel`.
+///
+/// # Errors
+/// When the state file or the target cannot be used.
+pub async fn cancel(path: &Path, database: &str, choice: &TargetChoice) -> anyhow::Result<ExitCode> {
+    let store = open(path)?;
+    let target = target_for(choice, &store, database).await?;
+    match cutover::cancel(&store, &target, database, time::OffsetDateTime::now_utc()).await {
+        Ok(state) => {
+            println!("{database}: {state}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(refused(&e)),
+    }
+}

@@ -1,0 +1,342 @@
+//! `bakdrop run`: the whole pipeline in one process, with the same core code the Lambda functions
+//! run (the validator and the restore worker) over local stand-ins: the folder is the bucket
+//! ([`LocalBucket`]), every file in it an `ObjectCreated` event, the queue lives in memory
+//! ([`LocalQueue`]), the status table is a JSON file ([`JsonFileStore`]), and the target is a real
+//! SQL Server or, without `--target`, [`ScriptTarget`] (script-only mode).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bakdrop_core::job::QueueMessage;
+use bakdrop_core::ports::{RestoreTarget, StatusStore};
+use bakdrop_core::report;
+use bakdrop_core::restore::{RestoreConfig, SourceLocation, WorkOutcome, Worker};
+use bakdrop_core::status::{BackupKind, FileState, MigrationState};
+use bakdrop_core::summary;
+use bakdrop_core::tsql::Dialect;
+use bakdrop_core::validate::{Outcome, ValidateConfig, Validator};
+use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
+use bakdrop_mssql::TiberiusTarget;
+
+use crate::local::{read_head_tail, LocalBucket};
+use crate::queue::{Clock, LocalQueue};
+use crate::store::JsonFileStore;
+use crate::target::{parse_connection, CliTarget, ScriptTarget};
+
+/// What `bakdrop run` was asked.
+#[derive(Debug)]
+pub struct RunOptions {
+    pub dir: PathBuf,
+    pub target: Option<String>,
+    pub dialect: Dialect,
+    pub watch: bool,
+    pub state: Option<PathBuf>,
+    pub target_version: Option<String>,
+    pub policy: VersionPolicy,
+    pub poll_interval: Duration,
+}
+
+/// A redelivered message gives up after this many transient failures (the DLQ's role).
+const MAX_DELIVERIES: u32 = 5;
+
+/// Where the state file of a folder lives by default.
+pub fn default_state(dir: &std::path::Path) -> PathBuf {
+    dir.join(".bakdrop").join("status.json")
+}
+
+/// Runs the pipeline; exit status 1 when a migration failed.
+///
+/// # Errors
+/// When the folder, the state file or the target cannot be used at all.
+pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
+    let bucket = LocalBucket::open(&options.dir)?;
+    let root = bucket.root().to_path_buf();
+    let state_path = options.state.clone().unwrap_or_else(|| default_state(&root));
+    let script_path = root.join(".bakdrop").join("restore.sql");
+    let store = Arc::new(JsonFileStore::new(&state_path));
+
+    let (target, release) = match &options.target {
+        Some(connection) => {
+            let login = parse_connection(connection)?;
+            println!(
+                "target: {}:{} as {} ({} dialect, tls {:?})",
+                login.host, login.port, login.username, options.dialect, login.tls
+            );
+            let server = TiberiusTarget::new(login.config(), options.dialect);
+            let release = match &options.target_version {
+                Some(v) => given_version(v)?,
+                None => {
+                    let product = server
+                        .product_version()
+                        .await
+                        .context("cannot read the target's version")?;
+                    let release: SqlServerRelease = product
+                        .parse()
+                        .with_context(|| format!("the target reports version {product}"))?;
+                    println!("validating against the target's own version: {release} (product version {product})");
+                    release
+                }
+            };
+            (CliTarget::Server(server), release)
+        }
+        None => {
+            let release = match &options.target_version {
+                Some(v) => given_version(v)?,
+                None => version_of_first_full(&bucket)?,
+            };
+            println!(
+                "script-only mode: no --target, nothing is executed; the T-SQL goes to {}",
+                script_path.display()
+            );
+            let script = ScriptTarget::new(options.dialect, release, script_path.clone());
+            for name in store.databases()? {
+                if let Some(m) = store.get_migration(&name).await? {
+                    match m.record.state {
+                        MigrationState::Succeeded => script.assume_database(&name, "ONLINE"),
+                        MigrationState::Cancelled => {}
+                        _ if !m.record.chain.steps.is_empty() => {
+                            script.assume_database(&name, "RESTORING");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            (CliTarget::Script(script), release)
+        }
+    };
+    println!("state file: {}", state_path.display());
+
+    let location = match options.dialect {
+        Dialect::Rds => SourceLocation::S3Arn,
+        Dialect::Native => SourceLocation::Disk {
+            directory: root.display().to_string(),
+        },
+    };
+    let simulated = matches!(target, CliTarget::Script(_));
+    let clock = Arc::new(if simulated {
+        Clock::simulated()
+    } else {
+        Clock::real()
+    });
+    let queue = Arc::new(LocalQueue::new(clock.clone()));
+    let validator = Validator {
+        reader: bucket.clone(),
+        store: store.clone(),
+        queue: queue.clone(),
+        config: ValidateConfig {
+            target: release,
+            policy: options.policy,
+        },
+    };
+    let worker = Worker {
+        store: store.clone(),
+        queue: queue.clone(),
+        target,
+        config: RestoreConfig {
+            dialect: options.dialect,
+            location,
+            policy: options.policy,
+            poll_interval: options.poll_interval,
+            busy_retry: options.poll_interval.max(Duration::from_secs(1)),
+        },
+    };
+
+    let mut progress = Progress::default();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut event = 0u64;
+    loop {
+        // New or changed files are new ObjectCreated events.
+        for object in bucket.objects()? {
+            let etag = object.etag.clone().unwrap_or_default();
+            if seen.get(&object.key) == Some(&etag) {
+                continue;
+            }
+            event += 1;
+            match validator
+                .validate(&object, &format!("local-event-{event}"), clock.now())
+                .await
+            {
+                Ok(outcome) => {
+                    seen.insert(object.key.clone(), etag);
+                    progress.validated(&object.key, &outcome);
+                }
+                Err(e) if e.is_transient() => {
+                    println!("retry      {}: {e:#} (tried again on the next scan)", object.key);
+                }
+                Err(e) => {
+                    seen.insert(object.key.clone(), etag);
+                    println!("error      {}: {e:#}", object.key);
+                }
+            }
+        }
+        // Deliver every message that is due.
+        while let Some(delivery) = queue.take_due() {
+            let migration = migration_of(&delivery.message);
+            match worker
+                .handle(&delivery.message, &delivery.id, clock.now())
+                .await
+            {
+                Ok(outcome) => progress.worked(&outcome),
+                Err(e) if e.is_transient() && delivery.attempts + 1 < MAX_DELIVERIES => {
+                    println!("retry      {migration}: {e:#}");
+                    queue.retry(delivery, options.poll_interval.max(Duration::from_secs(1)));
+                }
+                Err(e) => println!("error      {migration}: {e:#} (message dropped)"),
+            }
+            progress.restored(store.as_ref(), &migration).await?;
+        }
+        let next = queue.until_next();
+        if next.is_none() && !options.watch {
+            break;
+        }
+        let wait = match next {
+            Some(d) if simulated && !options.watch => {
+                clock.wait(d).await;
+                continue;
+            }
+            Some(d) => d.min(Duration::from_secs(1)),
+            None => Duration::from_secs(1),
+        };
+        if options.watch {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = &mut stop => {
+                    println!("stopped (Ctrl-C)");
+                    break;
+                }
+            }
+        } else {
+            clock.wait(wait).await;
+        }
+    }
+
+    let failed = summary_text(store.as_ref()).await?;
+    if simulated && script_path.exists() {
+        println!(
+            "\nscript-only mode: the T-SQL above was NOT executed; it is in {}",
+            script_path.display()
+        );
+    }
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn given_version(text: &str) -> anyhow::Result<SqlServerRelease> {
+    let release: SqlServerRelease = text.parse().context("--target-version")?;
+    println!("validating against --target-version {release}");
+    Ok(release)
+}
+
+fn version_of_first_full(bucket: &LocalBucket) -> anyhow::Result<SqlServerRelease> {
+    for object in bucket.objects()? {
+        let mut path = bucket.root().to_path_buf();
+        path.extend(object.key.split('/'));
+        let Ok(data) = read_head_tail(&path) else {
+            continue;
+        };
+        let Ok(header) = summary::summarize(&data.head, data.tail.as_deref(), data.size) else {
+            continue;
+        };
+        if header.backup_type != BackupKind::Full {
+            continue;
+        }
+        if let Some(release) = SqlServerRelease::by_database_version(header.database_version) {
+            println!(
+                "no --target-version: validating against {release}, the version of the first full backup found ({})",
+                object.key
+            );
+            return Ok(release);
+        }
+    }
+    anyhow::bail!(
+        "no --target and no full backup of a known SQL Server version in the folder: give --target-version (e.g. 2022)"
+    )
+}
+
+fn migration_of(message: &QueueMessage) -> String {
+    match message {
+        QueueMessage::Restore(job) => job.migration.clone(),
+        QueueMessage::Poll { migration, .. } | QueueMessage::Advance { migration } => {
+            migration.clone()
+        }
+    }
+}
+
+/// Progress lines, one per event.
+#[derive(Debug, Default)]
+struct Progress {
+    announced: BTreeSet<String>,
+}
+
+impl Progress {
+    fn validated(&self, key: &str, outcome: &Outcome) {
+        match outcome {
+            Outcome::Queued { .. } => println!("validated  {key}: queued for restore"),
+            Outcome::Rejected { reason, .. } => println!("rejected   {key}: {reason}"),
+            Outcome::Duplicate { state, .. } => {
+                println!("unchanged  {key}: already handled ({state})");
+            }
+        }
+    }
+
+    fn worked(&self, outcome: &WorkOutcome) {
+        match outcome {
+            WorkOutcome::Submitted { migration, task } => {
+                println!("submitted  {migration}: {task}");
+            }
+            WorkOutcome::Running { migration, percent } => match percent {
+                Some(p) => println!("restoring  {migration}: {p:.0}% complete"),
+                None => println!("restoring  {migration}"),
+            },
+            WorkOutcome::Deferred { migration } => {
+                println!("busy       {migration}: the target runs as many restores as it allows; planning again later");
+            }
+            WorkOutcome::Failed { migration, reason } => {
+                println!("FAILED     {migration}: {reason}");
+            }
+            WorkOutcome::Idle { .. } | WorkOutcome::Stale { .. } => {}
+        }
+    }
+
+    async fn restored(&mut self, store: &JsonFileStore, migration: &str) -> anyhow::Result<()> {
+        for file in store.list_files(migration).await? {
+            let f = file.record;
+            if f.state == FileState::Restored && self.announced.insert(f.file_id.clone()) {
+                let detail = f
+                    .header
+                    .as_ref()
+                    .map(|h| format!(" ({}, LSN {} → {})", h.backup_type, h.first_lsn, h.last_lsn))
+                    .unwrap_or_default();
+                println!("restored   {}{detail}", f.object.key);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Prints the final summary of every migration in the store; true when one failed.
+async fn summary_text(store: &JsonFileStore) -> anyhow::Result<bool> {
+    let mut failed = false;
+    println!("\nSummary");
+    for name in store.databases()? {
+        let migration = store.get_migration(&name).await?.map(|v| v.record);
+        let files: Vec<_> = store
+            .list_files(&name)
+            .await?
+            .into_iter()
+            .map(|v| v.record)
+            .collect();
+        let report = report::build(&name, migration.as_ref(), &files);
+        failed |= report.state == Some(MigrationState::Failed);
+        print!("{}", crate::manage::report_text(&report, &files));
+    }
+    Ok(failed)
+}

@@ -1,0 +1,315 @@
+//! [`JsonFileStore`]: the status table in a local JSON file, with the same compare-and-set rules
+//! as the DynamoDB adapter, so that `bakdrop run`, `status`, `complete` and `cancel` share it.
+//!
+//! File format (`DIR/.bakdrop/status.json` by default):
+//! ```json
+//! {"schema": 1,
+//!  "migrations": {"Sales": {"version": 3, "record": {...MigrationRecord...}}},
+//!  "files": {"Sales": {"<file id>": {"version": 2, "record": {...FileRecord...}}}}}
+//! ```
+//! Every write re-reads the file, checks the expected version, and replaces the file atomically
+//! (temporary file in the same folder, then rename), so a reader never sees half a document.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use bakdrop_core::ports::{StatusStore, StoreError};
+use bakdrop_core::status::{FileRecord, MigrationRecord, Versioned};
+use serde::{Deserialize, Serialize};
+
+/// The state-file schema this build writes and reads.
+pub const STATE_SCHEMA: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Entry<T> {
+    version: u64,
+    record: T,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Document {
+    schema: u32,
+    #[serde(default)]
+    migrations: BTreeMap<String, Entry<MigrationRecord>>,
+    #[serde(default)]
+    files: BTreeMap<String, BTreeMap<String, Entry<FileRecord>>>,
+}
+
+impl Default for Document {
+    fn default() -> Self {
+        Document {
+            schema: STATE_SCHEMA,
+            migrations: BTreeMap::new(),
+            files: BTreeMap::new(),
+        }
+    }
+}
+
+/// A status store in one JSON file.
+#[derive(Debug)]
+pub struct JsonFileStore {
+    path: PathBuf,
+    lock: Mutex<()>,
+}
+
+fn unavailable(e: std::io::Error) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+impl JsonFileStore {
+    /// A store kept in `path` (created on the first write).
+    pub fn new(path: impl Into<PathBuf>) -> JsonFileStore {
+        JsonFileStore {
+            path: path.into(),
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// Where the file is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// True when the state file exists.
+    pub fn exists(&self) -> bool {
+        self.path.is_file()
+    }
+
+    fn load(&self) -> Result<Document, StoreError> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Document::default()),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let doc: Document = serde_json::from_str(&text)
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", self.path.display())))?;
+        if doc.schema != STATE_SCHEMA {
+            return Err(StoreError::Corrupt(format!(
+                "{}: schema {} (this build reads {STATE_SCHEMA})",
+                self.path.display(),
+                doc.schema
+            )));
+        }
+        Ok(doc)
+    }
+
+    fn save(&self, doc: &Document) -> Result<(), StoreError> {
+        let text = serde_json::to_vec_pretty(doc)
+            .map_err(|e| StoreError::Corrupt(format!("cannot serialize the state: {e}")))?;
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(unavailable)?;
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "status.json".into());
+        let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let mut file = std::fs::File::create(&temp).map_err(unavailable)?;
+        file.write_all(&text).map_err(unavailable)?;
+        file.sync_all().map_err(unavailable)?;
+        drop(file);
+        std::fs::rename(&temp, &self.path).map_err(unavailable)
+    }
+
+    fn update<R>(
+        &self,
+        change: impl FnOnce(&mut Document) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut doc = self.load()?;
+        let result = change(&mut doc)?;
+        self.save(&doc)?;
+        Ok(result)
+    }
+
+    fn read<R>(&self, f: impl FnOnce(Document) -> R) -> Result<R, StoreError> {
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok(f(self.load()?))
+    }
+}
+
+fn cas<T: Clone>(
+    map: &mut BTreeMap<String, Entry<T>>,
+    key: &str,
+    record: &T,
+    expected: Option<u64>,
+) -> Result<u64, StoreError> {
+    let current = map.get(key).map(|e| e.version);
+    if current != expected {
+        return Err(StoreError::Conflict { expected });
+    }
+    let version = expected.unwrap_or(0) + 1;
+    map.insert(
+        key.to_owned(),
+        Entry {
+            version,
+            record: record.clone(),
+        },
+    );
+    Ok(version)
+}
+
+fn versioned<T>(entry: Entry<T>) -> Versioned<T> {
+    Versioned {
+        record: entry.record,
+        version: entry.version,
+    }
+}
+
+impl StatusStore for JsonFileStore {
+    async fn get_migration(
+        &self,
+        database: &str,
+    ) -> Result<Option<Versioned<MigrationRecord>>, StoreError> {
+        self.read(|mut doc| doc.migrations.remove(database).map(versioned))
+    }
+
+    async fn put_migration(
+        &self,
+        record: &MigrationRecord,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.update(|doc| cas(&mut doc.migrations, &record.database, record, expected))
+    }
+
+    async fn get_file(
+        &self,
+        migration: &str,
+        file_id: &str,
+    ) -> Result<Option<Versioned<FileRecord>>, StoreError> {
+        self.read(|mut doc| {
+            doc.files
+                .get_mut(migration)
+                .and_then(|m| m.remove(file_id))
+                .map(versioned)
+        })
+    }
+
+    async fn put_file(
+        &self,
+        record: &FileRecord,
+        expected: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.update(|doc| {
+            let files = doc.files.entry(record.migration.clone()).or_default();
+            cas(files, &record.file_id, record, expected)
+        })
+    }
+
+    async fn list_migrations(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<MigrationRecord>, StoreError> {
+        self.read(|doc| {
+            doc.migrations
+                .into_iter()
+                .filter(|(name, _)| after.is_none_or(|a| name.as_str() > a))
+                .take(limit)
+                .map(|(_, e)| e.record)
+                .collect()
+        })
+    }
+
+    async fn list_files(&self, migration: &str) -> Result<Vec<Versioned<FileRecord>>, StoreError> {
+        self.read(|mut doc| {
+            let mut files: Vec<_> = doc
+                .files
+                .remove(migration)
+                .unwrap_or_default()
+                .into_values()
+                .map(versioned)
+                .collect();
+            files.sort_by_key(|v| v.record.created_at);
+            files
+        })
+    }
+}
+
+impl JsonFileStore {
+    /// Names of every migration with at least one file record (rejected-only ones included),
+    /// and of every migration record.
+    ///
+    /// # Errors
+    /// As [`StatusStore::list_migrations`].
+    pub fn databases(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|doc| {
+            let mut names: Vec<String> = doc
+                .migrations
+                .keys()
+                .chain(doc.files.keys())
+                .cloned()
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::OffsetDateTime;
+
+    fn temp_path(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "bakdrop-store-{name}-{}-{}",
+            std::process::id(),
+            OffsetDateTime::now_utc().unix_timestamp_nanos()
+        ))
+    }
+
+    #[tokio::test]
+    async fn a_stale_version_is_a_conflict_and_the_file_keeps_the_winner() {
+        let dir = temp_path("cas");
+        let store = JsonFileStore::new(dir.join("status.json"));
+        let now = OffsetDateTime::now_utc();
+        let record = MigrationRecord::new("Sales", now);
+        let v1 = store.put_migration(&record, None).await.expect("create");
+        assert_eq!(v1, 1);
+        assert!(matches!(
+            store.put_migration(&record, None).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        let v2 = store.put_migration(&record, Some(1)).await.expect("replace");
+        assert!(matches!(
+            store.put_migration(&record, Some(1)).await,
+            Err(StoreError::Conflict { .. })
+        ));
+        let reopened = JsonFileStore::new(dir.join("status.json"));
+        let got = reopened
+            .get_migration("Sales")
+            .await
+            .expect("read")
+            .expect("present");
+        assert_eq!((got.version, v2), (2, 2));
+        assert_eq!(got.record, record);
+        let leftovers: Vec<_> = std::fs::read_dir(&dir)
+            .expect("list")
+            .filter_map(Result::ok)
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_state_file_is_reported_as_corrupt() {
+        let dir = temp_path("corrupt");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("status.json"), "{not json").expect("write");
+        let store = JsonFileStore::new(dir.join("status.json"));
+        assert!(matches!(
+            store.get_migration("x").await,
+            Err(StoreError::Corrupt(_))
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
