@@ -3,4 +3,5 @@
 
 mod adapters;
 mod local_stack;
+mod restore;
 mod validate_upload;

@@ -131,6 +131,37 @@ impl LocalAws {
         Ok(url)
     }
 
+    /// Receives up to 10 messages waiting now (one short poll), as `(message id, body)`;
+    /// deletes them.
+    ///
+    /// # Errors
+    /// When the endpoint refuses.
+    pub async fn receive_now(&self, queue_url: &str) -> Result<Vec<(String, String)>, Error> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await?;
+        let mut messages = Vec::new();
+        for m in out.messages() {
+            messages.push((
+                m.message_id().unwrap_or_default().to_owned(),
+                m.body().unwrap_or_default().to_owned(),
+            ));
+            if let Some(handle) = m.receipt_handle() {
+                self.sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(handle)
+                    .send()
+                    .await?;
+            }
+        }
+        Ok(messages)
+    }
+
     /// Receives message bodies until `count` arrived or `timeout` passed; deletes them.
     ///
     /// # Errors

@@ -1,0 +1,226 @@
+//! The whole pipeline: uploads to the local S3, validate-upload, the restore queue on the local
+//! SQS, restore-worker against the TDS test server, the status table on the local DynamoDB,
+//! then Complete.
+
+use std::time::Duration;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use aws_sdk_s3::primitives::ByteStream;
+use bakdrop_aws::dynamo::DynamoStatusStore;
+use bakdrop_aws::s3::S3ObjectReader;
+use bakdrop_aws::sqs::SqsJobQueue;
+use bakdrop_core::cutover::{self, CompleteRequest};
+use bakdrop_core::ports::StatusStore;
+use bakdrop_core::restore::{RestoreConfig, SourceLocation, Worker};
+use bakdrop_core::status::{FileState, MigrationState};
+use bakdrop_core::tsql::Dialect;
+use bakdrop_core::validate::{ValidateConfig, Validator};
+use bakdrop_core::version::VersionPolicy;
+use bakdrop_mssql::settings::{TargetLogin, Tls};
+use bakdrop_mssql::TiberiusTarget;
+use bakdrop_tds_server::emulator::ClockMode;
+use bakdrop_tds_server::SqlServerEmulator;
+use bakdrop_tests::aws::{unique_name, LocalAws};
+use serde_json::json;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/bak/");
+
+fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+async fn migrate(
+    dialect: Dialect,
+    files: &[&str],
+    database: &str,
+) -> (SqlServerEmulator, DynamoStatusStore, TiberiusTarget) {
+    let aws = LocalAws::get().await;
+    let bucket = unique_name("uploads");
+    let events = aws
+        .create_bucket_with_events(&bucket)
+        .await
+        .expect("bucket");
+    let table = unique_name("status");
+    aws.create_status_table(&table).await.expect("table");
+    let jobs = aws
+        .create_queue(&unique_name("restore"))
+        .await
+        .expect("queue");
+    let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
+    let queue = SqsJobQueue::new(aws.sqs.clone(), &jobs);
+
+    let emulator = match dialect {
+        Dialect::Rds => SqlServerEmulator::rds(),
+        Dialect::Native => SqlServerEmulator::native(),
+    };
+    emulator.set_clock_mode(ClockMode::Manual);
+    emulator.set_restore_duration(None, Duration::from_secs(30));
+    let (addr, server) = emulator.start().await.expect("tds server");
+    std::mem::forget(server); // lives for the test process
+    let login = TargetLogin {
+        host: "127.0.0.1".into(),
+        port: addr.port(),
+        username: "admin".into(),
+        password: "Secret#1".into(),
+        tls: Tls::Off,
+    };
+    let target = TiberiusTarget::new(login.config(), dialect);
+    let validator = Validator {
+        reader: S3ObjectReader::new(aws.s3.clone()),
+        store: store.clone(),
+        queue: queue.clone(),
+        config: ValidateConfig {
+            target: "2022".parse().expect("release"),
+            policy: VersionPolicy::NotNewer,
+        },
+    };
+    let worker = Worker {
+        store: store.clone(),
+        queue,
+        target: target.clone(),
+        config: RestoreConfig {
+            dialect,
+            location: match dialect {
+                Dialect::Rds => SourceLocation::S3Arn,
+                Dialect::Native => SourceLocation::Disk {
+                    directory: "/var/opt/mssql/backup".into(),
+                },
+            },
+            policy: VersionPolicy::NotNewer,
+            poll_interval: Duration::ZERO,
+            busy_retry: Duration::ZERO,
+        },
+    };
+    for name in files {
+        let body = std::fs::read(format!("{FIXTURES}{name}")).expect("fixture");
+        aws.s3
+            .put_object()
+            .bucket(&bucket)
+            .key(format!("{database}/{name}"))
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .expect("put");
+    }
+    for event in aws
+        .next_s3_events(&events, files.len())
+        .await
+        .expect("events")
+    {
+        let summary = validate_upload::handler::handle(&validator, event, "req", now())
+            .await
+            .expect("validated");
+        assert_eq!(summary.queued, 1, "{summary:?}");
+    }
+    // Drive the worker as Lambda's SQS event source would, advancing the server's clock.
+    let mut idle_rounds = 0;
+    for _ in 0..200 {
+        let messages = aws.receive_now(&jobs).await.expect("receive");
+        if messages.is_empty() {
+            idle_rounds += 1;
+            if idle_rounds > 3 {
+                break;
+            }
+            continue;
+        }
+        idle_rounds = 0;
+        let records: Vec<_> = messages
+            .iter()
+            .map(|(id, body)| json!({"messageId": id, "body": body}))
+            .collect();
+        let event: SqsEvent =
+            serde_json::from_value(json!({ "Records": records })).expect("sqs event");
+        let response = restore_worker::handler::handle(&worker, event, now()).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+        emulator.advance(Duration::from_secs(20));
+    }
+    (emulator, store, target)
+}
+
+#[tokio::test]
+async fn the_2016_chain_uploaded_out_of_order_is_restored_in_lsn_order_on_sql_server_2022_then_completed(
+) {
+    let files = [
+        "sql2016_log_RestoreTimeClean2_2.trn",
+        "sql2016_log_RestoreTimeClean_1.trn",
+        "sql2016_diff_RestoreTimeClean2.bak",
+        "sql2016_full_RestoreTimeClean.bak",
+        "sql2016_log_RestoreTimeClean2_1.trn",
+        "sql2016_log_RestoreTimeClean2_3.trn",
+    ];
+    let (emulator, store, target) = migrate(Dialect::Native, &files, "Clean ]DB").await;
+    let migration = store
+        .get_migration("Clean ]DB")
+        .await
+        .expect("read")
+        .expect("migration")
+        .record;
+    assert_eq!(
+        migration.state,
+        MigrationState::Synchronizing,
+        "{:?}",
+        migration.reason
+    );
+    let restored: Vec<String> = emulator
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            let sql = format!("{r:?}");
+            sql.contains("sp_add_job").then_some(sql)
+        })
+        .collect();
+    assert_eq!(
+        restored.len(),
+        5,
+        "full, differential, three logs: {restored:#?}"
+    );
+    assert!(emulator.unquoted_database_identifiers().is_empty());
+    let files = store.list_files("Clean ]DB").await.expect("files");
+    let skipped: Vec<_> = files
+        .iter()
+        .filter(|f| f.record.state == FileState::Skipped)
+        .collect();
+    assert_eq!(skipped.len(), 1, "log _1 is superseded by the differential");
+    let request = CompleteRequest {
+        database: "Clean ]DB".into(),
+        last_backup: Some("sql2016_log_RestoreTimeClean2_3.trn".into()),
+        require_tail_log: false,
+    };
+    let state = cutover::complete(&store, &target, &request, now())
+        .await
+        .expect("completed");
+    assert_eq!(state, MigrationState::Succeeded);
+    assert_eq!(
+        emulator
+            .database("Clean ]DB")
+            .map(|d| format!("{:?}", d.state))
+            .as_deref(),
+        Some("Online")
+    );
+}
+
+#[tokio::test]
+async fn on_rds_the_full_and_log_restore_as_rds_tasks() {
+    let files = [
+        "sql2016_full_RestoreTimeClean.bak",
+        "sql2016_log_RestoreTimeClean_1.trn",
+    ];
+    let (emulator, store, _target) = migrate(Dialect::Rds, &files, "Clean").await;
+    let migration = store
+        .get_migration("Clean")
+        .await
+        .expect("read")
+        .expect("migration")
+        .record;
+    assert_eq!(
+        migration.state,
+        MigrationState::Synchronizing,
+        "{:?}",
+        migration.reason
+    );
+    let tasks = emulator.rds_tasks();
+    assert_eq!(tasks.len(), 2, "{tasks:#?}");
+    assert!(tasks
+        .iter()
+        .all(|t| t.s3_object_arn.starts_with("arn:aws:s3:::uploads-")));
+}
