@@ -263,20 +263,10 @@ pub async fn cancel<S: StatusStore, T: RestoreTarget>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fakes::{MemoryStore, MemoryTarget};
+    use crate::fakes::{block_on, MemoryStore, MemoryTarget};
     use crate::object::ObjectRef;
     use crate::ports::TaskId;
     use crate::status::{Claim, FileRecord, HeaderSummary, InFlight};
-
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        let mut f = std::pin::pin!(f);
-        loop {
-            if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-                return out;
-            }
-        }
-    }
 
     fn now() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)

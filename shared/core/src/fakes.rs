@@ -13,6 +13,18 @@ use crate::ports::{
 };
 use crate::status::{FileRecord, MigrationRecord, Versioned};
 
+/// Runs a future to completion on this thread. The in-memory ports never wait, so a future built
+/// only on them is ready on its first polls.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+            return out;
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -263,13 +263,9 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                     }
                     Decision::Fail { reason } => {
                         let reason = Reason::new("BrokenChain", reason.to_string());
-                        self.update_file(name, &d.file_id, now, |f| {
-                            f.state = FileState::Failed;
-                            f.reason = Some(reason.clone());
-                            Some(())
-                        })
-                        .await?;
-                        return self.fail(name, reason, now).await;
+                        return self
+                            .fail_files(name, std::slice::from_ref(&d.file_id), reason, now)
+                            .await;
                     }
                 }
             }
@@ -417,16 +413,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 }
                 Err(TargetError::Sql { number, message }) if !is_load_error(number) => {
                     let reason = sql_reason(number, &message);
-                    for file_id in &step.files {
-                        self.update_file(name, file_id, now, |f| {
-                            f.state = FileState::Failed;
-                            f.reason = Some(reason.clone());
-                            f.restore_finished_at = Some(now);
-                            Some(())
-                        })
-                        .await?;
-                    }
-                    return self.fail(name, reason, now).await;
+                    return self.fail_files(name, &step.files, reason, now).await;
                 }
                 Err(e) => return Err(e.into()),
             },
@@ -555,16 +542,8 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                         format!("the restore task failed: {message}"),
                     ),
                 };
-                for file_id in &in_flight.step.files {
-                    self.update_file(name, file_id, now, |f| {
-                        f.state = FileState::Failed;
-                        f.reason = Some(reason.clone());
-                        f.restore_finished_at = Some(now);
-                        Some(())
-                    })
-                    .await?;
-                }
-                self.fail(name, reason, now).await
+                self.fail_files(name, &in_flight.step.files, reason, now)
+                    .await
             }
             TaskStatus::Cancelled => {
                 let reason = Reason::new(
@@ -574,6 +553,26 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 self.fail(name, reason, now).await
             }
         }
+    }
+
+    /// Marks files Failed, then the migration, with one reason.
+    async fn fail_files(
+        &self,
+        name: &str,
+        files: &[String],
+        reason: Reason,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        for file_id in files {
+            self.update_file(name, file_id, now, |f| {
+                f.state = FileState::Failed;
+                f.reason = Some(reason.clone());
+                f.restore_finished_at = Some(now);
+                Some(())
+            })
+            .await?;
+        }
+        self.fail(name, reason, now).await
     }
 
     /// Marks the migration Failed with a reason (keeps an earlier terminal state).
@@ -734,7 +733,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::fakes::{MemoryObjects, MemoryQueue, MemoryStore, MemoryTarget};
+    use crate::fakes::{block_on, MemoryObjects, MemoryQueue, MemoryStore, MemoryTarget};
     use crate::object::ObjectRef;
     use crate::validate::{Outcome, ValidateConfig, Validator};
 
@@ -785,16 +784,6 @@ mod tests {
             queue,
             target,
             clock: std::cell::Cell::new(1_800_000_000),
-        }
-    }
-
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        let mut f = std::pin::pin!(f);
-        loop {
-            if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-                return out;
-            }
         }
     }
 

@@ -401,7 +401,7 @@ fn claim(owner: &str, now: OffsetDateTime) -> Claim {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fakes::{MemoryObjects, MemoryQueue, MemoryStore};
+    use crate::fakes::{block_on, MemoryObjects, MemoryQueue, MemoryStore};
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/bak/");
 
@@ -442,22 +442,6 @@ mod tests {
 
     fn now() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
-    }
-
-    fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        futures_executor_lite(f)
-    }
-
-    /// A minimal executor: the fakes never return Pending.
-    fn futures_executor_lite<F: std::future::Future>(f: F) -> F::Output {
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        let mut f = std::pin::pin!(f);
-        loop {
-            if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
-                return out;
-            }
-        }
     }
 
     fn reason_code(outcome: &Outcome) -> &str {
