@@ -161,11 +161,15 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                     .get_file(&job.migration, &job.file_id)
                     .await?
                     .ok_or_else(|| WorkError::Unknown(format!("file {}", job.file_id)))?;
-                if file.record.state == FileState::Queued {
+                // Validated too: the job can arrive before validation marked the file Queued
+                // (validation marks it after sending); the job's existence is what counts.
+                let joining = |s: FileState| matches!(s, FileState::Queued | FileState::Validated);
+                if joining(file.record.state) {
                     self.update_file(&job.migration, &job.file_id, now, |f| {
-                        (f.state == FileState::Queued).then(|| {
+                        joining(f.state).then(|| {
                             f.state = FileState::Waiting;
                             f.reason = None;
+                            f.claim = None;
                         })
                     })
                     .await?;
@@ -1090,6 +1094,23 @@ mod tests {
         assert_eq!(p.target.submitted().len(), 1, "no second RESTORE");
         p.run_to_quiet();
         assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
+    }
+
+    #[test]
+    fn a_job_that_overtakes_its_queued_mark_still_joins_the_chain() {
+        let p = pipeline("2016");
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        // Put the file back to Validated, as if the worker ran between send and the Queued mark.
+        let mut file = block_on(p.store.list_files("Clean"))
+            .expect("files")
+            .remove(0);
+        file.record.state = FileState::Validated;
+        block_on(p.store.put_file(&file.record, Some(file.version))).expect("stored");
+        let outcomes = p.pump();
+        assert!(
+            matches!(outcomes[0], WorkOutcome::Submitted { .. }),
+            "{outcomes:?}"
+        );
     }
 
     #[test]
