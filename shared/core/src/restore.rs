@@ -512,6 +512,15 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             }
             TaskStatus::Succeeded => {
                 let step = in_flight.step.clone();
+                let mut fork = None;
+                if let Some(first) = step.files.first() {
+                    fork = self
+                        .store
+                        .get_file(name, first)
+                        .await?
+                        .and_then(|f| f.record.header)
+                        .map(|h| h.recovery_fork_id);
+                }
                 let applied = self
                     .update_migration(name, now, |m| {
                         let ours = m
@@ -519,7 +528,10 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                             .as_ref()
                             .is_some_and(|f| f.task_name == task_name);
                         ours.then(|| {
-                            m.chain.apply(&step);
+                            match fork {
+                                Some(fork) => m.chain.apply_on_fork(&step, fork),
+                                None => m.chain.apply(&step),
+                            }
                             m.in_flight = None;
                             m.state = MigrationState::Synchronizing;
                         })
@@ -902,6 +914,15 @@ mod tests {
         let migration = p.migration("Clean");
         assert_eq!(migration.state, MigrationState::Synchronizing);
         assert!(migration.in_flight.is_none());
+        assert_eq!(
+            migration
+                .chain
+                .recovery_fork_id
+                .map(|f| f.to_string())
+                .as_deref(),
+            Some("6d3a541d-31c4-4207-975e-917419133822"),
+            "the restored chain remembers its recovery fork"
+        );
         assert_eq!(
             p.file_states("Clean"),
             vec![(
