@@ -235,7 +235,7 @@ fn read_record(buf: &[u8], at: usize) -> Result<Option<Record>, Fault> {
         let Some(len) = u16_at(buf, at + 8) else {
             return Ok(None);
         };
-        if len == 0 || len % SECTOR != 0 || len > MAX_FILEMARK {
+        if len == 0 || !len.is_multiple_of(SECTOR) || len > MAX_FILEMARK {
             return Err(Fault::Filemark);
         }
         return Ok(fits(buf, at + len, Kind::Filemark { len }));

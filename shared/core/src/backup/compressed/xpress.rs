@@ -64,7 +64,7 @@ fn build_table(lengths: &[u8], table: &mut [u16]) -> Result<(), ChunkDamage> {
     }
     let length_of = |symbol: usize| {
         let byte = lengths.get(symbol / 2).copied().unwrap_or(0);
-        if symbol % 2 == 0 {
+        if symbol.is_multiple_of(2) {
             byte & 0x0F
         } else {
             byte >> 4
