@@ -9,6 +9,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use bakdrop_aws::dynamo::DynamoStatusStore;
 use bakdrop_aws::s3::S3ObjectReader;
 use bakdrop_aws::sqs::SqsJobQueue;
+use bakdrop_aws::staging::S3StripeStaging;
 use bakdrop_core::cutover::{self, CompleteRequest};
 use bakdrop_core::ports::StatusStore;
 use bakdrop_core::restore::{RestoreConfig, SourceLocation, Worker};
@@ -29,11 +30,15 @@ fn now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
 }
 
-async fn migrate(
-    dialect: Dialect,
-    files: &[&str],
-    database: &str,
-) -> (SqlServerEmulator, DynamoStatusStore, TiberiusTarget) {
+struct Migrated {
+    emulator: SqlServerEmulator,
+    store: DynamoStatusStore,
+    target: S3StripeStaging<TiberiusTarget>,
+    aws: LocalAws,
+    bucket: String,
+}
+
+async fn migrate(dialect: Dialect, files: &[&str], database: &str) -> Migrated {
     let aws = LocalAws::get().await;
     let bucket = unique_name("uploads");
     let events = aws
@@ -64,7 +69,7 @@ async fn migrate(
         password: "Secret#1".into(),
         tls: Tls::Off,
     };
-    let target = TiberiusTarget::new(login.config(), dialect);
+    let target = S3StripeStaging::new(aws.s3.clone(), TiberiusTarget::new(login.config(), dialect));
     let validator = Validator {
         reader: S3ObjectReader::new(aws.s3.clone()),
         store: store.clone(),
@@ -134,7 +139,13 @@ async fn migrate(
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
         emulator.advance(Duration::from_secs(20));
     }
-    (emulator, store, target)
+    Migrated {
+        emulator,
+        store,
+        target,
+        aws,
+        bucket,
+    }
 }
 
 #[tokio::test]
@@ -148,7 +159,12 @@ async fn the_2016_chain_uploaded_out_of_order_is_restored_in_lsn_order_on_sql_se
         "sql2016_log_RestoreTimeClean2_1.trn",
         "sql2016_log_RestoreTimeClean2_3.trn",
     ];
-    let (emulator, store, target) = migrate(Dialect::Native, &files, "Clean ]DB").await;
+    let Migrated {
+        emulator,
+        store,
+        target,
+        ..
+    } = migrate(Dialect::Native, &files, "Clean ]DB").await;
     let migration = store
         .get_migration("Clean ]DB")
         .await
@@ -205,7 +221,9 @@ async fn on_rds_the_full_and_log_restore_as_rds_tasks() {
         "sql2016_full_RestoreTimeClean.bak",
         "sql2016_log_RestoreTimeClean_1.trn",
     ];
-    let (emulator, store, _target) = migrate(Dialect::Rds, &files, "Clean").await;
+    let Migrated {
+        emulator, store, ..
+    } = migrate(Dialect::Rds, &files, "Clean").await;
     let migration = store
         .get_migration("Clean")
         .await
@@ -223,4 +241,59 @@ async fn on_rds_the_full_and_log_restore_as_rds_tasks() {
     assert!(tasks
         .iter()
         .all(|t| t.s3_object_arn.starts_with("arn:aws:s3:::uploads-")));
+}
+
+#[tokio::test]
+async fn on_rds_a_striped_full_is_staged_under_its_own_prefix_and_restored_in_one_task() {
+    let files = [
+        "sql2008r2_full_stripe2of2_RestoreTimeStripe1.bak",
+        "sql2008r2_full_stripe1of2_RestoreTimeStripe.bak",
+    ];
+    let Migrated {
+        emulator,
+        store,
+        aws,
+        bucket,
+        ..
+    } = migrate(Dialect::Rds, &files, "Stripe").await;
+    let migration = store
+        .get_migration("Stripe")
+        .await
+        .expect("read")
+        .expect("migration")
+        .record;
+    assert_eq!(
+        migration.state,
+        MigrationState::Synchronizing,
+        "{:?}",
+        migration.reason
+    );
+    let tasks = emulator.rds_tasks();
+    assert_eq!(tasks.len(), 1, "{tasks:#?}");
+    let arn = &tasks[0].s3_object_arn;
+    assert!(
+        arn.ends_with('*') && arn.contains("/_bakdrop/stripes/"),
+        "{arn}"
+    );
+    let prefix = arn
+        .trim_start_matches(&format!("arn:aws:s3:::{bucket}/"))
+        .trim_end_matches('*');
+    let listed = aws
+        .s3
+        .list_objects_v2()
+        .bucket(&bucket)
+        .prefix(prefix)
+        .send()
+        .await
+        .expect("list");
+    let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
+    assert_eq!(
+        keys.len(),
+        2,
+        "only the two stripes lie under the prefix: {keys:?}"
+    );
+    assert!(
+        keys[0].ends_with("001-sql2008r2_full_stripe1of2_RestoreTimeStripe.bak"),
+        "{keys:?}"
+    );
 }

@@ -1,7 +1,9 @@
 //! restore-worker: wires the SQS handler to DynamoDB, SQS and the target SQL Server.
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use bakdrop_aws::{config, dynamo::DynamoStatusStore, secrets, sqs::SqsJobQueue};
+use bakdrop_aws::{
+    config, dynamo::DynamoStatusStore, secrets, sqs::SqsJobQueue, staging::S3StripeStaging,
+};
 use bakdrop_core::restore::Worker;
 use bakdrop_mssql::TiberiusTarget;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -26,7 +28,11 @@ async fn main() -> Result<(), Error> {
     let worker = Worker {
         store: DynamoStatusStore::new(aws_sdk_dynamodb::Client::new(&sdk), &settings.status_table),
         queue: SqsJobQueue::new(aws_sdk_sqs::Client::new(&sdk), &settings.restore_queue_url),
-        target: TiberiusTarget::new(login.config(), settings.restore.dialect),
+        // Striped sets reach RDS as one prefix of staged copies; other requests pass through.
+        target: S3StripeStaging::new(
+            config::s3_client(&sdk),
+            TiberiusTarget::new(login.config(), settings.restore.dialect),
+        ),
         config: settings.restore.clone(),
     };
     let worker = &worker;

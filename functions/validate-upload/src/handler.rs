@@ -4,7 +4,7 @@
 //! destination); records already handled are recognised as duplicates on the retry.
 
 use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
-use bakdrop_core::object::{decode_event_key, ObjectRef};
+use bakdrop_core::object::{decode_event_key, is_staging_key, ObjectRef};
 use bakdrop_core::ports::{JobQueue, ObjectReader, StatusStore};
 use bakdrop_core::validate::{Outcome, ValidateError, Validator};
 use lambda_runtime::Diagnostic;
@@ -98,7 +98,7 @@ pub async fn handle<R: ObjectReader, S: StatusStore, Q: JobQueue>(
                 outcome: "ignored",
                 migration: None,
                 reason: Some(format!(
-                    "event {} is not an ObjectCreated event of an object",
+                    "event {} is not an ObjectCreated event of an uploaded object",
                     record.event_name.as_deref().unwrap_or("(unnamed)")
                 )),
             });
@@ -158,7 +158,8 @@ pub async fn handle<R: ObjectReader, S: StatusStore, Q: JobQueue>(
     Ok(summary)
 }
 
-/// The object an ObjectCreated record names, key URL-decoded; `None` for other events.
+/// The object an ObjectCreated record names, key URL-decoded; `None` for other events and for
+/// bakdrop's own staging copies.
 fn object_of(record: &S3EventRecord) -> Option<ObjectRef> {
     let name = record.event_name.as_deref()?;
     if !(name.starts_with("ObjectCreated:") || name.starts_with("s3:ObjectCreated:")) {
@@ -166,6 +167,9 @@ fn object_of(record: &S3EventRecord) -> Option<ObjectRef> {
     }
     let bucket = record.s3.bucket.name.clone()?;
     let key = decode_event_key(record.s3.object.key.as_deref()?);
+    if is_staging_key(&key) {
+        return None;
+    }
     let size = u64::try_from(record.s3.object.size.unwrap_or(0)).unwrap_or(0);
     Some(ObjectRef {
         bucket,
@@ -260,6 +264,18 @@ mod tests {
             .await
             .expect("handled");
         assert_eq!(summary.ignored, 1);
+        assert_eq!(v.reader.reads(), 0);
+        assert!(v.store.all_files().is_empty());
+    }
+
+    #[tokio::test]
+    async fn bakdrops_own_staging_copies_are_ignored() {
+        let v = validator();
+        let mut event = json(PUT);
+        event["Records"][0]["s3"]["object"]["key"] =
+            "_bakdrop/stripes/bakdrop_Sales_full_1/001-a.bak".into();
+        let summary = handle(&v, event, "req-1", now()).await.expect("handled");
+        assert_eq!(summary.ignored, 1, "{summary:?}");
         assert_eq!(v.reader.reads(), 0);
         assert!(v.store.all_files().is_empty());
     }

@@ -5,6 +5,7 @@
 //!   override (`AWS_ENDPOINT_URL`, the local stack) is set.
 //! - [`s3`]: [`s3::S3ObjectReader`], ranged GETs of one object version.
 //! - [`secrets`]: the target login from Secrets Manager.
+//! - [`staging`]: [`staging::S3StripeStaging`], striped sets staged for RDS.
 //! - [`sqs`]: [`sqs::SqsJobQueue`], the restore queue.
 //! - [`dynamo`]: [`dynamo::DynamoStatusStore`], migration and file records with compare-and-set.
 
@@ -13,3 +14,4 @@ pub mod dynamo;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;
+pub mod staging;

@@ -11,6 +11,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::names::{DatabaseName, DatabaseNameError};
 
+/// Where bakdrop puts its own copies in the upload bucket (staged stripes for RDS). Objects under
+/// it are not uploads: validation ignores their events.
+pub const STAGING_PREFIX: &str = "_bakdrop/";
+
+/// True for keys under [`STAGING_PREFIX`].
+pub fn is_staging_key(key: &str) -> bool {
+    key.starts_with(STAGING_PREFIX)
+}
+
 /// One version of one S3 object, as the event named it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ObjectRef {

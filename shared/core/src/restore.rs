@@ -376,16 +376,6 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 .ok_or_else(|| WorkError::Unknown(format!("file {file_id}")))?;
             sources.push(self.config.location.source(&file.record.object));
         }
-        if self.config.dialect == Dialect::Rds && sources.len() > 1 {
-            let reason = Reason::new(
-                "StripedSetOnRdsNotSupported",
-                format!(
-                    "the backup is striped over {} files; RDS restores stripes from one S3 prefix that only they share, and bakdrop does not stage stripes yet. Take the backup to a single file, or restore on SQL Server 2022 (dialect native)",
-                    sources.len()
-                ),
-            );
-            return self.fail(name, reason, now).await;
-        }
         let request = RestoreRequest {
             database,
             kind: step.kind,
@@ -417,6 +407,13 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 }
                 Err(TargetError::Sql { number, message }) if !is_load_error(number) => {
                     let reason = sql_reason(number, &message);
+                    return self.fail_files(name, &step.files, reason, now).await;
+                }
+                Err(e) if !e.is_transient() => {
+                    let reason = Reason::new(
+                        "TargetRefused",
+                        format!("the restore could not be submitted: {e}"),
+                    );
                     return self.fail_files(name, &step.files, reason, now).await;
                 }
                 Err(e) => return Err(e.into()),

@@ -77,6 +77,12 @@ impl RestoreTarget for TiberiusTarget {
         }
         match self.dialect {
             Dialect::Rds => {
+                if request.sources.len() != 1 {
+                    return Err(TargetError::Protocol(format!(
+                        "RDS restores from exactly one S3 ARN (a striped set from one prefix ARN ending in '*' under which only its stripes lie), not {}; stage the stripes first",
+                        request.sources.len()
+                    )));
+                }
                 let active = self
                     .rows(&tsql::rds::all_tasks())
                     .await?

@@ -1,0 +1,226 @@
+//! [`S3StripeStaging`]: lets RDS restore a striped backup set.
+//!
+//! RDS restores a striped set from one prefix ARN ending in `*` and reads every object under
+//! that prefix, so upload names cannot be trusted to isolate the stripes. This decorator of a
+//! `RestoreTarget` copies (server side) the stripes of a multi-source request to
+//! `_bakdrop/stripes/<task name>/` in their bucket — a prefix only they share — and submits one
+//! source, `arn:aws:s3:::<bucket>/_bakdrop/stripes/<task name>/*`. Copies are idempotent (same
+//! key for the same step), so a redelivered message re-copies harmlessly, and `find_task` looks
+//! the task up by the same prefix ARN. Single-source requests and non-S3 sources pass through.
+
+use aws_sdk_s3::error::SdkError;
+use bakdrop_core::names::DatabaseName;
+use bakdrop_core::object::STAGING_PREFIX;
+use bakdrop_core::ports::{RestoreTarget, TargetError, TaskId, TaskStatus};
+use bakdrop_core::tsql::{RestoreRequest, RestoreSource};
+
+/// The largest object one CopyObject request copies.
+pub const MAX_SINGLE_COPY: i64 = 5 * 1024 * 1024 * 1024;
+
+/// A target that stages striped sets in S3 before handing them to `inner`.
+#[derive(Debug, Clone)]
+pub struct S3StripeStaging<T> {
+    s3: aws_sdk_s3::Client,
+    inner: T,
+}
+
+impl<T> S3StripeStaging<T> {
+    pub fn new(s3: aws_sdk_s3::Client, inner: T) -> S3StripeStaging<T> {
+        S3StripeStaging { s3, inner }
+    }
+}
+
+/// `arn:aws:s3:::bucket/key` → (bucket, key).
+fn split_arn(arn: &str) -> Option<(&str, &str)> {
+    arn.strip_prefix("arn:aws:s3:::")?.split_once('/')
+}
+
+/// The staged layout of a striped request: (bucket, [(source key, staged key)], prefix ARN).
+fn plan(
+    request: &RestoreRequest,
+    task_name: &str,
+) -> Option<(String, Vec<(String, String)>, String)> {
+    if request.sources.len() < 2 {
+        return None;
+    }
+    let mut bucket = None;
+    let mut copies = Vec::new();
+    let prefix = format!("{STAGING_PREFIX}stripes/{task_name}/");
+    for (i, source) in request.sources.iter().enumerate() {
+        let RestoreSource::S3Arn(arn) = source else {
+            return None;
+        };
+        let (b, key) = split_arn(arn)?;
+        if bucket.is_some_and(|x: &str| x != b) {
+            return None;
+        }
+        bucket = Some(b);
+        let name = key.rsplit('/').next().unwrap_or(key);
+        copies.push((key.to_owned(), format!("{prefix}{:03}-{name}", i + 1)));
+    }
+    let bucket = bucket?.to_owned();
+    let arn = format!("arn:aws:s3:::{bucket}/{prefix}*");
+    Some((bucket, copies, arn))
+}
+
+fn staged(request: &RestoreRequest, arn: String) -> RestoreRequest {
+    RestoreRequest {
+        database: request.database.clone(),
+        kind: request.kind,
+        sources: vec![RestoreSource::S3Arn(arn)],
+    }
+}
+
+fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: SdkError<E>) -> TargetError {
+    TargetError::Connection(Box::new(e))
+}
+
+impl<T: RestoreTarget> S3StripeStaging<T> {
+    async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<(), TargetError> {
+        let head = self
+            .s3
+            .head_object()
+            .bucket(bucket)
+            .key(from)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        if head.content_length().unwrap_or(0) > MAX_SINGLE_COPY {
+            return Err(TargetError::Protocol(format!(
+                "stripe s3://{bucket}/{from} is larger than 5 GiB; staging such stripes for RDS is not implemented yet (restore it on SQL Server 2022 with the native dialect, or back up to more, smaller stripes)"
+            )));
+        }
+        self.s3
+            .copy_object()
+            .bucket(bucket)
+            .key(to)
+            .copy_source(format!("{bucket}/{from}"))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+impl<T: RestoreTarget> RestoreTarget for S3StripeStaging<T> {
+    async fn product_version(&self) -> Result<String, TargetError> {
+        self.inner.product_version().await
+    }
+
+    async fn database_state(&self, database: &DatabaseName) -> Result<Option<String>, TargetError> {
+        self.inner.database_state(database).await
+    }
+
+    async fn submit(
+        &self,
+        request: &RestoreRequest,
+        task_name: &str,
+    ) -> Result<TaskId, TargetError> {
+        match plan(request, task_name) {
+            None => self.inner.submit(request, task_name).await,
+            Some((bucket, copies, arn)) => {
+                for (from, to) in &copies {
+                    self.copy(&bucket, from, to).await?;
+                }
+                self.inner.submit(&staged(request, arn), task_name).await
+            }
+        }
+    }
+
+    async fn find_task(
+        &self,
+        request: &RestoreRequest,
+        task_name: &str,
+    ) -> Result<Option<TaskId>, TargetError> {
+        match plan(request, task_name) {
+            None => self.inner.find_task(request, task_name).await,
+            Some((_, _, arn)) => self.inner.find_task(&staged(request, arn), task_name).await,
+        }
+    }
+
+    async fn poll(
+        &self,
+        database: &DatabaseName,
+        task: &TaskId,
+    ) -> Result<TaskStatus, TargetError> {
+        self.inner.poll(database, task).await
+    }
+
+    async fn bring_online(&self, database: &DatabaseName) -> Result<(), TargetError> {
+        self.inner.bring_online(database).await
+    }
+
+    async fn cancel_task(&self, task: &TaskId) -> Result<(), TargetError> {
+        self.inner.cancel_task(task).await
+    }
+
+    async fn drop_database(&self, database: &DatabaseName) -> Result<(), TargetError> {
+        self.inner.drop_database(database).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bakdrop_core::status::BackupKind;
+
+    fn request(sources: Vec<RestoreSource>) -> RestoreRequest {
+        RestoreRequest {
+            database: DatabaseName::parse("Sales").expect("name"),
+            kind: BackupKind::Full,
+            sources,
+        }
+    }
+
+    #[test]
+    fn stripes_are_staged_under_a_prefix_only_they_share() {
+        let r = request(vec![
+            RestoreSource::S3Arn("arn:aws:s3:::up/Sales/a.bak".into()),
+            RestoreSource::S3Arn("arn:aws:s3:::up/Sales/b.bak".into()),
+        ]);
+        let (bucket, copies, arn) = plan(&r, "bakdrop_Sales_full_x").expect("staged");
+        assert_eq!(bucket, "up");
+        assert_eq!(
+            copies,
+            vec![
+                (
+                    "Sales/a.bak".to_owned(),
+                    "_bakdrop/stripes/bakdrop_Sales_full_x/001-a.bak".to_owned()
+                ),
+                (
+                    "Sales/b.bak".to_owned(),
+                    "_bakdrop/stripes/bakdrop_Sales_full_x/002-b.bak".to_owned()
+                ),
+            ]
+        );
+        assert_eq!(
+            arn,
+            "arn:aws:s3:::up/_bakdrop/stripes/bakdrop_Sales_full_x/*"
+        );
+    }
+
+    #[test]
+    fn single_files_other_sources_and_mixed_buckets_pass_through() {
+        assert!(plan(
+            &request(vec![RestoreSource::S3Arn("arn:aws:s3:::up/a.bak".into())]),
+            "t"
+        )
+        .is_none());
+        assert!(plan(
+            &request(vec![
+                RestoreSource::Disk("/a".into()),
+                RestoreSource::Disk("/b".into())
+            ]),
+            "t"
+        )
+        .is_none());
+        assert!(plan(
+            &request(vec![
+                RestoreSource::S3Arn("arn:aws:s3:::one/a.bak".into()),
+                RestoreSource::S3Arn("arn:aws:s3:::two/b.bak".into()),
+            ]),
+            "t"
+        )
+        .is_none());
+    }
+}
