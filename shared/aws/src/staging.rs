@@ -35,11 +35,18 @@ fn split_arn(arn: &str) -> Option<(&str, &str)> {
     arn.strip_prefix("arn:aws:s3:::")?.split_once('/')
 }
 
-/// The staged layout of a striped request: (bucket, [(source key, staged key)], prefix ARN).
-fn plan(
-    request: &RestoreRequest,
-    task_name: &str,
-) -> Option<(String, Vec<(String, String)>, String)> {
+/// Where a striped request's stripes go.
+#[derive(Debug, PartialEq, Eq)]
+struct Staging {
+    bucket: String,
+    /// (source key, staged key), in stripe order.
+    copies: Vec<(String, String)>,
+    /// The one ARN RDS restores from: the staging prefix with `*`.
+    arn: String,
+}
+
+/// The staged layout of a striped request; `None` when nothing needs staging.
+fn plan(request: &RestoreRequest, task_name: &str) -> Option<Staging> {
     if request.sources.len() < 2 {
         return None;
     }
@@ -60,7 +67,11 @@ fn plan(
     }
     let bucket = bucket?.to_owned();
     let arn = format!("arn:aws:s3:::{bucket}/{prefix}*");
-    Some((bucket, copies, arn))
+    Some(Staging {
+        bucket,
+        copies,
+        arn,
+    })
 }
 
 fn staged(request: &RestoreRequest, arn: String) -> RestoreRequest {
@@ -118,7 +129,11 @@ impl<T: RestoreTarget> RestoreTarget for S3StripeStaging<T> {
     ) -> Result<TaskId, TargetError> {
         match plan(request, task_name) {
             None => self.inner.submit(request, task_name).await,
-            Some((bucket, copies, arn)) => {
+            Some(Staging {
+                bucket,
+                copies,
+                arn,
+            }) => {
                 for (from, to) in &copies {
                     self.copy(&bucket, from, to).await?;
                 }
@@ -134,7 +149,9 @@ impl<T: RestoreTarget> RestoreTarget for S3StripeStaging<T> {
     ) -> Result<Option<TaskId>, TargetError> {
         match plan(request, task_name) {
             None => self.inner.find_task(request, task_name).await,
-            Some((_, _, arn)) => self.inner.find_task(&staged(request, arn), task_name).await,
+            Some(Staging { arn, .. }) => {
+                self.inner.find_task(&staged(request, arn), task_name).await
+            }
         }
     }
 
@@ -178,7 +195,11 @@ mod tests {
             RestoreSource::S3Arn("arn:aws:s3:::up/Sales/a.bak".into()),
             RestoreSource::S3Arn("arn:aws:s3:::up/Sales/b.bak".into()),
         ]);
-        let (bucket, copies, arn) = plan(&r, "bakdrop_Sales_full_x").expect("staged");
+        let Staging {
+            bucket,
+            copies,
+            arn,
+        } = plan(&r, "bakdrop_Sales_full_x").expect("staged");
         assert_eq!(bucket, "up");
         assert_eq!(
             copies,

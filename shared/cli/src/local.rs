@@ -76,9 +76,12 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         let kind = entry
             .file_type()
             .with_context(|| format!("cannot read {}", path.display()))?;
+        // Symbolic links to files count as the files (directory links are not followed, so a
+        // link cannot make the walk loop).
+        let linked_file = kind.is_symlink() && std::fs::metadata(&path).is_ok_and(|m| m.is_file());
         if kind.is_dir() {
             walk(&path, found)?;
-        } else if kind.is_file() {
+        } else if kind.is_file() || linked_file {
             found.push(path);
         }
     }
@@ -116,11 +119,6 @@ impl LocalBucket {
     /// The folder, absolute.
     pub fn root(&self) -> &Path {
         &self.root
-    }
-
-    /// The bucket name used in object references (the folder's name).
-    pub fn bucket(&self) -> &str {
-        &self.bucket
     }
 
     /// The object for one file under the folder: key = relative path with `/`, ETag = size and

@@ -3,23 +3,45 @@
 //! # Layout
 //! - `inspect`: what `RESTORE HEADERONLY` / `FILELISTONLY` would say about backup files, and
 //!   whether bakdrop would accept them, read from their head and tail only.
-//! - `local`: reading the head and tail of a local file.
+//! - `planning`: `bakdrop plan`, the restore sequence over a set of files, with its T-SQL.
+//! - `pipeline`: `bakdrop run`, validation and restore worker in one process over local stand-ins.
+//! - `manage`: `bakdrop status`, `complete`, `cancel` on the local state file.
+//! - `local`: local files in place of S3 (head/tail reads, the folder as the bucket).
+//! - `store`: the status table as a JSON file with compare-and-set.
+//! - `queue`: the restore queue in memory, on a real or simulated clock.
+//! - `target`: the target SQL Server (tiberius) or the script-only stand-in.
 
 mod inspect;
 mod local;
+mod manage;
+mod pipeline;
+mod planning;
+mod queue;
+mod store;
+mod target;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
+use bakdrop_core::cutover::CompleteRequest;
+use bakdrop_core::tsql::Dialect;
+use bakdrop_core::version::VersionPolicy;
 use clap::{Parser, Subcommand};
 
 /// Drop SQL Server native backups into S3; get the database restored on the target.
+///
+/// On one machine: `inspect` and `plan` read backups without a SQL Server; `run` drives the
+/// whole pipeline over a folder (one sub-folder per target database), against a SQL Server or
+/// in script-only mode; `status`, `complete` and `cancel` work on the state `run` leaves.
 #[derive(Debug, Parser)]
-#[command(name = "bakdrop", version, about)]
+#[command(name = "bakdrop", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+const CONNECTION_HELP: &str = "Target SQL Server: host=..;port=..;user=..;password=..;tls=off|verify|trust-server-certificate|ca:<file> (port 1433 and tls verify by default; the password is never printed). Without it: script-only mode";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -38,6 +60,116 @@ enum Command {
         #[arg(long, default_value = "same")]
         policy: String,
     },
+    /// Plan the restore chain of the backups under some paths, per source database.
+    ///
+    /// Reads every backup (head and tail only) under the files and folders given, groups them by
+    /// source database (FamilyGUID) and prints, per database, the restore sequence (file, type,
+    /// LSN range), the files it would skip or cannot use and why, and the T-SQL to run.
+    /// Exit status 2 when a database has no usable chain (e.g. no full backup).
+    Plan {
+        /// Backup files or folders (searched recursively; hidden entries skipped).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// T-SQL dialect: rds (msdb.dbo.rds_restore_*, S3 ARNs) or native (RESTORE FROM DISK).
+        #[arg(long, default_value = "rds")]
+        dialect: Dialect,
+        /// Bucket name in RDS ARNs (default: the placeholder <bucket>).
+        #[arg(long, default_value = planning::DEFAULT_BUCKET)]
+        bucket: String,
+        /// Print JSON: [{"database", "steps": [{"files", "backup_type", "first_lsn", "last_lsn", "sql"}], "skipped": [{"file", "reason"}], "problems": [..]}].
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the whole pipeline on one machine over a folder standing in for the bucket.
+    ///
+    /// Every file DIR/<TargetDatabase>/<file> is an upload event: it is validated (the same
+    /// Validator as the validate-upload function), queued in memory, and restored by the same
+    /// Worker as the restore-worker function. State goes to a JSON file (default
+    /// DIR/.bakdrop/status.json) that `status`, `complete` and `cancel` read afterwards.
+    /// Running twice re-applies nothing. Without --target (script-only mode) the T-SQL is written
+    /// to DIR/.bakdrop/restore.sql, NOT executed, and every restore is reported as succeeded.
+    Run {
+        /// The folder: one sub-folder per target database.
+        dir: PathBuf,
+        #[arg(long, help = CONNECTION_HELP)]
+        target: Option<String>,
+        /// rds (RDS procedures, S3 ARNs) or native (RESTORE FROM DISK = DIR's absolute path, for
+        /// a local SQL Server 2022).
+        #[arg(long, default_value = "rds")]
+        dialect: Dialect,
+        /// Keep watching DIR (every second; a new or changed file is a new event) until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// State file (default DIR/.bakdrop/status.json).
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Validate against this SQL Server version (2016, 16, 957, ...). Default: the target's
+        /// own version with --target, else the version of the first full backup found.
+        #[arg(long)]
+        target_version: Option<String>,
+        /// Version policy: same (default) or not-newer.
+        #[arg(long, default_value = "same")]
+        policy: VersionPolicy,
+        /// Delay between polls of a running restore, in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        poll_interval_ms: u64,
+    },
+    /// Show the status of one migration or of all (from the local state file).
+    Status {
+        /// Target database (default: every migration).
+        database: Option<String>,
+        /// Print the status document as JSON (as the migration-status function answers).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Complete a migration: bring the database online (WITH RECOVERY).
+    ///
+    /// Refused unless the migration is Synchronizing with nothing queued, waiting or restoring.
+    Complete {
+        /// Target database.
+        database: String,
+        /// Refuse unless this file name is the last one restored.
+        #[arg(long)]
+        last_backup: Option<String>,
+        /// Refuse unless the last restored backup is a tail-log backup.
+        #[arg(long)]
+        require_tail_log: bool,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Cancel a migration: stop the restore in flight and drop the half-restored database.
+    Cancel {
+        /// Target database.
+        database: String,
+        #[command(flatten)]
+        state: StateArgs,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct StateArgs {
+    /// State file written by `bakdrop run`.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// The folder given to `bakdrop run` (state file DIR/.bakdrop/status.json; default: the
+    /// current folder).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct TargetArgs {
+    #[arg(long, help = CONNECTION_HELP)]
+    target: Option<String>,
+    /// rds or native.
+    #[arg(long, default_value = "rds")]
+    dialect: Dialect,
 }
 
 fn main() -> ExitCode {
@@ -49,12 +181,94 @@ fn main() -> ExitCode {
             target,
             policy,
         } => inspect::run(&paths, json, target.as_deref(), &policy),
+        Command::Plan {
+            paths,
+            dialect,
+            bucket,
+            json,
+        } => planning::run(&paths, dialect, &bucket, json),
+        other => match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime.block_on(run_async(other)),
+            Err(e) => Err(e.into()),
+        },
     };
     match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("bakdrop: {e:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Run {
+            dir,
+            target,
+            dialect,
+            watch,
+            state,
+            target_version,
+            policy,
+            poll_interval_ms,
+        } => {
+            pipeline::run(pipeline::RunOptions {
+                dir,
+                target,
+                dialect,
+                watch,
+                state,
+                target_version,
+                policy,
+                poll_interval: Duration::from_millis(poll_interval_ms),
+            })
+            .await
+        }
+        Command::Status {
+            database,
+            json,
+            state,
+        } => {
+            let path = manage::state_file(state.state, state.dir);
+            manage::status(&path, database.as_deref(), json).await
+        }
+        Command::Complete {
+            database,
+            last_backup,
+            require_tail_log,
+            state,
+            target,
+        } => {
+            let path = manage::state_file(state.state, state.dir);
+            let request = CompleteRequest {
+                database,
+                last_backup,
+                require_tail_log,
+            };
+            let choice = manage::TargetChoice {
+                connection: target.target,
+                dialect: target.dialect,
+            };
+            manage::complete(&path, request, &choice).await
+        }
+        Command::Cancel {
+            database,
+            state,
+            target,
+        } => {
+            let path = manage::state_file(state.state, state.dir);
+            let choice = manage::TargetChoice {
+                connection: target.target,
+                dialect: target.dialect,
+            };
+            manage::cancel(&path, &database, &choice).await
+        }
+        Command::Inspect { .. } | Command::Plan { .. } => {
+            anyhow::bail!("internal: synchronous command routed to the async runner")
         }
     }
 }

@@ -48,14 +48,21 @@ async fn report_of(
     if migration.is_none() && files.is_empty() {
         return Ok(None);
     }
-    Ok(Some((report::build(name, migration.as_ref(), &files), files)))
+    Ok(Some((
+        report::build(name, migration.as_ref(), &files),
+        files,
+    )))
 }
 
 /// `bakdrop status`: exit status 1 when the named database is unknown.
 ///
 /// # Errors
 /// When the state file cannot be read.
-pub async fn status(path: &Path, database: Option<&str>, as_json: bool) -> anyhow::Result<ExitCode> {
+pub async fn status(
+    path: &Path,
+    database: Option<&str>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
     let store = open(path)?;
     let names = match database {
         Some(db) => vec![db.to_owned()],
@@ -88,7 +95,11 @@ pub async fn status(path: &Path, database: Option<&str>, as_json: bool) -> anyho
 /// A status report as text: the summary line, the restored order, and every file's state.
 pub fn report_text(r: &StatusReport, files: &[FileRecord]) -> String {
     let mut s = String::new();
-    let state = r.state.map_or("no migration (no file accepted)".to_owned(), |st| st.to_string());
+    let state = r
+        .state
+        .map_or("no migration (no file accepted)".to_owned(), |st| {
+            st.to_string()
+        });
     let _ = writeln!(s, "== {} [{state}]: {}", r.database, r.summary);
     if !r.applied.is_empty() {
         let _ = writeln!(s, "  restored, in order:");
@@ -111,7 +122,12 @@ pub fn report_text(r: &StatusReport, files: &[FileRecord]) -> String {
             .as_ref()
             .map(|r| format!(": {r}"))
             .unwrap_or_default();
-        let _ = writeln!(s, "    {:<10} {}{reason}", f.state.to_string(), f.object.key);
+        let _ = writeln!(
+            s,
+            "    {:<10} {}{reason}",
+            f.state.to_string(),
+            f.object.key
+        );
     }
     if let Some(e) = &r.last_error {
         let _ = writeln!(s, "  last error: {e}");
@@ -136,10 +152,10 @@ async fn target_for(
 ) -> anyhow::Result<CliTarget> {
     if let Some(connection) = &choice.connection {
         let login = parse_connection(connection)?;
-        return Ok(CliTarget::Server(TiberiusTarget::new(
+        return Ok(CliTarget::Server(Box::new(TiberiusTarget::new(
             login.config(),
             choice.dialect,
-        )));
+        ))));
     }
     let dir = store
         .path()
@@ -193,7 +209,11 @@ pub async fn complete(
 ///
 /// # Errors
 /// When the state file or the target cannot be used.
-pub async fn cancel(path: &Path, database: &str, choice: &TargetChoice) -> anyhow::Result<ExitCode> {
+pub async fn cancel(
+    path: &Path,
+    database: &str,
+    choice: &TargetChoice,
+) -> anyhow::Result<ExitCode> {
     let store = open(path)?;
     let target = target_for(choice, &store, database).await?;
     match cutover::cancel(&store, &target, database, time::OffsetDateTime::now_utc()).await {

@@ -55,7 +55,10 @@ pub fn default_state(dir: &std::path::Path) -> PathBuf {
 pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let bucket = LocalBucket::open(&options.dir)?;
     let root = bucket.root().to_path_buf();
-    let state_path = options.state.clone().unwrap_or_else(|| default_state(&root));
+    let state_path = options
+        .state
+        .clone()
+        .unwrap_or_else(|| default_state(&root));
     let script_path = root.join(".bakdrop").join("restore.sql");
     let store = Arc::new(JsonFileStore::new(&state_path));
 
@@ -81,7 +84,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
                     release
                 }
             };
-            (CliTarget::Server(server), release)
+            (CliTarget::Server(Box::new(server)), release)
         }
         None => {
             let release = match &options.target_version {
@@ -166,7 +169,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
                     progress.validated(&object.key, &outcome);
                 }
                 Err(e) if e.is_transient() => {
-                    println!("retry      {}: {e:#} (tried again on the next scan)", object.key);
+                    println!(
+                        "retry      {}: {e:#} (tried again on the next scan)",
+                        object.key
+                    );
                 }
                 Err(e) => {
                     seen.insert(object.key.clone(), etag);
@@ -181,14 +187,16 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
                 .handle(&delivery.message, &delivery.id, clock.now())
                 .await
             {
-                Ok(outcome) => progress.worked(&outcome),
+                Ok(outcome) => {
+                    progress.restored(store.as_ref(), &migration).await?;
+                    progress.worked(&outcome);
+                }
                 Err(e) if e.is_transient() && delivery.attempts + 1 < MAX_DELIVERIES => {
                     println!("retry      {migration}: {e:#}");
                     queue.retry(delivery, options.poll_interval.max(Duration::from_secs(1)));
                 }
                 Err(e) => println!("error      {migration}: {e:#} (message dropped)"),
             }
-            progress.restored(store.as_ref(), &migration).await?;
         }
         let next = queue.until_next();
         if next.is_none() && !options.watch {

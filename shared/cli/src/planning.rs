@@ -71,9 +71,11 @@ pub fn run(
             print!("{}", text(p, dialect, bucket));
         }
     }
+    // A database without a chain, or nothing usable at all.
     let unusable = plans
         .iter()
-        .any(|p| p.steps.is_empty() && p.database != UNREADABLE_NAME);
+        .any(|p| p.steps.is_empty() && p.database != UNREADABLE_NAME)
+        || plans.iter().all(|p| p.steps.is_empty());
     Ok(if unusable {
         ExitCode::from(2)
     } else {
@@ -185,7 +187,8 @@ fn plan_group(
             .push(format!("{file} cannot be applied: {reason}"));
     }
     for (file, reason) in &offline.failures {
-        out.problems.push(format!("{file} breaks the chain: {reason}"));
+        out.problems
+            .push(format!("{file} breaks the chain: {reason}"));
     }
     if offline.steps.is_empty() {
         out.problems.push(
@@ -228,7 +231,9 @@ fn step_sql(
             .files
             .iter()
             .map(|f| {
-                let path = locations.get(f).map_or_else(|| PathBuf::from(f), |p| absolute(p));
+                let path = locations
+                    .get(f)
+                    .map_or_else(|| PathBuf::from(f), |p| absolute(p));
                 RestoreSource::Disk(path.display().to_string())
             })
             .collect(),
@@ -304,7 +309,10 @@ fn text(p: &DatabasePlan, dialect: Dialect, bucket: &str) -> String {
                 let _ = writeln!(s, "T-SQL (Amazon RDS):");
             }
             Dialect::Native => {
-                let _ = writeln!(s, "T-SQL (SQL Server, RESTORE FROM DISK = the local files):");
+                let _ = writeln!(
+                    s,
+                    "T-SQL (SQL Server, RESTORE FROM DISK = the local files):"
+                );
             }
         }
         for step in &p.steps {

@@ -82,16 +82,6 @@ impl LocalQueue {
         }
     }
 
-    /// Number of messages not yet delivered.
-    pub fn len(&self) -> usize {
-        lock(&self.pending).1.len()
-    }
-
-    /// True when nothing waits for delivery.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Takes the message due first, if it is due now.
     pub fn take_due(&self) -> Option<Delivery> {
         let now = self.clock.now();

@@ -278,7 +278,10 @@ mod tests {
             store.put_migration(&record, None).await,
             Err(StoreError::Conflict { .. })
         ));
-        let v2 = store.put_migration(&record, Some(1)).await.expect("replace");
+        let v2 = store
+            .put_migration(&record, Some(1))
+            .await
+            .expect("replace");
         assert!(matches!(
             store.put_migration(&record, Some(1)).await,
             Err(StoreError::Conflict { .. })

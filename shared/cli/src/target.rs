@@ -21,7 +21,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// The first line of a script written in script-only mode.
-pub const SCRIPT_BANNER: &str = "-- NOT EXECUTED (script-only mode): the T-SQL bakdrop would have run on the target, in order.";
+pub const SCRIPT_BANNER: &str =
+    "-- NOT EXECUTED (script-only mode): the T-SQL bakdrop would have run on the target, in order.";
 
 /// A target that only writes what it would run.
 #[derive(Debug)]
@@ -86,7 +87,11 @@ impl RestoreTarget for ScriptTarget {
         Ok(lock(&self.databases).get(database.as_str()).cloned())
     }
 
-    async fn submit(&self, request: &RestoreRequest, task_name: &str) -> Result<TaskId, TargetError> {
+    async fn submit(
+        &self,
+        request: &RestoreRequest,
+        task_name: &str,
+    ) -> Result<TaskId, TargetError> {
         let (sql, task) = match self.dialect {
             Dialect::Rds => {
                 let mut next = lock(&self.next_task);
@@ -114,7 +119,11 @@ impl RestoreTarget for ScriptTarget {
         Ok(None)
     }
 
-    async fn poll(&self, _database: &DatabaseName, _task: &TaskId) -> Result<TaskStatus, TargetError> {
+    async fn poll(
+        &self,
+        _database: &DatabaseName,
+        _task: &TaskId,
+    ) -> Result<TaskStatus, TargetError> {
         Ok(TaskStatus::Succeeded)
     }
 
@@ -151,7 +160,7 @@ impl RestoreTarget for ScriptTarget {
 #[derive(Debug)]
 pub enum CliTarget {
     Script(ScriptTarget),
-    Server(TiberiusTarget),
+    Server(Box<TiberiusTarget>),
 }
 
 impl RestoreTarget for CliTarget {
@@ -167,7 +176,11 @@ impl RestoreTarget for CliTarget {
             CliTarget::Server(t) => t.database_state(database).await,
         }
     }
-    async fn submit(&self, request: &RestoreRequest, task_name: &str) -> Result<TaskId, TargetError> {
+    async fn submit(
+        &self,
+        request: &RestoreRequest,
+        task_name: &str,
+    ) -> Result<TaskId, TargetError> {
         match self {
             CliTarget::Script(t) => t.submit(request, task_name).await,
             CliTarget::Server(t) => t.submit(request, task_name).await,
@@ -183,7 +196,11 @@ impl RestoreTarget for CliTarget {
             CliTarget::Server(t) => t.find_task(request, task_name).await,
         }
     }
-    async fn poll(&self, database: &DatabaseName, task: &TaskId) -> Result<TaskStatus, TargetError> {
+    async fn poll(
+        &self,
+        database: &DatabaseName,
+        task: &TaskId,
+    ) -> Result<TaskStatus, TargetError> {
         match self {
             CliTarget::Script(t) => t.poll(database, task).await,
             CliTarget::Server(t) => t.poll(database, task).await,
@@ -230,16 +247,25 @@ pub enum ConnectionError {
 /// # Errors
 /// [`ConnectionError`].
 pub fn parse_connection(text: &str) -> Result<TargetLogin, ConnectionError> {
-    let (mut host, mut port, mut user, mut password, mut tls) = (None, 1433u16, None, None, Tls::Verify);
+    let (mut host, mut port, mut user, mut password, mut tls) =
+        (None, 1433u16, None, None, Tls::Verify);
     for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
         let Some((key, value)) = part.split_once('=') else {
-            let shown = if part.to_ascii_lowercase().starts_with("password") { "password…" } else { part };
+            let shown = if part.to_ascii_lowercase().starts_with("password") {
+                "password…"
+            } else {
+                part
+            };
             return Err(ConnectionError::NotKeyValue(shown.to_owned()));
         };
         let value = value.trim();
         match key.trim().to_ascii_lowercase().as_str() {
             "host" | "server" => host = Some(value.to_owned()),
-            "port" => port = value.parse().map_err(|_| ConnectionError::BadPort(value.to_owned()))?,
+            "port" => {
+                port = value
+                    .parse()
+                    .map_err(|_| ConnectionError::BadPort(value.to_owned()))?
+            }
             "user" | "username" => user = Some(value.to_owned()),
             "password" => password = Some(value.to_owned()),
             "tls" => tls = value.parse().map_err(ConnectionError::BadTls)?,
@@ -247,7 +273,9 @@ pub fn parse_connection(text: &str) -> Result<TargetLogin, ConnectionError> {
         }
     }
     Ok(TargetLogin {
-        host: host.filter(|h| !h.is_empty()).ok_or(ConnectionError::Missing("host"))?,
+        host: host
+            .filter(|h| !h.is_empty())
+            .ok_or(ConnectionError::Missing("host"))?,
         port,
         username: user.ok_or(ConnectionError::Missing("user"))?,
         password: password.ok_or(ConnectionError::Missing("password"))?,

@@ -1,0 +1,404 @@
+//! The `bakdrop` binary on temporary copies of the committed fixtures: plan, run (script-only and
+//! against the TDS test server), status, complete, and the event files of infra/events.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use bakdrop_core::job::QueueMessage;
+use bakdrop_core::summary;
+use bakdrop_tds_server::emulator::{BackupKind, DatabaseState};
+use bakdrop_tds_server::SqlServerEmulator;
+use serde_json::Value;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/bak");
+const EVENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/events");
+
+const CHAIN: &[&str] = &[
+    "sql2016_full_RestoreTimeClean.bak",
+    "sql2016_diff_RestoreTimeClean2.bak",
+    "sql2016_log_RestoreTimeClean_1.trn",
+    "sql2016_log_RestoreTimeClean_2.trn",
+    "sql2016_log_RestoreTimeClean_3.trn",
+    "sql2016_log_RestoreTimeClean2_1.trn",
+    "sql2016_log_RestoreTimeClean2_2.trn",
+    "sql2016_log_RestoreTimeClean2_3.trn",
+];
+const TWO_SETS: &str = "sql2014_compressed_full_2sets_SharePoint_Config.bak";
+
+/// A fresh folder: the 2016 chain under RestoreTimeClean/ and, with `with_sp`, the two-set
+/// compressed backup under SP/.
+struct Drop {
+    dir: PathBuf,
+}
+
+impl Drop {
+    fn new(name: &str, files: &[&str], with_sp: bool) -> Drop {
+        let dir = std::env::temp_dir().join(format!(
+            "bakdrop-cli-{name}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let db = dir.join("RestoreTimeClean");
+        std::fs::create_dir_all(&db).expect("create temp folder");
+        for f in files {
+            std::fs::copy(Path::new(FIXTURES).join(f), db.join(f)).expect("copy fixture");
+        }
+        if with_sp {
+            std::fs::create_dir_all(dir.join("SP")).expect("create SP");
+            std::fs::copy(
+                Path::new(FIXTURES).join(TWO_SETS),
+                dir.join("SP").join(TWO_SETS),
+            )
+            .expect("copy fixture");
+        }
+        Drop { dir }
+    }
+}
+
+impl std::ops::Drop for Drop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn bakdrop(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bakdrop"))
+        .args(args)
+        .output()
+        .expect("run bakdrop")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+}
+
+fn status_json(dir: &Path, database: &str) -> Value {
+    let out = bakdrop(&[
+        "status",
+        database,
+        "--json",
+        "--dir",
+        &dir.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    json(&out)
+}
+
+fn applied_files(status: &Value) -> Vec<String> {
+    status["applied"]
+        .as_array()
+        .expect("applied")
+        .iter()
+        .map(|a| a["file"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+const EXPECTED_ORDER: &[&str] = &[
+    "sql2016_full_RestoreTimeClean.bak",
+    "sql2016_diff_RestoreTimeClean2.bak",
+    "sql2016_log_RestoreTimeClean2_1.trn",
+    "sql2016_log_RestoreTimeClean2_2.trn",
+    "sql2016_log_RestoreTimeClean2_3.trn",
+];
+
+#[test]
+fn script_only_run_synchronizes_the_chain_and_lists_the_rejected_file() {
+    let drop = Drop::new("run", CHAIN, true);
+    let dir = drop.dir.display().to_string();
+    let out = bakdrop(&["run", &dir]);
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("SQL Server 2016"),
+        "default version named: {shown}"
+    );
+    assert!(
+        shown.contains("Synchronizing — 1 full, 1 differential, 3 log restored"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("rejected   SP/{TWO_SETS}: ")),
+        "the two-set file is rejected with a reason: {shown}"
+    );
+    let script = std::fs::read_to_string(drop.dir.join(".bakdrop/restore.sql")).expect("script");
+    assert!(
+        script.starts_with("-- NOT EXECUTED (script-only mode)"),
+        "{script}"
+    );
+    let restores: Vec<&str> = script
+        .lines()
+        .filter(|l| l.starts_with("exec msdb.dbo.rds_restore_"))
+        .collect();
+    assert_eq!(restores.len(), 5, "{script}");
+    assert!(restores[0].starts_with("exec msdb.dbo.rds_restore_database"));
+    assert!(restores[4].starts_with("exec msdb.dbo.rds_restore_log"));
+
+    let status = status_json(&drop.dir, "RestoreTimeClean");
+    assert_eq!(status["state"], "Synchronizing", "{status}");
+    assert_eq!(applied_files(&status), EXPECTED_ORDER);
+    assert_eq!(status["counts"]["skipped"], 3, "{status}");
+    assert_eq!(status["applied"][0]["first_lsn"], "39000000048800071");
+    assert_eq!(status["applied"][4]["last_lsn"], "39000000064200001");
+    let sp = status_json(&drop.dir, "SP");
+    assert_eq!(sp["rejected"][0]["file"], TWO_SETS, "{sp}");
+    assert!(!sp["rejected"][0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty());
+
+    let done = bakdrop(&["complete", "RestoreTimeClean", "--dir", &dir]);
+    assert!(done.status.success(), "{}", text(&done));
+    assert!(
+        text(&done).contains("RestoreTimeClean: Succeeded"),
+        "{}",
+        text(&done)
+    );
+    assert_eq!(
+        status_json(&drop.dir, "RestoreTimeClean")["state"],
+        "Succeeded"
+    );
+    let script = std::fs::read_to_string(drop.dir.join(".bakdrop/restore.sql")).expect("script");
+    assert!(
+        script.contains("exec msdb.dbo.rds_finish_restore"),
+        "{script}"
+    );
+}
+
+#[test]
+fn a_second_run_applies_nothing_again() {
+    let drop = Drop::new("twice", CHAIN, false);
+    let dir = drop.dir.display().to_string();
+    let first = bakdrop(&["run", &dir]);
+    assert!(first.status.success(), "{}", text(&first));
+    let script = std::fs::read_to_string(drop.dir.join(".bakdrop/restore.sql")).expect("script");
+    let state = std::fs::read_to_string(drop.dir.join(".bakdrop/status.json")).expect("state");
+
+    let second = bakdrop(&["run", &dir]);
+    let shown = text(&second);
+    assert!(second.status.success(), "{shown}");
+    assert!(!shown.contains("submitted"), "{shown}");
+    assert_eq!(
+        shown.matches("unchanged  RestoreTimeClean/").count(),
+        CHAIN.len(),
+        "{shown}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(drop.dir.join(".bakdrop/restore.sql")).expect("script"),
+        script
+    );
+    assert_eq!(
+        std::fs::read_to_string(drop.dir.join(".bakdrop/status.json")).expect("state"),
+        state
+    );
+}
+
+#[test]
+fn complete_is_refused_while_the_chain_has_no_full() {
+    let drop = Drop::new("nofull", &CHAIN[5..], false);
+    let dir = drop.dir.display().to_string();
+    let run = bakdrop(&["run", &dir, "--target-version", "2016"]);
+    assert!(run.status.success(), "{}", text(&run));
+    let status = status_json(&drop.dir, "RestoreTimeClean");
+    assert_eq!(status["state"], "AwaitingFull", "{status}");
+    let done = bakdrop(&["complete", "RestoreTimeClean", "--dir", &dir]);
+    assert_eq!(done.status.code(), Some(1), "{}", text(&done));
+}
+
+#[test]
+fn plan_json_gives_full_then_differential_then_logs() {
+    let drop = Drop::new("plan", CHAIN, false);
+    let out = bakdrop(&[
+        "plan",
+        &drop.dir.display().to_string(),
+        "--json",
+        "--dialect",
+        "native",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plans = json(&out);
+    let plan = &plans[0];
+    assert_eq!(plan["database"], "RestoreTimeClean");
+    let steps = plan["steps"].as_array().expect("steps");
+    let kinds: Vec<&str> = steps
+        .iter()
+        .map(|s| s["backup_type"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(kinds, ["full", "differential", "log", "log", "log"]);
+    let files: Vec<String> = steps
+        .iter()
+        .map(|s| {
+            Path::new(s["files"][0].as_str().unwrap_or(""))
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(files, EXPECTED_ORDER);
+    assert_eq!(steps[2]["first_lsn"], "39000000058800001");
+    assert!(steps[0]["sql"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("RESTORE DATABASE [RestoreTimeClean] FROM DISK = N'/"));
+    assert_eq!(plan["skipped"].as_array().map(Vec::len), Some(3), "{plan}");
+
+    let rds = bakdrop(&["plan", &drop.dir.display().to_string()]);
+    let shown = text(&rds);
+    assert!(
+        shown.contains("arn:aws:s3:::<bucket>/RestoreTimeClean/sql2016_full_RestoreTimeClean.bak"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn plan_exits_2_when_a_database_has_no_full() {
+    let drop = Drop::new("plan-nofull", &CHAIN[5..], false);
+    let out = bakdrop(&["plan", &drop.dir.display().to_string(), "--json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    let plans = json(&out);
+    assert!(plans[0]["steps"].as_array().is_some_and(Vec::is_empty));
+    assert!(
+        !plans[0]["problems"].as_array().is_some_and(Vec::is_empty),
+        "{plans}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_against_the_tds_test_server_restores_through_tiberius() {
+    let emulator = SqlServerEmulator::native();
+    emulator.set_restore_duration(None, Duration::from_millis(100));
+    let (addr, handle) = emulator.start().await.expect("start the emulator");
+    let drop = Drop::new("tds", CHAIN, false);
+    let dir = drop.dir.display().to_string();
+    let connection = format!(
+        "host=127.0.0.1;port={};user=sa;password=Secret-123;tls=off",
+        addr.port()
+    );
+    let args = vec![
+        "run".to_owned(),
+        dir.clone(),
+        "--target".to_owned(),
+        connection,
+        "--dialect".to_owned(),
+        "native".to_owned(),
+        "--policy".to_owned(),
+        "not-newer".to_owned(),
+        "--poll-interval-ms".to_owned(),
+        "150".to_owned(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        bakdrop(&args)
+    })
+    .await
+    .expect("join");
+    let shown = text(&out);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        !shown.contains("Secret-123"),
+        "the password is never printed: {shown}"
+    );
+    assert!(
+        shown.contains("SQL Server 2022"),
+        "the target's own version: {shown}"
+    );
+
+    let db = emulator
+        .database("RestoreTimeClean")
+        .expect("database restored");
+    assert_eq!(db.state, DatabaseState::Restoring);
+    let kinds: Vec<BackupKind> = db.restored_from.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            BackupKind::Full,
+            BackupKind::Differential,
+            BackupKind::Log,
+            BackupKind::Log,
+            BackupKind::Log
+        ]
+    );
+    let root = std::fs::canonicalize(&drop.dir).expect("canonical");
+    for (record, file) in db.restored_from.iter().zip(EXPECTED_ORDER) {
+        assert_eq!(
+            record.sources,
+            [format!("{}/RestoreTimeClean/{file}", root.display())],
+            "{record:?}"
+        );
+        assert!(!record.recovery);
+        assert!(record.via.contains("agent job"), "{record:?}");
+    }
+    let status = status_json(&drop.dir, "RestoreTimeClean");
+    assert_eq!(status["state"], "Synchronizing", "{status}");
+    assert_eq!(applied_files(&status), EXPECTED_ORDER);
+    handle.shutdown().await;
+}
+
+#[test]
+fn event_files_parse_as_their_functions_expect() {
+    use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
+    use aws_lambda_events::event::sqs::SqsEvent;
+
+    let read = |name: &str| -> Value {
+        let body = std::fs::read_to_string(Path::new(EVENTS).join(name)).expect("event file");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+
+    // restore-worker: SQS events whose bodies are restore-queue messages.
+    let restore: SqsEvent =
+        serde_json::from_value(read("restore-worker-sqs-restore.json")).expect("sqs");
+    let body = restore.records[0].body.as_deref().expect("body");
+    let QueueMessage::Restore(job) = QueueMessage::from_json(body).expect("restore message") else {
+        panic!("not a restore message: {body}");
+    };
+    assert_eq!(job.migration, "RestoreTimeClean");
+    assert_eq!(job.file_id, job.object.file_id());
+    // The header is the real fixture's, as validation summarizes it.
+    let bytes = std::fs::read(Path::new(FIXTURES).join("sql2016_full_RestoreTimeClean.bak"))
+        .expect("fixture");
+    let head = &bytes[..bytes.len().min(bakdrop_core::backup::HEAD_LIMIT)];
+    let tail = &bytes[bytes.len().saturating_sub(bakdrop_core::backup::TAIL_LIMIT)..];
+    let header = summary::summarize(head, Some(tail), bytes.len() as u64).expect("fixture summary");
+    assert_eq!(job.header, header);
+    assert_eq!(job.object.size, bytes.len() as u64);
+    let poll: SqsEvent = serde_json::from_value(read("restore-worker-sqs-poll.json")).expect("sqs");
+    let body = poll.records[0].body.as_deref().expect("body");
+    assert!(matches!(
+        QueueMessage::from_json(body).expect("poll message"),
+        QueueMessage::Poll { ref migration, .. } if migration == "RestoreTimeClean"
+    ));
+
+    // migration-status: a direct invoke and a Function URL request.
+    assert_eq!(
+        read("migration-status-invoke.json")["database"],
+        "RestoreTimeClean"
+    );
+    let url_value = read("migration-status-url.json");
+    let url: LambdaFunctionUrlRequest =
+        serde_json::from_value(url_value.clone()).expect("function URL request");
+    assert_eq!(url.raw_path.as_deref(), Some("/RestoreTimeClean"));
+    assert_eq!(url.request_context.http.method.as_deref(), Some("GET"));
+    assert!(url_value.get("requestContext").is_some() && url_value.get("rawPath").is_some());
+
+    // complete-migration: {"action", ...CompleteRequest}.
+    for (name, action) in [
+        ("complete-migration-complete.json", "complete"),
+        ("complete-migration-cancel.json", "cancel"),
+    ] {
+        let value = read(name);
+        assert_eq!(value["action"], action);
+        let request: bakdrop_core::cutover::CompleteRequest =
+            serde_json::from_value(value).expect("complete request");
+        assert_eq!(request.database, "RestoreTimeClean");
+    }
+}
