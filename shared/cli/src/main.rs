@@ -24,6 +24,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use bakdrop_core::cutover::CompleteRequest;
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::version::VersionPolicy;
@@ -161,6 +162,11 @@ struct StateArgs {
     /// current folder).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// A deployed stack's DynamoDB status table (stack output StatusTableName), read with your
+    /// AWS credentials; with AWS_ENDPOINT_URL set, the local AWS endpoint's. Complete and cancel
+    /// then need --target.
+    #[arg(long, conflicts_with_all = ["state", "dir"])]
+    table: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -232,10 +238,13 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             database,
             json,
             state,
-        } => {
-            let path = manage::state_file(state.state, state.dir);
-            manage::status(&path, database.as_deref(), json).await
-        }
+        } => match state.table {
+            Some(table) => manage::status_in_table(&table, database.as_deref(), json).await,
+            None => {
+                let path = manage::state_file(state.state, state.dir);
+                manage::status(&path, database.as_deref(), json).await
+            }
+        },
         Command::Complete {
             database,
             last_backup,
@@ -243,12 +252,25 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             state,
             target,
         } => {
-            let path = manage::state_file(state.state, state.dir);
             let request = CompleteRequest {
                 database,
                 last_backup,
                 require_tail_log,
             };
+            if let Some(table) = state.table {
+                let connection = target
+                    .target
+                    .context("--table needs --target: Complete runs on the target SQL Server")?;
+                return manage::cutover_in_table(
+                    &table,
+                    &connection,
+                    target.dialect,
+                    request,
+                    false,
+                )
+                .await;
+            }
+            let path = manage::state_file(state.state, state.dir);
             let choice = manage::TargetChoice {
                 connection: target.target,
                 dialect: target.dialect,
@@ -260,6 +282,24 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             state,
             target,
         } => {
+            if let Some(table) = state.table {
+                let connection = target
+                    .target
+                    .context("--table needs --target: Cancel drops the database on the target")?;
+                let request = CompleteRequest {
+                    database,
+                    last_backup: None,
+                    require_tail_log: false,
+                };
+                return manage::cutover_in_table(
+                    &table,
+                    &connection,
+                    target.dialect,
+                    request,
+                    true,
+                )
+                .await;
+            }
             let path = manage::state_file(state.state, state.dir);
             let choice = manage::TargetChoice {
                 connection: target.target,

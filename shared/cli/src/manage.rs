@@ -34,8 +34,8 @@ fn open(path: &Path) -> anyhow::Result<JsonFileStore> {
     Ok(store)
 }
 
-async fn report_of(
-    store: &JsonFileStore,
+async fn report_of<S: StatusStore>(
+    store: &S,
     name: &str,
 ) -> anyhow::Result<Option<(StatusReport, Vec<FileRecord>)>> {
     let migration = store.get_migration(name).await?.map(|v| v.record);
@@ -68,9 +68,55 @@ pub async fn status(
         Some(db) => vec![db.to_owned()],
         None => store.databases()?,
     };
+    print_status(&store, database, &names, as_json).await
+}
+
+/// `bakdrop status --table T`: the status table of a deployed stack (or of the local AWS
+/// endpoint, with `AWS_ENDPOINT_URL`), read through the AWS SDK with the caller's credentials.
+///
+/// # Errors
+/// When the table cannot be read.
+pub async fn status_in_table(
+    table: &str,
+    database: Option<&str>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = table_store(table).await;
+    let names = match database {
+        Some(db) => vec![db.to_owned()],
+        None => {
+            let mut names = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = store.list_migrations(after.as_deref(), 100).await?;
+                let done = page.len() < 100;
+                after = page.last().map(|m| m.database.clone());
+                names.extend(page.into_iter().map(|m| m.database));
+                if done {
+                    break;
+                }
+            }
+            names
+        }
+    };
+    print_status(&store, database, &names, as_json).await
+}
+
+/// The DynamoDB status table `table`.
+pub async fn table_store(table: &str) -> bakdrop_aws::dynamo::DynamoStatusStore {
+    let sdk = bakdrop_aws::config::load().await;
+    bakdrop_aws::dynamo::DynamoStatusStore::new(aws_sdk_dynamodb::Client::new(&sdk), table)
+}
+
+async fn print_status<S: StatusStore>(
+    store: &S,
+    database: Option<&str>,
+    names: &[String],
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
     let mut reports = Vec::new();
-    for name in &names {
-        match report_of(&store, name).await? {
+    for name in names {
+        match report_of(store, name).await? {
             Some(r) => reports.push(r),
             None => {
                 eprintln!("bakdrop: no migration and no uploaded file for database {name:?}");
@@ -219,6 +265,36 @@ pub async fn cancel(
     match cutover::cancel(&store, &target, database, time::OffsetDateTime::now_utc()).await {
         Ok(state) => {
             println!("{database}: {state}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(refused(&e)),
+    }
+}
+
+/// `bakdrop complete|cancel --table T --target CONN`: the same Complete / Cancel as the
+/// complete-migration function, on a deployed stack's status table and its target.
+///
+/// # Errors
+/// When the table or the target cannot be used.
+pub async fn cutover_in_table(
+    table: &str,
+    connection: &str,
+    dialect: Dialect,
+    request: CompleteRequest,
+    cancel: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = table_store(table).await;
+    let login = parse_connection(connection)?;
+    let target = TiberiusTarget::new(login.config(), dialect);
+    let now = time::OffsetDateTime::now_utc();
+    let result = if cancel {
+        cutover::cancel(&store, &target, &request.database, now).await
+    } else {
+        cutover::complete(&store, &target, &request, now).await
+    };
+    match result {
+        Ok(state) => {
+            println!("{}: {state}", request.database);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Ok(refused(&e)),
