@@ -297,3 +297,111 @@ async fn on_rds_a_striped_full_is_staged_under_its_own_prefix_and_restored_in_on
         "{keys:?}"
     );
 }
+
+#[tokio::test]
+async fn on_rds_complete_brings_the_database_online_and_refusals_change_nothing() {
+    let files = [
+        "sql2016_full_RestoreTimeClean.bak",
+        "sql2016_log_RestoreTimeClean_1.trn",
+    ];
+    let Migrated {
+        emulator,
+        store,
+        target,
+        ..
+    } = migrate(Dialect::Rds, &files, "Clean").await;
+    let refused = cutover::complete(
+        &store,
+        &target,
+        &CompleteRequest {
+            database: "Clean".into(),
+            last_backup: Some("sql2016_full_RestoreTimeClean.bak".into()),
+            require_tail_log: false,
+        },
+        now(),
+    )
+    .await
+    .expect_err("the full is not the last restored backup");
+    assert_eq!(refused.error_type(), "NotLastBackup");
+    assert_eq!(
+        emulator
+            .database("Clean")
+            .map(|d| format!("{:?}", d.state))
+            .as_deref(),
+        Some("Restoring"),
+        "a refused Complete leaves the database restoring"
+    );
+    let request = CompleteRequest {
+        database: "Clean".into(),
+        last_backup: Some("sql2016_log_RestoreTimeClean_1.trn".into()),
+        require_tail_log: false,
+    };
+    let state = cutover::complete(&store, &target, &request, now())
+        .await
+        .expect("completed");
+    assert_eq!(state, MigrationState::Succeeded);
+    assert_eq!(
+        emulator
+            .database("Clean")
+            .map(|d| format!("{:?}", d.state))
+            .as_deref(),
+        Some("Online")
+    );
+    // Twice is harmless.
+    assert_eq!(
+        cutover::complete(&store, &target, &request, now())
+            .await
+            .expect("again"),
+        MigrationState::Succeeded
+    );
+}
+
+#[tokio::test]
+async fn cancel_drops_the_half_restored_database_and_complete_failing_on_the_server_is_recorded() {
+    let files = ["sql2016_full_RestoreTimeClean.bak"];
+    let Migrated {
+        emulator,
+        store,
+        target,
+        ..
+    } = migrate(Dialect::Native, &files, "Gone").await;
+    assert!(emulator.database("Gone").is_some());
+    let state = cutover::cancel(&store, &target, "Gone", now())
+        .await
+        .expect("cancelled");
+    assert_eq!(state, MigrationState::Cancelled);
+    assert!(emulator.database("Gone").is_none(), "dropped on the server");
+
+    let Migrated {
+        emulator,
+        store,
+        target,
+        ..
+    } = migrate(Dialect::Native, &files, "Broken").await;
+    // Someone brought the database online behind bakdrop's back, then took it offline: RECOVERY fails.
+    emulator.with_state(|s| {
+        if let Some(db) = s.databases.values_mut().find(|d| d.name == "Broken") {
+            db.state = bakdrop_tds_server::emulator::DatabaseState::Offline;
+        }
+    });
+    let request = CompleteRequest {
+        database: "Broken".into(),
+        last_backup: None,
+        require_tail_log: false,
+    };
+    let state = cutover::complete(&store, &target, &request, now())
+        .await
+        .expect("answered");
+    assert_eq!(state, MigrationState::Failed);
+    let migration = store
+        .get_migration("Broken")
+        .await
+        .expect("read")
+        .expect("migration")
+        .record;
+    let error = migration
+        .reason
+        .and_then(|r| r.sql_error)
+        .expect("SQL Server's error kept");
+    assert!(error.number > 0, "{error:?}");
+}
