@@ -21,7 +21,7 @@ use bakdrop_mssql::settings::{TargetLogin, Tls};
 use bakdrop_mssql::TiberiusTarget;
 use bakdrop_tds_server::emulator::ClockMode;
 use bakdrop_tds_server::SqlServerEmulator;
-use bakdrop_tests::aws::{unique_name, LocalAws};
+use bakdrop_tests::aws::{LocalAws, StackResources};
 use serde_json::json;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/bak/");
@@ -38,19 +38,34 @@ struct Migrated {
     bucket: String,
 }
 
+impl Migrated {
+    /// The migration record, asserted Synchronizing (its reason shown otherwise).
+    async fn synchronizing(&self, database: &str) -> bakdrop_core::status::MigrationRecord {
+        let migration = self
+            .store
+            .get_migration(database)
+            .await
+            .expect("read")
+            .expect("migration")
+            .record;
+        assert_eq!(
+            migration.state,
+            MigrationState::Synchronizing,
+            "{:?}",
+            migration.reason
+        );
+        migration
+    }
+}
+
 async fn migrate(dialect: Dialect, files: &[&str], database: &str) -> Migrated {
     let aws = LocalAws::get().await;
-    let bucket = unique_name("uploads");
-    let events = aws
-        .create_bucket_with_events(&bucket)
-        .await
-        .expect("bucket");
-    let table = unique_name("status");
-    aws.create_status_table(&table).await.expect("table");
-    let jobs = aws
-        .create_queue(&unique_name("restore"))
-        .await
-        .expect("queue");
+    let StackResources {
+        bucket,
+        events,
+        table,
+        restore_queue: jobs,
+    } = aws.create_stack().await.expect("stack");
     let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
     let queue = SqsJobQueue::new(aws.sqs.clone(), &jobs);
 
@@ -159,24 +174,14 @@ async fn the_2016_chain_uploaded_out_of_order_is_restored_in_lsn_order_on_sql_se
         "sql2016_log_RestoreTimeClean2_1.trn",
         "sql2016_log_RestoreTimeClean2_3.trn",
     ];
+    let migrated = migrate(Dialect::Native, &files, "Clean ]DB").await;
+    migrated.synchronizing("Clean ]DB").await;
     let Migrated {
         emulator,
         store,
         target,
         ..
-    } = migrate(Dialect::Native, &files, "Clean ]DB").await;
-    let migration = store
-        .get_migration("Clean ]DB")
-        .await
-        .expect("read")
-        .expect("migration")
-        .record;
-    assert_eq!(
-        migration.state,
-        MigrationState::Synchronizing,
-        "{:?}",
-        migration.reason
-    );
+    } = migrated;
     let restored: Vec<String> = emulator
         .requests()
         .iter()
@@ -221,21 +226,9 @@ async fn on_rds_the_full_and_log_restore_as_rds_tasks() {
         "sql2016_full_RestoreTimeClean.bak",
         "sql2016_log_RestoreTimeClean_1.trn",
     ];
-    let Migrated {
-        emulator, store, ..
-    } = migrate(Dialect::Rds, &files, "Clean").await;
-    let migration = store
-        .get_migration("Clean")
-        .await
-        .expect("read")
-        .expect("migration")
-        .record;
-    assert_eq!(
-        migration.state,
-        MigrationState::Synchronizing,
-        "{:?}",
-        migration.reason
-    );
+    let migrated = migrate(Dialect::Rds, &files, "Clean").await;
+    migrated.synchronizing("Clean").await;
+    let Migrated { emulator, .. } = migrated;
     let tasks = emulator.rds_tasks();
     assert_eq!(tasks.len(), 2, "{tasks:#?}");
     assert!(tasks
@@ -249,25 +242,14 @@ async fn on_rds_a_striped_full_is_staged_under_its_own_prefix_and_restored_in_on
         "sql2008r2_full_stripe2of2_RestoreTimeStripe1.bak",
         "sql2008r2_full_stripe1of2_RestoreTimeStripe.bak",
     ];
+    let migrated = migrate(Dialect::Rds, &files, "Stripe").await;
+    migrated.synchronizing("Stripe").await;
     let Migrated {
         emulator,
-        store,
         aws,
         bucket,
         ..
-    } = migrate(Dialect::Rds, &files, "Stripe").await;
-    let migration = store
-        .get_migration("Stripe")
-        .await
-        .expect("read")
-        .expect("migration")
-        .record;
-    assert_eq!(
-        migration.state,
-        MigrationState::Synchronizing,
-        "{:?}",
-        migration.reason
-    );
+    } = migrated;
     let tasks = emulator.rds_tasks();
     assert_eq!(tasks.len(), 1, "{tasks:#?}");
     let arn = &tasks[0].s3_object_arn;

@@ -16,7 +16,7 @@ use bakdrop_core::ports::{ByteRange, ObjectReader, ReadError, StatusStore};
 use bakdrop_core::status::FileState;
 use bakdrop_core::validate::{ValidateConfig, Validator};
 use bakdrop_core::version::VersionPolicy;
-use bakdrop_tests::aws::{unique_name, LocalAws};
+use bakdrop_tests::aws::{LocalAws, StackResources};
 use serde_json::Value;
 use validate_upload::handler;
 
@@ -53,17 +53,12 @@ struct Stack {
 
 async fn stack(target: &str) -> Stack {
     let aws = LocalAws::get().await;
-    let bucket = unique_name("uploads");
-    let events = aws
-        .create_bucket_with_events(&bucket)
-        .await
-        .expect("bucket");
-    let table = unique_name("status");
-    aws.create_status_table(&table).await.expect("table");
-    let jobs = aws
-        .create_queue(&unique_name("restore"))
-        .await
-        .expect("queue");
+    let StackResources {
+        bucket,
+        events,
+        table,
+        restore_queue: jobs,
+    } = aws.create_stack().await.expect("stack");
     let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
     let bytes = Arc::new(AtomicU64::new(0));
     let validator = Validator {

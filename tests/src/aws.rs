@@ -230,6 +230,26 @@ impl LocalAws {
     ///
     /// # Errors
     /// When the endpoint refuses.
+    /// The resources template.yaml declares, under fresh names: the upload bucket with its
+    /// events on a queue (standing in for the notification to validate-upload), the status
+    /// table and the restore queue.
+    ///
+    /// # Errors
+    /// When the endpoint refuses.
+    pub async fn create_stack(&self) -> Result<StackResources, LocalAwsError> {
+        let bucket = unique_name("uploads");
+        let events = self.create_bucket_with_events(&bucket).await?;
+        let table = unique_name("status");
+        self.create_status_table(&table).await?;
+        let restore_queue = self.create_queue(&unique_name("restore")).await?;
+        Ok(StackResources {
+            bucket,
+            events,
+            table,
+            restore_queue,
+        })
+    }
+
     pub async fn create_bucket_with_events(&self, bucket: &str) -> Result<String, LocalAwsError> {
         self.create_bucket_with_queue_notification(bucket, &format!("{bucket}-events"))
             .await
@@ -381,6 +401,17 @@ impl LocalAws {
         }
         Ok(events)
     }
+}
+
+/// One test's copy of the stack's resources (see [`LocalAws::create_stack`]).
+#[derive(Debug, Clone)]
+pub struct StackResources {
+    pub bucket: String,
+    /// URL of the queue that receives the bucket's ObjectCreated events.
+    pub events: String,
+    pub table: String,
+    /// URL of the restore queue.
+    pub restore_queue: String,
 }
 
 /// A name no other test uses: `prefix-<12 hex>` (lower case, valid for buckets, queues and
