@@ -155,13 +155,14 @@ fn write_set(out: &mut String, set: &BackupSet) {
     );
     let _ = writeln!(
         out,
-        "    started {}  finished {}  size {}  compressed {}  checksums {}",
+        "    started {}  finished {}  size {}  compressed {}  checksums {}  tail-log {}",
         set.backup_start_date,
         set.backup_finish_date
             .map_or_else(unknown, |d| d.to_string()),
         set.backup_size.map_or_else(unknown, |s| s.to_string()),
         set.compressed,
-        set.has_checksums
+        set.has_checksums,
+        set.tail_log
     );
     for file in &set.files {
         let _ = writeln!(

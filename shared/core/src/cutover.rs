@@ -13,7 +13,7 @@ use time::OffsetDateTime;
 use crate::names::DatabaseName;
 use crate::ports::{RestoreTarget, StatusStore, StoreError, TargetError};
 use crate::status::{
-    BackupKind, FileState, MigrationRecord, MigrationState, Reason, SqlError, Versioned,
+    BackupKind, FileRecord, FileState, MigrationRecord, MigrationState, Reason, SqlError, Versioned,
 };
 
 /// The Complete invoke.
@@ -160,15 +160,9 @@ pub async fn complete<S: StatusStore, T: RestoreTarget>(
                 }
             }
             if request.require_tail_log {
-                let is_log = last
-                    .and_then(|f| f.record.header.as_ref())
-                    .is_some_and(|h| h.backup_type == BackupKind::Log);
-                let message = if is_log {
-                    format!("cannot complete {name}: a tail-log backup was required, and bakdrop cannot yet tell a tail-log backup from another log backup by its header; complete with last_backup naming your tail-log file instead")
-                } else {
-                    format!("cannot complete {name}: a tail-log backup was required, but the last restored backup is not a log backup")
-                };
-                return Err(refused("NotTailLog", message));
+                if let Some(message) = not_tail_log(name, last.map(|f| &f.record)) {
+                    return Err(refused("NotTailLog", message));
+                }
             }
             set_state(store, name, now, |m| {
                 (m.state == MigrationState::Synchronizing).then(|| m.state = MigrationState::Completing).is_some()
@@ -260,6 +254,32 @@ pub async fn cancel<S: StatusStore, T: RestoreTarget>(
     Ok(record.state)
 }
 
+/// Why the last restored file is not a tail-log backup, or `None` when it is one.
+fn not_tail_log(name: &str, last: Option<&FileRecord>) -> Option<String> {
+    let Some(last) = last else {
+        return Some(format!(
+            "cannot complete {name}: a tail-log backup was required, but nothing is restored yet"
+        ));
+    };
+    let file = last.object.file_name();
+    let header = last.header.as_ref();
+    match header.map(|h| (h.backup_type, h.tail_log)) {
+        Some((BackupKind::Log, Some(true))) => None,
+        Some((BackupKind::Log, Some(false))) => Some(format!(
+            "cannot complete {name}: a tail-log backup was required, but the last restored backup, {file}, is a log backup that is not a tail-log backup; take one with BACKUP LOG … WITH NORECOVERY on the source, upload it, and complete once it is restored"
+        )),
+        Some((BackupKind::Log, None)) => Some(format!(
+            "cannot complete {name}: a tail-log backup was required, but the last restored backup, {file}, was validated by a bakdrop that did not record the tail-log flag; complete with last_backup naming your tail-log file instead"
+        )),
+        Some((kind, _)) => Some(format!(
+            "cannot complete {name}: a tail-log backup was required, but the last restored backup, {file}, is a {kind} backup, not a log backup"
+        )),
+        None => Some(format!(
+            "cannot complete {name}: a tail-log backup was required, but the last restored backup, {file}, has no recorded header"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,6 +302,7 @@ mod tests {
             database_version: 957,
             compressed: false,
             has_checksums: true,
+            tail_log: Some(false),
             first_lsn: crate::Lsn::from_parts(1, last - 1, 1),
             last_lsn: crate::Lsn::from_parts(1, last, 1),
             checkpoint_lsn: crate::Lsn::from_parts(1, last - 1, 1),
@@ -442,11 +463,84 @@ mod tests {
         );
     }
 
+    fn refusal(result: Result<MigrationState, CutoverError>) -> (String, String) {
+        match result {
+            Err(CutoverError::Refused { code, message }) => (code.to_owned(), message),
+            other => (format!("{other:?}"), String::new()),
+        }
+    }
+
     #[test]
-    fn a_required_tail_log_that_cannot_be_verified_is_refused() {
+    fn a_required_tail_log_is_refused_when_the_last_log_is_an_ordinary_log_backup() {
         let (store, target) = setup(MigrationState::Synchronizing, &synced());
-        let result = block_on(complete(&store, &target, &request(None, true), now()));
-        assert_eq!(code(result), "NotTailLog");
+        let (code, message) = refusal(block_on(complete(
+            &store,
+            &target,
+            &request(None, true),
+            now(),
+        )));
+        assert_eq!(code, "NotTailLog");
+        assert!(
+            message.contains("log1.trn, is a log backup that is not a tail-log"),
+            "{message}"
+        );
+        assert_eq!(
+            target
+                .databases
+                .lock()
+                .ok()
+                .and_then(|d| d.get("Sales").cloned())
+                .as_deref(),
+            Some("RESTORING"),
+            "a refused Complete leaves the database restoring"
+        );
+    }
+
+    #[test]
+    fn a_required_tail_log_is_refused_when_the_last_restored_file_is_a_full_backup() {
+        let files = [file("full.bak", FileState::Restored, BackupKind::Full, 10)];
+        let (store, target) = setup(MigrationState::Synchronizing, &files);
+        let (code, message) = refusal(block_on(complete(
+            &store,
+            &target,
+            &request(None, true),
+            now(),
+        )));
+        assert_eq!(code, "NotTailLog");
+        assert!(message.contains("full.bak, is a full backup"), "{message}");
+    }
+
+    #[test]
+    fn a_required_tail_log_recorded_before_the_flag_was_read_is_refused_with_a_way_out() {
+        let mut files = synced();
+        if let Some(h) = files[1].header.as_mut() {
+            h.tail_log = None;
+        }
+        let (store, target) = setup(MigrationState::Synchronizing, &files);
+        let (code, message) = refusal(block_on(complete(
+            &store,
+            &target,
+            &request(None, true),
+            now(),
+        )));
+        assert_eq!(code, "NotTailLog");
+        assert!(message.contains("last_backup"), "{message}");
+    }
+
+    #[test]
+    fn a_required_tail_log_completes_when_the_last_restored_log_is_a_tail_log_backup() {
+        let mut files = synced();
+        if let Some(h) = files[1].header.as_mut() {
+            h.tail_log = Some(true);
+        }
+        let (store, target) = setup(MigrationState::Synchronizing, &files);
+        let state = block_on(complete(
+            &store,
+            &target,
+            &request(Some("log1.trn"), true),
+            now(),
+        ));
+        assert_eq!(state.ok(), Some(MigrationState::Succeeded));
     }
 
     #[test]

@@ -155,6 +155,9 @@ pub struct HeaderSummary {
     pub database_version: u32,
     pub compressed: bool,
     pub has_checksums: bool,
+    /// A tail-log backup; `None` in records written before bakdrop read this flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail_log: Option<bool>,
     pub first_lsn: Lsn,
     pub last_lsn: Lsn,
     pub checkpoint_lsn: Lsn,

@@ -79,6 +79,7 @@ pub fn check_file(file: &BackupFile) -> Result<HeaderSummary, Reason> {
         database_version: u32::from(set.database_version),
         compressed: set.compressed,
         has_checksums: set.has_checksums,
+        tail_log: Some(set.tail_log),
         first_lsn: set.first_lsn,
         last_lsn: set.last_lsn,
         checkpoint_lsn: set.checkpoint_lsn,

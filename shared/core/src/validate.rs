@@ -734,6 +734,7 @@ mod tests {
             database_version: 852,
             compressed: false,
             has_checksums: false,
+            tail_log: Some(false),
             first_lsn: crate::Lsn::from_parts(1, 0, 1),
             last_lsn: crate::Lsn::from_parts(2, 0, 1),
             checkpoint_lsn: crate::Lsn::from_parts(1, 0, 1),

@@ -1466,3 +1466,51 @@ fn a_file_with_more_sets_than_the_limit_is_refused() {
     let got = parse(&fine, None, fine.len() as u64).map(|f| (f.sets.len(), f.set_count));
     assert_eq!(got, Ok((64, Some(64))));
 }
+
+/// Every fixture's `SCIN` records (head copy and trailer copy): offset of each record's flags.
+fn scin_flag_offsets(data: &[u8]) -> Vec<usize> {
+    data.windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"SCIN")
+        .map(|(at, _)| at + 0x08)
+        .collect()
+}
+
+#[test]
+fn no_fixture_is_a_tail_log_backup() {
+    // None of the fixtures was taken WITH NORECOVERY / NO_TRUNCATE (MANIFEST: Flags 0x200, 0xa00,
+    // 0xa10, 0x210), so none may read as a tail-log backup.
+    for fx in FIXTURES {
+        let data = read(fx.file);
+        let got = parse_fixture(&data).unwrap_or_else(|e| panic!("{}: {e}", fx.file));
+        for set in &got.sets {
+            assert!(!set.tail_log, "{} set {}", fx.file, set.position);
+        }
+    }
+}
+
+#[test]
+fn a_log_backup_with_a_tail_log_flag_reads_as_a_tail_log_backup() {
+    // HEADERONLY's Flags: 64 tail log, 128 tail log with incomplete metadata, 256 tail log WITH
+    // NORECOVERY. The SCIN flags field is that column (bit 16 is HasBackupChecksums on every
+    // fixture), so each of the three bits set on a real log backup must read as a tail log.
+    let original = read("sql2016_log_RestoreTimeClean_3.trn");
+    let offsets = scin_flag_offsets(&original);
+    assert!(
+        offsets.len() >= 2,
+        "head and trailer SCIN records: {offsets:?}"
+    );
+    for bit in [0x40u32, 0x80, 0x100] {
+        let mut data = original.clone();
+        for &at in &offsets {
+            let flags = u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+            data[at..at + 4].copy_from_slice(&(flags | bit).to_le_bytes());
+        }
+        let got = parse_fixture(&data).unwrap_or_else(|e| panic!("bit {bit:#x}: {e}"));
+        assert!(got.sets[0].tail_log, "bit {bit:#x}");
+        assert!(
+            !got.sets[0].has_checksums,
+            "bit {bit:#x} is not the checksum bit"
+        );
+    }
+}

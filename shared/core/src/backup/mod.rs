@@ -574,6 +574,7 @@ fn backup_set(
         time_zone: sset.time_zone,
         compressed,
         has_checksums: c.has_checksums(),
+        tail_log: c.is_tail_log(),
         first_lsn: c.first_lsn,
         last_lsn: c.last_lsn,
         checkpoint_lsn: c.checkpoint_lsn,

@@ -199,6 +199,9 @@ pub struct BackupSet {
     pub compressed: bool,
     /// `HasBackupChecksums`.
     pub has_checksums: bool,
+    /// A tail-log backup (`Flags` bit 64, 128 or 256): the last log of a source database, taken
+    /// `WITH NORECOVERY` or `NO_TRUNCATE`; a cutover that must lose nothing ends with one.
+    pub tail_log: bool,
     pub first_lsn: Lsn,
     pub last_lsn: Lsn,
     pub checkpoint_lsn: Lsn,

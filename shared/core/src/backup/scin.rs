@@ -20,8 +20,15 @@ const SCIN_MIN_LEN: usize = 0x168;
 const SFIN_MIN_LEN: usize = 0x38;
 /// No database has more files than this (SQL Server's limit is 32,767).
 const MAX_FILES: usize = 32_767;
+/// `SCIN` flags are `RESTORE HEADERONLY`'s `Flags` column: bit 16 is `HasBackupChecksums` (it
+/// matches that column on every fixture), bits 64, 128 and 256 mark the three kinds of tail-log
+/// backup (plain, with incomplete metadata, `WITH NORECOVERY`), as that column's documentation
+/// lists them.
+///
 /// `SCIN` flag: the backup carries page checksums (`WITH CHECKSUM`).
 const FLAG_CHECKSUMS: u32 = 0x10;
+/// `SCIN` flags: a tail-log backup (any of its three kinds).
+const FLAGS_TAIL_LOG: u32 = 0x40 | 0x80 | 0x100;
 /// `SFIN` flag: the file is the transaction log.
 const SFIN_LOG: u32 = 0x8;
 
@@ -58,6 +65,10 @@ pub(crate) struct Config {
 impl Config {
     pub(crate) fn has_checksums(&self) -> bool {
         self.flags & FLAG_CHECKSUMS != 0
+    }
+
+    pub(crate) fn is_tail_log(&self) -> bool {
+        self.flags & FLAGS_TAIL_LOG != 0
     }
 
     /// True when `other` describes the same backup set (head copy vs trailer copy).

@@ -31,6 +31,7 @@ pub fn header(kind: BackupKind, set: u128, first: u64, last: u64) -> HeaderSumma
         database_version: 852,
         compressed: false,
         has_checksums: false,
+        tail_log: Some(false),
         first_lsn: lsn(first),
         last_lsn: lsn(last),
         checkpoint_lsn: lsn(first),
