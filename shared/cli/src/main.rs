@@ -5,13 +5,16 @@
 //!   whether bakdrop would accept them, read from their head and tail only.
 //! - `planning`: `bakdrop plan`, the restore sequence over a set of files, with its T-SQL.
 //! - `pipeline`: `bakdrop run`, validation and restore worker in one process over local stand-ins.
-//! - `manage`: `bakdrop status`, `complete`, `cancel` on the local state file.
+//! - `manage`: `bakdrop status`, `complete`, `cancel` on the local state file (or a stack's
+//!   status table with `--table`).
+//! - `invoke`: the same commands through a deployed stack's functions (`--function`).
 //! - `local`: local files in place of S3 (head/tail reads, the folder as the bucket).
 //! - `store`: the status table as a JSON file with compare-and-set.
 //! - `queue`: the restore queue in memory, on a real or simulated clock.
 //! - `target`: the target SQL Server (tiberius) or the script-only stand-in.
 
 mod inspect;
+mod invoke;
 mod local;
 mod manage;
 mod pipeline;
@@ -34,7 +37,8 @@ use clap::{Parser, Subcommand};
 ///
 /// On one machine: `inspect` and `plan` read backups without a SQL Server; `run` drives the
 /// whole pipeline over a folder (one sub-folder per target database), against a SQL Server or
-/// in script-only mode; `status`, `complete` and `cancel` work on the state `run` leaves.
+/// in script-only mode; `status`, `complete` and `cancel` work on the state `run` leaves, or on a
+/// deployed stack (`--function`: its functions; `--table`: its status table).
 #[derive(Debug, Parser)]
 #[command(name = "bakdrop", version, about, long_about)]
 struct Cli {
@@ -164,9 +168,15 @@ struct StateArgs {
     dir: Option<PathBuf>,
     /// A deployed stack's DynamoDB status table (stack output StatusTableName), read with your
     /// AWS credentials; with AWS_ENDPOINT_URL set, the local AWS endpoint's. Complete and cancel
-    /// then need --target.
+    /// then need --target (they run from this machine); prefer --function.
     #[arg(long, conflicts_with_all = ["state", "dir"])]
     table: Option<String>,
+    /// A deployed stack's function, invoked with your AWS credentials: for status the
+    /// migration-status function (stack output MigrationStatusFunctionName), for complete and
+    /// cancel the complete-migration function (CompleteMigrationFunctionName), which runs them
+    /// inside the stack's VPC. With AWS_ENDPOINT_URL_LAMBDA set, that endpoint's function.
+    #[arg(long, conflicts_with_all = ["state", "dir", "table"])]
+    function: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -238,9 +248,10 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             database,
             json,
             state,
-        } => match state.table {
-            Some(table) => manage::status_in_table(&table, database.as_deref(), json).await,
-            None => {
+        } => match (state.function, state.table) {
+            (Some(function), _) => invoke::status(&function, database.as_deref(), json).await,
+            (None, Some(table)) => manage::status_in_table(&table, database.as_deref(), json).await,
+            (None, None) => {
                 let path = manage::state_file(state.state, state.dir);
                 manage::status(&path, database.as_deref(), json).await
             }
@@ -257,6 +268,13 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
                 last_backup,
                 require_tail_log,
             };
+            if let Some(function) = state.function {
+                anyhow::ensure!(
+                    target.target.is_none(),
+                    "--function runs Complete where the stack runs it: drop --target"
+                );
+                return invoke::cutover(&function, &request, false).await;
+            }
             if let Some(table) = state.table {
                 let connection = target
                     .target
@@ -282,6 +300,18 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             state,
             target,
         } => {
+            if let Some(function) = state.function {
+                anyhow::ensure!(
+                    target.target.is_none(),
+                    "--function runs Cancel where the stack runs it: drop --target"
+                );
+                let request = CompleteRequest {
+                    database,
+                    last_backup: None,
+                    require_tail_log: false,
+                };
+                return invoke::cutover(&function, &request, true).await;
+            }
             if let Some(table) = state.table {
                 let connection = target
                     .target
