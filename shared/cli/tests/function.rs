@@ -108,6 +108,28 @@ async fn complete_cancel_and_status_invoke_a_stacks_functions() {
     let (sales, hr) = ("Sales", "HR");
     synchronizing(&store, sales).await;
     synchronizing(&store, hr).await;
+    // A gap: a later log waits for the one before it. A file still queued. A migration still
+    // restoring its full backup.
+    for (database, file, state) in [
+        (
+            "Gap",
+            "sql2016_log_RestoreTimeClean_3.trn",
+            FileState::Waiting,
+        ),
+        (
+            "Busy",
+            "sql2016_log_RestoreTimeClean_2.trn",
+            FileState::Queued,
+        ),
+    ] {
+        synchronizing(&store, database).await;
+        let mut waiting = restored(database, file);
+        waiting.state = state;
+        store.put_file(&waiting, None).await.expect("stored");
+    }
+    let mut restoring = MigrationRecord::new("Early", time::OffsetDateTime::now_utc());
+    restoring.state = MigrationState::Restoring;
+    store.put_migration(&restoring, None).await.expect("stored");
 
     let emulator = SqlServerEmulator::native();
     emulator.add_database(sales, DatabaseState::Restoring);
@@ -192,6 +214,11 @@ async fn complete_cancel_and_status_invoke_a_stacks_functions() {
             "NotLastBackup",
         ),
         (complete(&["Nope"]), "MigrationNotFound"),
+        (complete(&["Gap"]), "FilesInFlight"),
+        (complete(&["Busy"]), "FilesInFlight"),
+        (complete(&["Early"]), "NotSynchronizing"),
+        (complete(&["tempdb"]), "InvalidDatabaseName"),
+        (complete(&[" Sales"]), "InvalidDatabaseName"),
     ] {
         let out = bakdrop(&lambda, &args).await;
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", text(&out));
