@@ -68,6 +68,7 @@ struct Invocation {
 #[derive(Debug)]
 struct Process {
     queue: mpsc::UnboundedSender<Invocation>,
+    runtime: tokio::task::JoinHandle<()>,
     timing: Arc<Mutex<Timing>>,
     pid: Option<u32>,
     child: AsyncMutex<tokio::process::Child>,
@@ -153,16 +154,18 @@ impl LocalLambda {
         lock(&self.functions).insert(name.to_owned(), Function::InProcess(handler));
     }
 
-    /// Starts `binary` as function `name`: its own Runtime API listener, the environment Lambda
-    /// gives a function (`AWS_LAMBDA_RUNTIME_API`, `AWS_LAMBDA_FUNCTION_NAME`, …) plus `env`,
-    /// stdout/stderr to `log` (or discarded).
+    /// Starts `program` with `args` as function `name`: its own Runtime API listener, the
+    /// environment Lambda gives a function (`AWS_LAMBDA_RUNTIME_API`, `AWS_LAMBDA_FUNCTION_NAME`,
+    /// …) plus `env` (nothing else of this process's environment but `PATH`), stdout/stderr to
+    /// `log` (or discarded).
     ///
     /// # Errors
     /// When the listener cannot be bound or the process not started.
     pub async fn spawn(
         &self,
         name: &str,
-        binary: &Path,
+        program: &Path,
+        args: &[&str],
         env: &[(&str, &str)],
         log: Option<&Path>,
     ) -> std::io::Result<()> {
@@ -172,7 +175,7 @@ impl LocalLambda {
         let rx = Arc::new(AsyncMutex::new(rx));
         let waiting: Arc<Mutex<HashMap<String, oneshot::Sender<Outcome>>>> = Arc::default();
         let timing: Arc<Mutex<Timing>> = Arc::default();
-        {
+        let runtime = {
             let (rx, timing) = (rx, Arc::clone(&timing));
             let arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{name}");
             tokio::spawn(serve(listener, move |req| {
@@ -183,8 +186,8 @@ impl LocalLambda {
                     arn.clone(),
                 );
                 async move { runtime_api(req, rx, waiting, timing, arn).await }
-            }));
-        }
+            }))
+        };
         let (stdout, stderr) = match log {
             Some(path) => {
                 let file = std::fs::File::create(path)?;
@@ -192,8 +195,9 @@ impl LocalLambda {
             }
             None => (Stdio::null(), Stdio::null()),
         };
-        let mut command = tokio::process::Command::new(binary);
+        let mut command = tokio::process::Command::new(program);
         command
+            .args(args)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("AWS_LAMBDA_RUNTIME_API", runtime_addr.to_string())
@@ -214,6 +218,7 @@ impl LocalLambda {
         let pid = child.id();
         let process = Arc::new(Process {
             queue,
+            runtime,
             timing,
             pid,
             child: AsyncMutex::new(child),
@@ -281,6 +286,16 @@ impl LocalLambda {
         invoke(&self.functions, name, payload, self.timeout).await
     }
 
+    /// Ends the process of function `name` and forgets the function.
+    pub async fn kill(&self, name: &str) {
+        let removed = lock(&self.functions).remove(name);
+        if let Some(Function::Process(p)) = removed {
+            p.runtime.abort();
+            let mut child = p.child.lock().await;
+            let _ = child.kill().await;
+        }
+    }
+
     /// Stops the listener and every process started.
     pub async fn stop(self) {
         self.server.abort();
@@ -292,6 +307,7 @@ impl LocalLambda {
             })
             .collect();
         for p in processes {
+            p.runtime.abort();
             let mut child = p.child.lock().await;
             let _ = child.kill().await;
         }
@@ -580,5 +596,65 @@ mod tests {
             Some("complete")
         );
         assert_eq!(function_name("/2015-03-31/functions/x"), None);
+    }
+
+    const BOOTSTRAP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/lambda/python_bootstrap.py");
+
+    #[tokio::test]
+    async fn a_process_on_the_runtime_api_answers_invokes_and_reports_errors() {
+        let lambda = LocalLambda::start().await.expect("started");
+        let python = Path::new("python3");
+        lambda
+            .spawn("echo", python, &[BOOTSTRAP], &[], None)
+            .await
+            .expect("spawned");
+        let cold = lambda.cold_start("echo").await.expect("polled");
+        assert!(cold.init > Duration::ZERO);
+        assert!(lambda.peak_rss_kib("echo").expect("rss") > 0);
+        for n in 0..3 {
+            assert_eq!(
+                lambda
+                    .invoke("echo", json!({ "n": n }))
+                    .await
+                    .expect("answered"),
+                Outcome::Ok(json!({"echo": {"n": n}}))
+            );
+        }
+        assert_eq!(
+            lambda
+                .invoke("echo", json!({"fail": "no"}))
+                .await
+                .expect("answered"),
+            Outcome::Error {
+                error_type: "Refused".into(),
+                message: "no".into()
+            }
+        );
+        lambda.kill("echo").await;
+        assert!(matches!(
+            lambda.invoke("echo", json!({})).await,
+            Err(InvokeError::NotFound(_))
+        ));
+        lambda.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_process_that_exits_at_init_is_reported_gone() {
+        let lambda = LocalLambda::start().await.expect("started");
+        lambda
+            .spawn(
+                "broken",
+                Path::new("python3"),
+                &["-c", "raise SystemExit(3)"],
+                &[],
+                None,
+            )
+            .await
+            .expect("spawned");
+        assert!(matches!(
+            lambda.cold_start("broken").await,
+            Err(InvokeError::Gone(_))
+        ));
+        lambda.stop().await;
     }
 }
