@@ -34,7 +34,17 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 shift_args=()
 if [ "${1:-}" = "--" ]; then shift; shift_args=("$@"); fi
-cargo test --workspace "${shift_args[@]}"
+if [ ${#shift_args[@]} -eq 0 ]; then
+  # The robustness tests (issue 7) run in the next step, where what they tried is shown.
+  cargo test --workspace -- --skip robustness:: \
+    --skip fixtures_never_panic_and_fail_with_named_errors --skip garbage_after_a_tape_signature
+
+  step "robustness (issue 7): what each test tried"
+  cargo test -p bakdrop-core --test robustness -- --nocapture
+  cargo test -p bakdrop-tests --test it robustness:: -- --nocapture
+else
+  cargo test --workspace "${shift_args[@]}"
+fi
 
 step "cfn-lint template.yaml"
 # cfn-lint comes with the pinned moto server (infra/constraints.txt).

@@ -212,6 +212,38 @@ async fn file_records_are_listed_per_migration_oldest_first() {
 }
 
 #[tokio::test]
+async fn a_record_the_table_refuses_is_rejected_not_retried() {
+    let aws = LocalAws::get().await;
+    let table = unique_name("refused");
+    aws.create_status_table(&table).await.expect("table");
+    let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
+    let object = ObjectRef {
+        bucket: "bkt".into(),
+        key: "Sales/full.bak".into(),
+        version_id: None,
+        etag: Some("e".into()),
+        size: 1,
+    };
+    let record = FileRecord {
+        migration: "Sales".into(),
+        // Over DynamoDB's 1,024-byte sort key (file ids are bounded; this one is forged).
+        file_id: "x".repeat(1100),
+        object,
+        state: FileState::Queued,
+        reason: None,
+        header: None,
+        claim: None,
+        restore_started_at: None,
+        restore_finished_at: None,
+        created_at: now(),
+        updated_at: now(),
+    };
+    let err = store.put_file(&record, None).await.expect_err("refused");
+    assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
+    assert!(!err.is_transient());
+}
+
+#[tokio::test]
 async fn the_sqs_queue_carries_versioned_json_with_its_delay() {
     let aws = LocalAws::get().await;
     let url = aws.create_queue(&unique_name("jobs")).await.expect("queue");

@@ -4,4 +4,5 @@
 mod adapters;
 mod local_stack;
 mod restore;
+mod robustness;
 mod validate_upload;

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use bakdrop_core::ports::{StatusStore, StoreError};
@@ -59,7 +59,7 @@ impl DynamoStatusStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+            .map_err(store_error)?;
         out.item.map(|item| decode(&item)).transpose()
     }
 
@@ -102,8 +102,30 @@ impl DynamoStatusStore {
             {
                 Err(StoreError::Conflict { expected })
             }
-            Err(e) => Err(StoreError::Unavailable(Box::new(e))),
+            Err(e) => Err(store_error(e)),
         }
+    }
+}
+
+/// DynamoDB's answer as a [`StoreError`]: a request DynamoDB refuses as invalid
+/// (`ValidationException`, e.g. a key over 1,024 bytes) is [`StoreError::Rejected`], not
+/// retried; everything else (throttling, network, service faults) is transient.
+fn store_error<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match &e {
+        SdkError::ServiceError(service) if service.err().code() == Some("ValidationException") => {
+            StoreError::Rejected(
+                service
+                    .err()
+                    .message()
+                    .unwrap_or("ValidationException")
+                    .to_owned(),
+            )
+        }
+        _ => StoreError::Unavailable(Box::new(e)),
     }
 }
 
@@ -199,7 +221,7 @@ impl StatusStore for DynamoStatusStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+                .map_err(store_error)?;
             for item in out.items() {
                 let record = decode::<MigrationRecord>(item)?.record;
                 if after.is_none_or(|a| record.database.as_str() > a) {
@@ -231,7 +253,7 @@ impl StatusStore for DynamoStatusStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| StoreError::Unavailable(Box::new(e)))?;
+                .map_err(store_error)?;
             for item in out.items() {
                 files.push(decode::<FileRecord>(item)?);
             }

@@ -38,7 +38,9 @@ pub struct ObjectRef {
 
 impl ObjectRef {
     /// A stable identity for this version of the object: `bucket/key#version` (version id, else
-    /// ETag, else size). A new upload of the same key is a different file.
+    /// ETag, else size). A new upload of the same key is a different file. Keys longer than
+    /// [`FILE_ID_KEY_LIMIT`] bytes keep their start and end with a hash of the whole key in
+    /// place of their middle, so that every id fits a status-table key (DynamoDB: 1,024 bytes).
     pub fn file_id(&self) -> String {
         let version = self
             .version_id
@@ -46,7 +48,7 @@ impl ObjectRef {
             .map(|v| format!("v={v}"))
             .or_else(|| self.etag.as_deref().map(|e| format!("etag={e}")))
             .unwrap_or_else(|| format!("size={}", self.size));
-        format!("{}/{}#{}", self.bucket, self.key, version)
+        format!("{}/{}#{}", self.bucket, bounded_key(&self.key), version)
     }
 
     /// The file name (last key segment).
@@ -59,6 +61,41 @@ impl fmt::Display for ObjectRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "s3://{}/{}", self.bucket, self.key)
     }
+}
+
+/// The most bytes of a key a file id carries as they are.
+pub const FILE_ID_KEY_LIMIT: usize = 640;
+
+/// `key`, or for a long key its first and last bytes around `~<hash of the whole key>~`.
+fn bounded_key(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.len() <= FILE_ID_KEY_LIMIT {
+        return key.into();
+    }
+    let boundary_before = |mut i: usize| {
+        while !key.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let head = boundary_before(FILE_ID_KEY_LIMIT / 2);
+    let mut tail = key.len() - FILE_ID_KEY_LIMIT / 4;
+    while !key.is_char_boundary(tail) {
+        tail += 1;
+    }
+    // FNV-1a, 64 bits twice with different offsets: stable across builds and platforms.
+    let fnv = |seed: u64| {
+        key.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    format!(
+        "{}~{:016x}{:016x}~{}",
+        &key[..head],
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x6c62_272e_07bb_0142),
+        &key[tail..]
+    )
+    .into()
 }
 
 /// What a key says: the target database and the file name.
@@ -77,6 +114,8 @@ pub enum KeyError {
     NoFolder(String),
     #[error("the key {0:?} ends with '/': it is a folder, not a backup file")]
     NoFileName(String),
+    #[error("the key {0:?} has a '.' or '..' folder, a backslash or a control character: such a key could name a file outside the backup location on the target; rename the folder or file")]
+    UnsafePath(String),
     #[error("the folder {folder:?} of key {key:?} is not a usable database name: {source}")]
     InvalidDatabase {
         key: String,
@@ -92,6 +131,12 @@ impl MigrationKey {
     /// # Errors
     /// A [`KeyError`] naming what is missing or invalid.
     pub fn parse(key: &str) -> Result<MigrationKey, KeyError> {
+        if key.split('/').any(|s| s == "." || s == "..")
+            || key.contains('\\')
+            || key.chars().any(char::is_control)
+        {
+            return Err(KeyError::UnsafePath(key.to_owned()));
+        }
         let (rest, file_name) = key
             .rsplit_once('/')
             .ok_or_else(|| KeyError::NoFolder(key.to_owned()))?;
@@ -169,6 +214,57 @@ mod tests {
         ));
         let err = MigrationKey::parse("x/master/full.bak").expect_err("reserved");
         assert!(err.to_string().contains("system database"), "{err}");
+    }
+
+    #[test]
+    fn keys_that_could_escape_the_backup_location_are_rejected() {
+        for key in [
+            "../full.bak",
+            "../Sales/full.bak",
+            "Sales/../full.bak",
+            "x/./Sales/full.bak",
+            "Sales/..",
+            "Sales\\..\\full.bak",
+            "Sales/full\u{0}.bak",
+            "Sales/full\n.bak",
+        ] {
+            assert!(
+                matches!(MigrationKey::parse(key), Err(KeyError::UnsafePath(_))),
+                "{key:?}"
+            );
+        }
+        // Dots inside names are fine.
+        assert!(MigrationKey::parse("Sales.v2/full..bak").is_ok());
+    }
+
+    #[test]
+    fn file_ids_of_long_keys_stay_within_a_table_key_and_apart() {
+        let object = |key: String| ObjectRef {
+            bucket: "b".repeat(63),
+            key,
+            version_id: Some("v".repeat(32)),
+            etag: None,
+            size: 1,
+        };
+        let long = format!("{}/Sales/{}.bak", "p".repeat(400), "ä".repeat(300));
+        let id = object(long.clone()).file_id();
+        assert!(id.len() + "FILE#".len() <= 1024, "{}", id.len());
+        assert_eq!(id, object(long.clone()).file_id(), "stable");
+        let other = long.replacen('p', "q", 1);
+        assert_ne!(id, object(other).file_id());
+        let middle = format!("{}x{}", &long[..350], &long[351..]);
+        assert_ne!(
+            id,
+            object(middle).file_id(),
+            "a change in the elided middle"
+        );
+        let max = "k".repeat(1024);
+        assert!(object(max).file_id().len() + 5 <= 1024);
+        // Short keys are kept as they are.
+        assert_eq!(
+            object("Sales/full.bak".into()).file_id(),
+            format!("{}/Sales/full.bak#v={}", "b".repeat(63), "v".repeat(32))
+        );
     }
 
     #[test]

@@ -119,6 +119,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the status store is unavailable")]
     Unavailable(#[source] BoxError),
+    /// The store refused the request itself (e.g. a key over its size limit): trying again
+    /// cannot help.
+    #[error("the status store refused the request: {0}")]
+    Rejected(String),
 }
 
 impl StoreError {

@@ -211,6 +211,20 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             }
             if let Some(in_flight) = &migration.in_flight {
                 if in_flight.task.is_some() {
+                    if in_flight.claim.owner == attempt_id {
+                        // This message submitted the task, then failed before its first poll
+                        // was queued (or while queueing it): nothing else would ever poll the
+                        // task, so queue the poll (again; a duplicate poll is harmless).
+                        self.queue
+                            .send(
+                                &QueueMessage::Poll {
+                                    migration: name.to_owned(),
+                                    task_name: in_flight.task_name.clone(),
+                                },
+                                self.config.poll_interval,
+                            )
+                            .await?;
+                    }
                     return Ok(WorkOutcome::Idle {
                         migration: name.to_owned(),
                         state: migration.state,
@@ -292,7 +306,23 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
 
             if migration.chain == ChainState::default() {
                 if let Err(reason) = self.preconditions(name, &candidates, &step).await? {
-                    return self.fail(name, reason, now).await;
+                    // Only against the record we planned from: a concurrent delivery may have
+                    // claimed and submitted this very step meanwhile, creating the database
+                    // the check just found. Then re-read and see its claim.
+                    migration.state = MigrationState::Failed;
+                    migration.reason = Some(reason.clone());
+                    migration.in_flight = None;
+                    migration.updated_at = now;
+                    match self.store.put_migration(&migration, Some(version)).await {
+                        Ok(_) => {
+                            return Ok(WorkOutcome::Failed {
+                                migration: name.to_owned(),
+                                reason,
+                            })
+                        }
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
                 }
             }
             migration.in_flight = Some(InFlight {
@@ -476,6 +506,16 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             .clone()
             .filter(|f| f.task_name == task_name)
         else {
+            if record
+                .in_flight
+                .as_ref()
+                .is_some_and(|f| f.claim.owner == attempt_id)
+            {
+                // This poll found its task done and claimed the next step, then failed before
+                // that step's first poll was queued: resume the claim (find or submit the
+                // task, queue its poll).
+                return self.advance(name, attempt_id, now).await;
+            }
             return Ok(WorkOutcome::Stale {
                 migration: name.to_owned(),
             });
@@ -689,15 +729,21 @@ fn database_name(name: &str) -> Result<DatabaseName, WorkError> {
 }
 
 /// A task name that is the same for the same step of the same migration (so a redelivery finds
-/// it) and fits an Agent job name (128 characters).
+/// it), differs between migrations (the name's letters and digits, which Agent job names allow,
+/// plus a hash of the whole name: `a]b` and `ab` would otherwise share a job), and fits an Agent
+/// job name (128 characters).
 pub fn task_name(migration: &str, step: &Step) -> String {
     let short: String = migration
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .take(60)
         .collect();
+    // FNV-1a: stable across builds and platforms, unlike std's hasher.
+    let hash = migration.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
     format!(
-        "bakdrop_{short}_{}_{}",
+        "bakdrop_{short}_{hash:08x}_{}_{}",
         step.kind,
         step.backup_set_guid.simple()
     )
@@ -1115,6 +1161,66 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_job_whose_first_poll_could_not_be_queued_queues_it_when_redelivered() {
+        let p = pipeline("2016");
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        let messages = p.queue.drain_sent();
+        p.queue.fail_next(1);
+        let err = block_on(p.worker.handle(&messages[0].0, "m1", p.now())).expect_err("no poll");
+        assert!(err.is_transient());
+        assert_eq!(p.target.submitted().len(), 1);
+        // SQS redelivers the same message: the task is found on the claim, its poll queued.
+        let outcome = block_on(p.worker.handle(&messages[0].0, "m1", p.now())).expect("handled");
+        assert!(matches!(outcome, WorkOutcome::Idle { .. }), "{outcome:?}");
+        let polls = p.queue.messages();
+        assert!(
+            matches!(polls.as_slice(), [QueueMessage::Poll { .. }]),
+            "{polls:?}"
+        );
+        p.run_to_quiet();
+        assert_eq!(p.target.submitted().len(), 1, "no second RESTORE");
+        assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
+    }
+
+    #[test]
+    fn a_poll_that_submitted_the_next_step_but_could_not_queue_its_poll_resumes_when_redelivered() {
+        let p = pipeline("2016");
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        p.drop_file("Clean", "sql2016_diff_RestoreTimeClean2.bak");
+        p.pump();
+        let full = p.target.submitted();
+        assert_eq!(full.len(), 1);
+        p.target.finish(&full[0], TaskStatus::Succeeded);
+        let poll = p.queue.drain_sent();
+        assert_eq!(poll.len(), 1);
+        p.queue.fail_next(1);
+        let err = block_on(p.worker.handle(&poll[0].0, "p1", p.now())).expect_err("no poll");
+        assert!(err.is_transient());
+        assert_eq!(
+            p.target.submitted().len(),
+            2,
+            "the differential was submitted"
+        );
+        let outcome = block_on(p.worker.handle(&poll[0].0, "p1", p.now())).expect("handled");
+        assert!(matches!(outcome, WorkOutcome::Idle { .. }), "{outcome:?}");
+        let polls = p.queue.messages();
+        assert!(
+            matches!(polls.as_slice(), [QueueMessage::Poll { task_name, .. }] if task_name != poll_task(&poll[0].0)),
+            "{polls:?}"
+        );
+        p.run_to_quiet();
+        assert_eq!(p.target.submitted().len(), 2, "no second RESTORE");
+        assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
+    }
+
+    fn poll_task(message: &QueueMessage) -> &str {
+        match message {
+            QueueMessage::Poll { task_name, .. } => task_name,
+            _ => "",
+        }
+    }
+
+    #[test]
     fn a_job_that_overtakes_its_queued_mark_still_joins_the_chain() {
         let p = pipeline("2016");
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
@@ -1142,6 +1248,15 @@ mod tests {
         };
         let name = task_name(&"ä]x; --".repeat(40), &step);
         assert_eq!(name, task_name(&"ä]x; --".repeat(40), &step));
+        // Names that share their letters and digits still get their own task.
+        for (a, b) in [
+            ("a]b", "ab"),
+            ("..", "."),
+            ("db;--", "db"),
+            ("Sales", "SALES"),
+        ] {
+            assert_ne!(task_name(a, &step), task_name(b, &step), "{a} / {b}");
+        }
         assert!(name.len() <= 128, "{}", name.len());
         assert!(
             name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),

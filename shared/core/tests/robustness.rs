@@ -1,5 +1,5 @@
-//! The parser on damaged input: every fixture truncated at many lengths and with single bits
-//! flipped at over a thousand positions each. It must never panic, never ask for more head than
+//! The parser on damaged input: every fixture truncated at over a thousand lengths and with
+//! single bits flipped at over a thousand positions each. It must never panic, never ask for more head than
 //! there is, and name every failure.
 
 use std::collections::BTreeMap;
@@ -95,6 +95,7 @@ impl Rng {
 fn truncated_fixtures_never_panic_and_fail_with_named_errors() {
     let mut tally = BTreeMap::new();
     let mut cases = 0;
+    let mut positions = Vec::new();
     for (name, data) in fixtures() {
         let n = data.len();
         let mut lengths: Vec<usize> = (0..64).chain((64..0x4400).step_by(97)).collect();
@@ -105,12 +106,26 @@ fn truncated_fixtures_never_panic_and_fail_with_named_errors() {
                 .map(|k| n.saturating_sub(k)),
         );
         lengths.extend([n / 2, n - 1, HEAD_LIMIT - 1, HEAD_LIMIT, HEAD_LIMIT + 1]);
+        // Cuts spread over the whole object, parsed the way the pipeline reads (with the tail).
+        let spread: Vec<usize> = (1..=560).map(|i| i * n / 561).collect();
+        lengths.extend(&spread);
         lengths.retain(|l| *l <= n);
         lengths.sort_unstable();
         lengths.dedup();
+        assert!(
+            lengths.len() >= 1000,
+            "{name}: only {} truncation positions",
+            lengths.len()
+        );
+        positions.push((name.clone(), lengths.len()));
         for len in lengths {
             let cut = &data[..len];
-            for with_tail in [true, false] {
+            let tails: &[bool] = if spread.contains(&len) {
+                &[true]
+            } else {
+                &[true, false]
+            };
+            for &with_tail in tails {
                 let outcome = parse_object(cut, with_tail);
                 let case = || format!("{name} cut at {len} (tail: {with_tail})");
                 record(&mut tally, &outcome, len.min(HEAD_LIMIT), len, &case);
@@ -122,6 +137,7 @@ fn truncated_fixtures_never_panic_and_fail_with_named_errors() {
             }
         }
     }
+    println!("truncation positions per fixture: {positions:?}");
     println!("truncation cases: {cases}; outcomes: {tally:?}");
     assert!(cases > 10_000);
 }
