@@ -1,7 +1,8 @@
-//! Translates an SQS batch into worker calls: each message parsed on its own, only transient
-//! failures reported back (partial batch response) so that SQS redelivers just those, and after
-//! the queue's maxReceiveCount moves a poison message to the dead-letter queue. A malformed
-//! message is logged with its id and acknowledged: it will not parse on a second try.
+//! Translates an SQS batch into worker calls: each message parsed on its own, failures reported
+//! back (partial batch response) so that SQS redelivers just those. A transient failure will
+//! succeed on a later delivery; a malformed message or one the worker cannot handle will not, and
+//! is kept rather than dropped: after the queue's maxReceiveCount SQS moves it to the dead-letter
+//! queue, where an operator finds it (logged with its id, the error and a preview of its body).
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use bakdrop_core::job::QueueMessage;
@@ -28,7 +29,8 @@ pub async fn handle<S: StatusStore, Q: JobQueue, T: RestoreTarget>(
             Err(e) => {
                 let preview: String = body.chars().take(200).collect();
                 tracing::error!(message_id = %id, error.message = %e, body.preview = %preview,
-                    "malformed restore-queue message acknowledged and dropped");
+                    "malformed restore-queue message kept for the dead-letter queue");
+                response.batch_item_failures.push(failure_of(id));
                 continue;
             }
         };
@@ -37,17 +39,22 @@ pub async fn handle<S: StatusStore, Q: JobQueue, T: RestoreTarget>(
             Err(e) if e.is_transient() => {
                 tracing::warn!(message_id = %id, error.message = %e, error.cause_chain = ?e,
                     "transient failure; the message will be redelivered");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
+                response.batch_item_failures.push(failure_of(id));
             }
             Err(e) => {
                 tracing::error!(message_id = %id, error.message = %e, error.cause_chain = ?e,
-                    "message cannot be handled; acknowledged")
+                    "message cannot be handled; kept for the dead-letter queue");
+                response.batch_item_failures.push(failure_of(id));
             }
         }
     }
     response
+}
+
+fn failure_of(id: String) -> BatchItemFailure {
+    let mut failure = BatchItemFailure::default();
+    failure.item_identifier = id;
+    failure
 }
 
 #[cfg(test)]
@@ -89,7 +96,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn malformed_messages_are_acknowledged_and_unknown_migrations_too() {
+    async fn malformed_messages_and_unknown_migrations_are_kept_for_the_dead_letter_queue() {
         let w = worker();
         let advance = QueueMessage::Advance {
             migration: "Nope".into(),
@@ -105,11 +112,16 @@ mod tests {
             now(),
         )
         .await;
-        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+        let kept: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        assert_eq!(kept, ["m1", "m2", "m3"], "{response:?}");
     }
 
     #[tokio::test]
-    async fn only_the_transiently_failing_message_is_reported_for_redelivery() {
+    async fn only_the_failing_messages_are_reported_for_redelivery() {
         let w = worker();
         let migration = MigrationRecord::new("Sales", now());
         w.store
@@ -154,17 +166,17 @@ mod tests {
             header,
         }))
         .to_json();
-        let unknown = QueueMessage::Advance {
-            migration: "Nope".into(),
+        let idle = QueueMessage::Advance {
+            migration: "Sales".into(),
         }
         .to_json();
         w.store.fail_next_puts(1);
-        let response = handle(&w, event(&[("job-1", &job), ("other-2", &unknown)]), now()).await;
+        let response = handle(&w, event(&[("job-1", &job), ("idle-2", &idle)]), now()).await;
         let ids: Vec<_> = response
             .batch_item_failures
             .iter()
             .map(|f| f.item_identifier.clone())
             .collect();
-        assert_eq!(ids, vec!["job-1".to_owned()]);
+        assert_eq!(ids, vec!["job-1".to_owned()], "the handled message is acknowledged");
     }
 }
