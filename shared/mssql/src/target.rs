@@ -41,6 +41,21 @@ impl TiberiusTarget {
         Ok(rows.first().and_then(|r| guid(r, "job_id")))
     }
 
+    /// RDS tasks of this instance in CREATED or IN_PROGRESS.
+    async fn rds_active_tasks(&self) -> Result<usize, TargetError> {
+        Ok(self
+            .rows(&tsql::rds::all_tasks())
+            .await?
+            .iter()
+            .filter(|r| {
+                matches!(
+                    text(r, "lifecycle").as_deref(),
+                    Some("CREATED" | "IN_PROGRESS")
+                )
+            })
+            .count())
+    }
+
     async fn rows(&self, statement: &tsql::Statement) -> Result<Vec<Row>, TargetError> {
         let mut client = connect(&self.config).await?;
         let sets = run(&mut client, statement).await?;
@@ -83,21 +98,22 @@ impl RestoreTarget for TiberiusTarget {
                         request.sources.len()
                     )));
                 }
-                let active = self
-                    .rows(&tsql::rds::all_tasks())
-                    .await?
-                    .iter()
-                    .filter(|r| {
-                        matches!(
-                            text(r, "lifecycle").as_deref(),
-                            Some("CREATED" | "IN_PROGRESS")
-                        )
-                    })
-                    .count();
-                if active >= RDS_MAX_CONCURRENT_TASKS {
+                if self.rds_active_tasks().await? >= RDS_MAX_CONCURRENT_TASKS {
                     return Err(TargetError::Busy);
                 }
-                let rows = self.rows(&tsql::rds::restore(request)).await?;
+                let rows = match self.rows(&tsql::rds::restore(request)).await {
+                    Ok(rows) => rows,
+                    // Another worker may have started a task between our count and our submit
+                    // (workers of other migrations run concurrently): a refusal while the
+                    // instance is at its limit is that limit, so try again later.
+                    Err(e @ TargetError::Sql { .. }) => {
+                        if self.rds_active_tasks().await? >= RDS_MAX_CONCURRENT_TASKS {
+                            return Err(TargetError::Busy);
+                        }
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                };
                 rows.first()
                     .and_then(|r| integer(r, "task_id"))
                     .map(TaskId::Rds)

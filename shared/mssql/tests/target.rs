@@ -106,6 +106,51 @@ async fn rds_refuses_a_third_concurrent_task_as_busy() {
     );
 }
 
+/// Two workers of different migrations count the active tasks at the same moment (1 of 2), both
+/// submit; the server refuses the later one. Found by the 50-migration benchmark: the refusal
+/// used to fail that migration for good.
+#[tokio::test]
+async fn an_rds_submit_refused_because_another_worker_took_the_last_slot_is_busy() {
+    let emulator = SqlServerEmulator::rds();
+    emulator.set_clock_mode(ClockMode::Manual);
+    emulator.set_restore_duration(None, Duration::from_secs(60));
+    let (addr, _server) = emulator.start().await.expect("server starts");
+    let target = |port: u16| {
+        let login = TargetLogin {
+            host: "127.0.0.1".into(),
+            port,
+            username: "admin".into(),
+            password: "Secret#1".into(),
+            tls: Tls::Off,
+        };
+        TiberiusTarget::new(login.config(), Dialect::Rds)
+    };
+    let direct = target(addr.port());
+    direct
+        .submit(&request("A", BackupKind::Full, arn("A/full.bak")), "A")
+        .await
+        .expect("first task");
+    let proxy = bakdrop_tests::proxy::TcpProxy::start(addr)
+        .await
+        .expect("proxy");
+    proxy.delay_when_client_sends(
+        "C's submit",
+        &bakdrop_tests::proxy::utf16le("rds_restore_database"),
+        Duration::from_millis(400),
+    );
+    let slow = target(proxy.addr().port());
+    let c = request("C", BackupKind::Full, arn("C/full.bak"));
+    let b = request("B", BackupKind::Full, arn("B/full.bak"));
+    let (late, early) = tokio::join!(slow.submit(&c, "C"), async {
+        // C has counted 1 task and its submit is held on the wire; B takes the last slot.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        direct.submit(&b, "B").await
+    });
+    assert!(early.is_ok(), "{early:?}");
+    assert!(matches!(late, Err(TargetError::Busy)), "{late:?}");
+    assert_eq!(emulator.rds_tasks().len(), 2);
+}
+
 #[tokio::test]
 async fn an_rds_task_failure_carries_sql_servers_error_number() {
     let emulator = SqlServerEmulator::rds();
