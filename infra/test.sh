@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: installs what it needs (into ignored folders of the
-# checkout), starts the local AWS endpoint, runs format, lint, tests and the template lint, and
-# stops what it started, also when a step fails.
+# checkout), starts the local AWS endpoint, runs format, lint, tests, the template lint and a
+# smoke run of the benchmarks, and stops what it started, also when a step fails.
 #
 #   infra/test.sh            everything
 #   infra/test.sh -- ARGS    everything, passing ARGS to `cargo test --workspace`
@@ -49,6 +49,9 @@ fi
 step "cfn-lint template.yaml"
 # cfn-lint comes with the pinned moto server (infra/constraints.txt).
 "$root/.venv-infra/bin/cfn-lint" template.yaml
+
+step "benchmarks: smoke run (infra/bench.sh smoke; the figures are in BENCHMARKS.md)"
+infra/bench.sh smoke
 
 echo
 echo "all checks passed"

@@ -177,6 +177,10 @@ mod tests {
             .iter()
             .map(|f| f.item_identifier.clone())
             .collect();
-        assert_eq!(ids, vec!["job-1".to_owned()], "the handled message is acknowledged");
+        assert_eq!(
+            ids,
+            vec!["job-1".to_owned()],
+            "the handled message is acknowledged"
+        );
     }
 }

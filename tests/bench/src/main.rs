@@ -1,0 +1,164 @@
+//! `bakdrop-bench`: runs one benchmark and prints its figures as Markdown. Driven by
+//! `infra/bench.sh`, which starts the local AWS endpoint and exports its environment; see
+//! BENCHMARKS.md for the figures and how they were taken.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use bakdrop_bench::ingest::{self, IngestPlan};
+use bakdrop_bench::parser::{self, ParserPlan};
+use bakdrop_bench::restores::{self, RestorePlan};
+use bakdrop_bench::validation::{self, ValidationPlan};
+use bakdrop_tests::aws::LocalAws;
+use clap::{Parser, Subcommand};
+
+/// bakdrop's benchmarks (issue 7). Needs the local AWS endpoint's environment (source
+/// .local/moto.env) for everything but `parser`.
+#[derive(Debug, Parser)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Figure 1: bytes read and wall time of one validation versus object size.
+    Validation {
+        /// Object sizes in MiB.
+        #[arg(long, value_delimiter = ',', default_value = "1,256,2048")]
+        sizes_mib: Vec<u64>,
+        /// Validations (and 64 KiB GETs) per size.
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        /// Whole-object downloads per size.
+        #[arg(long, default_value_t = 3)]
+        download_runs: usize,
+    },
+    /// Figure 3a: many backups dropped at once until all are validated and queued.
+    Ingest {
+        #[arg(long, default_value_t = 500)]
+        uploads: usize,
+        /// Concurrent validate-upload "Lambdas", each taking batches of 10 events.
+        #[arg(long, default_value_t = 10)]
+        consumers: usize,
+        /// Concurrent PUTs while dropping.
+        #[arg(long, default_value_t = 16)]
+        uploaders: usize,
+        #[arg(long, default_value_t = 600)]
+        timeout_secs: u64,
+    },
+    /// Figure 3b: many migrations (full + log) restored concurrently on the RDS emulator.
+    Restores {
+        #[arg(long, default_value_t = 50)]
+        migrations: usize,
+        /// Concurrent restore-worker "Lambdas" (template: MaximumConcurrency 5).
+        #[arg(long, default_value_t = 5)]
+        workers: usize,
+        /// Emulated duration of one restore, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        restore_ms: u64,
+        /// Worker poll interval and busy retry, in seconds (SQS delays are whole seconds).
+        #[arg(long, default_value_t = 1)]
+        poll_secs: u64,
+        #[arg(long, default_value_t = 900)]
+        timeout_secs: u64,
+    },
+    /// Figure 4: headers per second per core of the parser on every fixture.
+    Parser {
+        #[arg(long, default_value_t = 7)]
+        runs: usize,
+        /// Minimum time of one run, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        min_run_ms: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Parser { runs, min_run_ms } = cli.command {
+        // Single-threaded on purpose: the figure is per core.
+        let figures = parser::run(ParserPlan {
+            runs,
+            min_run_time: Duration::from_millis(min_run_ms),
+        })?;
+        println!("{}", parser::table(&figures));
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run_aws(cli.command))
+}
+
+async fn run_aws(command: Command) -> anyhow::Result<()> {
+    let aws = LocalAws::from_env().await.map_err(anyhow::Error::msg)?;
+    match command {
+        Command::Validation {
+            sizes_mib,
+            runs,
+            download_runs,
+        } => {
+            let plan = ValidationPlan {
+                sizes: sizes_mib.iter().map(|m| m << 20).collect(),
+                runs,
+                download_runs,
+            };
+            let figures = validation::run(&aws, &plan).await?;
+            println!("{}", validation::table(&figures));
+        }
+        Command::Ingest {
+            uploads,
+            consumers,
+            uploaders,
+            timeout_secs,
+        } => {
+            let plan = IngestPlan {
+                uploads,
+                consumers,
+                uploaders,
+                timeout: Duration::from_secs(timeout_secs),
+            };
+            let figure = ingest::run(&aws, &plan).await?;
+            println!("{}", ingest::table(&figure));
+            if figure.job_migrations != uploads || figure.queued != uploads {
+                anyhow::bail!(
+                    "{} uploads, {} queued, jobs for {} migrations: not every upload got a job",
+                    uploads,
+                    figure.queued,
+                    figure.job_migrations
+                );
+            }
+        }
+        Command::Restores {
+            migrations,
+            workers,
+            restore_ms,
+            poll_secs,
+            timeout_secs,
+        } => {
+            let plan = RestorePlan {
+                migrations,
+                workers,
+                restore_time: Duration::from_millis(restore_ms),
+                poll_interval: Duration::from_secs(poll_secs),
+                timeout: Duration::from_secs(timeout_secs),
+            };
+            let figure = restores::run(&aws, &plan).await?;
+            println!("{}", restores::table(&figure));
+            for f in &figure.failed {
+                println!("- failed: {f}");
+            }
+            if figure.synchronizing != migrations || figure.max_concurrent > figure.cap {
+                anyhow::bail!(
+                    "{} of {migrations} migrations Synchronizing, max {} concurrent tasks (cap {})",
+                    figure.synchronizing,
+                    figure.max_concurrent,
+                    figure.cap
+                );
+            }
+        }
+        Command::Parser { .. } => {}
+    }
+    Ok(())
+}
