@@ -17,11 +17,12 @@ use bakdrop_core::status::{FileState, MigrationState};
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::validate::{ValidateConfig, Validator};
 use bakdrop_core::version::VersionPolicy;
-use bakdrop_mssql::settings::{TargetLogin, Tls};
+
 use bakdrop_mssql::TiberiusTarget;
 use bakdrop_tds_server::emulator::ClockMode;
 use bakdrop_tds_server::SqlServerEmulator;
 use bakdrop_tests::aws::{LocalAws, StackResources};
+use bakdrop_tests::tds::emulator_target;
 use serde_json::json;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/bak/");
@@ -77,14 +78,7 @@ async fn migrate(dialect: Dialect, files: &[&str], database: &str) -> Migrated {
     emulator.set_restore_duration(None, Duration::from_secs(30));
     let (addr, server) = emulator.start().await.expect("tds server");
     std::mem::forget(server); // lives for the test process
-    let login = TargetLogin {
-        host: "127.0.0.1".into(),
-        port: addr.port(),
-        username: "admin".into(),
-        password: "Secret#1".into(),
-        tls: Tls::Off,
-    };
-    let target = S3StripeStaging::new(aws.s3.clone(), TiberiusTarget::new(login.config(), dialect));
+    let target = S3StripeStaging::new(aws.s3.clone(), emulator_target(addr.port(), dialect));
     let validator = Validator {
         reader: S3ObjectReader::new(aws.s3.clone()),
         store: store.clone(),

@@ -37,12 +37,13 @@ use bakdrop_core::status::{FileState, MigrationRecord, MigrationState};
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::validate::{ValidateConfig, Validator};
 use bakdrop_core::version::VersionPolicy;
-use bakdrop_mssql::settings::{TargetLogin, Tls};
+
 use bakdrop_mssql::TiberiusTarget;
 use bakdrop_tds_server::emulator::{BackupInfo, BackupKind, ClockMode};
 use bakdrop_tds_server::{ServerHandle, SqlServerEmulator};
 use bakdrop_tests::aws::{LocalAws, StackResources};
 use bakdrop_tests::proxy::{utf16le, CutTiming, TcpProxy};
+use bakdrop_tests::tds::emulator_target;
 use serde_json::{json, Value};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/bak/");
@@ -310,14 +311,7 @@ impl Rig {
             None
         };
         let port = tds_proxy.as_ref().map_or(addr.port(), |p| p.addr().port());
-        let login = TargetLogin {
-            host: "127.0.0.1".into(),
-            port,
-            username: "admin".into(),
-            password: "Secret#1".into(),
-            tls: Tls::Off,
-        };
-        let target = TiberiusTarget::new(login.config(), setup.dialect);
+        let target = emulator_target(port, setup.dialect);
         let validator = Validator {
             reader: S3ObjectReader::new(pipeline.s3.clone()),
             store: store.clone(),

@@ -5,9 +5,11 @@
 //!   starts (moto server), with per-test resource names.
 //! - [`lambda`]: [`lambda::LocalLambda`], a local Lambda service (Invoke API in front of real
 //!   function binaries on a local Runtime API, or in-process handlers).
+//! - [`tds`]: the tiberius adapter pointed at the TDS test server.
 //! - [`proxy`]: [`proxy::TcpProxy`], a loopback TCP proxy that cuts connections and refuses new
 //!   ones on command, to break the network between a client and a server on purpose.
 
 pub mod aws;
 pub mod lambda;
 pub mod proxy;
+pub mod tds;

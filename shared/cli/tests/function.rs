@@ -12,12 +12,12 @@ use bakdrop_core::object::ObjectRef;
 use bakdrop_core::ports::StatusStore;
 use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, MigrationState};
 use bakdrop_core::tsql::Dialect;
-use bakdrop_mssql::settings::{TargetLogin, Tls};
-use bakdrop_mssql::TiberiusTarget;
+
 use bakdrop_tds_server::emulator::DatabaseState;
 use bakdrop_tds_server::SqlServerEmulator;
 use bakdrop_tests::aws::{unique_name, LocalAws};
 use bakdrop_tests::lambda::{LocalLambda, Outcome};
+use bakdrop_tests::tds::emulator_target;
 use lambda_runtime::Diagnostic;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/bak/");
@@ -135,14 +135,7 @@ async fn complete_cancel_and_status_invoke_a_stacks_functions() {
     emulator.add_database(sales, DatabaseState::Restoring);
     emulator.add_database(hr, DatabaseState::Restoring);
     let (addr, _server) = emulator.start().await.expect("tds server");
-    let login = TargetLogin {
-        host: "127.0.0.1".into(),
-        port: addr.port(),
-        username: "admin".into(),
-        password: "Secret#1".into(),
-        tls: Tls::Off,
-    };
-    let target = TiberiusTarget::new(login.config(), Dialect::Native);
+    let target = emulator_target(addr.port(), Dialect::Native);
 
     let lambda = LocalLambda::start().await.expect("local lambda");
     {

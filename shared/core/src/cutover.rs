@@ -470,15 +470,24 @@ mod tests {
         }
     }
 
+    /// Complete with `require_tail_log` on a synchronizing migration of `files`, the last
+    /// restored one's tail-log flag set to `last_tail_log`.
+    fn complete_requiring_tail_log(
+        mut files: Vec<FileRecord>,
+        last_tail_log: Option<bool>,
+    ) -> (Result<MigrationState, CutoverError>, MemoryTarget) {
+        if let Some(h) = files.last_mut().and_then(|f| f.header.as_mut()) {
+            h.tail_log = last_tail_log;
+        }
+        let (store, target) = setup(MigrationState::Synchronizing, &files);
+        let result = block_on(complete(&store, &target, &request(None, true), now()));
+        (result, target)
+    }
+
     #[test]
     fn a_required_tail_log_is_refused_when_the_last_log_is_an_ordinary_log_backup() {
-        let (store, target) = setup(MigrationState::Synchronizing, &synced());
-        let (code, message) = refusal(block_on(complete(
-            &store,
-            &target,
-            &request(None, true),
-            now(),
-        )));
+        let (result, target) = complete_requiring_tail_log(synced(), Some(false));
+        let (code, message) = refusal(result);
         assert_eq!(code, "NotTailLog");
         assert!(
             message.contains("log1.trn, is a log backup that is not a tail-log"),
@@ -498,49 +507,23 @@ mod tests {
 
     #[test]
     fn a_required_tail_log_is_refused_when_the_last_restored_file_is_a_full_backup() {
-        let files = [file("full.bak", FileState::Restored, BackupKind::Full, 10)];
-        let (store, target) = setup(MigrationState::Synchronizing, &files);
-        let (code, message) = refusal(block_on(complete(
-            &store,
-            &target,
-            &request(None, true),
-            now(),
-        )));
+        let files = vec![file("full.bak", FileState::Restored, BackupKind::Full, 10)];
+        let (code, message) = refusal(complete_requiring_tail_log(files, Some(true)).0);
         assert_eq!(code, "NotTailLog");
         assert!(message.contains("full.bak, is a full backup"), "{message}");
     }
 
     #[test]
     fn a_required_tail_log_recorded_before_the_flag_was_read_is_refused_with_a_way_out() {
-        let mut files = synced();
-        if let Some(h) = files[1].header.as_mut() {
-            h.tail_log = None;
-        }
-        let (store, target) = setup(MigrationState::Synchronizing, &files);
-        let (code, message) = refusal(block_on(complete(
-            &store,
-            &target,
-            &request(None, true),
-            now(),
-        )));
+        let (code, message) = refusal(complete_requiring_tail_log(synced(), None).0);
         assert_eq!(code, "NotTailLog");
         assert!(message.contains("last_backup"), "{message}");
     }
 
     #[test]
     fn a_required_tail_log_completes_when_the_last_restored_log_is_a_tail_log_backup() {
-        let mut files = synced();
-        if let Some(h) = files[1].header.as_mut() {
-            h.tail_log = Some(true);
-        }
-        let (store, target) = setup(MigrationState::Synchronizing, &files);
-        let state = block_on(complete(
-            &store,
-            &target,
-            &request(Some("log1.trn"), true),
-            now(),
-        ));
-        assert_eq!(state.ok(), Some(MigrationState::Succeeded));
+        let (result, _) = complete_requiring_tail_log(synced(), Some(true));
+        assert_eq!(result.ok(), Some(MigrationState::Succeeded));
     }
 
     #[test]

@@ -7,23 +7,18 @@ use bakdrop_core::names::DatabaseName;
 use bakdrop_core::ports::{RestoreTarget, TargetError, TaskId, TaskStatus};
 use bakdrop_core::status::BackupKind;
 use bakdrop_core::tsql::{Dialect, RestoreRequest, RestoreSource};
+
 use bakdrop_mssql::settings::{TargetLogin, Tls};
 use bakdrop_mssql::TiberiusTarget;
 use bakdrop_tds_server::emulator::ClockMode;
 use bakdrop_tds_server::{FaultTiming, ServerHandle, SqlServerEmulator};
+use bakdrop_tests::tds::emulator_target;
 
 async fn start(emulator: &SqlServerEmulator, dialect: Dialect) -> (TiberiusTarget, ServerHandle) {
     emulator.set_clock_mode(ClockMode::Manual);
     emulator.set_restore_duration(None, Duration::from_secs(60));
     let (addr, handle) = emulator.start().await.expect("server starts");
-    let login = TargetLogin {
-        host: "127.0.0.1".into(),
-        port: addr.port(),
-        username: "admin".into(),
-        password: "Secret#1".into(),
-        tls: Tls::Off,
-    };
-    (TiberiusTarget::new(login.config(), dialect), handle)
+    (emulator_target(addr.port(), dialect), handle)
 }
 
 fn db(name: &str) -> DatabaseName {
@@ -115,16 +110,7 @@ async fn an_rds_submit_refused_because_another_worker_took_the_last_slot_is_busy
     emulator.set_clock_mode(ClockMode::Manual);
     emulator.set_restore_duration(None, Duration::from_secs(60));
     let (addr, _server) = emulator.start().await.expect("server starts");
-    let target = |port: u16| {
-        let login = TargetLogin {
-            host: "127.0.0.1".into(),
-            port,
-            username: "admin".into(),
-            password: "Secret#1".into(),
-            tls: Tls::Off,
-        };
-        TiberiusTarget::new(login.config(), Dialect::Rds)
-    };
+    let target = |port: u16| emulator_target(port, Dialect::Rds);
     let direct = target(addr.port());
     direct
         .submit(&request("A", BackupKind::Full, arn("A/full.bak")), "A")

@@ -25,7 +25,7 @@ use bakdrop_core::status::MigrationState;
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::validate::{Outcome, ValidateConfig, Validator};
 use bakdrop_core::version::VersionPolicy;
-use bakdrop_mssql::settings::{TargetLogin, Tls};
+
 use bakdrop_mssql::target::RDS_MAX_CONCURRENT_TASKS;
 use bakdrop_mssql::TiberiusTarget;
 use bakdrop_tds_server::emulator::{ClockMode, RdsTask};
@@ -99,17 +99,10 @@ async fn measure(
         .start()
         .await
         .context("starting the TDS emulator")?;
-    let login = TargetLogin {
-        host: "127.0.0.1".into(),
-        port: addr.port(),
-        username: "admin".into(),
-        password: "Secret#1".into(),
-        tls: Tls::Off,
-    };
     let worker = Arc::new(Worker {
         store: store.clone(),
         queue: queue.clone(),
-        target: TiberiusTarget::new(login.config(), Dialect::Rds),
+        target: bakdrop_tests::tds::emulator_target(addr.port(), Dialect::Rds),
         config: RestoreConfig {
             dialect: Dialect::Rds,
             location: SourceLocation::S3Arn,
