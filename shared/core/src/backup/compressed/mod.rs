@@ -96,8 +96,9 @@ pub enum CompressedError {
     OutputLimitTooSmall { limit: usize, needed: usize },
 }
 
-/// True when the bytes start with the `MSSQLBAK` container signature.
-pub(crate) fn is_compressed_container(head: &[u8]) -> bool {
+/// True when the bytes start with the `MSSQLBAK` container signature: a compressed backup, whose
+/// metadata is inside compressed chunks (reading it takes up to [`super::HEAD_LIMIT`] bytes).
+pub fn is_compressed_container(head: &[u8]) -> bool {
     head.starts_with(SIGNATURE)
 }
 
