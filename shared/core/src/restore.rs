@@ -174,13 +174,16 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                     })
                     .await?;
                 }
-                self.advance(&job.migration, attempt_id, now).await
+                Box::pin(self.advance(&job.migration, attempt_id, now)).await
             }
-            QueueMessage::Advance { migration } => self.advance(migration, attempt_id, now).await,
+            // Boxed: planning, submitting and polling make large futures; the handler's stays small.
+            QueueMessage::Advance { migration } => {
+                Box::pin(self.advance(migration, attempt_id, now)).await
+            }
             QueueMessage::Poll {
                 migration,
                 task_name,
-            } => self.poll(migration, task_name, attempt_id, now).await,
+            } => Box::pin(self.poll(migration, task_name, attempt_id, now)).await,
         }
     }
 

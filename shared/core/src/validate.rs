@@ -141,7 +141,8 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                 }
                 None => {
                     let checked = match &key {
-                        Ok(_) => self.read_and_check(object).await?,
+                        // Boxed: the reads and the parse make a large future (deep in debug builds).
+                        Ok(_) => Box::pin(self.read_and_check(object)).await?,
                         Err(e) => Err(Reason::new("InvalidKey", e.to_string())),
                     };
                     let mut record = FileRecord {

@@ -57,9 +57,14 @@ impl TiberiusTarget {
     }
 
     async fn rows(&self, statement: &tsql::Statement) -> Result<Vec<Row>, TargetError> {
-        let mut client = connect(&self.config).await?;
-        let sets = run(&mut client, statement).await?;
-        Ok(sets.into_iter().flatten().collect())
+        // Boxed: a tiberius connection and query make a large future, and every target call
+        // awaits this one (several times over, in debug builds, overflowed a test thread's stack).
+        Box::pin(async move {
+            let mut client = connect(&self.config).await?;
+            let sets = run(&mut client, statement).await?;
+            Ok(sets.into_iter().flatten().collect())
+        })
+        .await
     }
 }
 
