@@ -1,7 +1,6 @@
 //! The AWS adapters against the local endpoint: ranged reads pinned to one object version, and
 //! the status table's compare-and-set.
 
-use aws_sdk_s3::primitives::ByteStream;
 use bakdrop_aws::dynamo::DynamoStatusStore;
 use bakdrop_aws::s3::S3ObjectReader;
 use bakdrop_aws::sqs::SqsJobQueue;
@@ -12,23 +11,7 @@ use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, MigrationStat
 use bakdrop_tests::aws::{unique_name, LocalAws};
 
 async fn put(aws: &LocalAws, bucket: &str, key: &str, body: Vec<u8>) -> ObjectRef {
-    let size = body.len() as u64;
-    let out = aws
-        .s3
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(body))
-        .send()
-        .await
-        .expect("put");
-    ObjectRef {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        version_id: None,
-        etag: out.e_tag().map(|e| e.trim_matches('"').to_owned()),
-        size,
-    }
+    aws.put_object(bucket, key, body).await.expect("put")
 }
 
 #[tokio::test]

@@ -159,6 +159,36 @@ impl LocalAws {
     ///
     /// # Errors
     /// When the endpoint refuses.
+    /// Puts `body` at `bucket/key`; the object's reference as an S3 event of an unversioned bucket
+    /// carries it (ETag and size, no version id).
+    ///
+    /// # Errors
+    /// When the endpoint refuses.
+    pub async fn put_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+    ) -> Result<bakdrop_core::object::ObjectRef, LocalAwsError> {
+        let size = body.len() as u64;
+        let out = self
+            .s3
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(body))
+            .send()
+            .await
+            .map_err(refused("PutObject"))?;
+        Ok(bakdrop_core::object::ObjectRef {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version_id: None,
+            etag: out.e_tag().map(|e| e.trim_matches('"').to_owned()),
+            size,
+        })
+    }
+
     pub async fn create_queue(&self, name: &str) -> Result<String, LocalAwsError> {
         let out = self
             .sqs

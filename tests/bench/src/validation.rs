@@ -285,23 +285,9 @@ async fn validate_once(
 }
 
 async fn put(aws: &LocalAws, bucket: &str, key: &str, body: Vec<u8>) -> anyhow::Result<ObjectRef> {
-    let size = body.len() as u64;
-    let out = aws
-        .s3
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(ByteStream::from(body))
-        .send()
+    aws.put_object(bucket, key, body)
         .await
-        .with_context(|| format!("putting {key}"))?;
-    Ok(ObjectRef {
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        version_id: None,
-        etag: out.e_tag().map(|e| e.trim_matches('"').to_owned()),
-        size,
-    })
+        .with_context(|| format!("putting {key}"))
 }
 
 /// Uploads `spliced` as: one part holding the backup's front and the first zeros, server-side
