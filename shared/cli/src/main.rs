@@ -268,77 +268,57 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
                 last_backup,
                 require_tail_log,
             };
-            if let Some(function) = state.function {
-                anyhow::ensure!(
-                    target.target.is_none(),
-                    "--function runs Complete where the stack runs it: drop --target"
-                );
-                return invoke::cutover(&function, &request, false).await;
-            }
-            if let Some(table) = state.table {
-                let connection = target
-                    .target
-                    .context("--table needs --target: Complete runs on the target SQL Server")?;
-                return manage::cutover_in_table(
-                    &table,
-                    &connection,
-                    target.dialect,
-                    request,
-                    false,
-                )
-                .await;
-            }
-            let path = manage::state_file(state.state, state.dir);
-            let choice = manage::TargetChoice {
-                connection: target.target,
-                dialect: target.dialect,
-            };
-            manage::complete(&path, request, &choice).await
+            cutover(request, false, state, target).await
         }
         Command::Cancel {
             database,
             state,
             target,
         } => {
-            if let Some(function) = state.function {
-                anyhow::ensure!(
-                    target.target.is_none(),
-                    "--function runs Cancel where the stack runs it: drop --target"
-                );
-                let request = CompleteRequest {
-                    database,
-                    last_backup: None,
-                    require_tail_log: false,
-                };
-                return invoke::cutover(&function, &request, true).await;
-            }
-            if let Some(table) = state.table {
-                let connection = target
-                    .target
-                    .context("--table needs --target: Cancel drops the database on the target")?;
-                let request = CompleteRequest {
-                    database,
-                    last_backup: None,
-                    require_tail_log: false,
-                };
-                return manage::cutover_in_table(
-                    &table,
-                    &connection,
-                    target.dialect,
-                    request,
-                    true,
-                )
-                .await;
-            }
-            let path = manage::state_file(state.state, state.dir);
-            let choice = manage::TargetChoice {
-                connection: target.target,
-                dialect: target.dialect,
+            let request = CompleteRequest {
+                database,
+                last_backup: None,
+                require_tail_log: false,
             };
-            manage::cancel(&path, &database, &choice).await
+            cutover(request, true, state, target).await
         }
         Command::Inspect { .. } | Command::Plan { .. } => {
             anyhow::bail!("internal: synchronous command routed to the async runner")
         }
+    }
+}
+
+/// Complete (or Cancel) through a stack's function, a stack's table and a target, or the local
+/// state file.
+async fn cutover(
+    request: CompleteRequest,
+    cancel: bool,
+    state: StateArgs,
+    target: TargetArgs,
+) -> anyhow::Result<ExitCode> {
+    let what = if cancel { "Cancel" } else { "Complete" };
+    if let Some(function) = state.function {
+        anyhow::ensure!(
+            target.target.is_none(),
+            "--function runs {what} where the stack runs it: drop --target"
+        );
+        return invoke::cutover(&function, &request, cancel).await;
+    }
+    if let Some(table) = state.table {
+        let connection = target.target.with_context(|| {
+            format!("--table needs --target: {what} runs on the target SQL Server")
+        })?;
+        return manage::cutover_in_table(&table, &connection, target.dialect, request, cancel)
+            .await;
+    }
+    let path = manage::state_file(state.state, state.dir);
+    let choice = manage::TargetChoice {
+        connection: target.target,
+        dialect: target.dialect,
+    };
+    if cancel {
+        manage::cancel(&path, &request.database, &choice).await
+    } else {
+        manage::complete(&path, request, &choice).await
     }
 }
