@@ -220,8 +220,9 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
             };
         }
         // The parser names the head length it needs; a well-formed file asks at most twice.
+        let mut parsed = backup::parse(&head, tail.as_deref(), object.size);
         for _ in 0..2 {
-            match backup::parse(&head, tail.as_deref(), object.size) {
+            match parsed {
                 Err(backup::ParseError::NeedMoreHead { needed })
                     if needed > head.len() && needed as u64 <= whole_head =>
                 {
@@ -233,30 +234,30 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                         Ok(h) => h,
                         Err(e) => return read_failure(e),
                     };
+                    parsed = backup::parse(&head, tail.as_deref(), object.size);
                 }
                 _ => break,
             }
         }
-        Ok(
-            summary::summarize(&head, tail.as_deref(), object.size).and_then(|header| {
-                self.config
-                    .policy
-                    .check(header.database_version, self.config.target)
-                    .map_err(|e| {
-                        let code = match &e {
-                            crate::version::VersionMismatch::BackupNewerThanTarget { .. } => {
-                                "BackupNewerThanTarget"
-                            }
-                            crate::version::VersionMismatch::NotSameVersion { .. } => {
-                                "VersionNotSame"
-                            }
-                            crate::version::VersionMismatch::BackupTooOld { .. } => "BackupTooOld",
-                        };
-                        Reason::new(code, e.to_string())
-                    })?;
-                Ok(header)
-            }),
-        )
+        let checked = parsed
+            .map_err(|e| summary::parse_reason(&e))
+            .and_then(|file| summary::check_file(&file));
+        Ok(checked.and_then(|header| {
+            self.config
+                .policy
+                .check(header.database_version, self.config.target)
+                .map_err(|e| {
+                    let code = match &e {
+                        crate::version::VersionMismatch::BackupNewerThanTarget { .. } => {
+                            "BackupNewerThanTarget"
+                        }
+                        crate::version::VersionMismatch::NotSameVersion { .. } => "VersionNotSame",
+                        crate::version::VersionMismatch::BackupTooOld { .. } => "BackupTooOld",
+                    };
+                    Reason::new(code, e.to_string())
+                })?;
+            Ok(header)
+        }))
     }
 
     /// Joins the file to its migration (creating it), then queues the job and marks it Queued.
