@@ -73,13 +73,26 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# What to build: in release, each package alone (-p), so that a function gets the features
+# `sam build` gives it and not those the CLI adds; in the dev profile (the smoke run after the
+# tests), the whole workspace's binaries, which the tests built already with the workspace's
+# features (a -p build there would resolve features anew and rebuild much of the tree).
+selection() {
+  if [ "${profile_flags[*]}" = "--release" ]; then
+    printf -- '-p %s ' "$@"
+  else
+    printf -- '--workspace --bins'
+  fi
+}
+
 # The benchmark binary, built once per invocation of this script.
 profile_flags=(--release)
 built=""
 bench_bin() {
   if [ -z "$built" ]; then
     echo "bench: building bakdrop-bench (${profile_flags[*]:-dev profile})" >&2
-    cargo build -q "${profile_flags[@]}" -p bakdrop-bench >&2
+    # shellcheck disable=SC2046
+    cargo build -q "${profile_flags[@]}" $(selection bakdrop-bench) >&2
     local dir=${CARGO_TARGET_DIR:-$root/target}
     if [ "${profile_flags[*]}" = "--release" ]; then
       built="$dir/release/bakdrop-bench"
@@ -135,8 +148,9 @@ coldstart() {
   local mib=${BENCH_COLDSTART_MIB:-2048} n=${BENCH_COLDSTART_RUNS:-15}
   [ "${profile_flags[*]}" = "--release" ] || { mib=16; n=2; }
   echo "bench: building the function binaries and the cold-start harness" >&2
-  cargo build -q "${profile_flags[@]}" -p validate-upload -p restore-worker \
-    -p migration-status -p complete-migration -p bakdrop-bench >&2
+  # shellcheck disable=SC2046
+  cargo build -q "${profile_flags[@]}" $(selection validate-upload restore-worker \
+    migration-status complete-migration bakdrop-bench) >&2
   local dir=${CARGO_TARGET_DIR:-$root/target}/release
   [ "${profile_flags[*]}" = "--release" ] || dir=${CARGO_TARGET_DIR:-$root/target}/debug
   say "\$ coldstart --bin-dir $dir --runs $n --big-mib $mib"
