@@ -22,6 +22,7 @@ use bakdrop_mssql::TiberiusTarget;
 use bakdrop_tds_server::emulator::ClockMode;
 use bakdrop_tds_server::SqlServerEmulator;
 use bakdrop_tests::aws::{LocalAws, StackResources};
+use bakdrop_tests::invocation;
 use bakdrop_tests::tds::emulator_target;
 use serde_json::json;
 
@@ -144,7 +145,7 @@ async fn migrate(dialect: Dialect, files: &[&str], database: &str) -> Migrated {
             .collect();
         let event: SqsEvent =
             serde_json::from_value(json!({ "Records": records })).expect("sqs event");
-        let response = restore_worker::handler::handle(&worker, event, now()).await;
+        let response = restore_worker::handler::handle(&worker, event, &invocation(), now()).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
         emulator.advance(Duration::from_secs(20));
     }

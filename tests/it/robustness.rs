@@ -42,6 +42,7 @@ use bakdrop_mssql::TiberiusTarget;
 use bakdrop_tds_server::emulator::{BackupInfo, BackupKind, ClockMode};
 use bakdrop_tds_server::{ServerHandle, SqlServerEmulator};
 use bakdrop_tests::aws::{LocalAws, StackResources};
+use bakdrop_tests::invocation;
 use bakdrop_tests::proxy::{utf16le, CutTiming, TcpProxy};
 use bakdrop_tests::tds::emulator_target;
 use serde_json::{json, Value};
@@ -521,7 +522,8 @@ impl Rig {
         }
         let event: SqsEvent =
             serde_json::from_value(json!({ "Records": records })).expect("sqs event");
-        let response = restore_worker::handler::handle(&self.worker, event, now()).await;
+        let response =
+            restore_worker::handler::handle(&self.worker, event, &invocation(), now()).await;
         let failed: BTreeSet<String> = response
             .batch_item_failures
             .iter()
@@ -562,25 +564,32 @@ impl Rig {
 
     /// Messages on the restore queue: visible, in flight and delayed.
     async fn queue_depth(&self) -> usize {
+        let mut depth = 0;
+        for a in [
+            QueueAttributeName::ApproximateNumberOfMessages,
+            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
+        ] {
+            depth += self.queue_attribute(a).await;
+        }
+        depth
+    }
+
+    /// One of the restore queue's counts.
+    async fn queue_attribute(&self, name: QueueAttributeName) -> usize {
         let out = self
             .direct
             .sqs
             .get_queue_attributes()
             .queue_url(&self.res.restore_queue)
-            .attribute_names(QueueAttributeName::All)
+            .attribute_names(name.clone())
             .send()
             .await
             .expect("queue attributes");
-        let attributes = out.attributes().cloned().unwrap_or_default();
-        [
-            QueueAttributeName::ApproximateNumberOfMessages,
-            QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
-            QueueAttributeName::ApproximateNumberOfMessagesDelayed,
-        ]
-        .iter()
-        .filter_map(|a| attributes.get(a))
-        .filter_map(|v| v.parse::<usize>().ok())
-        .sum()
+        out.attributes()
+            .and_then(|a| a.get(&name))
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(0)
     }
 
     /// Runs the worker until the restore queue is empty (nothing visible, in flight or delayed),
@@ -886,7 +895,13 @@ async fn a_restore_job_redelivered_while_its_restore_runs_never_submits_a_second
         say!(out, "[{dialect}] restore job {id} for the full backup:");
 
         // First delivery: submits the restore (30 simulated seconds; the clock stands still).
-        let first = restore_worker::handler::handle(&rig.worker, sqs_event(&full_job), now()).await;
+        let first = restore_worker::handler::handle(
+            &rig.worker,
+            sqs_event(&full_job),
+            &invocation(),
+            now(),
+        )
+        .await;
         assert!(first.batch_item_failures.is_empty(), "{first:?}");
         say!(
             out,
@@ -912,16 +927,19 @@ async fn a_restore_job_redelivered_while_its_restore_runs_never_submits_a_second
             .filter(|m| m.message_id() == Some(id.as_str()))
             .collect();
         assert_eq!(again.len(), 1, "SQS redelivers the same message id");
-        let r = restore_worker::handler::handle(&rig.worker, sqs_event(&again), now()).await;
+        let r =
+            restore_worker::handler::handle(&rig.worker, sqs_event(&again), &invocation(), now())
+                .await;
         assert!(r.batch_item_failures.is_empty(), "{r:?}");
         tried.push((
             "redelivered by SQS (visibility timeout 0)",
             rig.restore_submissions(),
         ));
         // Two invocations holding the same message at once (SQS at-least-once delivery).
+        let (inv_a, inv_b) = (invocation(), invocation());
         let (a, b) = tokio::join!(
-            restore_worker::handler::handle(&rig.worker, sqs_event(&again), now()),
-            restore_worker::handler::handle(&rig.worker, sqs_event(&full_job), now()),
+            restore_worker::handler::handle(&rig.worker, sqs_event(&again), &inv_a, now()),
+            restore_worker::handler::handle(&rig.worker, sqs_event(&full_job), &inv_b, now()),
         );
         assert!(a.batch_item_failures.is_empty() && b.batch_item_failures.is_empty());
         tried.push((
@@ -930,7 +948,13 @@ async fn a_restore_job_redelivered_while_its_restore_runs_never_submits_a_second
         ));
         // Half-way through the restore.
         rig.emulator.advance(Duration::from_secs(15));
-        let r = restore_worker::handler::handle(&rig.worker, sqs_event(&full_job), now()).await;
+        let r = restore_worker::handler::handle(
+            &rig.worker,
+            sqs_event(&full_job),
+            &invocation(),
+            now(),
+        )
+        .await;
         assert!(r.batch_item_failures.is_empty(), "{r:?}");
         tried.push(("again, 15 s into the restore", rig.restore_submissions()));
         for (what, submissions) in &tried {
@@ -1028,9 +1052,10 @@ async fn two_invocations_at_once_for_a_new_migration_submit_one_restore_and_do_n
                 &utf16le("sys.databases"),
                 Duration::from_millis(300),
             );
+            let (inv_a, inv_b) = (invocation(), invocation());
             let (a, b) = tokio::join!(
-                restore_worker::handler::handle(&rig.worker, sqs_event(&full), now()),
-                restore_worker::handler::handle(&rig.worker, sqs_event(&other), now()),
+                restore_worker::handler::handle(&rig.worker, sqs_event(&full), &inv_a, now()),
+                restore_worker::handler::handle(&rig.worker, sqs_event(&other), &inv_b, now()),
             );
             let migration = rig.migration(folder).await;
             let line = format!(
@@ -1053,14 +1078,11 @@ async fn two_invocations_at_once_for_a_new_migration_submit_one_restore_and_do_n
 }
 
 /// The same restore job in two invocations at once, where the winner's submit is slow on the
-/// wire (300 ms): the loser resumes the claim (same SQS message id), asks the server for the
-/// task by name before the winner's submit has arrived, finds none and submits too.
-///
-/// Fails today in both dialects (two submits, the migration Failed): the claim is owned by the
-/// SQS message id, which two concurrent deliveries of one message share, so the late one
-/// "resumes" a claim that is still being acted on.
+/// wire (300 ms). The loser used to resume the claim (it was owned by the SQS message id, which
+/// both share), ask the server for the task by name before the winner's submit had arrived,
+/// find none and submit too: two submits, the migration Failed. Now the claim names its holder
+/// (invocation and message), and the loser defers to the live claim.
 #[tokio::test]
-#[ignore = "bug: two concurrent deliveries of one SQS message both submit (claim owner = message id); see the report of issue 7"]
 async fn the_same_restore_job_in_two_invocations_with_a_slow_submit_submits_one_restore() {
     let mut out = Printout::new(
         "the_same_restore_job_in_two_invocations_with_a_slow_submit_submits_one_restore",
@@ -1085,15 +1107,30 @@ async fn the_same_restore_job_in_two_invocations_with_a_slow_submit_submits_one_
             &utf16le(TdsFault::SubmitLost.pattern(dialect)),
             Duration::from_millis(300),
         );
+        let (inv_a, inv_b) = (invocation(), invocation());
         let (a, b) = tokio::join!(
-            restore_worker::handler::handle(&rig.worker, sqs_event(&job), now()),
-            restore_worker::handler::handle(&rig.worker, sqs_event(&job), now()),
+            restore_worker::handler::handle(&rig.worker, sqs_event(&job), &inv_a, now()),
+            restore_worker::handler::handle(&rig.worker, sqs_event(&job), &inv_b, now()),
         );
+        // The loser deferred: an Advance for when the winner's lease ends (5 minutes on; SQS
+        // holds it), in case the winner fails after the loser's copy was acknowledged.
+        let deferred = rig
+            .queue_attribute(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .await;
+        // Run the polls (not the deferred Advance, which stays delayed) to the end.
         let mut t = Traffic::default();
-        rig.run_worker(&mut t, Duration::from_secs(30)).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while rig.migration(folder).await.state == MigrationState::Restoring
+            && Instant::now() < deadline
+        {
+            if rig.worker_round(&mut t).await == 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            rig.emulator.advance(Duration::from_secs(20));
+        }
         let migration = rig.migration(folder).await;
         let line = format!(
-            "[{dialect}] held back: {:?}; batch failures {}+{}; restores submitted {}; applied {:?}; migration {} {}",
+            "[{dialect}] held back: {:?}; batch failures {}+{}; delayed messages after both {deferred}; restores submitted {}; applied {:?}; migration {} {}",
             proxy.stats().struck,
             a.batch_item_failures.len(),
             b.batch_item_failures.len(),
@@ -1103,11 +1140,12 @@ async fn the_same_restore_job_in_two_invocations_with_a_slow_submit_submits_one_
             migration.reason.as_ref().map(|r| r.message.as_str()).unwrap_or("-")
         );
         say!(out, "{line}");
-        rows.push((line, rig.restore_submissions(), migration.state));
+        rows.push((line, rig.restore_submissions(), migration.state, deferred));
     }
-    for (line, submissions, state) in rows {
+    for (line, submissions, state, deferred) in rows {
         assert_eq!(submissions, 1, "{line}");
         assert_eq!(state, MigrationState::Synchronizing, "{line}");
+        assert_eq!(deferred, 1, "one deferred Advance: {line}");
     }
 }
 

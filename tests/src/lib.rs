@@ -13,3 +13,15 @@ pub mod aws;
 pub mod lambda;
 pub mod proxy;
 pub mod tds;
+
+/// A Lambda request id for one invocation of a handler: unique in the test process, as Lambda's
+/// are (two invocations holding one SQS message have different ones).
+pub fn invocation() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "invocation-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}

@@ -7,13 +7,15 @@
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use bakdrop_core::job::QueueMessage;
 use bakdrop_core::ports::{JobQueue, RestoreTarget, StatusStore};
-use bakdrop_core::restore::Worker;
+use bakdrop_core::restore::{Attempt, Worker};
 use time::OffsetDateTime;
 
-/// Handles one batch. Never fails as a whole: every message is answered on its own.
+/// Handles one batch in the invocation `invocation` (Lambda's request id). Never fails as a
+/// whole: every message is answered on its own.
 pub async fn handle<S: StatusStore, Q: JobQueue, T: RestoreTarget>(
     worker: &Worker<S, Q, T>,
     event: SqsEvent,
+    invocation: &str,
     now: OffsetDateTime,
 ) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
@@ -34,7 +36,11 @@ pub async fn handle<S: StatusStore, Q: JobQueue, T: RestoreTarget>(
                 continue;
             }
         };
-        match worker.handle(&message, &id, now).await {
+        let attempt = Attempt {
+            message_id: &id,
+            invocation,
+        };
+        match worker.handle(&message, attempt, now).await {
             Ok(outcome) => tracing::info!(message_id = %id, ?outcome, "handled"),
             Err(e) if e.is_transient() => {
                 tracing::warn!(message_id = %id, error.message = %e, error.cause_chain = ?e,
@@ -109,6 +115,7 @@ mod tests {
                 ("m2", r#"{"schema": 99, "kind": "advance"}"#),
                 ("m3", &advance),
             ]),
+            "request-1",
             now(),
         )
         .await;
@@ -171,7 +178,13 @@ mod tests {
         }
         .to_json();
         w.store.fail_next_puts(1);
-        let response = handle(&w, event(&[("job-1", &job), ("idle-2", &idle)]), now()).await;
+        let response = handle(
+            &w,
+            event(&[("job-1", &job), ("idle-2", &idle)]),
+            "request-1",
+            now(),
+        )
+        .await;
         let ids: Vec<_> = response
             .batch_item_failures
             .iter()

@@ -37,8 +37,8 @@ async fn main() -> Result<(), Error> {
     };
     let worker = &worker;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        let response =
-            handler::handle(worker, event.payload, time::OffsetDateTime::now_utc()).await;
+        let now = time::OffsetDateTime::now_utc();
+        let response = handler::handle(worker, event.payload, &event.context.request_id, now).await;
         Ok::<_, Error>(response)
     }))
     .await

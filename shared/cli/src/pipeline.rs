@@ -14,7 +14,7 @@ use anyhow::Context;
 use bakdrop_core::job::QueueMessage;
 use bakdrop_core::ports::{RestoreTarget, StatusStore};
 use bakdrop_core::report;
-use bakdrop_core::restore::{RestoreConfig, SourceLocation, WorkOutcome, Worker};
+use bakdrop_core::restore::{Attempt, RestoreConfig, SourceLocation, WorkOutcome, Worker};
 use bakdrop_core::status::{BackupKind, FileState, MigrationState};
 use bakdrop_core::summary;
 use bakdrop_core::tsql::Dialect;
@@ -152,6 +152,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
     let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
     let mut event = 0u64;
+    let mut deliveries = 0u64;
     loop {
         // New or changed files are new ObjectCreated events.
         for object in bucket.objects()? {
@@ -183,10 +184,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         // Deliver every message that is due.
         while let Some(delivery) = queue.take_due() {
             let migration = migration_of(&delivery.message);
-            match worker
-                .handle(&delivery.message, &delivery.id, clock.now())
-                .await
-            {
+            // Every delivery is its own invocation, as a Lambda's would be.
+            deliveries += 1;
+            let invocation = format!("bakdrop-{}-{deliveries}", std::process::id());
+            let attempt = Attempt {
+                message_id: &delivery.id,
+                invocation: &invocation,
+            };
+            match worker.handle(&delivery.message, attempt, clock.now()).await {
                 Ok(outcome) => {
                     progress.restored(store.as_ref(), &migration).await?;
                     progress.worked(&outcome);

@@ -566,6 +566,7 @@ mod tests {
             task: Some(TaskId::AgentJob("job".into())),
             claim: Claim {
                 owner: "x".into(),
+                holder: None,
                 until: now(),
             },
             percent_complete: None,

@@ -14,6 +14,13 @@
 //! A redelivered message never submits a second RESTORE: the claim is recorded before
 //! submitting, and a claim without a recorded task is resolved by asking the target for the task
 //! by name before anything is submitted again.
+//!
+//! A claim names its message (owner) and the one invocation acting on it (holder). Only the
+//! holder acts on a live claim; anyone may take over a claim whose lease ran out (compare-and-set,
+//! so one does). An invocation that fails ends its own lease at once, so that the redelivery of
+//! its message resumes without waiting. Two invocations holding one SQS message at once (SQS
+//! delivers at least once) share the owner but not the holder: the second defers, queueing an
+//! `Advance` for when the first one's lease ends, and never submits beside it.
 
 use std::time::Duration;
 
@@ -131,6 +138,34 @@ impl WorkError {
     }
 }
 
+/// Who handles a message: the SQS message, whose id SQS keeps across redeliveries, and this
+/// invocation (Lambda's request id), which two deliveries of the message at once do not share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt<'a> {
+    pub message_id: &'a str,
+    pub invocation: &'a str,
+}
+
+impl Attempt<'_> {
+    /// The claim holder's name: unique per message and invocation (one invocation handles a
+    /// batch of messages, each its own holder).
+    fn holder(&self) -> String {
+        format!("{}/{}", self.invocation, self.message_id)
+    }
+
+    fn holds(&self, claim: &Claim) -> bool {
+        claim.holder.as_deref() == Some(self.holder().as_str())
+    }
+
+    fn claim(&self, now: OffsetDateTime) -> Claim {
+        Claim {
+            owner: self.message_id.to_owned(),
+            holder: Some(self.holder()),
+            until: now + SUBMIT_CLAIM,
+        }
+    }
+}
+
 /// The worker over its ports.
 #[derive(Debug)]
 pub struct Worker<S, Q, T> {
@@ -142,16 +177,43 @@ pub struct Worker<S, Q, T> {
 
 const MAX_ATTEMPTS: usize = 8;
 
+/// SQS's longest delivery delay.
+const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
+
 impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
-    /// Handles one message. `attempt_id` identifies the message (SQS keeps the message id
-    /// across redeliveries, so a redelivery can resume its own claim at once).
+    /// Handles one message delivered to this `attempt`. When it fails, the attempt's own claim
+    /// (if it holds one without a recorded task) ends at once, so that the message's
+    /// redelivery resumes it instead of waiting out the lease.
     ///
     /// # Errors
     /// [`WorkError`]; retry the message when [`WorkError::is_transient`].
     pub async fn handle(
         &self,
         message: &QueueMessage,
-        attempt_id: &str,
+        attempt: Attempt<'_>,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        let result = self.handle_message(message, attempt, now).await;
+        if result.is_err() {
+            let migration = match message {
+                QueueMessage::Restore(job) => &job.migration,
+                QueueMessage::Advance { migration } | QueueMessage::Poll { migration, .. } => {
+                    migration
+                }
+            };
+            // Best effort: if this write fails too, the lease runs out on its own.
+            if let Err(e) = self.end_own_lease(migration, attempt, now).await {
+                tracing::warn!(migration = %migration, error.message = %e,
+                    "could not end this attempt's claim; it runs out with its lease");
+            }
+        }
+        result
+    }
+
+    async fn handle_message(
+        &self,
+        message: &QueueMessage,
+        attempt: Attempt<'_>,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
         match message {
@@ -174,16 +236,16 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                     })
                     .await?;
                 }
-                Box::pin(self.advance(&job.migration, attempt_id, now)).await
+                Box::pin(self.advance(&job.migration, attempt, now)).await
             }
             // Boxed: planning, submitting and polling make large futures; the handler's stays small.
             QueueMessage::Advance { migration } => {
-                Box::pin(self.advance(migration, attempt_id, now)).await
+                Box::pin(self.advance(migration, attempt, now)).await
             }
             QueueMessage::Poll {
                 migration,
                 task_name,
-            } => Box::pin(self.poll(migration, task_name, attempt_id, now)).await,
+            } => Box::pin(self.poll(migration, task_name, attempt, now)).await,
         }
     }
 
@@ -198,7 +260,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
     async fn advance(
         &self,
         name: &str,
-        attempt_id: &str,
+        attempt: Attempt<'_>,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
         for _ in 0..MAX_ATTEMPTS {
@@ -214,7 +276,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             }
             if let Some(in_flight) = &migration.in_flight {
                 if in_flight.task.is_some() {
-                    if in_flight.claim.owner == attempt_id {
+                    if in_flight.claim.owner == attempt.message_id {
                         // This message submitted the task, then failed before its first poll
                         // was queued (or while queueing it): nothing else would ever poll the
                         // task, so queue the poll (again; a duplicate poll is harmless).
@@ -233,15 +295,48 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                         state: migration.state,
                     });
                 }
-                let mine = in_flight.claim.owner == attempt_id || in_flight.claim.until <= now;
-                if !mine {
-                    return Ok(WorkOutcome::Idle {
+                let step = in_flight.step.clone();
+                if attempt.holds(&in_flight.claim) {
+                    return self.submit(name, step, attempt, now, true).await;
+                }
+                if in_flight.claim.until <= now {
+                    // Its holder failed or vanished: take the claim over (one taker wins the
+                    // compare-and-set), then find its task or submit it.
+                    let mut taken = migration.clone();
+                    if let Some(f) = taken.in_flight.as_mut() {
+                        f.claim = attempt.claim(now);
+                    }
+                    taken.updated_at = now;
+                    match self.store.put_migration(&taken, Some(version)).await {
+                        Ok(_) => return self.submit(name, step, attempt, now, true).await,
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                if in_flight.claim.owner == attempt.message_id {
+                    // This very message, held by another invocation right now (SQS delivers at
+                    // least once). Never act beside it; come back when its lease ends, in case
+                    // it fails after this delivery has been acknowledged.
+                    let left = in_flight.claim.until - now + time::Duration::SECOND;
+                    let delay = Duration::try_from(left)
+                        .unwrap_or(Duration::ZERO)
+                        .min(MAX_QUEUE_DELAY);
+                    self.queue
+                        .send(
+                            &QueueMessage::Advance {
+                                migration: name.to_owned(),
+                            },
+                            delay,
+                        )
+                        .await?;
+                    return Ok(WorkOutcome::Deferred {
                         migration: name.to_owned(),
-                        state: migration.state,
                     });
                 }
-                let step = in_flight.step.clone();
-                return self.submit(name, step, attempt_id, now, true).await;
+                return Ok(WorkOutcome::Idle {
+                    migration: name.to_owned(),
+                    state: migration.state,
+                });
             }
 
             let files = self.store.list_files(name).await?;
@@ -332,17 +427,14 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 task_name: task_name(name, &step),
                 step: step.clone(),
                 task: None,
-                claim: Claim {
-                    owner: attempt_id.to_owned(),
-                    until: now + SUBMIT_CLAIM,
-                },
+                claim: attempt.claim(now),
                 percent_complete: None,
                 submitted_at: now,
             });
             migration.state = MigrationState::Restoring;
             migration.updated_at = now;
             match self.store.put_migration(&migration, Some(version)).await {
-                Ok(_) => return self.submit(name, step, attempt_id, now, false).await,
+                Ok(_) => return self.submit(name, step, attempt, now, false).await,
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -395,7 +487,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
         &self,
         name: &str,
         step: Step,
-        attempt_id: &str,
+        attempt: Attempt<'_>,
         now: OffsetDateTime,
         resuming: bool,
     ) -> Result<WorkOutcome, WorkError> {
@@ -425,7 +517,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             None => match self.target.submit(&request, &task_name).await {
                 Ok(task) => task,
                 Err(TargetError::Busy) => {
-                    self.release_claim(name, attempt_id, now).await?;
+                    self.release_claim(name, attempt, now).await?;
                     self.queue
                         .send(
                             &QueueMessage::Advance {
@@ -500,7 +592,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
         &self,
         name: &str,
         task_name: &str,
-        attempt_id: &str,
+        attempt: Attempt<'_>,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
         let Versioned { record, .. } = self.migration(name).await?;
@@ -512,19 +604,19 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             if record
                 .in_flight
                 .as_ref()
-                .is_some_and(|f| f.claim.owner == attempt_id)
+                .is_some_and(|f| f.claim.owner == attempt.message_id)
             {
                 // This poll found its task done and claimed the next step, then failed before
                 // that step's first poll was queued: resume the claim (find or submit the
                 // task, queue its poll).
-                return self.advance(name, attempt_id, now).await;
+                return self.advance(name, attempt, now).await;
             }
             return Ok(WorkOutcome::Stale {
                 migration: name.to_owned(),
             });
         };
         let Some(task) = in_flight.task.clone() else {
-            return self.advance(name, attempt_id, now).await;
+            return self.advance(name, attempt, now).await;
         };
         let database = database_name(name)?;
         match self.target.poll(&database, &task).await? {
@@ -588,7 +680,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                         .await?;
                     }
                 }
-                self.advance(name, attempt_id, now).await
+                self.advance(name, attempt, now).await
             }
             TaskStatus::Failed { sql_error, message } => {
                 let reason = match sql_error {
@@ -655,17 +747,34 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
     async fn release_claim(
         &self,
         name: &str,
-        attempt_id: &str,
+        attempt: Attempt<'_>,
         now: OffsetDateTime,
     ) -> Result<bool, WorkError> {
         self.update_migration(name, now, |m| {
             let mine = m
                 .in_flight
                 .as_ref()
-                .is_some_and(|f| f.task.is_none() && f.claim.owner == attempt_id);
+                .is_some_and(|f| f.task.is_none() && attempt.holds(&f.claim));
             mine.then(|| {
                 m.in_flight = None;
             })
+        })
+        .await
+    }
+
+    /// Ends the lease of a claim this attempt holds (without a recorded task), keeping the
+    /// claim: whoever comes next takes it over and asks the target for its task first.
+    async fn end_own_lease(
+        &self,
+        name: &str,
+        attempt: Attempt<'_>,
+        now: OffsetDateTime,
+    ) -> Result<bool, WorkError> {
+        self.update_migration(name, now, |m| {
+            m.in_flight
+                .as_mut()
+                .filter(|f| f.task.is_none() && attempt.holds(&f.claim) && f.claim.until > now)
+                .map(|f| f.claim.until = now)
         })
         .await
     }
@@ -801,6 +910,13 @@ mod tests {
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/bak/");
 
+    fn attempt<'a>(message_id: &'a str, invocation: &'a str) -> Attempt<'a> {
+        Attempt {
+            message_id,
+            invocation,
+        }
+    }
+
     struct Pipeline {
         validator: Validator<Arc<MemoryObjects>, Arc<MemoryStore>, Arc<MemoryQueue>>,
         worker: Worker<Arc<MemoryStore>, Arc<MemoryQueue>, Arc<MemoryTarget>>,
@@ -882,7 +998,8 @@ mod tests {
             for (i, (message, _delay)) in self.queue.drain_sent().into_iter().enumerate() {
                 let id = format!("m{}-{i}", self.clock.get());
                 outcomes.push(
-                    block_on(self.worker.handle(&message, &id, self.now())).expect("handled"),
+                    block_on(self.worker.handle(&message, attempt(&id, &id), self.now()))
+                        .expect("handled"),
                 );
             }
             outcomes
@@ -940,10 +1057,11 @@ mod tests {
         let messages = p.queue.drain_sent();
         assert_eq!(messages.len(), 1);
         let (job, _) = &messages[0];
-        let first = block_on(p.worker.handle(job, "m1", p.now())).expect("handled");
+        let first = block_on(p.worker.handle(job, attempt("m1", "i1"), p.now())).expect("handled");
         assert!(matches!(first, WorkOutcome::Submitted { .. }), "{first:?}");
         // The same message delivered again never submits a second RESTORE.
-        let again = block_on(p.worker.handle(job, "m1-again", p.now())).expect("handled");
+        let again =
+            block_on(p.worker.handle(job, attempt("m1-again", "i2"), p.now())).expect("handled");
         assert!(matches!(again, WorkOutcome::Idle { .. }), "{again:?}");
         assert_eq!(p.target.submitted().len(), 1);
         assert_eq!(p.migration("Clean").state, MigrationState::Restoring);
@@ -951,7 +1069,8 @@ mod tests {
         let polls = p.queue.drain_sent();
         assert_eq!(polls.len(), 1);
         assert_eq!(polls[0].1, Duration::from_secs(30));
-        let running = block_on(p.worker.handle(&polls[0].0, "m2", p.now())).expect("polled");
+        let running =
+            block_on(p.worker.handle(&polls[0].0, attempt("m2", "i3"), p.now())).expect("polled");
         assert!(
             matches!(running, WorkOutcome::Running { .. }),
             "{running:?}"
@@ -1133,7 +1252,8 @@ mod tests {
         let retry = p.queue.drain_sent();
         assert_eq!(retry.len(), 1);
         assert_eq!(retry[0].1, Duration::from_secs(120));
-        let outcome = block_on(p.worker.handle(&retry[0].0, "m9", p.now())).expect("retried");
+        let outcome =
+            block_on(p.worker.handle(&retry[0].0, attempt("m9", "i4"), p.now())).expect("retried");
         assert!(
             matches!(outcome, WorkOutcome::Submitted { .. }),
             "{outcome:?}"
@@ -1150,15 +1270,118 @@ mod tests {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let messages = p.queue.drain_sent();
-        let err = block_on(p.worker.handle(&messages[0].0, "m1", p.now())).expect_err("cut");
+        let err = block_on(
+            p.worker
+                .handle(&messages[0].0, attempt("m1", "i5"), p.now()),
+        )
+        .expect_err("cut");
         assert!(err.is_transient());
         // SQS redelivers the same message (same id).
-        let outcome = block_on(p.worker.handle(&messages[0].0, "m1", p.now())).expect("resumed");
+        let outcome = block_on(
+            p.worker
+                .handle(&messages[0].0, attempt("m1", "i6"), p.now()),
+        )
+        .expect("resumed");
         assert!(
             matches!(outcome, WorkOutcome::Submitted { .. }),
             "{outcome:?}"
         );
         assert_eq!(p.target.submitted().len(), 1, "no second RESTORE");
+        p.run_to_quiet();
+        assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
+    }
+
+    /// The state two invocations holding one message at once leave: the first one's submit
+    /// reached the target and it is still at work (its lease live, no task recorded yet).
+    fn first_invocation_still_submitting(p: &Pipeline) -> QueueMessage {
+        *p.target
+            .cut_after_submit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        let messages = p.queue.drain_sent();
+        block_on(
+            p.worker
+                .handle(&messages[0].0, attempt("m1", "first"), p.now()),
+        )
+        .expect_err("cut");
+        let mut m = block_on(p.store.get_migration("Clean"))
+            .expect("read")
+            .expect("migration");
+        let in_flight = m.record.in_flight.as_mut().expect("claimed");
+        assert!(in_flight.task.is_none());
+        assert_eq!(
+            in_flight.claim.until,
+            OffsetDateTime::from_unix_timestamp(p.clock.get()).expect("time"),
+            "the failing invocation ended its own lease"
+        );
+        // As if that invocation had not failed but were still submitting.
+        in_flight.claim.until = p.now() + SUBMIT_CLAIM;
+        block_on(p.store.put_migration(&m.record, Some(m.version))).expect("stored");
+        messages[0].0.clone()
+    }
+
+    #[test]
+    fn a_second_invocation_with_the_same_message_defers_to_a_live_claim_and_never_submits() {
+        let p = pipeline("2016");
+        let job = first_invocation_still_submitting(&p);
+        let outcome =
+            block_on(p.worker.handle(&job, attempt("m1", "second"), p.now())).expect("handled");
+        assert!(
+            matches!(outcome, WorkOutcome::Deferred { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(p.target.submitted().len(), 1, "no second RESTORE");
+        let sent = p.queue.drain_sent();
+        let [(QueueMessage::Advance { migration }, delay)] = sent.as_slice() else {
+            panic!("one Advance for when the lease ends: {sent:?}");
+        };
+        assert_eq!(migration, "Clean");
+        assert!(
+            (Duration::from_secs(298)..=Duration::from_secs(301)).contains(delay),
+            "{delay:?}"
+        );
+        // Another message for the migration leaves the live claim alone too.
+        let other = block_on(p.worker.handle(
+            &QueueMessage::Advance {
+                migration: "Clean".into(),
+            },
+            attempt("m2", "third"),
+            p.now(),
+        ))
+        .expect("handled");
+        assert!(matches!(other, WorkOutcome::Idle { .. }), "{other:?}");
+        assert_eq!(p.target.submitted().len(), 1, "no second RESTORE");
+    }
+
+    #[test]
+    fn a_claim_whose_lease_ran_out_is_taken_over_and_its_task_found_not_submitted_again() {
+        let p = pipeline("2016");
+        let _job = first_invocation_still_submitting(&p);
+        // The first invocation vanished (Lambda timed out); its lease runs out.
+        p.clock
+            .set(p.clock.get() + SUBMIT_CLAIM.whole_seconds() + 1);
+        let outcome = block_on(p.worker.handle(
+            &QueueMessage::Advance {
+                migration: "Clean".into(),
+            },
+            attempt("m2", "later"),
+            p.now(),
+        ))
+        .expect("handled");
+        assert!(
+            matches!(outcome, WorkOutcome::Submitted { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            p.target.submitted().len(),
+            1,
+            "found by name, not submitted again"
+        );
+        let m = p.migration("Clean");
+        let claim = &m.in_flight.as_ref().expect("in flight").claim;
+        assert_eq!(claim.owner, "m2", "{claim:?}");
+        assert_eq!(claim.holder.as_deref(), Some("later/m2"));
         p.run_to_quiet();
         assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
     }
@@ -1169,11 +1392,19 @@ mod tests {
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let messages = p.queue.drain_sent();
         p.queue.fail_next(1);
-        let err = block_on(p.worker.handle(&messages[0].0, "m1", p.now())).expect_err("no poll");
+        let err = block_on(
+            p.worker
+                .handle(&messages[0].0, attempt("m1", "i7"), p.now()),
+        )
+        .expect_err("no poll");
         assert!(err.is_transient());
         assert_eq!(p.target.submitted().len(), 1);
         // SQS redelivers the same message: the task is found on the claim, its poll queued.
-        let outcome = block_on(p.worker.handle(&messages[0].0, "m1", p.now())).expect("handled");
+        let outcome = block_on(
+            p.worker
+                .handle(&messages[0].0, attempt("m1", "i8"), p.now()),
+        )
+        .expect("handled");
         assert!(matches!(outcome, WorkOutcome::Idle { .. }), "{outcome:?}");
         let polls = p.queue.messages();
         assert!(
@@ -1197,14 +1428,16 @@ mod tests {
         let poll = p.queue.drain_sent();
         assert_eq!(poll.len(), 1);
         p.queue.fail_next(1);
-        let err = block_on(p.worker.handle(&poll[0].0, "p1", p.now())).expect_err("no poll");
+        let err = block_on(p.worker.handle(&poll[0].0, attempt("p1", "i9"), p.now()))
+            .expect_err("no poll");
         assert!(err.is_transient());
         assert_eq!(
             p.target.submitted().len(),
             2,
             "the differential was submitted"
         );
-        let outcome = block_on(p.worker.handle(&poll[0].0, "p1", p.now())).expect("handled");
+        let outcome =
+            block_on(p.worker.handle(&poll[0].0, attempt("p1", "i10"), p.now())).expect("handled");
         assert!(matches!(outcome, WorkOutcome::Idle { .. }), "{outcome:?}");
         let polls = p.queue.messages();
         assert!(

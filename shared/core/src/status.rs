@@ -182,7 +182,14 @@ pub struct HeaderSummary {
 /// Who is working on a record, until when (a lease: a crashed worker's claim runs out).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {
+    /// Who the claim is for: the restore worker's SQS message id (kept across redeliveries),
+    /// validation's Lambda request id.
     pub owner: String,
+    /// The one invocation acting on the claim now (restore worker: request id and message id).
+    /// Two invocations holding one SQS message at once share the owner, never the holder.
+    /// `None` on records written before holders were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub until: OffsetDateTime,
 }

@@ -415,6 +415,7 @@ fn admit(migration: &MigrationRecord, header: &HeaderSummary) -> Result<(), Reas
 fn claim(owner: &str, now: OffsetDateTime) -> Claim {
     Claim {
         owner: owner.to_owned(),
+        holder: None,
         until: now + CLAIM_DURATION,
     }
 }

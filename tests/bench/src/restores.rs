@@ -287,6 +287,7 @@ async fn work(
         let response = restore_worker::handler::handle(
             worker.as_ref(),
             event,
+            &bakdrop_tests::invocation(),
             time::OffsetDateTime::now_utc(),
         )
         .await;
