@@ -38,9 +38,135 @@ struct Migrated {
     target: S3StripeStaging<TiberiusTarget>,
     aws: LocalAws,
     bucket: String,
+    events: String,
+    jobs: String,
+    validator: Validator<S3ObjectReader, DynamoStatusStore, SqsJobQueue>,
+    worker: Worker<DynamoStatusStore, SqsJobQueue, S3StripeStaging<TiberiusTarget>>,
 }
 
 impl Migrated {
+    /// A stack on the local AWS endpoint and a TDS test server of `dialect` (restores take 30 s
+    /// of its manual clock).
+    async fn new(dialect: Dialect) -> Migrated {
+        let aws = LocalAws::get().await;
+        let StackResources {
+            bucket,
+            events,
+            table,
+            restore_queue: jobs,
+        } = aws.create_stack().await.expect("stack");
+        let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
+        let queue = SqsJobQueue::new(aws.sqs.clone(), &jobs);
+
+        let emulator = match dialect {
+            Dialect::Rds => SqlServerEmulator::rds(),
+            Dialect::Native => SqlServerEmulator::native(),
+        };
+        emulator.set_clock_mode(ClockMode::Manual);
+        emulator.set_restore_duration(None, Duration::from_secs(30));
+        let (addr, server) = emulator.start().await.expect("tds server");
+        std::mem::forget(server); // lives for the test process
+        let target = S3StripeStaging::new(aws.s3.clone(), emulator_target(addr.port(), dialect));
+        let validator = Validator {
+            reader: S3ObjectReader::new(aws.s3.clone()),
+            store: store.clone(),
+            queue: queue.clone(),
+            config: ValidateConfig {
+                target: "2022".parse().expect("release"),
+                policy: VersionPolicy::NotNewer,
+            },
+        };
+        let worker = Worker {
+            store: store.clone(),
+            queue,
+            target: target.clone(),
+            config: RestoreConfig {
+                dialect,
+                location: match dialect {
+                    Dialect::Rds => SourceLocation::S3Arn,
+                    Dialect::Native => SourceLocation::Disk {
+                        directory: "/var/opt/mssql/backup".into(),
+                    },
+                },
+                policy: VersionPolicy::NotNewer,
+                poll_interval: Duration::ZERO,
+                busy_retry: Duration::ZERO,
+            },
+        };
+        Migrated {
+            emulator,
+            store,
+            target,
+            aws,
+            bucket,
+            events,
+            jobs,
+            validator,
+            worker,
+        }
+    }
+
+    /// Uploads the fixtures `files` into the folder `database` and validates their S3 events;
+    /// returns the summary of each.
+    async fn upload(
+        &self,
+        database: &str,
+        files: &[&str],
+    ) -> Vec<validate_upload::handler::Summary> {
+        for name in files {
+            let body = std::fs::read(format!("{FIXTURES}{name}")).expect("fixture");
+            self.aws
+                .s3
+                .put_object()
+                .bucket(&self.bucket)
+                .key(format!("{database}/{name}"))
+                .body(ByteStream::from(body))
+                .send()
+                .await
+                .expect("put");
+        }
+        let mut summaries = Vec::new();
+        for event in self
+            .aws
+            .next_s3_events(&self.events, files.len())
+            .await
+            .expect("events")
+        {
+            let summary = validate_upload::handler::handle(&self.validator, event, "req", now())
+                .await
+                .expect("validated");
+            summaries.push(summary);
+        }
+        summaries
+    }
+
+    /// Drives the worker as Lambda's SQS event source would, advancing the server's clock,
+    /// until the restore queue stays empty.
+    async fn drive(&self) {
+        let mut idle_rounds = 0;
+        for _ in 0..200 {
+            let messages = self.aws.receive_now(&self.jobs).await.expect("receive");
+            if messages.is_empty() {
+                idle_rounds += 1;
+                if idle_rounds > 3 {
+                    break;
+                }
+                continue;
+            }
+            idle_rounds = 0;
+            let records: Vec<_> = messages
+                .iter()
+                .map(|(id, body)| json!({"messageId": id, "body": body}))
+                .collect();
+            let event: SqsEvent =
+                serde_json::from_value(json!({ "Records": records })).expect("sqs event");
+            let response =
+                restore_worker::handler::handle(&self.worker, event, &invocation(), now()).await;
+            assert!(response.batch_item_failures.is_empty(), "{response:?}");
+            self.emulator.advance(Duration::from_secs(20));
+        }
+    }
+
     /// The migration record, asserted Synchronizing (its reason shown otherwise).
     async fn synchronizing(&self, database: &str) -> bakdrop_core::status::MigrationRecord {
         let migration = self
@@ -61,101 +187,12 @@ impl Migrated {
 }
 
 async fn migrate(dialect: Dialect, files: &[&str], database: &str) -> Migrated {
-    let aws = LocalAws::get().await;
-    let StackResources {
-        bucket,
-        events,
-        table,
-        restore_queue: jobs,
-    } = aws.create_stack().await.expect("stack");
-    let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
-    let queue = SqsJobQueue::new(aws.sqs.clone(), &jobs);
-
-    let emulator = match dialect {
-        Dialect::Rds => SqlServerEmulator::rds(),
-        Dialect::Native => SqlServerEmulator::native(),
-    };
-    emulator.set_clock_mode(ClockMode::Manual);
-    emulator.set_restore_duration(None, Duration::from_secs(30));
-    let (addr, server) = emulator.start().await.expect("tds server");
-    std::mem::forget(server); // lives for the test process
-    let target = S3StripeStaging::new(aws.s3.clone(), emulator_target(addr.port(), dialect));
-    let validator = Validator {
-        reader: S3ObjectReader::new(aws.s3.clone()),
-        store: store.clone(),
-        queue: queue.clone(),
-        config: ValidateConfig {
-            target: "2022".parse().expect("release"),
-            policy: VersionPolicy::NotNewer,
-        },
-    };
-    let worker = Worker {
-        store: store.clone(),
-        queue,
-        target: target.clone(),
-        config: RestoreConfig {
-            dialect,
-            location: match dialect {
-                Dialect::Rds => SourceLocation::S3Arn,
-                Dialect::Native => SourceLocation::Disk {
-                    directory: "/var/opt/mssql/backup".into(),
-                },
-            },
-            policy: VersionPolicy::NotNewer,
-            poll_interval: Duration::ZERO,
-            busy_retry: Duration::ZERO,
-        },
-    };
-    for name in files {
-        let body = std::fs::read(format!("{FIXTURES}{name}")).expect("fixture");
-        aws.s3
-            .put_object()
-            .bucket(&bucket)
-            .key(format!("{database}/{name}"))
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .expect("put");
-    }
-    for event in aws
-        .next_s3_events(&events, files.len())
-        .await
-        .expect("events")
-    {
-        let summary = validate_upload::handler::handle(&validator, event, "req", now())
-            .await
-            .expect("validated");
+    let migrated = Migrated::new(dialect).await;
+    for summary in migrated.upload(database, files).await {
         assert_eq!(summary.queued, 1, "{summary:?}");
     }
-    // Drive the worker as Lambda's SQS event source would, advancing the server's clock.
-    let mut idle_rounds = 0;
-    for _ in 0..200 {
-        let messages = aws.receive_now(&jobs).await.expect("receive");
-        if messages.is_empty() {
-            idle_rounds += 1;
-            if idle_rounds > 3 {
-                break;
-            }
-            continue;
-        }
-        idle_rounds = 0;
-        let records: Vec<_> = messages
-            .iter()
-            .map(|(id, body)| json!({"messageId": id, "body": body}))
-            .collect();
-        let event: SqsEvent =
-            serde_json::from_value(json!({ "Records": records })).expect("sqs event");
-        let response = restore_worker::handler::handle(&worker, event, &invocation(), now()).await;
-        assert!(response.batch_item_failures.is_empty(), "{response:?}");
-        emulator.advance(Duration::from_secs(20));
-    }
-    Migrated {
-        emulator,
-        store,
-        target,
-        aws,
-        bucket,
-    }
+    migrated.drive().await;
+    migrated
 }
 
 #[tokio::test]
@@ -381,4 +418,105 @@ async fn cancel_drops_the_half_restored_database_and_complete_failing_on_the_ser
         .and_then(|r| r.sql_error)
         .expect("SQL Server's error kept");
     assert!(error.number > 0, "{error:?}");
+}
+
+/// Cancel, then Reset, then the same backups uploaded again: the database is migrated again
+/// under the same name. Before Reset existed the folder refused every upload after a Cancel, and
+/// on SQL Server the same backup's Agent job name was taken (error 14261); on RDS a task of the
+/// cancelled migration (same S3 object) could pass for the new one's.
+#[tokio::test]
+async fn a_cancelled_migration_reset_migrates_the_same_backups_again() {
+    let files = [
+        "sql2016_full_RestoreTimeClean.bak",
+        "sql2016_diff_RestoreTimeClean2.bak",
+    ];
+    let late = "sql2016_log_RestoreTimeClean2_1.trn";
+    for dialect in [Dialect::Native, Dialect::Rds] {
+        let m = migrate(dialect, &files, "Again").await;
+        let first = m.synchronizing("Again").await;
+        assert_eq!(first.generation, 0);
+        assert_eq!(
+            cutover::reset(&m.store, "Again", now())
+                .await
+                .expect_err("refused")
+                .error_type(),
+            "NotCancelled",
+            "[{dialect}] a live migration is not reset"
+        );
+        let state = cutover::cancel(&m.store, &m.target, "Again", now())
+            .await
+            .expect("cancelled");
+        assert_eq!(state, MigrationState::Cancelled);
+        assert!(
+            m.emulator.database("Again").is_none(),
+            "[{dialect}] dropped"
+        );
+
+        // Cancelled: uploads are refused, and the reason says what to do.
+        let refused = m.upload("Again", &[late]).await;
+        assert_eq!(refused[0].rejected, 1, "[{dialect}] {refused:?}");
+        let files_now = m.store.list_files("Again").await.expect("files");
+        let reason = files_now
+            .iter()
+            .find_map(|f| {
+                f.record
+                    .reason
+                    .clone()
+                    .filter(|r| r.code == "MigrationCancelled")
+            })
+            .expect("the refused upload is recorded with its reason");
+        assert!(reason.message.contains("reset"), "{}", reason.message);
+
+        let state = cutover::reset(&m.store, "Again", now())
+            .await
+            .expect("reset");
+        assert_eq!(state, MigrationState::AwaitingFull);
+        assert!(m.store.list_files("Again").await.expect("files").is_empty());
+
+        // The same objects again (same ETags), then the log.
+        for summary in m.upload("Again", &files).await {
+            assert_eq!(summary.queued, 1, "[{dialect}] {summary:?}");
+        }
+        m.drive().await;
+        for summary in m.upload("Again", &[late]).await {
+            assert_eq!(summary.queued, 1, "[{dialect}] {summary:?}");
+        }
+        m.drive().await;
+        let again = m.synchronizing("Again").await;
+        assert_eq!(again.generation, 1);
+        assert_eq!(again.chain.steps.len(), 3, "[{dialect}] {:?}", again.chain);
+        let db = m.emulator.database("Again").expect("restored again");
+        assert_eq!(
+            db.state,
+            bakdrop_tds_server::emulator::DatabaseState::Restoring
+        );
+        match dialect {
+            Dialect::Native => {
+                let jobs: Vec<String> = m.emulator.with_state(|s| s.jobs.keys().cloned().collect());
+                assert_eq!(
+                    jobs.len(),
+                    5,
+                    "two of the first migration, three of the second: {jobs:?}"
+                );
+                assert_eq!(
+                    jobs.iter().filter(|j| j.contains("_g1_")).count(),
+                    3,
+                    "{jobs:?}"
+                );
+            }
+            Dialect::Rds => {
+                let restores = m
+                    .emulator
+                    .rds_tasks()
+                    .iter()
+                    .filter(|t| t.task_type.contains("RESTORE"))
+                    .count();
+                assert_eq!(
+                    restores, 5,
+                    "two of the first migration, three of the second"
+                );
+                assert!(again.task_floor.is_some(), "{again:?}");
+            }
+        }
+    }
 }

@@ -1,5 +1,6 @@
-//! Translates `{"action": "complete" | "cancel", "database": "...", "last_backup": "...",
-//! "require_tail_log": true}` into the core's Complete or Cancel. `action` defaults to complete.
+//! Translates `{"action": "complete" | "cancel" | "reset", "database": "...", "last_backup":
+//! "...", "require_tail_log": true}` into the core's Complete, Cancel or Reset. `action` defaults
+//! to complete.
 //! Refusals and failures come back as errors with a stable `errorType` (e.g. `FilesInFlight`,
 //! `NotSynchronizing`, `MigrationNotFound`), so that callers can branch on them.
 
@@ -26,12 +27,14 @@ pub enum Action {
     #[default]
     Complete,
     Cancel,
+    /// Forget a cancelled migration so that its folder takes a new one.
+    Reset,
 }
 
 /// Why the invoke failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    #[error("the payload is not {{\"database\": \"...\", \"action\": \"complete\"|\"cancel\", ...}}: {0}")]
+    #[error("the payload is not {{\"database\": \"...\", \"action\": \"complete\"|\"cancel\"|\"reset\", ...}}: {0}")]
     BadRequest(#[source] serde_json::Error),
     #[error(transparent)]
     Cutover(#[from] CutoverError),
@@ -65,6 +68,7 @@ pub async fn handle<S: StatusStore, T: RestoreTarget>(
     let state = match invoke.action {
         Action::Complete => cutover::complete(store, target, &invoke.request, now).await,
         Action::Cancel => cutover::cancel(store, target, &database, now).await,
+        Action::Reset => cutover::reset(store, &database, now).await,
     }
     .inspect_err(|e| tracing::warn!(%database, error.type = e.error_type(), error.message = %e, "refused or failed"))?;
     tracing::info!(%database, %state, "done");
@@ -114,6 +118,26 @@ mod tests {
         .await
         .expect("cancelled");
         assert_eq!(answer, json!({"database": "Sales", "state": "Cancelled"}));
+    }
+
+    #[tokio::test]
+    async fn reset_answers_the_new_state_and_is_refused_before_cancel() {
+        let store = store(MigrationState::Synchronizing).await;
+        let target = MemoryTarget::new("16.0.4135.4");
+        let reset = json!({"database": "Sales", "action": "reset"});
+        let err = handle(&store, &target, reset.clone(), now())
+            .await
+            .expect_err("refused");
+        assert_eq!(Diagnostic::from(err).error_type, "NotCancelled");
+        let cancel = json!({"database": "Sales", "action": "cancel"});
+        handle(&store, &target, cancel, now())
+            .await
+            .expect("cancelled");
+        let answer = handle(&store, &target, reset, now()).await.expect("reset");
+        assert_eq!(
+            answer,
+            json!({"database": "Sales", "state": "AwaitingFull"})
+        );
     }
 
     #[tokio::test]

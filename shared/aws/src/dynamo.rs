@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use bakdrop_core::ports::{StatusStore, StoreError};
@@ -199,6 +200,34 @@ impl StatusStore for DynamoStatusStore {
             expected,
         )
         .await
+    }
+
+    async fn delete_file(
+        &self,
+        migration: &str,
+        file_id: &str,
+        expected: u64,
+    ) -> Result<(), StoreError> {
+        let request = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(pk(migration)))
+            .key("sk", AttributeValue::S(file_sk(file_id)))
+            .condition_expression("#v = :expected")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()));
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), DeleteItemError::ConditionalCheckFailedException(_)) =>
+            {
+                Err(StoreError::Conflict {
+                    expected: Some(expected),
+                })
+            }
+            Err(e) => Err(store_error(e)),
+        }
     }
 
     async fn list_migrations(

@@ -1,5 +1,5 @@
-//! `bakdrop status|complete|cancel --function F`: a deployed stack's functions invoked through
-//! the AWS SDK (Lambda Invoke, `RequestResponse`) with the caller's credentials. Complete and
+//! `bakdrop status|complete|cancel|reset --function F`: a deployed stack's functions invoked
+//! through the AWS SDK (Lambda Invoke, `RequestResponse`) with the caller's credentials. Complete and
 //! Cancel then run where the stack runs them (inside its VPC, with its secret), so the machine
 //! running `bakdrop` needs no route to the target SQL Server. With `AWS_ENDPOINT_URL_LAMBDA`
 //! (or `AWS_ENDPOINT_URL`) set, the local endpoint's functions are invoked instead.
@@ -10,6 +10,8 @@ use anyhow::Context;
 use aws_sdk_lambda::primitives::Blob;
 use bakdrop_core::cutover::CompleteRequest;
 use bakdrop_core::status::Reason;
+
+use crate::manage::CutoverAction;
 use serde_json::{json, Value};
 
 /// What a function answered.
@@ -61,30 +63,30 @@ pub async fn invoke(function: &str, payload: &Value) -> anyhow::Result<Answer> {
 }
 
 /// The complete-migration function's payload.
-pub fn cutover_payload(request: &CompleteRequest, cancel: bool) -> Value {
-    if cancel {
-        json!({"action": "cancel", "database": request.database})
-    } else {
-        json!({
+pub fn cutover_payload(request: &CompleteRequest, action: CutoverAction) -> Value {
+    match action {
+        CutoverAction::Cancel => json!({"action": "cancel", "database": request.database}),
+        CutoverAction::Reset => json!({"action": "reset", "database": request.database}),
+        CutoverAction::Complete => json!({
             "action": "complete",
             "database": request.database,
             "last_backup": request.last_backup,
             "require_tail_log": request.require_tail_log,
-        })
+        }),
     }
 }
 
-/// `bakdrop complete|cancel --function F`: exit status 1 when refused (the function's error
-/// type and message are printed).
+/// `bakdrop complete|cancel|reset --function F`: exit status 1 when refused (the function's
+/// error type and message are printed).
 ///
 /// # Errors
 /// When the function cannot be invoked.
 pub async fn cutover(
     function: &str,
     request: &CompleteRequest,
-    cancel: bool,
+    action: CutoverAction,
 ) -> anyhow::Result<ExitCode> {
-    match invoke(function, &cutover_payload(request, cancel)).await? {
+    match invoke(function, &cutover_payload(request, action)).await? {
         Answer::Ok(value) => {
             let state = value["state"]
                 .as_str()

@@ -32,6 +32,7 @@ use bakdrop_core::cutover::CompleteRequest;
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::version::VersionPolicy;
 use clap::{Parser, Subcommand};
+use manage::CutoverAction;
 
 /// Drop SQL Server native backups into S3; get the database restored on the target.
 ///
@@ -155,6 +156,16 @@ enum Command {
         #[command(flatten)]
         target: TargetArgs,
     },
+    /// Reset a cancelled migration: forget its files and chain, so that its database folder
+    /// takes a new migration (upload the backups again; `bakdrop run` re-reads its folder).
+    ///
+    /// Refused unless the migration is Cancelled. Needs no target.
+    Reset {
+        /// Target database.
+        database: String,
+        #[command(flatten)]
+        state: StateArgs,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -268,7 +279,7 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
                 last_backup,
                 require_tail_log,
             };
-            cutover(request, false, state, target).await
+            cutover(request, CutoverAction::Complete, state, target).await
         }
         Command::Cancel {
             database,
@@ -280,7 +291,19 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
                 last_backup: None,
                 require_tail_log: false,
             };
-            cutover(request, true, state, target).await
+            cutover(request, CutoverAction::Cancel, state, target).await
+        }
+        Command::Reset { database, state } => {
+            let request = CompleteRequest {
+                database,
+                last_backup: None,
+                require_tail_log: false,
+            };
+            let target = TargetArgs {
+                target: None,
+                dialect: Dialect::Rds,
+            };
+            cutover(request, CutoverAction::Reset, state, target).await
         }
         Command::Inspect { .. } | Command::Plan { .. } => {
             anyhow::bail!("internal: synchronous command routed to the async runner")
@@ -288,37 +311,45 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Complete (or Cancel) through a stack's function, a stack's table and a target, or the local
-/// state file.
+/// Complete, Cancel or Reset through a stack's function, a stack's table (and a target), or the
+/// local state file.
 async fn cutover(
     request: CompleteRequest,
-    cancel: bool,
+    action: CutoverAction,
     state: StateArgs,
     target: TargetArgs,
 ) -> anyhow::Result<ExitCode> {
-    let what = if cancel { "Cancel" } else { "Complete" };
     if let Some(function) = state.function {
         anyhow::ensure!(
             target.target.is_none(),
-            "--function runs {what} where the stack runs it: drop --target"
+            "--function runs {action} where the stack runs it: drop --target"
         );
-        return invoke::cutover(&function, &request, cancel).await;
+        return invoke::cutover(&function, &request, action).await;
     }
     if let Some(table) = state.table {
-        let connection = target.target.with_context(|| {
-            format!("--table needs --target: {what} runs on the target SQL Server")
-        })?;
-        return manage::cutover_in_table(&table, &connection, target.dialect, request, cancel)
-            .await;
+        let connection = match action {
+            CutoverAction::Reset => None,
+            _ => Some(target.target.with_context(|| {
+                format!("--table needs --target: {action} runs on the target SQL Server")
+            })?),
+        };
+        return manage::cutover_in_table(
+            &table,
+            connection.as_deref(),
+            target.dialect,
+            request,
+            action,
+        )
+        .await;
     }
     let path = manage::state_file(state.state, state.dir);
     let choice = manage::TargetChoice {
         connection: target.target,
         dialect: target.dialect,
     };
-    if cancel {
-        manage::cancel(&path, &request.database, &choice).await
-    } else {
-        manage::complete(&path, request, &choice).await
+    match action {
+        CutoverAction::Complete => manage::complete(&path, request, &choice).await,
+        CutoverAction::Cancel => manage::cancel(&path, &request.database, &choice).await,
+        CutoverAction::Reset => manage::reset(&path, &request.database).await,
     }
 }

@@ -271,26 +271,70 @@ pub async fn cancel(
     }
 }
 
-/// `bakdrop complete|cancel --table T --target CONN`: the same Complete / Cancel as the
-/// complete-migration function, on a deployed stack's status table and its target.
+/// `bakdrop reset`.
+///
+/// # Errors
+/// When the state file cannot be used.
+pub async fn reset(path: &Path, database: &str) -> anyhow::Result<ExitCode> {
+    let store = open(path)?;
+    match cutover::reset(&store, database, time::OffsetDateTime::now_utc()).await {
+        Ok(state) => {
+            println!("{database}: {state}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(refused(&e)),
+    }
+}
+
+/// What `bakdrop complete|cancel|reset` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutoverAction {
+    Complete,
+    Cancel,
+    Reset,
+}
+
+impl std::fmt::Display for CutoverAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CutoverAction::Complete => "Complete",
+            CutoverAction::Cancel => "Cancel",
+            CutoverAction::Reset => "Reset",
+        })
+    }
+}
+
+/// `bakdrop complete|cancel|reset --table T [--target CONN]`: the same Complete / Cancel / Reset
+/// as the complete-migration function, on a deployed stack's status table and (but for Reset,
+/// which only touches the table) its target.
 ///
 /// # Errors
 /// When the table or the target cannot be used.
 pub async fn cutover_in_table(
     table: &str,
-    connection: &str,
+    connection: Option<&str>,
     dialect: Dialect,
     request: CompleteRequest,
-    cancel: bool,
+    action: CutoverAction,
 ) -> anyhow::Result<ExitCode> {
     let store = table_store(table).await;
-    let login = parse_connection(connection)?;
-    let target = TiberiusTarget::new(login.config(), dialect);
     let now = time::OffsetDateTime::now_utc();
-    let result = if cancel {
-        cutover::cancel(&store, &target, &request.database, now).await
-    } else {
-        cutover::complete(&store, &target, &request, now).await
+    let target = match connection {
+        Some(connection) => Some(TiberiusTarget::new(
+            parse_connection(connection)?.config(),
+            dialect,
+        )),
+        None => None,
+    };
+    let result = match (action, &target) {
+        (CutoverAction::Reset, _) => cutover::reset(&store, &request.database, now).await,
+        (CutoverAction::Cancel, Some(target)) => {
+            cutover::cancel(&store, target, &request.database, now).await
+        }
+        (CutoverAction::Complete, Some(target)) => {
+            cutover::complete(&store, target, &request, now).await
+        }
+        (_, None) => anyhow::bail!("{action} needs --target"),
     };
     match result {
         Ok(state) => {

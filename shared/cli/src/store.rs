@@ -202,6 +202,27 @@ impl StatusStore for JsonFileStore {
         })
     }
 
+    async fn delete_file(
+        &self,
+        migration: &str,
+        file_id: &str,
+        expected: u64,
+    ) -> Result<(), StoreError> {
+        self.update(|doc| {
+            let files = doc.files.entry(migration.to_owned()).or_default();
+            if files.get(file_id).map(|e| e.version) != Some(expected) {
+                return Err(StoreError::Conflict {
+                    expected: Some(expected),
+                });
+            }
+            files.remove(file_id);
+            if files.is_empty() {
+                doc.files.remove(migration);
+            }
+            Ok(())
+        })
+    }
+
     async fn list_migrations(
         &self,
         after: Option<&str>,

@@ -204,6 +204,37 @@ fn a_second_run_applies_nothing_again() {
 }
 
 #[test]
+fn cancel_then_reset_lets_the_next_run_migrate_the_folder_again() {
+    let drop = Drop::new("reset", CHAIN, false);
+    let dir = drop.dir.display().to_string();
+    let first = bakdrop(&["run", &dir]);
+    assert!(first.status.success(), "{}", text(&first));
+    let early = bakdrop(&["reset", "RestoreTimeClean", "--dir", &dir]);
+    assert_eq!(early.status.code(), Some(1), "{}", text(&early));
+    assert!(text(&early).contains("NotCancelled"), "{}", text(&early));
+    let cancel = bakdrop(&["cancel", "RestoreTimeClean", "--dir", &dir]);
+    assert!(cancel.status.success(), "{}", text(&cancel));
+    let refused = bakdrop(&["run", &dir]);
+    assert!(
+        !text(&refused).contains("submitted"),
+        "a cancelled migration restores nothing: {}",
+        text(&refused)
+    );
+    let reset = bakdrop(&["reset", "RestoreTimeClean", "--dir", &dir]);
+    assert!(reset.status.success(), "{}", text(&reset));
+    assert!(
+        text(&reset).contains("RestoreTimeClean: AwaitingFull"),
+        "{}",
+        text(&reset)
+    );
+    let again = bakdrop(&["run", &dir]);
+    assert!(again.status.success(), "{}", text(&again));
+    let status = status_json(&drop.dir, "RestoreTimeClean");
+    assert_eq!(status["state"], "Synchronizing", "{status}");
+    assert_eq!(applied_files(&status), EXPECTED_ORDER);
+}
+
+#[test]
 fn complete_is_refused_while_the_chain_has_no_full() {
     let drop = Drop::new("nofull", &CHAIN[5..], false);
     let dir = drop.dir.display().to_string();
@@ -394,6 +425,7 @@ fn event_files_parse_as_their_functions_expect() {
     for (name, action) in [
         ("complete-migration-complete.json", "complete"),
         ("complete-migration-cancel.json", "cancel"),
+        ("complete-migration-reset.json", "reset"),
     ] {
         let value = read(name);
         assert_eq!(value["action"], action);

@@ -275,6 +275,23 @@ async fn complete_cancel_and_status_invoke_a_stacks_functions() {
     assert_eq!(state(sales).await, MigrationState::Succeeded);
     assert_eq!(state(hr).await, MigrationState::Cancelled);
 
+    // Reset: refused for the online database (exit 1, its error type), done for the cancelled.
+    let online = bakdrop(&lambda, &["reset", sales, "--function", "bakdrop-complete"]).await;
+    assert_eq!(online.status.code(), Some(1), "{}", text(&online));
+    assert!(
+        text(&online).contains("refused (AlreadyOnline)"),
+        "{}",
+        text(&online)
+    );
+    let reset = bakdrop(&lambda, &["reset", hr, "--function", "bakdrop-complete"]).await;
+    assert!(reset.status.success(), "{}", text(&reset));
+    assert!(
+        text(&reset).contains("HR: AwaitingFull"),
+        "{}",
+        text(&reset)
+    );
+    assert_eq!(state(hr).await, MigrationState::AwaitingFull);
+
     // No such function: a clear error, not a refusal.
     let missing = bakdrop(&lambda, &["cancel", hr, "--function", "nope"]).await;
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));

@@ -1,4 +1,4 @@
-//! `bakdrop status|complete --table` against a status table on the local AWS endpoint (started by
+//! `bakdrop status|complete|reset --table` against a status table on the local AWS endpoint (started by
 //! infra/test.sh) and a target on the TDS test server: the deployed-stack mode of the CLI.
 
 use std::process::Command;
@@ -115,4 +115,35 @@ async fn status_and_complete_work_on_a_stacks_status_table() {
             .as_deref(),
         Some("Online")
     );
+
+    // Reset needs only the table: refused for the online database, done for a cancelled one.
+    let online = bakdrop(&["reset", "Sales", "--table", &table]);
+    assert_eq!(online.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&online.stderr).contains("AlreadyOnline"),
+        "{}",
+        String::from_utf8_lossy(&online.stderr)
+    );
+    let mut hr = MigrationRecord::new("HR", now);
+    hr.state = MigrationState::Cancelled;
+    store.put_migration(&hr, None).await.expect("stored");
+    let mut hr_file = file.clone();
+    hr_file.migration = "HR".into();
+    store.put_file(&hr_file, None).await.expect("stored");
+    let listed = bakdrop(&["status", "HR", "--table", &table, "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");
+    assert_eq!(doc["actions"], serde_json::json!(["reset"]));
+    let reset = bakdrop(&["reset", "HR", "--table", &table]);
+    assert!(
+        reset.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reset.stderr)
+    );
+    assert!(String::from_utf8_lossy(&reset.stdout).contains("HR: AwaitingFull"));
+    let hr = store.get_migration("HR").await.expect("read").expect("hr");
+    assert_eq!(
+        (hr.record.state, hr.record.generation),
+        (MigrationState::AwaitingFull, 1)
+    );
+    assert!(store.list_files("HR").await.expect("files").is_empty());
 }

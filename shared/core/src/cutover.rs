@@ -1,11 +1,12 @@
-//! Complete and Cancel: the explicit end of a migration.
+//! Complete, Cancel and Reset: the explicit end of a migration, and a new start.
 //!
 //! Complete is the moment of downtime, so it is guarded: it is refused, with a stable code and a
 //! sentence, unless the migration is Synchronizing with nothing queued, waiting or restoring (a
 //! waiting file means a gap in the chain), and — when the caller says so — the last restored file
 //! is the one they expect. Completing twice is harmless: it answers with the current state.
 //! Cancel stops the task in flight where the target allows it, drops the half-restored database
-//! and ends Cancelled, so the DBA can fix the backups and migrate again.
+//! and ends Cancelled; Reset then forgets the cancelled migration, so the DBA can fix the
+//! backups and migrate again into the same database name.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -252,6 +253,99 @@ pub async fn cancel<S: StatusStore, T: RestoreTarget>(
     })
     .await?;
     Ok(record.state)
+}
+
+/// Resets a cancelled migration: forgets its files and its chain, so that its database folder
+/// takes a new migration (the next generation, whose task names differ from this one's). The
+/// uploaded objects stay in the bucket: upload the backups again to migrate again. Resetting a
+/// migration that has nothing to forget is harmless.
+///
+/// # Errors
+/// [`CutoverError::Refused`]: `AlreadyOnline` for a Succeeded migration, `NotCancelled` for any
+/// other that is not Cancelled (cancel first: it drops the half-restored database). Others when
+/// the store failed; resetting again then finishes the reset.
+pub async fn reset<S: StatusStore>(
+    store: &S,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<MigrationState, CutoverError> {
+    parse_name(name)?;
+    for _ in 0..8 {
+        let Versioned { record, version } = load(store, name).await?;
+        match record.state {
+            MigrationState::Cancelled => {}
+            MigrationState::Succeeded => {
+                return Err(refused(
+                    "AlreadyOnline",
+                    format!("cannot reset {name}: it is online (Succeeded) and bakdrop never restores over it; upload to a new database folder to migrate again"),
+                ))
+            }
+            MigrationState::AwaitingFull
+                if record.chain.steps.is_empty()
+                    && record.in_flight.is_none()
+                    && store.list_files(name).await?.is_empty() =>
+            {
+                return Ok(MigrationState::AwaitingFull);
+            }
+            other => {
+                return Err(refused(
+                    "NotCancelled",
+                    format!("cannot reset {name}: the migration is {other}; cancel it first (Cancel stops its restore and drops the half-restored database), then reset"),
+                ))
+            }
+        }
+        // The files first: a reset that stops half-way leaves a Cancelled migration with fewer
+        // files, and resetting again finishes it.
+        forget_files(store, name, |_| true).await?;
+        match store
+            .put_migration(&record.next_generation(now), Some(version))
+            .await
+        {
+            Ok(_) => {
+                // Uploads refused while it was Cancelled, recorded after the files were listed.
+                forget_files(store, name, |f| {
+                    f.state == FileState::Rejected
+                        && f.reason
+                            .as_ref()
+                            .is_some_and(|r| r.code == "MigrationCancelled")
+                })
+                .await?;
+                return Ok(MigrationState::AwaitingFull);
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(CutoverError::Store(StoreError::Conflict { expected: None }))
+}
+
+/// Deletes the migration's file records that `which` selects; a record changed meanwhile is
+/// read again.
+async fn forget_files<S: StatusStore>(
+    store: &S,
+    name: &str,
+    which: impl Fn(&FileRecord) -> bool,
+) -> Result<(), CutoverError> {
+    for _ in 0..8 {
+        let mut changed = false;
+        for file in store.list_files(name).await? {
+            if !which(&file.record) {
+                continue;
+            }
+            match store
+                .delete_file(name, &file.record.file_id, file.version)
+                .await
+            {
+                Ok(()) => {}
+                Err(StoreError::Conflict { .. }) => changed = true,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !changed {
+            return Ok(());
+        }
+    }
+    Err(CutoverError::Store(StoreError::Conflict { expected: None }))
 }
 
 /// Why the last restored file is not a tail-log backup, or `None` when it is one.

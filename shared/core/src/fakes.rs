@@ -182,6 +182,24 @@ impl StatusStore for MemoryStore {
         )
     }
 
+    async fn delete_file(
+        &self,
+        migration: &str,
+        file_id: &str,
+        expected: u64,
+    ) -> Result<(), StoreError> {
+        self.injected()?;
+        let mut files = lock(&self.files);
+        let key = (migration.to_owned(), file_id.to_owned());
+        if files.get(&key).map(|v| v.version) != Some(expected) {
+            return Err(StoreError::Conflict {
+                expected: Some(expected),
+            });
+        }
+        files.remove(&key);
+        Ok(())
+    }
+
     async fn list_migrations(
         &self,
         after: Option<&str>,
@@ -263,6 +281,11 @@ pub struct MemoryTarget {
     pub busy: Mutex<u32>,
     /// The next `n` submits reach the server, then lose the connection.
     pub cut_after_submit: Mutex<u32>,
+    /// The next `n` submits never reach the server (the connection is lost first).
+    pub lose_next_submit: Mutex<u32>,
+    /// Behave as RDS: tasks are numbered (`TaskId::Rds`, 1 for the first) and found by their
+    /// request's S3 object, the highest number first, as `rds_task_status` lists them.
+    pub rds: Mutex<bool>,
 }
 
 impl MemoryTarget {
@@ -274,6 +297,23 @@ impl MemoryTarget {
             fail_next_submit: Mutex::default(),
             busy: Mutex::default(),
             cut_after_submit: Mutex::default(),
+            lose_next_submit: Mutex::default(),
+            rds: Mutex::default(),
+        }
+    }
+
+    /// A task's name from its id.
+    fn name_of(&self, task: &crate::ports::TaskId) -> String {
+        match task {
+            crate::ports::TaskId::AgentJob(n) => n.clone(),
+            crate::ports::TaskId::Rds(id) => usize::try_from(*id)
+                .ok()
+                .and_then(|i| {
+                    lock(&self.tasks)
+                        .get(i.wrapping_sub(1))
+                        .map(|t| t.0.clone())
+                })
+                .unwrap_or_else(|| id.to_string()),
         }
     }
 
@@ -322,11 +362,29 @@ impl crate::ports::RestoreTarget for MemoryTarget {
         if let Some((number, message)) = lock(&self.fail_next_submit).take() {
             return Err(crate::ports::TargetError::Sql { number, message });
         }
+        {
+            let mut lose = lock(&self.lose_next_submit);
+            if *lose > 0 {
+                *lose -= 1;
+                return Err(crate::ports::TargetError::Connection(
+                    "connection lost before the submit".into(),
+                ));
+            }
+        }
+        let rds = *lock(&self.rds);
+        // SQL Server Agent keeps job names unique (sp_add_job).
+        if !rds && lock(&self.tasks).iter().any(|t| t.0 == task_name) {
+            return Err(crate::ports::TargetError::Sql {
+                number: 14261,
+                message: format!("The specified @name ('{task_name}') already exists."),
+            });
+        }
         lock(&self.tasks).push((
             task_name.to_owned(),
             request.clone(),
             crate::ports::TaskStatus::Running { percent: Some(0.0) },
         ));
+        let number = i64::try_from(lock(&self.tasks).len()).unwrap_or(i64::MAX);
         let mut cut = lock(&self.cut_after_submit);
         if *cut > 0 {
             *cut -= 1;
@@ -334,15 +392,27 @@ impl crate::ports::RestoreTarget for MemoryTarget {
                 "connection cut".into(),
             ));
         }
-        Ok(crate::ports::TaskId::AgentJob(task_name.to_owned()))
+        Ok(if rds {
+            crate::ports::TaskId::Rds(number)
+        } else {
+            crate::ports::TaskId::AgentJob(task_name.to_owned())
+        })
     }
 
     async fn find_task(
         &self,
-        _request: &crate::tsql::RestoreRequest,
+        request: &crate::tsql::RestoreRequest,
         task_name: &str,
     ) -> Result<Option<crate::ports::TaskId>, crate::ports::TargetError> {
-        Ok(lock(&self.tasks)
+        let tasks = lock(&self.tasks);
+        if *lock(&self.rds) {
+            return Ok(tasks
+                .iter()
+                .rposition(|t| t.1.sources.first() == request.sources.first())
+                .and_then(|i| i64::try_from(i + 1).ok())
+                .map(crate::ports::TaskId::Rds));
+        }
+        Ok(tasks
             .iter()
             .any(|t| t.0 == task_name)
             .then(|| crate::ports::TaskId::AgentJob(task_name.to_owned())))
@@ -353,10 +423,7 @@ impl crate::ports::RestoreTarget for MemoryTarget {
         _database: &crate::names::DatabaseName,
         task: &crate::ports::TaskId,
     ) -> Result<crate::ports::TaskStatus, crate::ports::TargetError> {
-        let name = match task {
-            crate::ports::TaskId::AgentJob(n) => n.clone(),
-            crate::ports::TaskId::Rds(id) => id.to_string(),
-        };
+        let name = self.name_of(task);
         lock(&self.tasks)
             .iter()
             .rev()
@@ -390,10 +457,7 @@ impl crate::ports::RestoreTarget for MemoryTarget {
         &self,
         task: &crate::ports::TaskId,
     ) -> Result<(), crate::ports::TargetError> {
-        let name = match task {
-            crate::ports::TaskId::AgentJob(n) => n.clone(),
-            crate::ports::TaskId::Rds(id) => id.to_string(),
-        };
+        let name = self.name_of(task);
         self.finish(&name, crate::ports::TaskStatus::Cancelled);
         Ok(())
     }

@@ -90,6 +90,18 @@ pub trait StatusStore: Send + Sync {
         expected: Option<u64>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// Deletes a file record whose stored version is still `expected` (a reset forgets the
+    /// migration's files; the uploaded objects stay where they are).
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the record changed or is gone, else as `get_file`.
+    fn delete_file(
+        &self,
+        migration: &str,
+        file_id: &str,
+        expected: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     /// Migrations in name order, at most `limit`, after the migration named `after`.
     ///
     /// # Errors
@@ -337,6 +349,14 @@ impl<T: StatusStore> StatusStore for std::sync::Arc<T> {
         expected: Option<u64>,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send {
         T::put_file(self, record, expected)
+    }
+    fn delete_file(
+        &self,
+        migration: &str,
+        file_id: &str,
+        expected: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        T::delete_file(self, migration, file_id, expected)
     }
     fn list_files(
         &self,

@@ -146,6 +146,9 @@ pub fn build(
     }) {
         actions.push("cancel");
     }
+    if state == Some(MigrationState::Cancelled) {
+        actions.push("reset");
+    }
     let kinds = |k: BackupKind| {
         restored
             .iter()

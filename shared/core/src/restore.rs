@@ -31,7 +31,7 @@ use crate::names::DatabaseName;
 use crate::object::ObjectRef;
 use crate::plan::{self, Candidate, ChainState, Decision, Step};
 use crate::ports::{
-    JobQueue, QueueError, RestoreTarget, StatusStore, StoreError, TargetError, TaskStatus,
+    JobQueue, QueueError, RestoreTarget, StatusStore, StoreError, TargetError, TaskId, TaskStatus,
 };
 use crate::status::{
     Claim, FileRecord, FileState, InFlight, MigrationRecord, MigrationState, Reason, SqlError,
@@ -166,6 +166,14 @@ impl Attempt<'_> {
     }
 }
 
+/// A claimed step: what to submit or find, under which name.
+#[derive(Debug, Clone)]
+struct Claimed {
+    step: Step,
+    task_name: String,
+    task_floor: Option<i64>,
+}
+
 /// The worker over its ports.
 #[derive(Debug)]
 pub struct Worker<S, Q, T> {
@@ -218,11 +226,16 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
     ) -> Result<WorkOutcome, WorkError> {
         match message {
             QueueMessage::Restore(job) => {
-                let file = self
-                    .store
-                    .get_file(&job.migration, &job.file_id)
-                    .await?
-                    .ok_or_else(|| WorkError::Unknown(format!("file {}", job.file_id)))?;
+                let Some(file) = self.store.get_file(&job.migration, &job.file_id).await? else {
+                    // A job queued before its migration was reset: the reset forgot the file.
+                    let migration = self.migration(&job.migration).await?;
+                    if migration.record.generation > 0 {
+                        return Ok(WorkOutcome::Stale {
+                            migration: job.migration.clone(),
+                        });
+                    }
+                    return Err(WorkError::Unknown(format!("file {}", job.file_id)));
+                };
                 // Validated too: the job can arrive before validation marked the file Queued
                 // (validation marks it after sending); the job's existence is what counts.
                 let joining = |s: FileState| matches!(s, FileState::Queued | FileState::Validated);
@@ -295,9 +308,13 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                         state: migration.state,
                     });
                 }
-                let step = in_flight.step.clone();
+                let claimed = Claimed {
+                    step: in_flight.step.clone(),
+                    task_name: in_flight.task_name.clone(),
+                    task_floor: migration.task_floor,
+                };
                 if attempt.holds(&in_flight.claim) {
-                    return self.submit(name, step, attempt, now, true).await;
+                    return self.submit(name, claimed, attempt, now, true).await;
                 }
                 if in_flight.claim.until <= now {
                     // Its holder failed or vanished: take the claim over (one taker wins the
@@ -308,7 +325,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                     }
                     taken.updated_at = now;
                     match self.store.put_migration(&taken, Some(version)).await {
-                        Ok(_) => return self.submit(name, step, attempt, now, true).await,
+                        Ok(_) => return self.submit(name, claimed, attempt, now, true).await,
                         Err(StoreError::Conflict { .. }) => continue,
                         Err(e) => return Err(e.into()),
                     }
@@ -423,8 +440,13 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                     }
                 }
             }
+            let claimed = Claimed {
+                step: step.clone(),
+                task_name: task_name(name, migration.generation, &step),
+                task_floor: migration.task_floor,
+            };
             migration.in_flight = Some(InFlight {
-                task_name: task_name(name, &step),
+                task_name: claimed.task_name.clone(),
                 step: step.clone(),
                 task: None,
                 claim: attempt.claim(now),
@@ -434,7 +456,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             migration.state = MigrationState::Restoring;
             migration.updated_at = now;
             match self.store.put_migration(&migration, Some(version)).await {
-                Ok(_) => return self.submit(name, step, attempt, now, false).await,
+                Ok(_) => return self.submit(name, claimed, attempt, now, false).await,
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
@@ -486,11 +508,16 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
     async fn submit(
         &self,
         name: &str,
-        step: Step,
+        claimed: Claimed,
         attempt: Attempt<'_>,
         now: OffsetDateTime,
         resuming: bool,
     ) -> Result<WorkOutcome, WorkError> {
+        let Claimed {
+            step,
+            task_name,
+            task_floor,
+        } = claimed;
         let database = database_name(name)?;
         let mut sources = Vec::new();
         for file_id in &step.files {
@@ -506,9 +533,12 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             kind: step.kind,
             sources,
         };
-        let task_name = task_name(name, &step);
         let found = if resuming {
-            self.target.find_task(&request, &task_name).await?
+            match self.target.find_task(&request, &task_name).await? {
+                // A task of the migration before a reset (same S3 object), not this one's.
+                Some(TaskId::Rds(id)) if task_floor.is_some_and(|floor| id <= floor) => None,
+                found => found,
+            }
         } else {
             None
         };
@@ -557,6 +587,9 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             };
             in_flight.task = Some(task.clone());
             in_flight.submitted_at = now;
+            if let TaskId::Rds(id) = task {
+                record.highest_task = record.highest_task.max(Some(id));
+            }
             record.updated_at = now;
             match self.store.put_migration(&record, Some(version)).await {
                 Ok(_) => break,
@@ -843,19 +876,25 @@ fn database_name(name: &str) -> Result<DatabaseName, WorkError> {
 /// A task name that is the same for the same step of the same migration (so a redelivery finds
 /// it), differs between migrations (the name's letters and digits, which Agent job names allow,
 /// plus a hash of the whole name: `a]b` and `ab` would otherwise share a job), and fits an Agent
-/// job name (128 characters).
-pub fn task_name(migration: &str, step: &Step) -> String {
+/// job name (128 characters). After a reset (`generation` > 0) the names carry the generation,
+/// so the same backup restored again never meets the Agent job of the migration before.
+pub fn task_name(migration: &str, generation: u32, step: &Step) -> String {
+    let suffix = if generation > 0 {
+        format!("_g{generation}")
+    } else {
+        String::new()
+    };
     let short: String = migration
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(60)
+        .take(60 - suffix.len())
         .collect();
     // FNV-1a: stable across builds and platforms, unlike std's hasher.
     let hash = migration.bytes().fold(0x811c_9dc5_u32, |h, b| {
         (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
     });
     format!(
-        "bakdrop_{short}_{hash:08x}_{}_{}",
+        "bakdrop_{short}{suffix}_{hash:08x}_{}_{}",
         step.kind,
         step.backup_set_guid.simple()
     )
@@ -1387,6 +1426,128 @@ mod tests {
     }
 
     #[test]
+    fn a_cancelled_migration_reset_migrates_the_same_backups_again_under_new_task_names() {
+        use crate::cutover::{self, CutoverError};
+        let p = pipeline("2016");
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        p.run_to_quiet();
+        assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
+        let refused = |r: Result<MigrationState, CutoverError>| match r {
+            Err(CutoverError::Refused { code, .. }) => code,
+            other => panic!("not refused: {other:?}"),
+        };
+        assert_eq!(
+            refused(block_on(cutover::reset(&p.store, "Clean", p.now()))),
+            "NotCancelled",
+            "a migration that is not cancelled keeps its database and records"
+        );
+        assert!(matches!(
+            block_on(cutover::reset(&p.store, "Nope", p.now())),
+            Err(CutoverError::NotFound(_))
+        ));
+        let cancelled = block_on(cutover::cancel(&p.store, &p.target, "Clean", p.now()));
+        assert_eq!(cancelled.expect("cancelled"), MigrationState::Cancelled);
+        assert_eq!(p.store.all_files().len(), 1);
+
+        let reset = block_on(cutover::reset(&p.store, "Clean", p.now())).expect("reset");
+        assert_eq!(reset, MigrationState::AwaitingFull);
+        let fresh = p.migration("Clean");
+        assert_eq!(
+            (
+                fresh.generation,
+                fresh.chain.steps.len(),
+                fresh.in_flight.is_none()
+            ),
+            (1, 0, true)
+        );
+        assert!(p.store.all_files().is_empty(), "the files are forgotten");
+        // Twice is harmless.
+        let again = block_on(cutover::reset(&p.store, "Clean", p.now())).expect("again");
+        assert_eq!(again, MigrationState::AwaitingFull);
+        assert_eq!(p.migration("Clean").generation, 1);
+
+        // The same backup, uploaded again, is migrated again; SQL Server Agent refuses a job
+        // name twice (14261), so the new generation's task has its own name.
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        p.run_to_quiet();
+        let m = p.migration("Clean");
+        assert_eq!(m.state, MigrationState::Synchronizing, "{:?}", m.reason);
+        let names = p.target.submitted();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert_ne!(names[0], names[1]);
+        assert!(names[1].contains("_g1_"), "{names:?}");
+
+        // Completed, it cannot be reset.
+        let done = block_on(cutover::complete(
+            &p.store,
+            &p.target,
+            &cutover::CompleteRequest {
+                database: "Clean".into(),
+                last_backup: None,
+                require_tail_log: false,
+            },
+            p.now(),
+        ));
+        assert_eq!(done.expect("completed"), MigrationState::Succeeded);
+        assert_eq!(
+            refused(block_on(cutover::reset(&p.store, "Clean", p.now()))),
+            "AlreadyOnline"
+        );
+    }
+
+    #[test]
+    fn an_rds_task_of_the_migration_before_a_reset_is_not_taken_for_the_new_ones() {
+        let p = pipeline("2016");
+        p.worker.target.rds.lock().map(|mut r| *r = true).ok();
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        p.run_to_quiet();
+        assert_eq!(p.migration("Clean").highest_task, Some(1));
+        block_on(crate::cutover::cancel(
+            &p.store,
+            &p.target,
+            "Clean",
+            p.now(),
+        ))
+        .expect("cancel");
+        block_on(crate::cutover::reset(&p.store, "Clean", p.now())).expect("reset");
+        assert_eq!(p.migration("Clean").task_floor, Some(1));
+
+        // The same object again; the first submit is lost on the way (its invocation fails),
+        // the redelivery takes the claim over and asks RDS for the object's task: RDS lists
+        // task 1, the cancelled generation's, which must not pass for this one's.
+        *p.target
+            .lose_next_submit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        let messages = p.queue.drain_sent();
+        block_on(
+            p.worker
+                .handle(&messages[0].0, attempt("m1", "first"), p.now()),
+        )
+        .expect_err("lost");
+        assert_eq!(p.target.submitted().len(), 1, "lost before the server");
+        let outcome = block_on(
+            p.worker
+                .handle(&messages[0].0, attempt("m1", "again"), p.now()),
+        )
+        .expect("resumed");
+        assert!(
+            matches!(outcome, WorkOutcome::Submitted { .. }),
+            "{outcome:?}"
+        );
+        let m = p.migration("Clean");
+        assert_eq!(
+            m.in_flight.as_ref().and_then(|f| f.task.clone()),
+            Some(TaskId::Rds(2)),
+            "submitted anew"
+        );
+        p.run_to_quiet();
+        assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
+        assert_eq!(p.migration("Clean").highest_task, Some(2));
+    }
+
+    #[test]
     fn a_restore_job_whose_first_poll_could_not_be_queued_queues_it_when_redelivered() {
         let p = pipeline("2016");
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
@@ -1482,8 +1643,8 @@ mod tests {
             first_lsn: crate::Lsn::ZERO,
             last_lsn: crate::Lsn::ZERO,
         };
-        let name = task_name(&"ä]x; --".repeat(40), &step);
-        assert_eq!(name, task_name(&"ä]x; --".repeat(40), &step));
+        let name = task_name(&"ä]x; --".repeat(40), 0, &step);
+        assert_eq!(name, task_name(&"ä]x; --".repeat(40), 0, &step));
         // Names that share their letters and digits still get their own task.
         for (a, b) in [
             ("a]b", "ab"),
@@ -1491,12 +1652,24 @@ mod tests {
             ("db;--", "db"),
             ("Sales", "SALES"),
         ] {
-            assert_ne!(task_name(a, &step), task_name(b, &step), "{a} / {b}");
+            assert_ne!(task_name(a, 0, &step), task_name(b, 0, &step), "{a} / {b}");
         }
         assert!(name.len() <= 128, "{}", name.len());
         assert!(
             name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
             "{name}"
         );
+        // After a reset: another name for the same step, still within 128 characters.
+        assert_eq!(
+            task_name("Sales", 0, &step),
+            "bakdrop_Sales_2ed1f157_log_00000000000000000000000000000abc",
+            "names of generation 0 are the names before generations existed"
+        );
+        for generation in [1, 2, u32::MAX] {
+            let again = task_name(&"x".repeat(200), generation, &step);
+            assert_ne!(again, task_name(&"x".repeat(200), 0, &step));
+            assert!(again.len() <= 128, "{again}: {}", again.len());
+        }
+        assert_ne!(task_name("Sales", 1, &step), task_name("Sales", 2, &step));
     }
 }

@@ -266,10 +266,25 @@ pub struct MigrationRecord {
     pub chain: ChainState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<InFlight>,
+    /// How many times the migration was reset (0 at first). Part of its task names, so that a
+    /// migration after a reset never meets the Agent jobs of the one before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
+    /// RDS task ids up to this one belong to the generations before a reset: finding a task by
+    /// its S3 object, the worker never takes one of them for this generation's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_floor: Option<i64>,
+    /// The highest RDS task id this generation recorded (the next generation's floor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highest_task: Option<i64>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl MigrationRecord {
@@ -284,9 +299,21 @@ impl MigrationRecord {
             reason: None,
             chain: ChainState::default(),
             in_flight: None,
+            generation: 0,
+            task_floor: None,
+            highest_task: None,
             created_at: now,
             updated_at: now,
         }
+    }
+
+    /// The migration that replaces this one after a reset: nothing restored, the next
+    /// generation, tasks up to this one's highest not its own.
+    pub fn next_generation(&self, now: OffsetDateTime) -> MigrationRecord {
+        let mut next = MigrationRecord::new(&self.database, now);
+        next.generation = self.generation.saturating_add(1);
+        next.task_floor = self.task_floor.max(self.highest_task);
+        next
     }
 }
 

@@ -369,12 +369,12 @@ fn admit(migration: &MigrationRecord, header: &HeaderSummary) -> Result<(), Reas
             ),
             MigrationState::Cancelled => (
                 "MigrationCancelled",
-                "it was cancelled; upload to a new database folder, or reset the migration",
+                "it was cancelled; reset it (`bakdrop reset`, or the complete-migration function with action reset) and upload the backups again, or upload to a new database folder",
             ),
             MigrationState::Completing => ("MigrationCompleting", "it is being brought online"),
             _ => (
                 "MigrationFailed",
-                "it failed; cancel it (which drops the half-restored database) and upload again",
+                "it failed; cancel it (which drops the half-restored database), reset it and upload the backups again",
             ),
         };
         return Err(Reason::new(
