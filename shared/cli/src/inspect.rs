@@ -33,11 +33,11 @@ pub fn run(
         if as_json {
             reports.push(report.to_json(path));
         } else {
-            print!("{}", report.to_text(path));
+            crate::out!("{}", report.to_text(path));
         }
     }
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&reports)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&reports)?);
     }
     Ok(if all_usable {
         ExitCode::SUCCESS

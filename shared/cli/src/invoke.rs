@@ -91,7 +91,7 @@ pub async fn cutover(
             let state = value["state"]
                 .as_str()
                 .unwrap_or("(no state in the answer)");
-            println!("{}: {state}", request.database);
+            crate::outln!("{}: {state}", request.database);
             Ok(ExitCode::SUCCESS)
         }
         Answer::Refused {
@@ -129,10 +129,10 @@ pub async fn status(
         }
     };
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
+    crate::outln!(
         "== {} [{}]: {}",
         report["database"].as_str().unwrap_or(database),
         report["state"]
@@ -142,8 +142,8 @@ pub async fn status(
     );
     if let Some(e) = report.get("last_error").filter(|e| !e.is_null()) {
         match serde_json::from_value::<Reason>(e.clone()) {
-            Ok(reason) => println!("  last error: {reason}"),
-            Err(_) => println!("  last error: {e}"),
+            Ok(reason) => crate::outln!("  last error: {reason}"),
+            Err(_) => crate::outln!("  last error: {e}"),
         }
     }
     let actions: Vec<&str> = report["actions"]
@@ -151,7 +151,7 @@ pub async fn status(
         .map(|a| a.iter().filter_map(Value::as_str).collect())
         .unwrap_or_default();
     if !actions.is_empty() {
-        println!("  you may now: {}", actions.join(", "));
+        crate::outln!("  you may now: {}", actions.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -181,10 +181,10 @@ async fn list(function: &str, as_json: bool) -> anyhow::Result<ExitCode> {
         }
     }
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&all)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&all)?);
     } else {
         for m in &all {
-            println!(
+            crate::outln!(
                 "{:<40} {:<14} {}",
                 m["database"].as_str().unwrap_or("?"),
                 m["state"].as_str().unwrap_or("?"),

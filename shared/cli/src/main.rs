@@ -17,6 +17,7 @@ mod inspect;
 mod invoke;
 mod local;
 mod manage;
+mod out;
 mod pipeline;
 mod planning;
 mod queue;

@@ -129,10 +129,10 @@ async fn print_status<S: StatusStore>(
             (Some(_), [(one, _)]) => serde_json::to_value(one)?,
             _ => serde_json::to_value(reports.iter().map(|(r, _)| r).collect::<Vec<_>>())?,
         };
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         for (r, files) in &reports {
-            print!("{}", report_text(r, files));
+            crate::out!("{}", report_text(r, files));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -219,7 +219,7 @@ async fn target_for(
             _ => {}
         }
     }
-    println!(
+    crate::outln!(
         "script-only mode: no --target; the T-SQL is appended to {} (NOT EXECUTED)",
         dir.join("restore.sql").display()
     );
@@ -244,7 +244,7 @@ pub async fn complete(
     let target = target_for(choice, &store, &request.database).await?;
     match cutover::complete(&store, &target, &request, time::OffsetDateTime::now_utc()).await {
         Ok(state) => {
-            println!("{}: {state}", request.database);
+            crate::outln!("{}: {state}", request.database);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Ok(refused(&e)),
@@ -264,7 +264,7 @@ pub async fn cancel(
     let target = target_for(choice, &store, database).await?;
     match cutover::cancel(&store, &target, database, time::OffsetDateTime::now_utc()).await {
         Ok(state) => {
-            println!("{database}: {state}");
+            crate::outln!("{database}: {state}");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Ok(refused(&e)),
@@ -279,7 +279,7 @@ pub async fn reset(path: &Path, database: &str) -> anyhow::Result<ExitCode> {
     let store = open(path)?;
     match cutover::reset(&store, database, time::OffsetDateTime::now_utc()).await {
         Ok(state) => {
-            println!("{database}: {state}");
+            crate::outln!("{database}: {state}");
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Ok(refused(&e)),
@@ -338,7 +338,7 @@ pub async fn cutover_in_table(
     };
     match result {
         Ok(state) => {
-            println!("{}: {state}", request.database);
+            crate::outln!("{}: {state}", request.database);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Ok(refused(&e)),

@@ -65,9 +65,13 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let (target, release) = match &options.target {
         Some(connection) => {
             let login = parse_connection(connection)?;
-            println!(
+            crate::outln!(
                 "target: {}:{} as {} ({} dialect, tls {:?})",
-                login.host, login.port, login.username, options.dialect, login.tls
+                login.host,
+                login.port,
+                login.username,
+                options.dialect,
+                login.tls
             );
             let server = TiberiusTarget::new(login.config(), options.dialect);
             let release = match &options.target_version {
@@ -80,7 +84,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
                     let release: SqlServerRelease = product
                         .parse()
                         .with_context(|| format!("the target reports version {product}"))?;
-                    println!("validating against the target's own version: {release} (product version {product})");
+                    crate::outln!("validating against the target's own version: {release} (product version {product})");
                     release
                 }
             };
@@ -91,7 +95,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
                 Some(v) => given_version(v)?,
                 None => version_of_first_full(&bucket)?,
             };
-            println!(
+            crate::outln!(
                 "script-only mode: no --target, nothing is executed; the T-SQL goes to {}",
                 script_path.display()
             );
@@ -111,7 +115,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             (CliTarget::Script(script), release)
         }
     };
-    println!("state file: {}", state_path.display());
+    crate::outln!("state file: {}", state_path.display());
 
     let location = match options.dialect {
         Dialect::Rds => SourceLocation::S3Arn,
@@ -170,14 +174,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
                     progress.validated(&object.key, &outcome);
                 }
                 Err(e) if e.is_transient() => {
-                    println!(
+                    crate::outln!(
                         "retry      {}: {e:#} (tried again on the next scan)",
                         object.key
                     );
                 }
                 Err(e) => {
                     seen.insert(object.key.clone(), etag);
-                    println!("error      {}: {e:#}", object.key);
+                    crate::outln!("error      {}: {e:#}", object.key);
                 }
             }
         }
@@ -197,10 +201,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
                     progress.worked(&outcome);
                 }
                 Err(e) if e.is_transient() && delivery.attempts + 1 < MAX_DELIVERIES => {
-                    println!("retry      {migration}: {e:#}");
+                    crate::outln!("retry      {migration}: {e:#}");
                     queue.retry(delivery, options.poll_interval.max(Duration::from_secs(1)));
                 }
-                Err(e) => println!("error      {migration}: {e:#} (message dropped)"),
+                Err(e) => crate::outln!("error      {migration}: {e:#} (message dropped)"),
             }
         }
         let next = queue.until_next();
@@ -219,7 +223,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = &mut stop => {
-                    println!("stopped (Ctrl-C)");
+                    crate::outln!("stopped (Ctrl-C)");
                     break;
                 }
             }
@@ -230,7 +234,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
 
     let failed = summary_text(store.as_ref()).await?;
     if simulated && script_path.exists() {
-        println!(
+        crate::outln!(
             "\nscript-only mode: the T-SQL above was NOT executed; it is in {}",
             script_path.display()
         );
@@ -244,7 +248,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
 
 fn given_version(text: &str) -> anyhow::Result<SqlServerRelease> {
     let release: SqlServerRelease = text.parse().context("--target-version")?;
-    println!("validating against --target-version {release}");
+    crate::outln!("validating against --target-version {release}");
     Ok(release)
 }
 
@@ -262,7 +266,7 @@ fn version_of_first_full(bucket: &LocalBucket) -> anyhow::Result<SqlServerReleas
             continue;
         }
         if let Some(release) = SqlServerRelease::by_database_version(header.database_version) {
-            println!(
+            crate::outln!(
                 "no --target-version: validating against {release}, the version of the first full backup found ({})",
                 object.key
             );
@@ -292,10 +296,10 @@ struct Progress {
 impl Progress {
     fn validated(&self, key: &str, outcome: &Outcome) {
         match outcome {
-            Outcome::Queued { .. } => println!("validated  {key}: queued for restore"),
-            Outcome::Rejected { reason, .. } => println!("rejected   {key}: {reason}"),
+            Outcome::Queued { .. } => crate::outln!("validated  {key}: queued for restore"),
+            Outcome::Rejected { reason, .. } => crate::outln!("rejected   {key}: {reason}"),
             Outcome::Duplicate { state, .. } => {
-                println!("unchanged  {key}: already handled ({state})");
+                crate::outln!("unchanged  {key}: already handled ({state})");
             }
         }
     }
@@ -303,17 +307,17 @@ impl Progress {
     fn worked(&self, outcome: &WorkOutcome) {
         match outcome {
             WorkOutcome::Submitted { migration, task } => {
-                println!("submitted  {migration}: {task}");
+                crate::outln!("submitted  {migration}: {task}");
             }
             WorkOutcome::Running { migration, percent } => match percent {
-                Some(p) => println!("restoring  {migration}: {p:.0}% complete"),
-                None => println!("restoring  {migration}"),
+                Some(p) => crate::outln!("restoring  {migration}: {p:.0}% complete"),
+                None => crate::outln!("restoring  {migration}"),
             },
             WorkOutcome::Deferred { migration } => {
-                println!("busy       {migration}: the target runs as many restores as it allows; planning again later");
+                crate::outln!("busy       {migration}: the target runs as many restores as it allows; planning again later");
             }
             WorkOutcome::Failed { migration, reason } => {
-                println!("FAILED     {migration}: {reason}");
+                crate::outln!("FAILED     {migration}: {reason}");
             }
             WorkOutcome::Idle { .. } | WorkOutcome::Stale { .. } => {}
         }
@@ -328,7 +332,7 @@ impl Progress {
                     .as_ref()
                     .map(|h| format!(" ({}, LSN {} → {})", h.backup_type, h.first_lsn, h.last_lsn))
                     .unwrap_or_default();
-                println!("restored   {}{detail}", f.object.key);
+                crate::outln!("restored   {}{detail}", f.object.key);
             }
         }
         Ok(())
@@ -338,7 +342,7 @@ impl Progress {
 /// Prints the final summary of every migration in the store; true when one failed.
 async fn summary_text(store: &JsonFileStore) -> anyhow::Result<bool> {
     let mut failed = false;
-    println!("\nSummary");
+    crate::outln!("\nSummary");
     for name in store.databases()? {
         let migration = store.get_migration(&name).await?.map(|v| v.record);
         let files: Vec<_> = store
@@ -349,7 +353,7 @@ async fn summary_text(store: &JsonFileStore) -> anyhow::Result<bool> {
             .collect();
         let report = report::build(&name, migration.as_ref(), &files);
         failed |= report.state == Some(MigrationState::Failed);
-        print!("{}", crate::manage::report_text(&report, &files));
+        crate::out!("{}", crate::manage::report_text(&report, &files));
     }
     Ok(failed)
 }

@@ -65,10 +65,10 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let plans = plan_paths(paths, dialect, bucket)?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&plans)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&plans)?);
     } else {
         for p in &plans {
-            print!("{}", text(p, dialect, bucket));
+            crate::out!("{}", text(p, dialect, bucket));
         }
     }
     // A database without a chain, or nothing usable at all.

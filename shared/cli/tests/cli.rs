@@ -434,3 +434,36 @@ fn event_files_parse_as_their_functions_expect() {
         assert_eq!(request.database, "RestoreTimeClean");
     }
 }
+
+/// `bakdrop … | head`: the reader goes away; bakdrop stops quietly (status 0, nothing on standard
+/// error) instead of panicking on the closed pipe. The output (~100 KiB) is larger than a pipe's
+/// buffer, so the write fails whether or not it started before the pipe was closed.
+#[test]
+fn a_closed_stdout_pipe_ends_bakdrop_quietly() {
+    use std::io::Read;
+    let mut files: Vec<String> = std::fs::read_dir(FIXTURES)
+        .expect("fixtures")
+        .filter_map(|e| e.ok().map(|e| e.path().display().to_string()))
+        .filter(|p| p.ends_with(".bak") || p.ends_with(".trn"))
+        .collect();
+    files.extend(files.clone());
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bakdrop"))
+        .arg("inspect")
+        .args(&files)
+        .arg("--json")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bakdrop starts");
+    let mut first = [0u8; 16];
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_exact(&mut first)
+        .expect("the first bytes");
+    let out = child.wait_with_output().expect("bakdrop ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
