@@ -171,6 +171,10 @@ impl<T: RestoreTarget> RestoreTarget for S3StripeStaging<T> {
         self.inner.cancel_task(task).await
     }
 
+    async fn release_task(&self, task: &TaskId) -> Result<(), TargetError> {
+        self.inner.release_task(task).await
+    }
+
     async fn drop_database(&self, database: &DatabaseName) -> Result<(), TargetError> {
         self.inner.drop_database(database).await
     }

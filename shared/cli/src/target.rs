@@ -145,6 +145,16 @@ impl RestoreTarget for ScriptTarget {
         self.write(&format!("cancel {task}"), &sql)
     }
 
+    async fn release_task(&self, task: &TaskId) -> Result<(), TargetError> {
+        match task {
+            TaskId::Rds(_) => Ok(()),
+            TaskId::AgentJob(name) => self.write(
+                &format!("forget {task}"),
+                &tsql::native::delete_job(name).to_string(),
+            ),
+        }
+    }
+
     async fn drop_database(&self, database: &DatabaseName) -> Result<(), TargetError> {
         let sql = match self.dialect {
             Dialect::Rds => tsql::rds::drop_database(database).to_string(),
@@ -216,6 +226,12 @@ impl RestoreTarget for CliTarget {
         match self {
             CliTarget::Script(t) => t.cancel_task(task).await,
             CliTarget::Server(t) => t.cancel_task(task).await,
+        }
+    }
+    async fn release_task(&self, task: &TaskId) -> Result<(), TargetError> {
+        match self {
+            CliTarget::Script(t) => t.release_task(task).await,
+            CliTarget::Server(t) => t.release_task(task).await,
         }
     }
     async fn drop_database(&self, database: &DatabaseName) -> Result<(), TargetError> {

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::names::DatabaseName;
-use crate::ports::{RestoreTarget, StatusStore, StoreError, TargetError};
+use crate::ports::{RestoreTarget, StatusStore, StoreError, TargetError, TaskStatus};
 use crate::status::{
     BackupKind, FileRecord, FileState, MigrationRecord, MigrationState, Reason, SqlError, Versioned,
 };
@@ -236,13 +236,27 @@ pub async fn cancel<S: StatusStore, T: RestoreTarget>(
         _ => {}
     }
     if let Some(task) = migration.in_flight.as_ref().and_then(|f| f.task.clone()) {
-        target.cancel_task(&task).await?;
+        // Stopping is asynchronous (RDS: CANCEL_REQUESTED, then CANCELLED; an Agent job's
+        // RESTORE rolls back), and the database cannot be dropped while its restore runs
+        // (error 3702). A task still running after the request stays on the Cancelled
+        // migration: the restore worker, which polls it, drops the database once it stopped.
+        let asked = target.cancel_task(&task).await;
+        let stopped = !matches!(
+            target.poll(&database, &task).await?,
+            TaskStatus::Running { .. }
+        );
+        if !stopped {
+            asked?;
+            let record = set_state(store, name, now, |m| {
+                (m.state != MigrationState::Cancelled && m.state != MigrationState::Succeeded)
+                    .then(|| m.state = MigrationState::Cancelled)
+                    .is_some()
+            })
+            .await?;
+            return Ok(record.state);
+        }
     }
-    // Only a database this migration created, i.e. one that is not online.
-    match target.database_state(&database).await? {
-        Some(state) if state != "ONLINE" => target.drop_database(&database).await?,
-        _ => {}
-    }
+    drop_restoring(target, &database).await?;
     let record = set_state(store, name, now, |m| {
         (m.state != MigrationState::Cancelled && m.state != MigrationState::Succeeded)
             .then(|| {
@@ -253,6 +267,20 @@ pub async fn cancel<S: StatusStore, T: RestoreTarget>(
     })
     .await?;
     Ok(record.state)
+}
+
+/// Drops the database if it exists and is not online (only a database a migration created).
+///
+/// # Errors
+/// [`TargetError`].
+pub async fn drop_restoring<T: RestoreTarget>(
+    target: &T,
+    database: &DatabaseName,
+) -> Result<(), TargetError> {
+    match target.database_state(database).await? {
+        Some(state) if state != "ONLINE" => target.drop_database(database).await,
+        _ => Ok(()),
+    }
 }
 
 /// Resets a cancelled migration: forgets its files and its chain, so that its database folder
@@ -273,6 +301,12 @@ pub async fn reset<S: StatusStore>(
     for _ in 0..8 {
         let Versioned { record, version } = load(store, name).await?;
         match record.state {
+            MigrationState::Cancelled if record.in_flight.is_some() => {
+                return Err(refused(
+                    "CancelInProgress",
+                    format!("cannot reset {name} yet: the target is still stopping its restore; the half-restored database is dropped once it has stopped, then reset"),
+                ))
+            }
             MigrationState::Cancelled => {}
             MigrationState::Succeeded => {
                 return Err(refused(

@@ -283,6 +283,11 @@ pub struct MemoryTarget {
     pub cut_after_submit: Mutex<u32>,
     /// The next `n` submits never reach the server (the connection is lost first).
     pub lose_next_submit: Mutex<u32>,
+    /// Cancelling takes time, as on a real server: `cancel_task` only asks, and the task runs on
+    /// until the test [`finish`](MemoryTarget::finish)es it.
+    pub slow_cancel: Mutex<bool>,
+    /// Names of the tasks released (their Agent jobs deleted).
+    pub released: Mutex<Vec<String>>,
     /// Behave as RDS: tasks are numbered (`TaskId::Rds`, 1 for the first) and found by their
     /// request's S3 object, the highest number first, as `rds_task_status` lists them.
     pub rds: Mutex<bool>,
@@ -298,6 +303,8 @@ impl MemoryTarget {
             busy: Mutex::default(),
             cut_after_submit: Mutex::default(),
             lose_next_submit: Mutex::default(),
+            released: Mutex::default(),
+            slow_cancel: Mutex::default(),
             rds: Mutex::default(),
         }
     }
@@ -372,8 +379,10 @@ impl crate::ports::RestoreTarget for MemoryTarget {
             }
         }
         let rds = *lock(&self.rds);
-        // SQL Server Agent keeps job names unique (sp_add_job).
-        if !rds && lock(&self.tasks).iter().any(|t| t.0 == task_name) {
+        // SQL Server Agent keeps job names unique (sp_add_job); a deleted job's name is free.
+        let taken = lock(&self.tasks).iter().any(|t| t.0 == task_name)
+            && !lock(&self.released).iter().any(|r| r == task_name);
+        if !rds && taken {
             return Err(crate::ports::TargetError::Sql {
                 number: 14261,
                 message: format!("The specified @name ('{task_name}') already exists."),
@@ -457,8 +466,20 @@ impl crate::ports::RestoreTarget for MemoryTarget {
         &self,
         task: &crate::ports::TaskId,
     ) -> Result<(), crate::ports::TargetError> {
-        let name = self.name_of(task);
-        self.finish(&name, crate::ports::TaskStatus::Cancelled);
+        if !*lock(&self.slow_cancel) {
+            let name = self.name_of(task);
+            self.finish(&name, crate::ports::TaskStatus::Cancelled);
+        }
+        Ok(())
+    }
+
+    async fn release_task(
+        &self,
+        task: &crate::ports::TaskId,
+    ) -> Result<(), crate::ports::TargetError> {
+        if let crate::ports::TaskId::AgentJob(name) = task {
+            lock(&self.released).push(name.clone());
+        }
         Ok(())
     }
 

@@ -146,7 +146,8 @@ pub fn build(
     }) {
         actions.push("cancel");
     }
-    if state == Some(MigrationState::Cancelled) {
+    if state == Some(MigrationState::Cancelled) && migration.is_some_and(|m| m.in_flight.is_none())
+    {
         actions.push("reset");
     }
     let kinds = |k: BackupKind| {
@@ -169,6 +170,9 @@ pub fn build(
                 .map(ToString::to_string)
                 .unwrap_or_else(|| "no reason recorded".into())
         ),
+        Some(MigrationState::Cancelled) if migration.is_some_and(|m| m.in_flight.is_some()) => {
+            "Cancelled — the target is stopping its restore; the half-restored database is dropped once it has stopped".to_owned()
+        }
         Some(MigrationState::Cancelled) => "Cancelled".to_owned(),
         Some(MigrationState::Completing) => "Completing: bringing the database online".to_owned(),
         Some(MigrationState::AwaitingFull) => format!(

@@ -652,6 +652,9 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             return self.advance(name, attempt, now).await;
         };
         let database = database_name(name)?;
+        if record.state == MigrationState::Cancelled {
+            return self.finish_cancel(name, task_name, &task, now).await;
+        }
         match self.target.poll(&database, &task).await? {
             TaskStatus::Running { percent } => {
                 self.update_migration(name, now, |m| {
@@ -711,6 +714,12 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                             Some(())
                         })
                         .await?;
+                    }
+                    // Recorded: the target may forget the task (a job left behind costs a row
+                    // in msdb, not the migration).
+                    if let Err(e) = self.target.release_task(&task).await {
+                        tracing::warn!(migration = %name, %task, error.message = %e,
+                            "the finished task could not be released; it stays on the target");
                     }
                 }
                 self.advance(name, attempt, now).await
@@ -774,6 +783,50 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
         Ok(WorkOutcome::Failed {
             migration: name.to_owned(),
             reason,
+        })
+    }
+
+    /// A migration cancelled while its task ran: once the target has stopped the task, drop the
+    /// half-restored database and let go of the task; until then, ask again and poll later.
+    async fn finish_cancel(
+        &self,
+        name: &str,
+        task_name: &str,
+        task: &TaskId,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        let database = database_name(name)?;
+        if let TaskStatus::Running { .. } = self.target.poll(&database, task).await? {
+            // A task submitted just as the migration was cancelled was never asked to stop.
+            if let Err(e) = self.target.cancel_task(task).await {
+                tracing::info!(migration = %name, %task, error.message = %e,
+                    "asking the target again to stop the cancelled migration's task");
+            }
+            self.queue
+                .send(
+                    &QueueMessage::Poll {
+                        migration: name.to_owned(),
+                        task_name: task_name.to_owned(),
+                    },
+                    self.config.poll_interval,
+                )
+                .await?;
+            return Ok(WorkOutcome::Idle {
+                migration: name.to_owned(),
+                state: MigrationState::Cancelled,
+            });
+        }
+        crate::cutover::drop_restoring(&self.target, &database).await?;
+        self.update_migration(name, now, |m| {
+            m.in_flight
+                .as_ref()
+                .is_some_and(|f| f.task_name == task_name)
+                .then(|| m.in_flight = None)
+        })
+        .await?;
+        Ok(WorkOutcome::Idle {
+            migration: name.to_owned(),
+            state: MigrationState::Cancelled,
         })
     }
 
@@ -1196,6 +1249,14 @@ mod tests {
             .filter(|(_, s)| *s == FileState::Restored)
             .collect();
         assert!(restored.len() >= 5, "{states:?}");
+        // Every finished restore's Agent job was deleted once its outcome was recorded.
+        let released = p
+            .target
+            .released
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        assert_eq!(released, p.target.submitted());
     }
 
     #[test]
@@ -1430,8 +1491,9 @@ mod tests {
         use crate::cutover::{self, CutoverError};
         let p = pipeline("2016");
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
-        p.run_to_quiet();
-        assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
+        p.pump();
+        // Cancelled while its restore runs: the stopped job keeps its name on the server.
+        assert_eq!(p.migration("Clean").state, MigrationState::Restoring);
         let refused = |r: Result<MigrationState, CutoverError>| match r {
             Err(CutoverError::Refused { code, .. }) => code,
             other => panic!("not refused: {other:?}"),
@@ -1493,6 +1555,71 @@ mod tests {
             refused(block_on(cutover::reset(&p.store, "Clean", p.now()))),
             "AlreadyOnline"
         );
+    }
+
+    #[test]
+    fn a_migration_cancelled_while_its_restore_runs_drops_the_database_once_the_task_stopped() {
+        use crate::cutover::{self, CutoverError};
+        let p = pipeline("2016");
+        *p.target
+            .slow_cancel
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        p.pump();
+        let task = p.target.submitted()[0].clone();
+        p.target.finish(
+            &task,
+            TaskStatus::Running {
+                percent: Some(40.0),
+            },
+        );
+        p.target
+            .databases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert("Clean".into(), "RESTORING".into());
+
+        let state = block_on(cutover::cancel(&p.store, &p.target, "Clean", p.now()));
+        assert_eq!(state.expect("cancelled"), MigrationState::Cancelled);
+        let m = p.migration("Clean");
+        assert!(
+            m.in_flight.is_some(),
+            "the task is kept until it has stopped"
+        );
+        assert!(p
+            .target
+            .databases
+            .lock()
+            .map(|d| d.contains_key("Clean"))
+            .unwrap_or(false));
+        match block_on(cutover::reset(&p.store, "Clean", p.now())) {
+            Err(CutoverError::Refused { code, .. }) => assert_eq!(code, "CancelInProgress"),
+            other => panic!("{other:?}"),
+        }
+        // The worker's poll finds the task still stopping: it asks again, polls later.
+        let outcomes = p.pump();
+        assert!(
+            matches!(outcomes.as_slice(), [WorkOutcome::Idle { .. }]),
+            "{outcomes:?}"
+        );
+        assert!(p.migration("Clean").in_flight.is_some());
+        assert_eq!(p.queue.messages().len(), 1, "polled again");
+        // Stopped: the next poll drops the database and lets go of the task.
+        p.target.finish(&task, TaskStatus::Cancelled);
+        p.pump();
+        let m = p.migration("Clean");
+        assert_eq!(m.state, MigrationState::Cancelled);
+        assert!(m.in_flight.is_none());
+        assert!(!p
+            .target
+            .databases
+            .lock()
+            .map(|d| d.contains_key("Clean"))
+            .unwrap_or(true));
+        assert!(p.queue.messages().is_empty());
+        let reset = block_on(cutover::reset(&p.store, "Clean", p.now()));
+        assert_eq!(reset.expect("reset"), MigrationState::AwaitingFull);
     }
 
     #[test]

@@ -303,6 +303,14 @@ pub mod native {
         }
     }
 
+    /// Deletes an Agent job and its history (a finished restore's, once its outcome is recorded).
+    pub fn delete_job(job_name: &str) -> Statement {
+        Statement {
+            sql: "EXEC msdb.dbo.sp_delete_job @job_name=@P1".into(),
+            params: vec![text(job_name)],
+        }
+    }
+
     /// Stops a running Agent job (the RESTORE it runs is aborted).
     pub fn stop_job(job_name: &str) -> Statement {
         Statement {

@@ -227,6 +227,13 @@ impl RestoreTarget for TiberiusTarget {
         }
     }
 
+    async fn release_task(&self, task: &TaskId) -> Result<(), TargetError> {
+        match task {
+            TaskId::Rds(_) => Ok(()),
+            TaskId::AgentJob(name) => self.execute(&tsql::native::delete_job(name)).await,
+        }
+    }
+
     async fn drop_database(&self, database: &DatabaseName) -> Result<(), TargetError> {
         match self.dialect {
             Dialect::Rds => self.execute(&tsql::rds::drop_database(database)).await,
@@ -249,7 +256,9 @@ fn rds_status(row: &Row) -> TaskStatus {
             sql_error: sql_error_in(&info),
             message: info,
         },
-        Some("CANCELLED" | "CANCEL_REQUESTED") => TaskStatus::Cancelled,
+        Some("CANCELLED") => TaskStatus::Cancelled,
+        // CANCEL_REQUESTED: the task still holds its database (rds_drop_database refuses, 3702)
+        // until RDS has stopped it; it is running until CANCELLED.
         _ => TaskStatus::Running {
             percent: number(row, "% complete"),
         },
