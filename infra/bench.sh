@@ -14,7 +14,8 @@
 #   infra/bench.sh smoke        every benchmark but fuzz, tiny sizes, one run each (< 60 s once built)
 #
 # Environment: BENCH_RUNS (validation and parser runs, default 7), BENCH_THROUGHPUT_RUNS
-# (default 3), BENCH_SIZES_MIB (default 1,256,2048), BENCH_FUZZ_RUNS (default
+# (default 3), BENCH_SIZES_MIB (default 1,256,2048), BENCH_FIRST_BYTE_MS (the modelled round trip
+# of figure 1's second table, default 20), BENCH_FUZZ_RUNS (default
 # 10000000), BENCH_FUZZ_SANITIZER (cargo fuzz -s, default none), BENCH_OUT (results directory,
 # default target/bench-results), CARGO_TARGET_DIR (as usual). `smoke` uses the dev profile (what
 # the test run has built already); the other commands build the release profile.
@@ -123,6 +124,10 @@ validation() {
   say ""
   aws_up
   bench validation --sizes-mib "${BENCH_SIZES_MIB:-1,256,2048}" --runs "$runs" --download-runs 3
+  say "### The same with a modelled network round trip (${BENCH_FIRST_BYTE_MS:-20} ms before each response's first byte)"
+  say ""
+  bench validation --sizes-mib "${BENCH_SIZES_MIB:-1,256,2048}" --runs "$runs" --download-runs 1 \
+    --first-byte-ms "${BENCH_FIRST_BYTE_MS:-20}"
 }
 
 throughput() {
@@ -203,6 +208,7 @@ smoke() {
   say ""
   aws_up
   bench validation --sizes-mib 1,16 --runs 1 --download-runs 1
+  bench validation --sizes-mib 1 --runs 1 --download-runs 1 --first-byte-ms 5
   bench ingest --uploads 20 --consumers 4 --timeout-secs 60
   bench restores --migrations 4 --workers 2 --restore-ms 100 --timeout-secs 60
   bench parser --runs 1 --min-run-ms 5

@@ -4,10 +4,15 @@
 //! object for every ranged GET, so on moto a 64 KiB read of a 2 GiB object costs about as much
 //! as downloading it; figure 1 is measured on both endpoints to tell bakdrop's cost from the
 //! endpoint's. Requests are not authenticated; it serves nothing but the objects put into it.
+//!
+//! On loopback a request costs only CPU; [`RangeEndpoint::start_with_latency`] holds every
+//! response back before its first byte, modelling the round trip to a real S3 endpoint, so that
+//! what concurrent requests save can be measured.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use bakdrop_core::object::ObjectRef;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -21,6 +26,7 @@ type Objects = Arc<Mutex<HashMap<String, (Arc<Spliced>, String)>>>;
 #[derive(Debug)]
 pub struct RangeEndpoint {
     addr: SocketAddr,
+    first_byte_latency: Duration,
     objects: Objects,
     accept: tokio::task::JoinHandle<()>,
 }
@@ -37,6 +43,16 @@ impl RangeEndpoint {
     /// # Errors
     /// When the socket cannot be bound.
     pub async fn start() -> std::io::Result<RangeEndpoint> {
+        RangeEndpoint::start_with_latency(Duration::ZERO).await
+    }
+
+    /// Listens on `127.0.0.1:0`; every response waits `first_byte_latency` before it is sent.
+    ///
+    /// # Errors
+    /// When the socket cannot be bound.
+    pub async fn start_with_latency(
+        first_byte_latency: Duration,
+    ) -> std::io::Result<RangeEndpoint> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let objects: Objects = Arc::default();
@@ -46,15 +62,21 @@ impl RangeEndpoint {
                 let objects = served.clone();
                 tokio::spawn(async move {
                     // A broken connection only ends that connection.
-                    let _ = serve(stream, objects).await;
+                    let _ = serve(stream, objects, first_byte_latency).await;
                 });
             }
         });
         Ok(RangeEndpoint {
             addr,
+            first_byte_latency,
             objects,
             accept,
         })
+    }
+
+    /// The delay before each response's first byte.
+    pub fn first_byte_latency(&self) -> Duration {
+        self.first_byte_latency
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -89,7 +111,7 @@ impl RangeEndpoint {
 }
 
 /// Answers requests on one keep-alive connection until the client closes it.
-async fn serve(stream: TcpStream, objects: Objects) -> std::io::Result<()> {
+async fn serve(stream: TcpStream, objects: Objects, latency: Duration) -> std::io::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     loop {
@@ -116,6 +138,9 @@ async fn serve(stream: TcpStream, objects: Objects) -> std::io::Result<()> {
             .and_then(|v| v.parse::<u64>().ok())
         {
             tokio::io::copy(&mut (&mut read).take(len), &mut tokio::io::sink()).await?;
+        }
+        if !latency.is_zero() {
+            tokio::time::sleep(latency).await;
         }
         let mut parts = request_line.split_whitespace();
         let method = parts.next().unwrap_or_default();

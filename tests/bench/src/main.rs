@@ -33,6 +33,10 @@ enum Command {
         /// Whole-object downloads per size.
         #[arg(long, default_value_t = 3)]
         download_runs: usize,
+        /// Hold every response of the range-honest endpoint back this long before its first
+        /// byte (a modelled network round trip; moto is measured as it is).
+        #[arg(long, default_value_t = 0)]
+        first_byte_ms: u64,
     },
     /// Figure 3a: many backups dropped at once until all are validated and queued.
     Ingest {
@@ -98,14 +102,16 @@ async fn run_aws(command: Command) -> anyhow::Result<()> {
             sizes_mib,
             runs,
             download_runs,
+            first_byte_ms,
         } => {
             let plan = ValidationPlan {
                 sizes: sizes_mib.iter().map(|m| m << 20).collect(),
                 runs,
                 download_runs,
+                first_byte_latency: Duration::from_millis(first_byte_ms),
             };
             let figures = validation::run(&aws, &plan).await?;
-            println!("{}", validation::table(&figures));
+            println!("{}", validation::table(&figures, plan.first_byte_latency));
         }
         Command::Ingest {
             uploads,

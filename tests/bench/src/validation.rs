@@ -54,6 +54,8 @@ pub struct ValidationPlan {
     pub sizes: Vec<u64>,
     pub runs: usize,
     pub download_runs: usize,
+    /// Held back before each response of the range-honest endpoint (0: none).
+    pub first_byte_latency: Duration,
 }
 
 /// One endpoint's timings for one object.
@@ -129,7 +131,7 @@ async fn measure(
     bucket: &str,
     plan: &ValidationPlan,
 ) -> anyhow::Result<Vec<ValidationFigure>> {
-    let endpoint = RangeEndpoint::start()
+    let endpoint = RangeEndpoint::start_with_latency(plan.first_byte_latency)
         .await
         .context("starting the range-honest endpoint")?;
     let ranged_client = aws_sdk_s3::Client::from_conf(
@@ -435,7 +437,16 @@ async fn download(client: &aws_sdk_s3::Client, object: &ObjectRef) -> anyhow::Re
 }
 
 /// The figures as Markdown: bytes read, then one table per endpoint.
-pub fn table(figures: &[ValidationFigure]) -> String {
+pub fn table(figures: &[ValidationFigure], first_byte_latency: Duration) -> String {
+    let ranged_title = if first_byte_latency.is_zero() {
+        "range-honest loopback endpoint (serves a range in time proportional to its length)"
+            .to_owned()
+    } else {
+        format!(
+            "range-honest loopback endpoint, every response held back {} before its first byte (a modelled network round trip, not a measured S3 latency)",
+            stats::duration(first_byte_latency)
+        )
+    };
     let mut out = String::from(
         "| object | backup inside | bytes read per validation (ranged GETs) | upload to moto |\n\
          |---:|---|---:|---:|\n",
@@ -452,13 +463,11 @@ pub fn table(figures: &[ValidationFigure]) -> String {
     }
     for (title, pick) in [
         (
-            "moto (the project's local endpoint; copies the whole object for every ranged GET)",
+            "moto (the project's local endpoint; copies the whole object for every ranged GET)"
+                .to_owned(),
             (|f: &ValidationFigure| &f.moto) as fn(&ValidationFigure) -> &EndpointFigure,
         ),
-        (
-            "range-honest loopback endpoint (serves a range in time proportional to its length)",
-            |f: &ValidationFigure| &f.ranged,
-        ),
+        (ranged_title, |f: &ValidationFigure| &f.ranged),
     ] {
         out.push_str(&format!(
             "\n{title}:\n\n\
