@@ -194,6 +194,113 @@ async fn file_records_are_listed_per_migration_oldest_first() {
     assert!(store.list_files("Other").await.expect("listed").is_empty());
 }
 
+fn queued_file(migration: &str, name: &str) -> FileRecord {
+    let object = ObjectRef {
+        bucket: "bkt".into(),
+        key: format!("{migration}/{name}"),
+        version_id: None,
+        etag: Some("e".into()),
+        size: 1,
+    };
+    FileRecord {
+        migration: migration.into(),
+        file_id: object.file_id(),
+        object,
+        state: FileState::Queued,
+        reason: None,
+        header: None,
+        claim: None,
+        restore_started_at: None,
+        restore_finished_at: None,
+        created_at: now(),
+        updated_at: now(),
+    }
+}
+
+/// Through the table's migrations-by-name index: every migration once, in name order (bytes of
+/// UTF-8, as the in-memory store and the CLI's state file order them), page after page; file
+/// items are not migrations.
+#[tokio::test]
+async fn migrations_are_listed_page_by_page_in_name_order() {
+    let aws = LocalAws::get().await;
+    let table = unique_name("list");
+    aws.create_status_table(&table).await.expect("table");
+    let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
+    let mut names: Vec<String> = (0..23).map(|i| format!("Db{i:02}")).collect();
+    names.extend(["Zürich", "a lower", "Sales ]'\"DB", "日本"].map(String::from));
+    for name in &names {
+        store
+            .put_migration(&MigrationRecord::new(name, now()), None)
+            .await
+            .expect("stored");
+        for file in ["full.bak", "log1.trn", "log2.trn"] {
+            store
+                .put_file(&queued_file(name, file), None)
+                .await
+                .expect("stored");
+        }
+    }
+    names.sort();
+    let mut listed = Vec::new();
+    let mut pages = 0;
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .list_migrations(after.as_deref(), 10)
+            .await
+            .expect("page");
+        pages += 1;
+        assert!(page.len() <= 10, "{}", page.len());
+        let Some(last) = page.last() else { break };
+        after = Some(last.database.clone());
+        listed.extend(page.into_iter().map(|m| m.database));
+    }
+    assert_eq!(listed, names);
+    assert_eq!(pages, 4, "27 migrations in pages of 10, then an empty page");
+    let from_db10 = store.list_migrations(Some("Db09"), 2).await.expect("page");
+    let from_db10: Vec<_> = from_db10.into_iter().map(|m| m.database).collect();
+    assert_eq!(from_db10, ["Db10", "Db11"]);
+}
+
+#[tokio::test]
+async fn a_file_record_is_deleted_only_at_the_version_read() {
+    let aws = LocalAws::get().await;
+    let table = unique_name("delete");
+    aws.create_status_table(&table).await.expect("table");
+    let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
+    let mut file = queued_file("Sales", "full.bak");
+    store.put_file(&file, None).await.expect("stored");
+    file.state = FileState::Restored;
+    store.put_file(&file, Some(1)).await.expect("replaced");
+    let stale = store
+        .delete_file("Sales", &file.file_id, 1)
+        .await
+        .expect_err("changed since version 1");
+    assert!(
+        matches!(stale, StoreError::Conflict { expected: Some(1) }),
+        "{stale:?}"
+    );
+    assert!(store
+        .get_file("Sales", &file.file_id)
+        .await
+        .expect("read")
+        .is_some());
+    store
+        .delete_file("Sales", &file.file_id, 2)
+        .await
+        .expect("deleted");
+    assert!(store
+        .get_file("Sales", &file.file_id)
+        .await
+        .expect("read")
+        .is_none());
+    let gone = store
+        .delete_file("Sales", &file.file_id, 2)
+        .await
+        .expect_err("already gone");
+    assert!(matches!(gone, StoreError::Conflict { .. }), "{gone:?}");
+}
+
 #[tokio::test]
 async fn a_record_the_table_refuses_is_rejected_not_retried() {
     let aws = LocalAws::get().await;

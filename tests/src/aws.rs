@@ -12,7 +12,8 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_lambda_events::event::s3::S3Event;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType,
 };
 use aws_sdk_s3::types::{Event, NotificationConfiguration, QueueConfiguration};
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -121,20 +122,6 @@ impl LocalAws {
             .create_table()
             .table_name(name)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("pk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(refused("CreateTable (building the request)"))?,
-            )
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("sk")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .map_err(refused("CreateTable (building the request)"))?,
-            )
             .key_schema(
                 KeySchemaElement::builder()
                     .attribute_name("pk")
@@ -146,6 +133,43 @@ impl LocalAws {
                 KeySchemaElement::builder()
                     .attribute_name("sk")
                     .key_type(KeyType::Range)
+                    .build()
+                    .map_err(refused("CreateTable (building the request)"))?,
+            )
+            .set_attribute_definitions(Some(
+                ["pk", "sk", "gsi1pk", "gsi1sk"]
+                    .into_iter()
+                    .map(|name| {
+                        AttributeDefinition::builder()
+                            .attribute_name(name)
+                            .attribute_type(ScalarAttributeType::S)
+                            .build()
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(refused("CreateTable (building the request)"))?,
+            ))
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(bakdrop_aws::dynamo::MIGRATIONS_INDEX)
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name("gsi1pk")
+                            .key_type(KeyType::Hash)
+                            .build()
+                            .map_err(refused("CreateTable (building the request)"))?,
+                    )
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name("gsi1sk")
+                            .key_type(KeyType::Range)
+                            .build()
+                            .map_err(refused("CreateTable (building the request)"))?,
+                    )
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
                     .build()
                     .map_err(refused("CreateTable (building the request)"))?,
             )

@@ -2,14 +2,20 @@
 //!
 //! Table layout (single table, `pk` hash key, `sk` range key, both strings):
 //!
-//! | item      | pk            | sk               | other attributes                              |
-//! |-----------|---------------|------------------|-----------------------------------------------|
-//! | migration | `MIG#<db>`    | `MIGRATION`      | kind, version, state, updated_at, record      |
-//! | file      | `MIG#<db>`    | `FILE#<file id>` | kind, version, state, updated_at, record      |
+//! | item      | pk            | sk               | other attributes                                      |
+//! |-----------|---------------|------------------|-------------------------------------------------------|
+//! | migration | `MIG#<db>`    | `MIGRATION`      | kind, version, state, updated_at, record, gsi1pk, gsi1sk |
+//! | file      | `MIG#<db>`    | `FILE#<file id>` | kind, version, state, updated_at, record              |
 //!
 //! `record` is the whole record as JSON (the core's serde model); `state`, `kind` and
 //! `updated_at` are copied out so that the console and queries can read them. Every put is
 //! conditional: `attribute_not_exists(pk)` to create, `version = :expected` to replace.
+//!
+//! Migrations are listed through the sparse global secondary index [`MIGRATIONS_INDEX`]
+//! (`gsi1pk` = `MIGRATIONS` on migration items only, `gsi1sk` = the database name), one page per
+//! Query in name order, so that listing reads the migration items and not every file item.
+//! A GSI is eventually consistent: a migration created a moment ago may be listed a moment
+//! later (reading one migration is strongly consistent).
 
 use std::collections::HashMap;
 
@@ -29,6 +35,10 @@ pub struct DynamoStatusStore {
 }
 
 const MIGRATION_SK: &str = "MIGRATION";
+
+/// The index that lists migrations by name (template.yaml defines it with the table).
+pub const MIGRATIONS_INDEX: &str = "migrations-by-name";
+const MIGRATIONS_PARTITION: &str = "MIGRATIONS";
 
 fn pk(database: &str) -> String {
     format!("MIG#{database}")
@@ -74,6 +84,7 @@ impl DynamoStatusStore {
         updated_at: String,
         record: &T,
         expected: Option<u64>,
+        listed_as: Option<&str>,
     ) -> Result<u64, StoreError> {
         let json = serde_json::to_string(record)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode record: {e}")))?;
@@ -89,6 +100,11 @@ impl DynamoStatusStore {
             .item("state", AttributeValue::S(state))
             .item("updated_at", AttributeValue::S(updated_at))
             .item("record", AttributeValue::S(json));
+        if let Some(name) = listed_as {
+            request = request
+                .item("gsi1pk", AttributeValue::S(MIGRATIONS_PARTITION.into()))
+                .item("gsi1sk", AttributeValue::S(name.to_owned()));
+        }
         request = match expected {
             None => request.condition_expression("attribute_not_exists(pk)"),
             Some(v) => request
@@ -173,6 +189,7 @@ impl StatusStore for DynamoStatusStore {
             rfc3339(record.updated_at),
             record,
             expected,
+            Some(&record.database),
         )
         .await
     }
@@ -198,6 +215,7 @@ impl StatusStore for DynamoStatusStore {
             rfc3339(record.updated_at),
             record,
             expected,
+            None,
         )
         .await
     }
@@ -235,34 +253,33 @@ impl StatusStore for DynamoStatusStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<MigrationRecord>, StoreError> {
-        // A scan of the migration items; the table holds one item per migration and per file,
-        // so this stays small for the number of migrations a team runs.
+        // One Query of the index per page (more only if DynamoDB's 1 MB page ends first).
         let mut found: Vec<MigrationRecord> = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let out = self
+        while found.len() < limit {
+            let mut query = self
                 .client
-                .scan()
+                .query()
                 .table_name(&self.table)
-                .filter_expression("sk = :m")
-                .expression_attribute_values(":m", AttributeValue::S(MIGRATION_SK.into()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(store_error)?;
+                .index_name(MIGRATIONS_INDEX)
+                .expression_attribute_values(":p", AttributeValue::S(MIGRATIONS_PARTITION.into()))
+                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take());
+            query = match after {
+                Some(after) => query
+                    .key_condition_expression("gsi1pk = :p AND gsi1sk > :after")
+                    .expression_attribute_values(":after", AttributeValue::S(after.to_owned())),
+                None => query.key_condition_expression("gsi1pk = :p"),
+            };
+            let out = query.send().await.map_err(store_error)?;
             for item in out.items() {
-                let record = decode::<MigrationRecord>(item)?.record;
-                if after.is_none_or(|a| record.database.as_str() > a) {
-                    found.push(record);
-                }
+                found.push(decode::<MigrationRecord>(item)?.record);
             }
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => break,
             }
         }
-        found.sort_by(|a, b| a.database.cmp(&b.database));
         found.truncate(limit);
         Ok(found)
     }
