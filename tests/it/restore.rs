@@ -276,48 +276,75 @@ async fn on_rds_the_full_and_log_restore_as_rds_tasks() {
         .all(|t| t.s3_object_arn.starts_with("arn:aws:s3:::uploads-")));
 }
 
+/// A striped full on RDS is restored in one task from one prefix ARN: the stripes' own common
+/// prefix when nothing else lies under it (no copy, whatever their size), else copies staged under
+/// a prefix only they share, deleted once the restore is recorded.
 #[tokio::test]
-async fn on_rds_a_striped_full_is_staged_under_its_own_prefix_and_restored_in_one_task() {
+async fn on_rds_a_striped_full_is_restored_in_one_task_from_a_prefix_only_its_stripes_share() {
     let files = [
         "sql2008r2_full_stripe2of2_RestoreTimeStripe1.bak",
         "sql2008r2_full_stripe1of2_RestoreTimeStripe.bak",
     ];
-    let migrated = migrate(Dialect::Rds, &files, "Stripe").await;
-    migrated.synchronizing("Stripe").await;
-    let Migrated {
-        emulator,
-        aws,
-        bucket,
-        ..
-    } = migrated;
-    let tasks = emulator.rds_tasks();
-    assert_eq!(tasks.len(), 1, "{tasks:#?}");
-    let arn = &tasks[0].s3_object_arn;
-    assert!(
-        arn.ends_with('*') && arn.contains("/_bakdrop/stripes/"),
-        "{arn}"
-    );
-    let prefix = arn
-        .trim_start_matches(&format!("arn:aws:s3:::{bucket}/"))
-        .trim_end_matches('*');
-    let listed = aws
-        .s3
-        .list_objects_v2()
-        .bucket(&bucket)
-        .prefix(prefix)
-        .send()
-        .await
-        .expect("list");
-    let keys: Vec<_> = listed.contents().iter().filter_map(|o| o.key()).collect();
-    assert_eq!(
-        keys.len(),
-        2,
-        "only the two stripes lie under the prefix: {keys:?}"
-    );
-    assert!(
-        keys[0].ends_with("001-sql2008r2_full_stripe1of2_RestoreTimeStripe.bak"),
-        "{keys:?}"
-    );
+    for crowded in [false, true] {
+        let m = Migrated::new(Dialect::Rds).await;
+        if crowded {
+            // Another object under the stripes' common prefix: RDS would read it too.
+            m.aws
+                .put_object(
+                    &m.bucket,
+                    "Stripe/sql2008r2_full_stripes_README.txt",
+                    b"x".to_vec(),
+                )
+                .await
+                .expect("put");
+            let extra = m.aws.next_s3_events(&m.events, 1).await.expect("event");
+            assert_eq!(extra.len(), 1);
+        }
+        for summary in m.upload("Stripe", &files).await {
+            assert_eq!(summary.queued, 1, "{summary:?}");
+        }
+        m.drive().await;
+        m.synchronizing("Stripe").await;
+        let tasks = m.emulator.rds_tasks();
+        assert_eq!(tasks.len(), 1, "{tasks:#?}");
+        let arn = &tasks[0].s3_object_arn;
+        let staged_keys = |prefix: String| {
+            let aws = &m.aws;
+            let bucket = m.bucket.clone();
+            async move {
+                let listed = aws
+                    .s3
+                    .list_objects_v2()
+                    .bucket(bucket)
+                    .prefix(prefix)
+                    .send()
+                    .await
+                    .expect("list");
+                listed
+                    .contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned))
+                    .collect::<Vec<_>>()
+            }
+        };
+        if crowded {
+            assert!(
+                arn.ends_with('*') && arn.contains("/_bakdrop/stripes/"),
+                "{arn}"
+            );
+        } else {
+            assert_eq!(
+                arn,
+                &format!("arn:aws:s3:::{}/Stripe/sql2008r2_full_stripe*", m.bucket),
+                "restored in place"
+            );
+        }
+        let staged = staged_keys("_bakdrop/".into()).await;
+        assert!(
+            staged.is_empty(),
+            "crowded={crowded}: no staged copy is left once the restore is recorded: {staged:?}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -1,12 +1,19 @@
 //! [`S3StripeStaging`]: lets RDS restore a striped backup set.
 //!
 //! RDS restores a striped set from one prefix ARN ending in `*` and reads every object under
-//! that prefix, so upload names cannot be trusted to isolate the stripes. This decorator of a
-//! `RestoreTarget` copies (server side) the stripes of a multi-source request to
-//! `_bakdrop/stripes/<task name>/` in their bucket — a prefix only they share — and submits one
-//! source, `arn:aws:s3:::<bucket>/_bakdrop/stripes/<task name>/*`. Copies are idempotent (same
-//! key for the same step), so a redelivered message re-copies harmlessly, and `find_task` looks
-//! the task up by the same prefix ARN. Single-source requests and non-S3 sources pass through.
+//! that prefix. This decorator of a `RestoreTarget` gives it such a prefix for the stripes of a
+//! multi-source request:
+//!
+//! - the stripes' own longest common key prefix, when a listing shows that nothing else lies
+//!   under it (`Sales/Sales_full_1.bak`, `…_2.bak` → `arn:aws:s3:::<bucket>/Sales/Sales_full_*`):
+//!   nothing is copied, whatever the stripes' size;
+//! - otherwise server-side copies under `_bakdrop/stripes/<task name>/`, a prefix only they
+//!   share (CopyObject: stripes up to 5 GiB). Copies are idempotent (same key for the same
+//!   step), so a redelivered message re-copies harmlessly; they are deleted once the restore is
+//!   recorded (`release_task`).
+//!
+//! `find_task` looks the task up by either prefix ARN. Single-source requests and non-S3 sources
+//! pass through.
 
 use aws_sdk_s3::error::SdkError;
 use bakdrop_core::names::DatabaseName;
@@ -74,6 +81,40 @@ fn plan(request: &RestoreRequest, task_name: &str) -> Option<Staging> {
     })
 }
 
+/// The longest common prefix of `keys`, cut at a character boundary.
+fn common_prefix(keys: &[&str]) -> String {
+    let Some((first, rest)) = keys.split_first() else {
+        return String::new();
+    };
+    let mut end = first.len();
+    for key in rest {
+        end = end.min(
+            first
+                .bytes()
+                .zip(key.bytes())
+                .take_while(|(a, b)| a == b)
+                .count(),
+        );
+    }
+    while !first.is_char_boundary(end) {
+        end -= 1;
+    }
+    first[..end].to_owned()
+}
+
+/// The stripes' source keys of a staging plan.
+fn stripe_keys(staging: &Staging) -> Vec<&str> {
+    staging
+        .copies
+        .iter()
+        .map(|(from, _)| from.as_str())
+        .collect()
+}
+
+fn prefix_arn(bucket: &str, prefix: &str) -> String {
+    format!("arn:aws:s3:::{bucket}/{prefix}*")
+}
+
 fn staged(request: &RestoreRequest, arn: String) -> RestoreRequest {
     RestoreRequest {
         database: request.database.clone(),
@@ -87,6 +128,59 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: SdkError<E>) -> 
 }
 
 impl<T: RestoreTarget> S3StripeStaging<T> {
+    /// The stripes' common prefix as an ARN, when no other object lies under it.
+    async fn direct_arn(&self, staging: &Staging) -> Result<Option<String>, TargetError> {
+        let keys = stripe_keys(staging);
+        let prefix = common_prefix(&keys);
+        let mut seen = 0;
+        let mut token = None;
+        loop {
+            let out = self
+                .s3
+                .list_objects_v2()
+                .bucket(&staging.bucket)
+                .prefix(&prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for object in out.contents() {
+                if !keys.contains(&object.key().unwrap_or_default()) {
+                    return Ok(None);
+                }
+                seen += 1;
+            }
+            match out.next_continuation_token() {
+                Some(next) if out.is_truncated() == Some(true) => token = Some(next.to_owned()),
+                _ => break,
+            }
+        }
+        Ok((seen == keys.len()).then(|| prefix_arn(&staging.bucket, &prefix)))
+    }
+
+    /// Deletes the staged copies of the step `task_name` (none when it was restored in place).
+    async fn delete_staged(&self, bucket: &str, task_name: &str) -> Result<(), TargetError> {
+        let prefix = format!("{STAGING_PREFIX}stripes/{task_name}/");
+        let out = self
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(&prefix)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        for key in out.contents().iter().filter_map(|o| o.key()) {
+            self.s3
+                .delete_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     async fn copy(&self, bucket: &str, from: &str, to: &str) -> Result<(), TargetError> {
         let head = self
             .s3
@@ -129,15 +223,16 @@ impl<T: RestoreTarget> RestoreTarget for S3StripeStaging<T> {
     ) -> Result<TaskId, TargetError> {
         match plan(request, task_name) {
             None => self.inner.submit(request, task_name).await,
-            Some(Staging {
-                bucket,
-                copies,
-                arn,
-            }) => {
-                for (from, to) in &copies {
-                    self.copy(&bucket, from, to).await?;
+            Some(staging) => {
+                if let Some(direct) = self.direct_arn(&staging).await? {
+                    return self.inner.submit(&staged(request, direct), task_name).await;
                 }
-                self.inner.submit(&staged(request, arn), task_name).await
+                for (from, to) in &staging.copies {
+                    self.copy(&staging.bucket, from, to).await?;
+                }
+                self.inner
+                    .submit(&staged(request, staging.arn), task_name)
+                    .await
             }
         }
     }
@@ -149,8 +244,20 @@ impl<T: RestoreTarget> RestoreTarget for S3StripeStaging<T> {
     ) -> Result<Option<TaskId>, TargetError> {
         match plan(request, task_name) {
             None => self.inner.find_task(request, task_name).await,
-            Some(Staging { arn, .. }) => {
-                self.inner.find_task(&staged(request, arn), task_name).await
+            Some(staging) => {
+                let direct = prefix_arn(&staging.bucket, &common_prefix(&stripe_keys(&staging)));
+                match self
+                    .inner
+                    .find_task(&staged(request, direct), task_name)
+                    .await?
+                {
+                    Some(task) => Ok(Some(task)),
+                    None => {
+                        self.inner
+                            .find_task(&staged(request, staging.arn), task_name)
+                            .await
+                    }
+                }
             }
         }
     }
@@ -171,8 +278,16 @@ impl<T: RestoreTarget> RestoreTarget for S3StripeStaging<T> {
         self.inner.cancel_task(task).await
     }
 
-    async fn release_task(&self, task: &TaskId) -> Result<(), TargetError> {
-        self.inner.release_task(task).await
+    async fn release_task(
+        &self,
+        request: &RestoreRequest,
+        task: &TaskId,
+        task_name: &str,
+    ) -> Result<(), TargetError> {
+        if let Some(staging) = plan(request, task_name) {
+            self.delete_staged(&staging.bucket, task_name).await?;
+        }
+        self.inner.release_task(request, task, task_name).await
     }
 
     async fn drop_database(&self, database: &DatabaseName) -> Result<(), TargetError> {
@@ -222,6 +337,20 @@ mod tests {
             arn,
             "arn:aws:s3:::up/_bakdrop/stripes/bakdrop_Sales_full_x/*"
         );
+    }
+
+    #[test]
+    fn the_common_prefix_of_stripe_keys_ends_where_they_differ_at_a_character_boundary() {
+        assert_eq!(
+            common_prefix(&["Sales/Sales_full_1.bak", "Sales/Sales_full_2.bak"]),
+            "Sales/Sales_full_"
+        );
+        assert_eq!(common_prefix(&["Sales/a.bak", "Sales/b.bak"]), "Sales/");
+        assert_eq!(common_prefix(&["x/ä1", "x/ä2", "x/äb"]), "x/ä");
+        // 'é' (c3 a9) and 'è' (c3 a8) share a first byte: not a prefix of both as text.
+        assert_eq!(common_prefix(&["x/é", "x/è"]), "x/");
+        assert_eq!(common_prefix(&["a", "b"]), "");
+        assert_eq!(common_prefix(&[]), "");
     }
 
     #[test]

@@ -145,7 +145,12 @@ impl RestoreTarget for ScriptTarget {
         self.write(&format!("cancel {task}"), &sql)
     }
 
-    async fn release_task(&self, task: &TaskId) -> Result<(), TargetError> {
+    async fn release_task(
+        &self,
+        _request: &RestoreRequest,
+        task: &TaskId,
+        _task_name: &str,
+    ) -> Result<(), TargetError> {
         match task {
             TaskId::Rds(_) => Ok(()),
             TaskId::AgentJob(name) => self.write(
@@ -228,10 +233,15 @@ impl RestoreTarget for CliTarget {
             CliTarget::Server(t) => t.cancel_task(task).await,
         }
     }
-    async fn release_task(&self, task: &TaskId) -> Result<(), TargetError> {
+    async fn release_task(
+        &self,
+        request: &RestoreRequest,
+        task: &TaskId,
+        task_name: &str,
+    ) -> Result<(), TargetError> {
         match self {
-            CliTarget::Script(t) => t.release_task(task).await,
-            CliTarget::Server(t) => t.release_task(task).await,
+            CliTarget::Script(t) => t.release_task(request, task, task_name).await,
+            CliTarget::Server(t) => t.release_task(request, task, task_name).await,
         }
     }
     async fn drop_database(&self, database: &DatabaseName) -> Result<(), TargetError> {

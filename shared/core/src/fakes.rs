@@ -475,7 +475,9 @@ impl crate::ports::RestoreTarget for MemoryTarget {
 
     async fn release_task(
         &self,
+        _request: &crate::tsql::RestoreRequest,
         task: &crate::ports::TaskId,
+        _task_name: &str,
     ) -> Result<(), crate::ports::TargetError> {
         if let crate::ports::TaskId::AgentJob(name) = task {
             lock(&self.released).push(name.clone());

@@ -240,13 +240,19 @@ pub trait RestoreTarget: Send + Sync {
     /// [`TargetError`].
     fn cancel_task(&self, task: &TaskId) -> impl Future<Output = Result<(), TargetError>> + Send;
 
-    /// Forgets a task that succeeded and whose outcome is recorded: native deletes its Agent job
-    /// (`sp_delete_job`), so that msdb does not keep a job per restored backup; RDS keeps its own
-    /// task list (nothing to do).
+    /// Forgets a task `task_name` (submitted for `request`) that succeeded and whose outcome is
+    /// recorded: native deletes its
+    /// Agent job (`sp_delete_job`), so that msdb does not keep a job per restored backup; RDS
+    /// keeps its own task list (staged stripe copies, if any, are deleted).
     ///
     /// # Errors
     /// [`TargetError`].
-    fn release_task(&self, task: &TaskId) -> impl Future<Output = Result<(), TargetError>> + Send;
+    fn release_task(
+        &self,
+        request: &crate::tsql::RestoreRequest,
+        task: &TaskId,
+        task_name: &str,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
 
     /// Drops a (half-restored) database (RDS `rds_drop_database`, native `DROP DATABASE`).
     ///
@@ -431,8 +437,13 @@ impl<T: RestoreTarget> RestoreTarget for std::sync::Arc<T> {
     fn cancel_task(&self, task: &TaskId) -> impl Future<Output = Result<(), TargetError>> + Send {
         T::cancel_task(self, task)
     }
-    fn release_task(&self, task: &TaskId) -> impl Future<Output = Result<(), TargetError>> + Send {
-        T::release_task(self, task)
+    fn release_task(
+        &self,
+        request: &crate::tsql::RestoreRequest,
+        task: &TaskId,
+        task_name: &str,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send {
+        T::release_task(self, request, task, task_name)
     }
     fn drop_database(
         &self,

@@ -518,21 +518,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             task_name,
             task_floor,
         } = claimed;
-        let database = database_name(name)?;
-        let mut sources = Vec::new();
-        for file_id in &step.files {
-            let file = self
-                .store
-                .get_file(name, file_id)
-                .await?
-                .ok_or_else(|| WorkError::Unknown(format!("file {file_id}")))?;
-            sources.push(self.config.location.source(&file.record.object));
-        }
-        let request = RestoreRequest {
-            database,
-            kind: step.kind,
-            sources,
-        };
+        let request = self.request(name, &step).await?;
         let found = if resuming {
             match self.target.find_task(&request, &task_name).await? {
                 // A task of the migration before a reset (same S3 object), not this one's.
@@ -618,6 +604,24 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
         Ok(WorkOutcome::Submitted {
             migration: name.to_owned(),
             task: task.to_string(),
+        })
+    }
+
+    /// What the target is asked to restore for `step`.
+    async fn request(&self, name: &str, step: &Step) -> Result<RestoreRequest, WorkError> {
+        let mut sources = Vec::new();
+        for file_id in &step.files {
+            let file = self
+                .store
+                .get_file(name, file_id)
+                .await?
+                .ok_or_else(|| WorkError::Unknown(format!("file {file_id}")))?;
+            sources.push(self.config.location.source(&file.record.object));
+        }
+        Ok(RestoreRequest {
+            database: database_name(name)?,
+            kind: step.kind,
+            sources,
         })
     }
 
@@ -717,7 +721,15 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                     }
                     // Recorded: the target may forget the task (a job left behind costs a row
                     // in msdb, not the migration).
-                    if let Err(e) = self.target.release_task(&task).await {
+                    let released = match self.request(name, &step).await {
+                        Ok(request) => self
+                            .target
+                            .release_task(&request, &task, task_name)
+                            .await
+                            .map_err(WorkError::from),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = released {
                         tracing::warn!(migration = %name, %task, error.message = %e,
                             "the finished task could not be released; it stays on the target");
                     }

@@ -227,7 +227,12 @@ impl RestoreTarget for TiberiusTarget {
         }
     }
 
-    async fn release_task(&self, task: &TaskId) -> Result<(), TargetError> {
+    async fn release_task(
+        &self,
+        _request: &RestoreRequest,
+        task: &TaskId,
+        _task_name: &str,
+    ) -> Result<(), TargetError> {
         match task {
             TaskId::Rds(_) => Ok(()),
             TaskId::AgentJob(name) => self.execute(&tsql::native::delete_job(name)).await,
