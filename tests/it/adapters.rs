@@ -163,26 +163,11 @@ async fn file_records_are_listed_per_migration_oldest_first() {
     aws.create_status_table(&table).await.expect("table");
     let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
     for (i, name) in ["b.trn", "a.bak"].iter().enumerate() {
-        let object = ObjectRef {
-            bucket: "bkt".into(),
-            key: format!("Sales/{name}"),
-            version_id: Some(format!("v{i}")),
-            etag: None,
-            size: 1,
-        };
-        let record = FileRecord {
-            migration: "Sales".into(),
-            file_id: object.file_id(),
-            object,
-            state: FileState::Queued,
-            reason: None,
-            header: None,
-            claim: None,
-            restore_started_at: None,
-            restore_finished_at: None,
-            created_at: now() + time::Duration::seconds(i as i64),
-            updated_at: now(),
-        };
+        let mut record = queued_file("Sales", name);
+        record.object.version_id = Some(format!("v{i}"));
+        record.object.etag = None;
+        record.file_id = record.object.file_id();
+        record.created_at = now() + time::Duration::seconds(i as i64);
         store.put_file(&record, None).await.expect("stored");
     }
     let files = store.list_files("Sales").await.expect("listed");
@@ -307,27 +292,9 @@ async fn a_record_the_table_refuses_is_rejected_not_retried() {
     let table = unique_name("refused");
     aws.create_status_table(&table).await.expect("table");
     let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
-    let object = ObjectRef {
-        bucket: "bkt".into(),
-        key: "Sales/full.bak".into(),
-        version_id: None,
-        etag: Some("e".into()),
-        size: 1,
-    };
-    let record = FileRecord {
-        migration: "Sales".into(),
-        // Over DynamoDB's 1,024-byte sort key (file ids are bounded; this one is forged).
-        file_id: "x".repeat(1100),
-        object,
-        state: FileState::Queued,
-        reason: None,
-        header: None,
-        claim: None,
-        restore_started_at: None,
-        restore_finished_at: None,
-        created_at: now(),
-        updated_at: now(),
-    };
+    let mut record = queued_file("Sales", "full.bak");
+    // Over DynamoDB's 1,024-byte sort key (file ids are bounded; this one is forged).
+    record.file_id = "x".repeat(1100);
     let err = store.put_file(&record, None).await.expect_err("refused");
     assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
     assert!(!err.is_transient());

@@ -1014,6 +1014,13 @@ mod tests {
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/bak/");
 
+    /// Sets a fault counter of the in-memory target: the next `n` calls fail that way.
+    fn arm(fault: &std::sync::Mutex<u32>, n: u32) {
+        *fault
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = n;
+    }
+
     fn attempt<'a>(message_id: &'a str, invocation: &'a str) -> Attempt<'a> {
         Attempt {
             message_id,
@@ -1351,10 +1358,7 @@ mod tests {
     #[test]
     fn a_busy_target_defers_and_retries_later() {
         let p = pipeline("2016");
-        *p.target
-            .busy
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
+        arm(&p.target.busy, 1);
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let outcomes = p.pump();
         assert!(
@@ -1376,10 +1380,7 @@ mod tests {
     #[test]
     fn a_connection_cut_after_submitting_finds_the_task_instead_of_submitting_again() {
         let p = pipeline("2016");
-        *p.target
-            .cut_after_submit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
+        arm(&p.target.cut_after_submit, 1);
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let messages = p.queue.drain_sent();
         let err = block_on(
@@ -1406,10 +1407,7 @@ mod tests {
     /// The state two invocations holding one message at once leave: the first one's submit
     /// reached the target and it is still at work (its lease live, no task recorded yet).
     fn first_invocation_still_submitting(p: &Pipeline) -> QueueMessage {
-        *p.target
-            .cut_after_submit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
+        arm(&p.target.cut_after_submit, 1);
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let messages = p.queue.drain_sent();
         block_on(
@@ -1654,10 +1652,7 @@ mod tests {
         // The same object again; the first submit is lost on the way (its invocation fails),
         // the redelivery takes the claim over and asks RDS for the object's task: RDS lists
         // task 1, the cancelled generation's, which must not pass for this one's.
-        *p.target
-            .lose_next_submit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = 1;
+        arm(&p.target.lose_next_submit, 1);
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let messages = p.queue.drain_sent();
         block_on(
