@@ -293,15 +293,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                         // This message submitted the task, then failed before its first poll
                         // was queued (or while queueing it): nothing else would ever poll the
                         // task, so queue the poll (again; a duplicate poll is harmless).
-                        self.queue
-                            .send(
-                                &QueueMessage::Poll {
-                                    migration: name.to_owned(),
-                                    task_name: in_flight.task_name.clone(),
-                                },
-                                self.config.poll_interval,
-                            )
-                            .await?;
+                        self.poll_later(name, &in_flight.task_name).await?;
                     }
                     return Ok(WorkOutcome::Idle {
                         migration: name.to_owned(),
@@ -592,19 +584,20 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             })
             .await?;
         }
-        self.queue
-            .send(
-                &QueueMessage::Poll {
-                    migration: name.to_owned(),
-                    task_name: task_name.clone(),
-                },
-                self.config.poll_interval,
-            )
-            .await?;
+        self.poll_later(name, &task_name).await?;
         Ok(WorkOutcome::Submitted {
             migration: name.to_owned(),
             task: task.to_string(),
         })
+    }
+
+    /// Queues a poll of the task `task_name` after the poll interval.
+    async fn poll_later(&self, name: &str, task_name: &str) -> Result<(), WorkError> {
+        let poll = QueueMessage::Poll {
+            migration: name.to_owned(),
+            task_name: task_name.to_owned(),
+        };
+        Ok(self.queue.send(&poll, self.config.poll_interval).await?)
     }
 
     /// What the target is asked to restore for `step`.
@@ -668,15 +661,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                         .map(|f| f.percent_complete = percent)
                 })
                 .await?;
-                self.queue
-                    .send(
-                        &QueueMessage::Poll {
-                            migration: name.to_owned(),
-                            task_name: task_name.to_owned(),
-                        },
-                        self.config.poll_interval,
-                    )
-                    .await?;
+                self.poll_later(name, task_name).await?;
                 Ok(WorkOutcome::Running {
                     migration: name.to_owned(),
                     percent,
@@ -814,15 +799,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 tracing::info!(migration = %name, %task, error.message = %e,
                     "asking the target again to stop the cancelled migration's task");
             }
-            self.queue
-                .send(
-                    &QueueMessage::Poll {
-                        migration: name.to_owned(),
-                        task_name: task_name.to_owned(),
-                    },
-                    self.config.poll_interval,
-                )
-                .await?;
+            self.poll_later(name, task_name).await?;
             return Ok(WorkOutcome::Idle {
                 migration: name.to_owned(),
                 state: MigrationState::Cancelled,
