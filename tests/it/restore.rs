@@ -594,3 +594,83 @@ async fn a_cancelled_migration_reset_migrates_the_same_backups_again() {
         }
     }
 }
+
+/// A target that refuses bakdrop's login (a wrong password in the secret, SQL Server's 18456):
+/// the job is kept for redelivery, and the migration's status says why meanwhile, with SQL
+/// Server's number and message. Once the login is fixed, the redelivered job restores and the
+/// reason goes.
+#[tokio::test]
+async fn a_login_the_target_refuses_shows_on_the_migration_until_it_is_fixed() {
+    for dialect in [Dialect::Native, Dialect::Rds] {
+        let m = Migrated::new(dialect).await;
+        m.emulator.require_login("admin", "Another#2");
+        assert_eq!(
+            m.upload("Refused", &["sql2016_full_RestoreTimeClean.bak"])
+                .await[0]
+                .queued,
+            1
+        );
+        let jobs = m.aws.receive_now(&m.jobs).await.expect("receive");
+        assert_eq!(jobs.len(), 1);
+        let event = || -> SqsEvent {
+            let records: Vec<_> = jobs
+                .iter()
+                .map(|(id, body)| json!({"messageId": id, "body": body}))
+                .collect();
+            serde_json::from_value(json!({ "Records": records })).expect("sqs event")
+        };
+        let refused =
+            restore_worker::handler::handle(&m.worker, event(), &invocation(), now()).await;
+        assert_eq!(
+            refused.batch_item_failures.len(),
+            1,
+            "[{dialect}] kept for redelivery"
+        );
+        let migration = m
+            .store
+            .get_migration("Refused")
+            .await
+            .expect("read")
+            .expect("migration")
+            .record;
+        let reason = migration
+            .reason
+            .clone()
+            .expect("the refusal is on the status");
+        assert_eq!(reason.code, "TargetRefused", "[{dialect}] {reason:?}");
+        let sql = reason.sql_error.clone().expect("SQL Server's error");
+        assert_eq!(sql.number, 18456, "{sql:?}");
+        assert!(
+            sql.message.contains("Login failed for user 'admin'"),
+            "{sql:?}"
+        );
+        assert!(
+            migration.state.accepts_uploads(),
+            "not failed: {migration:?}"
+        );
+        let files = m.store.list_files("Refused").await.expect("files");
+        let status = bakdrop_core::report::build(
+            "Refused",
+            Some(&migration),
+            &files.iter().map(|f| f.record.clone()).collect::<Vec<_>>(),
+        );
+        assert_eq!(
+            status.last_error.as_ref().map(|r| r.code.as_str()),
+            Some("TargetRefused")
+        );
+        assert!(
+            status.summary.contains("retrying") && status.summary.contains("18456"),
+            "{}",
+            status.summary
+        );
+
+        // The secret is fixed (here: the server takes bakdrop's password); SQS redelivers.
+        m.emulator.require_login("admin", "Secret#1");
+        let again = restore_worker::handler::handle(&m.worker, event(), &invocation(), now()).await;
+        assert!(again.batch_item_failures.is_empty(), "{again:?}");
+        m.emulator.advance(Duration::from_secs(20));
+        m.drive().await;
+        let done = m.synchronizing("Refused").await;
+        assert!(done.reason.is_none(), "[{dialect}] {:?}", done.reason);
+    }
+}

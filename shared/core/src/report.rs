@@ -157,7 +157,7 @@ pub fn build(
             .count()
     };
     let last = applied.last();
-    let summary = match state {
+    let mut summary = match state {
         None => format!(
             "No migration of {database}: {} file(s) rejected",
             counts.rejected
@@ -203,6 +203,14 @@ pub fn build(
             line
         }
     };
+    // A migration in progress that carries a reason is blocked on the target (login refused,
+    // unreachable …): the line says so while the job is retried.
+    if let Some(reason) = migration
+        .filter(|m| m.state.accepts_uploads())
+        .and_then(|m| m.reason.as_ref())
+    {
+        summary.push_str(&format!(" — retrying: {reason}"));
+    }
     StatusReport {
         database: database.to_owned(),
         state,

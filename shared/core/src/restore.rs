@@ -202,7 +202,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
         let result = self.handle_message(message, attempt, now).await;
-        if result.is_err() {
+        if let Err(error) = &result {
             let migration = match message {
                 QueueMessage::Restore(job) => &job.migration,
                 QueueMessage::Advance { migration } | QueueMessage::Poll { migration, .. } => {
@@ -214,8 +214,32 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 tracing::warn!(migration = %migration, error.message = %e,
                     "could not end this attempt's claim; it runs out with its lease");
             }
+            if let WorkError::Target(e) = error {
+                if let Err(e) = self.note_target_error(migration, e, now).await {
+                    tracing::warn!(migration = %migration, error.message = %e,
+                        "could not record the target's error on the migration");
+                }
+            }
         }
         result
+    }
+
+    /// Records why the target could not be used (login refused, unreachable, certificate not
+    /// trusted …) on a migration in progress, so that its status shows it while the message is
+    /// retried; the state is left as it is, and the next restore recorded clears it.
+    async fn note_target_error(
+        &self,
+        name: &str,
+        error: &TargetError,
+        now: OffsetDateTime,
+    ) -> Result<bool, WorkError> {
+        let reason = target_reason(error);
+        self.update_migration(name, now, |m| {
+            let fresh = m.reason.as_ref().map(|r| (&r.code, &r.message))
+                != Some((&reason.code, &reason.message));
+            (m.state.accepts_uploads() && fresh).then(|| m.reason = Some(reason.clone()))
+        })
+        .await
     }
 
     async fn handle_message(
@@ -568,6 +592,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             if let TaskId::Rds(id) = task {
                 record.highest_task = record.highest_task.max(Some(id));
             }
+            clear_target_reason(&mut record);
             record.updated_at = now;
             match self.store.put_migration(&record, Some(version)).await {
                 Ok(_) => break,
@@ -691,6 +716,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                             }
                             m.in_flight = None;
                             m.state = MigrationState::Synchronizing;
+                            clear_target_reason(m);
                         })
                     })
                     .await?;
@@ -944,6 +970,46 @@ pub fn task_name(migration: &str, generation: u32, step: &Step) -> String {
 
 fn is_load_error(number: u32) -> bool {
     matches!(number, 1205 | 1222 | 40197 | 40501 | 40613)
+}
+
+/// Codes of [`target_reason`]: a migration in progress carrying one is not failed; the reason
+/// goes when a restore is recorded.
+const TARGET_ERROR_CODES: [&str; 2] = ["TargetUnreachable", "TargetRefused"];
+
+/// Why the target could not be used, for a migration's status.
+fn target_reason(error: &TargetError) -> Reason {
+    match error {
+        TargetError::Sql { number, message } => {
+            let mut reason = Reason::new(
+                "TargetRefused",
+                format!("the target SQL Server refused bakdrop (error {number}); the message is retried: check the login in the target secret and its permissions"),
+            );
+            reason.sql_error = Some(SqlError {
+                number: *number,
+                message: message.clone(),
+            });
+            reason
+        }
+        TargetError::Connection(e) => Reason::new(
+            "TargetUnreachable",
+            format!("cannot reach the target SQL Server ({e}); the message is retried: check its host, port, security groups and TLS settings"),
+        ),
+        other => Reason::new(
+            "TargetRefused",
+            format!("the target SQL Server answered what bakdrop cannot use ({other}); the message is retried"),
+        ),
+    }
+}
+
+/// Clears a [`target_reason`] from a migration in progress (a restore was just recorded).
+fn clear_target_reason(m: &mut MigrationRecord) {
+    if m.reason
+        .as_ref()
+        .is_some_and(|r| TARGET_ERROR_CODES.contains(&r.code.as_str()))
+        && m.state.accepts_uploads()
+    {
+        m.reason = None;
+    }
 }
 
 /// SQL Server's error as a reason, with the remedy for the failures users meet first.

@@ -270,6 +270,13 @@ impl SqlServerEmulator {
         out
     }
 
+    /// From now on only `user` with `password` may log in (SQL Server's 18456 for others).
+    pub fn require_login(&self, user: &str, password: &str) {
+        self.lock()
+            .logins
+            .insert(user.to_owned(), password.to_owned());
+    }
+
     /// Forgets recorded requests.
     pub fn clear_requests(&self) {
         self.with_state(|s| s.requests.clear());
@@ -277,6 +284,24 @@ impl SqlServerEmulator {
 }
 
 impl Handler for SqlServerEmulator {
+    /// SQL Server's 18456 for a user or password it does not know, when logins are set
+    /// ([`SqlServerEmulator::require_login`]); otherwise any login.
+    fn login(&self, session: &Session, password: &str) -> Result<(), ServerMessage> {
+        let state = self.lock();
+        if state.logins.is_empty()
+            || state
+                .logins
+                .get(&session.user)
+                .is_some_and(|p| p == password)
+        {
+            return Ok(());
+        }
+        Err(ServerMessage::error(
+            18456,
+            format!("Login failed for user '{}'.", session.user),
+        ))
+    }
+
     fn handle(&self, session: &mut Session, req: &Request) -> Reply {
         let mut state = self.lock();
         procs::refresh(&mut state);

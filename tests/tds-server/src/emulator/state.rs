@@ -405,6 +405,8 @@ pub struct State {
     pub rds_max_concurrent_tasks: usize,
     /// Every request received, in order.
     pub requests: Vec<RecordedRequest>,
+    /// Logins (user → password) the server accepts; empty: any login is accepted.
+    pub logins: HashMap<String, String>,
     /// Clock mode.
     pub clock_mode: ClockMode,
     pub(crate) origin: Instant,
@@ -435,6 +437,7 @@ impl State {
             rds_queue_delay: Duration::from_millis(100),
             rds_max_concurrent_tasks: 2,
             requests: Vec::new(),
+            logins: HashMap::new(),
             clock_mode: ClockMode::Wall,
             origin: Instant::now(),
             advanced: Duration::ZERO,
