@@ -235,6 +235,22 @@ pub async fn cancel<S: StatusStore, T: RestoreTarget>(
         }
         _ => {}
     }
+    let submitting = migration
+        .in_flight
+        .as_ref()
+        .is_some_and(|f| f.task.is_none() && f.claim.until > now);
+    if submitting {
+        // A worker is submitting a restore right now: the migration is Cancelled with the claim
+        // kept, and the worker, recording the task, polls it; the poll of a Cancelled migration
+        // stops the task and drops the database (or the claim is settled when it runs out).
+        let record = set_state(store, name, now, |m| {
+            (m.state != MigrationState::Cancelled && m.state != MigrationState::Succeeded)
+                .then(|| m.state = MigrationState::Cancelled)
+                .is_some()
+        })
+        .await?;
+        return Ok(record.state);
+    }
     if let Some(task) = migration.in_flight.as_ref().and_then(|f| f.task.clone()) {
         // Stopping is asynchronous (RDS: CANCEL_REQUESTED, then CANCELLED; an Agent job's
         // RESTORE rolls back), and the database cannot be dropped while its restore runs
@@ -301,7 +317,12 @@ pub async fn reset<S: StatusStore>(
     for _ in 0..8 {
         let Versioned { record, version } = load(store, name).await?;
         match record.state {
-            MigrationState::Cancelled if record.in_flight.is_some() => {
+            MigrationState::Cancelled
+                if record
+                    .in_flight
+                    .as_ref()
+                    .is_some_and(|f| f.task.is_some() || f.claim.until > now) =>
+            {
                 return Err(refused(
                     "CancelInProgress",
                     format!("cannot reset {name} yet: the target is still stopping its restore; the half-restored database is dropped once it has stopped, then reset"),

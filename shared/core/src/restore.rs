@@ -305,6 +305,36 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 record: mut migration,
                 version,
             } = self.migration(name).await?;
+            if migration.state == MigrationState::Cancelled {
+                if let Some(in_flight) = migration
+                    .in_flight
+                    .as_ref()
+                    .filter(|f| f.task.is_none() && f.claim.until <= now)
+                {
+                    // Cancelled while a submit was in progress, whose invocation then failed:
+                    // settle the claim (take it over, then stop what it submitted, if anything).
+                    let (step, task_name) = (in_flight.step.clone(), in_flight.task_name.clone());
+                    let mut taken = migration.clone();
+                    if let Some(f) = taken.in_flight.as_mut() {
+                        f.claim = attempt.claim(now);
+                    }
+                    match self.store.put_migration(&taken, Some(version)).await {
+                        Ok(_) => {
+                            return self
+                                .settle_cancelled(
+                                    name,
+                                    &step,
+                                    &task_name,
+                                    migration.task_floor,
+                                    now,
+                                )
+                                .await
+                        }
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
             if !migration.state.accepts_uploads() {
                 return Ok(WorkOutcome::Idle {
                     migration: name.to_owned(),
@@ -806,6 +836,50 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
         Ok(WorkOutcome::Failed {
             migration: name.to_owned(),
             reason,
+        })
+    }
+
+    /// A cancelled migration's claim without a task: if the target has the task, record it and
+    /// poll it (the poll stops it and drops the database); if not, let go of the claim and drop
+    /// whatever database is left.
+    async fn settle_cancelled(
+        &self,
+        name: &str,
+        step: &Step,
+        task_name: &str,
+        task_floor: Option<i64>,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        let request = self.request(name, step).await?;
+        let found = match self.target.find_task(&request, task_name).await? {
+            Some(TaskId::Rds(id)) if task_floor.is_some_and(|floor| id <= floor) => None,
+            found => found,
+        };
+        match found {
+            Some(task) => {
+                self.update_migration(name, now, |m| {
+                    m.in_flight
+                        .as_mut()
+                        .filter(|f| f.task_name == task_name && f.task.is_none())
+                        .map(|f| f.task = Some(task.clone()))
+                })
+                .await?;
+                self.poll_later(name, task_name).await?;
+            }
+            None => {
+                crate::cutover::drop_restoring(&self.target, &request.database).await?;
+                self.update_migration(name, now, |m| {
+                    m.in_flight
+                        .as_ref()
+                        .is_some_and(|f| f.task_name == task_name && f.task.is_none())
+                        .then(|| m.in_flight = None)
+                })
+                .await?;
+            }
+        }
+        Ok(WorkOutcome::Idle {
+            migration: name.to_owned(),
+            state: MigrationState::Cancelled,
         })
     }
 
@@ -1670,6 +1744,50 @@ mod tests {
             .lock()
             .map(|d| d.contains_key("Clean"))
             .unwrap_or(true));
+        assert!(p.queue.messages().is_empty());
+        let reset = block_on(cutover::reset(&p.store, "Clean", p.now()));
+        assert_eq!(reset.expect("reset"), MigrationState::AwaitingFull);
+    }
+
+    #[test]
+    fn a_migration_cancelled_during_a_submit_stops_what_the_submit_started() {
+        use crate::cutover::{self, CutoverError};
+        let p = pipeline("2016");
+        // A submit reached the server; its invocation is still at work (lease live, no task).
+        let job = first_invocation_still_submitting(&p);
+        let state = block_on(cutover::cancel(&p.store, &p.target, "Clean", p.now()));
+        assert_eq!(state.expect("cancelled"), MigrationState::Cancelled);
+        assert!(
+            p.migration("Clean").in_flight.is_some(),
+            "the claim is kept"
+        );
+        match block_on(cutover::reset(&p.store, "Clean", p.now())) {
+            Err(CutoverError::Refused { code, .. }) => assert_eq!(code, "CancelInProgress"),
+            other => panic!("{other:?}"),
+        }
+        // That invocation had failed: its job comes back once the lease ran out, settles the
+        // claim (finds the task the submit started) and the polls stop it.
+        p.clock
+            .set(p.clock.get() + SUBMIT_CLAIM.whole_seconds() + 1);
+        let outcome = block_on(p.worker.handle(&job, attempt("m1", "redelivered"), p.now()))
+            .expect("handled");
+        assert!(matches!(outcome, WorkOutcome::Idle { .. }), "{outcome:?}");
+        let task = p.target.submitted()[0].clone();
+        assert_eq!(
+            p.migration("Clean").in_flight.and_then(|f| f.task),
+            Some(crate::ports::TaskId::AgentJob(task.clone())),
+            "the started task is recorded"
+        );
+        p.pump();
+        p.pump();
+        let m = p.migration("Clean");
+        assert_eq!(m.state, MigrationState::Cancelled);
+        assert!(m.in_flight.is_none(), "{m:?}");
+        let status = block_on(p.target.poll(
+            &DatabaseName::parse("Clean").expect("name"),
+            &crate::ports::TaskId::AgentJob(task),
+        ));
+        assert_eq!(status.expect("polled"), TaskStatus::Cancelled, "stopped");
         assert!(p.queue.messages().is_empty());
         let reset = block_on(cutover::reset(&p.store, "Clean", p.now()));
         assert_eq!(reset.expect("reset"), MigrationState::AwaitingFull);
