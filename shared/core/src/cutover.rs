@@ -273,6 +273,7 @@ pub async fn cancel<S: StatusStore, T: RestoreTarget>(
         }
     }
     drop_restoring(target, &database).await?;
+    end_restoring_files(store, name, now).await?;
     let record = set_state(store, name, now, |m| {
         (m.state != MigrationState::Cancelled && m.state != MigrationState::Succeeded)
             .then(|| {
@@ -283,6 +284,43 @@ pub async fn cancel<S: StatusStore, T: RestoreTarget>(
     })
     .await?;
     Ok(record.state)
+}
+
+/// Files whose restore was under way when the migration was cancelled end Failed, with the
+/// reason, so that a cancelled migration shows nothing restoring.
+///
+/// # Errors
+/// [`StoreError`].
+pub async fn end_restoring_files<S: StatusStore>(
+    store: &S,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    for _ in 0..8 {
+        let mut conflicted = false;
+        for file in store.list_files(name).await? {
+            if file.record.state != FileState::Restoring {
+                continue;
+            }
+            let mut record = file.record;
+            record.state = FileState::Failed;
+            record.reason = Some(Reason::new(
+                "MigrationCancelled",
+                "the migration was cancelled while this backup was being restored",
+            ));
+            record.restore_finished_at = Some(now);
+            record.updated_at = now;
+            match store.put_file(&record, Some(file.version)).await {
+                Ok(_) => {}
+                Err(StoreError::Conflict { .. }) => conflicted = true,
+                Err(e) => return Err(e),
+            }
+        }
+        if !conflicted {
+            return Ok(());
+        }
+    }
+    Err(StoreError::Conflict { expected: None })
 }
 
 /// Drops the database if it exists and is not online (only a database a migration created).

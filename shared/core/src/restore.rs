@@ -906,6 +906,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             });
         }
         crate::cutover::drop_restoring(&self.target, &database).await?;
+        crate::cutover::end_restoring_files(&self.store, name, now).await?;
         self.update_migration(name, now, |m| {
             m.in_flight
                 .as_ref()
@@ -1738,6 +1739,15 @@ mod tests {
         let m = p.migration("Clean");
         assert_eq!(m.state, MigrationState::Cancelled);
         assert!(m.in_flight.is_none());
+        let states = p.file_states("Clean");
+        assert_eq!(
+            states,
+            [(
+                "sql2016_full_RestoreTimeClean.bak".to_owned(),
+                FileState::Failed
+            )],
+            "the restore under way when cancelled ends Failed, with the reason"
+        );
         assert!(!p
             .target
             .databases
@@ -1783,6 +1793,11 @@ mod tests {
         let m = p.migration("Clean");
         assert_eq!(m.state, MigrationState::Cancelled);
         assert!(m.in_flight.is_none(), "{m:?}");
+        let states = p.file_states("Clean");
+        assert!(
+            states.iter().all(|(_, s)| *s != FileState::Restoring),
+            "nothing left restoring: {states:?}"
+        );
         let status = block_on(p.target.poll(
             &DatabaseName::parse("Clean").expect("name"),
             &crate::ports::TaskId::AgentJob(task),
