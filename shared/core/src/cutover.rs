@@ -305,7 +305,7 @@ pub async fn end_restoring_files<S: StatusStore>(
             let mut record = file.record;
             record.state = FileState::Failed;
             record.reason = Some(Reason::new(
-                "MigrationCancelled",
+                "RestoreCancelled",
                 "the migration was cancelled while this backup was being restored",
             ));
             record.restore_finished_at = Some(now);
