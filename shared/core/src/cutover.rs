@@ -243,13 +243,7 @@ pub async fn cancel<S: StatusStore, T: RestoreTarget>(
         // A worker is submitting a restore right now: the migration is Cancelled with the claim
         // kept, and the worker, recording the task, polls it; the poll of a Cancelled migration
         // stops the task and drops the database (or the claim is settled when it runs out).
-        let record = set_state(store, name, now, |m| {
-            (m.state != MigrationState::Cancelled && m.state != MigrationState::Succeeded)
-                .then(|| m.state = MigrationState::Cancelled)
-                .is_some()
-        })
-        .await?;
-        return Ok(record.state);
+        return mark_cancelled(store, name, now, false).await;
     }
     if let Some(task) = migration.in_flight.as_ref().and_then(|f| f.task.clone()) {
         // Stopping is asynchronous (RDS: CANCEL_REQUESTED, then CANCELLED; an Agent job's
@@ -263,22 +257,29 @@ pub async fn cancel<S: StatusStore, T: RestoreTarget>(
         );
         if !stopped {
             asked?;
-            let record = set_state(store, name, now, |m| {
-                (m.state != MigrationState::Cancelled && m.state != MigrationState::Succeeded)
-                    .then(|| m.state = MigrationState::Cancelled)
-                    .is_some()
-            })
-            .await?;
-            return Ok(record.state);
+            return mark_cancelled(store, name, now, false).await;
         }
     }
     drop_restoring(target, &database).await?;
     end_restoring_files(store, name, now).await?;
+    mark_cancelled(store, name, now, true).await
+}
+
+/// Marks the migration Cancelled (unless it already is, or Succeeded); `let_go` drops its
+/// in-flight task or claim too.
+async fn mark_cancelled<S: StatusStore>(
+    store: &S,
+    name: &str,
+    now: OffsetDateTime,
+    let_go: bool,
+) -> Result<MigrationState, CutoverError> {
     let record = set_state(store, name, now, |m| {
         (m.state != MigrationState::Cancelled && m.state != MigrationState::Succeeded)
             .then(|| {
                 m.state = MigrationState::Cancelled;
-                m.in_flight = None;
+                if let_go {
+                    m.in_flight = None;
+                }
             })
             .is_some()
     })

@@ -866,17 +866,31 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 .await?;
                 self.poll_later(name, task_name).await?;
             }
-            None => {
-                crate::cutover::drop_restoring(&self.target, &request.database).await?;
-                self.update_migration(name, now, |m| {
-                    m.in_flight
-                        .as_ref()
-                        .is_some_and(|f| f.task_name == task_name && f.task.is_none())
-                        .then(|| m.in_flight = None)
-                })
-                .await?;
-            }
+            None => return self.let_go_cancelled(name, task_name, now).await,
         }
+        Ok(WorkOutcome::Idle {
+            migration: name.to_owned(),
+            state: MigrationState::Cancelled,
+        })
+    }
+
+    /// The end of a cancelled migration's task (stopped, or never started): drop the
+    /// half-restored database, end its restoring files, let go of the task `task_name`.
+    async fn let_go_cancelled(
+        &self,
+        name: &str,
+        task_name: &str,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        crate::cutover::drop_restoring(&self.target, &database_name(name)?).await?;
+        crate::cutover::end_restoring_files(&self.store, name, now).await?;
+        self.update_migration(name, now, |m| {
+            m.in_flight
+                .as_ref()
+                .is_some_and(|f| f.task_name == task_name)
+                .then(|| m.in_flight = None)
+        })
+        .await?;
         Ok(WorkOutcome::Idle {
             migration: name.to_owned(),
             state: MigrationState::Cancelled,
@@ -905,19 +919,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 state: MigrationState::Cancelled,
             });
         }
-        crate::cutover::drop_restoring(&self.target, &database).await?;
-        crate::cutover::end_restoring_files(&self.store, name, now).await?;
-        self.update_migration(name, now, |m| {
-            m.in_flight
-                .as_ref()
-                .is_some_and(|f| f.task_name == task_name)
-                .then(|| m.in_flight = None)
-        })
-        .await?;
-        Ok(WorkOutcome::Idle {
-            migration: name.to_owned(),
-            state: MigrationState::Cancelled,
-        })
+        self.let_go_cancelled(name, task_name, now).await
     }
 
     async fn release_claim(
