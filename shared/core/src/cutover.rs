@@ -345,8 +345,9 @@ pub async fn drop_restoring<T: RestoreTarget>(
 ///
 /// # Errors
 /// [`CutoverError::Refused`]: `AlreadyOnline` for a Succeeded migration, `NotCancelled` for any
-/// other that is not Cancelled (cancel first: it drops the half-restored database). Others when
-/// the store failed; resetting again then finishes the reset.
+/// other that is not Cancelled (cancel first: it drops the half-restored database),
+/// `CancelInProgress` while the target is still stopping a cancelled restore (or a submit's
+/// claim is live). Others when the store failed; resetting again then finishes the reset.
 pub async fn reset<S: StatusStore>(
     store: &S,
     name: &str,
