@@ -12,7 +12,7 @@ use bakdrop_aws::sqs::SqsJobQueue;
 use bakdrop_aws::staging::S3StripeStaging;
 use bakdrop_core::cutover::{self, CompleteRequest};
 use bakdrop_core::ports::StatusStore;
-use bakdrop_core::restore::{RestoreConfig, SourceLocation, Worker};
+use bakdrop_core::restore::Worker;
 use bakdrop_core::status::{FileState, MigrationState};
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::validate::{ValidateConfig, Validator};
@@ -23,7 +23,7 @@ use bakdrop_tds_server::emulator::ClockMode;
 use bakdrop_tds_server::SqlServerEmulator;
 use bakdrop_tests::aws::{LocalAws, StackResources};
 use bakdrop_tests::invocation;
-use bakdrop_tests::tds::emulator_target;
+use bakdrop_tests::tds::{emulator_restore_config, emulator_target};
 use serde_json::json;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/bak/");
@@ -80,18 +80,7 @@ impl Migrated {
             store: store.clone(),
             queue,
             target: target.clone(),
-            config: RestoreConfig {
-                dialect,
-                location: match dialect {
-                    Dialect::Rds => SourceLocation::S3Arn,
-                    Dialect::Native => SourceLocation::Disk {
-                        directory: "/var/opt/mssql/backup".into(),
-                    },
-                },
-                policy: VersionPolicy::NotNewer,
-                poll_interval: Duration::ZERO,
-                busy_retry: Duration::ZERO,
-            },
+            config: emulator_restore_config(dialect),
         };
         Migrated {
             emulator,

@@ -32,7 +32,7 @@ use bakdrop_aws::sqs::SqsJobQueue;
 use bakdrop_core::job::QueueMessage;
 use bakdrop_core::names::DatabaseName;
 use bakdrop_core::ports::StatusStore;
-use bakdrop_core::restore::{RestoreConfig, SourceLocation, Worker};
+use bakdrop_core::restore::Worker;
 use bakdrop_core::status::{FileState, MigrationRecord, MigrationState};
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::validate::{ValidateConfig, Validator};
@@ -44,13 +44,10 @@ use bakdrop_tds_server::{ServerHandle, SqlServerEmulator};
 use bakdrop_tests::aws::{LocalAws, StackResources};
 use bakdrop_tests::invocation;
 use bakdrop_tests::proxy::{utf16le, CutTiming, TcpProxy};
-use bakdrop_tests::tds::emulator_target;
+use bakdrop_tests::tds::{emulator_restore_config, emulator_target, DISK};
 use serde_json::{json, Value};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/bak/");
-
-/// Where the native dialect's target reads backups (`RESTORE … FROM DISK`).
-const DISK: &str = "/var/opt/mssql/backup";
 
 /// Seconds a received restore-queue message stays invisible (Lambda's visibility timeout);
 /// short, so that a message whose delete was lost comes back within the test.
@@ -326,18 +323,7 @@ impl Rig {
             store,
             queue,
             target,
-            config: RestoreConfig {
-                dialect: setup.dialect,
-                location: match setup.dialect {
-                    Dialect::Rds => SourceLocation::S3Arn,
-                    Dialect::Native => SourceLocation::Disk {
-                        directory: DISK.into(),
-                    },
-                },
-                policy: VersionPolicy::NotNewer,
-                poll_interval: Duration::ZERO,
-                busy_retry: Duration::ZERO,
-            },
+            config: emulator_restore_config(setup.dialect),
         };
         Rig {
             inspect: DynamoStatusStore::new(direct.dynamodb.clone(), &res.table),

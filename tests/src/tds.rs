@@ -1,7 +1,12 @@
 //! The tiberius adapter pointed at the TDS test server (tests/tds-server) on loopback: the login
-//! every test uses (the emulator accepts any), without TLS.
+//! every test uses (the emulator accepts any unless told otherwise), without TLS; and the restore
+//! worker's configuration the end-to-end tests share.
 
+use std::time::Duration;
+
+use bakdrop_core::restore::{RestoreConfig, SourceLocation};
 use bakdrop_core::tsql::Dialect;
+use bakdrop_core::version::VersionPolicy;
 use bakdrop_mssql::settings::{TargetLogin, Tls};
 use bakdrop_mssql::TiberiusTarget;
 
@@ -15,4 +20,24 @@ pub fn emulator_target(port: u16, dialect: Dialect) -> TiberiusTarget {
         tls: Tls::Off,
     };
     TiberiusTarget::new(login.config(), dialect)
+}
+
+/// Where the native dialect's target reads backups in the tests (`RESTORE … FROM DISK`).
+pub const DISK: &str = "/var/opt/mssql/backup";
+
+/// The worker's configuration against the TDS test server: S3 ARNs on RDS, [`DISK`] natively,
+/// backups no newer than the target, polls and busy retries at once (the tests drive time).
+pub fn emulator_restore_config(dialect: Dialect) -> RestoreConfig {
+    RestoreConfig {
+        dialect,
+        location: match dialect {
+            Dialect::Rds => SourceLocation::S3Arn,
+            Dialect::Native => SourceLocation::Disk {
+                directory: DISK.into(),
+            },
+        },
+        policy: VersionPolicy::NotNewer,
+        poll_interval: Duration::ZERO,
+        busy_retry: Duration::ZERO,
+    }
 }

@@ -1141,6 +1141,14 @@ mod tests {
             .unwrap_or_else(std::sync::PoisonError::into_inner) = n;
     }
 
+    /// The stable code of a Complete/Cancel/Reset refusal (panics on anything else).
+    fn refusal(result: Result<MigrationState, crate::cutover::CutoverError>) -> &'static str {
+        match result {
+            Err(crate::cutover::CutoverError::Refused { code, .. }) => code,
+            other => panic!("not refused: {other:?}"),
+        }
+    }
+
     fn attempt<'a>(message_id: &'a str, invocation: &'a str) -> Attempt<'a> {
         Attempt {
             message_id,
@@ -1624,12 +1632,8 @@ mod tests {
         p.pump();
         // Cancelled while its restore runs: the stopped job keeps its name on the server.
         assert_eq!(p.migration("Clean").state, MigrationState::Restoring);
-        let refused = |r: Result<MigrationState, CutoverError>| match r {
-            Err(CutoverError::Refused { code, .. }) => code,
-            other => panic!("not refused: {other:?}"),
-        };
         assert_eq!(
-            refused(block_on(cutover::reset(&p.store, "Clean", p.now()))),
+            refusal(block_on(cutover::reset(&p.store, "Clean", p.now()))),
             "NotCancelled",
             "a migration that is not cancelled keeps its database and records"
         );
@@ -1682,14 +1686,14 @@ mod tests {
         ));
         assert_eq!(done.expect("completed"), MigrationState::Succeeded);
         assert_eq!(
-            refused(block_on(cutover::reset(&p.store, "Clean", p.now()))),
+            refusal(block_on(cutover::reset(&p.store, "Clean", p.now()))),
             "AlreadyOnline"
         );
     }
 
     #[test]
     fn a_migration_cancelled_while_its_restore_runs_drops_the_database_once_the_task_stopped() {
-        use crate::cutover::{self, CutoverError};
+        use crate::cutover;
         let p = pipeline("2016");
         *p.target
             .slow_cancel
@@ -1723,10 +1727,10 @@ mod tests {
             .lock()
             .map(|d| d.contains_key("Clean"))
             .unwrap_or(false));
-        match block_on(cutover::reset(&p.store, "Clean", p.now())) {
-            Err(CutoverError::Refused { code, .. }) => assert_eq!(code, "CancelInProgress"),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            refusal(block_on(cutover::reset(&p.store, "Clean", p.now()))),
+            "CancelInProgress"
+        );
         // The worker's poll finds the task still stopping: it asks again, polls later.
         let outcomes = p.pump();
         assert!(
@@ -1763,7 +1767,7 @@ mod tests {
 
     #[test]
     fn a_migration_cancelled_during_a_submit_stops_what_the_submit_started() {
-        use crate::cutover::{self, CutoverError};
+        use crate::cutover;
         let p = pipeline("2016");
         // A submit reached the server; its invocation is still at work (lease live, no task).
         let job = first_invocation_still_submitting(&p);
@@ -1773,10 +1777,10 @@ mod tests {
             p.migration("Clean").in_flight.is_some(),
             "the claim is kept"
         );
-        match block_on(cutover::reset(&p.store, "Clean", p.now())) {
-            Err(CutoverError::Refused { code, .. }) => assert_eq!(code, "CancelInProgress"),
-            other => panic!("{other:?}"),
-        }
+        assert_eq!(
+            refusal(block_on(cutover::reset(&p.store, "Clean", p.now()))),
+            "CancelInProgress"
+        );
         // That invocation had failed: its job comes back once the lease ran out, settles the
         // claim (finds the task the submit started) and the polls stop it.
         p.clock
