@@ -74,6 +74,7 @@ impl Migrated {
             config: ValidateConfig {
                 target: "2022".parse().expect("release"),
                 policy: VersionPolicy::NotNewer,
+                location: emulator_restore_config(dialect).location,
             },
         };
         let worker = Worker {

@@ -317,6 +317,7 @@ impl Rig {
             config: ValidateConfig {
                 target: "2022".parse().expect("release"),
                 policy: VersionPolicy::NotNewer,
+                location: emulator_restore_config(setup.dialect).location,
             },
         };
         let worker = Worker {
@@ -494,6 +495,7 @@ impl Rig {
                 }
                 Ok(QueueMessage::Poll { .. }) => "poll",
                 Ok(QueueMessage::Advance { .. }) => "advance",
+                Ok(QueueMessage::Finish { .. }) => "finish",
                 Err(_) => "malformed",
             };
             *t.kinds.entry(kind).or_default() += 1;

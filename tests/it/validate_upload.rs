@@ -71,6 +71,7 @@ async fn stack(target: &str) -> Stack {
         config: ValidateConfig {
             target: target.parse().expect("release"),
             policy: VersionPolicy::Same,
+            location: bakdrop_core::source::SourceLocation::rds(None),
         },
     };
     Stack {

@@ -31,7 +31,7 @@ pub fn emulator_restore_config(dialect: Dialect) -> RestoreConfig {
     RestoreConfig {
         dialect,
         location: match dialect {
-            Dialect::Rds => SourceLocation::S3Arn,
+            Dialect::Rds => SourceLocation::rds(None),
             Dialect::Native => SourceLocation::Disk {
                 directory: DISK.into(),
             },

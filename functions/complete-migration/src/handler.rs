@@ -3,9 +3,16 @@
 //! to complete.
 //! Refusals and failures come back as errors with a stable `errorType` (e.g. `FilesInFlight`,
 //! `NotSynchronizing`, `MigrationNotFound`), so that callers can branch on them.
+//! A Complete that leaves the migration `Completing` (RDS brings the database online in a
+//! `FINISH_RESTORE` task) queues a `Finish` message for the restore worker, which follows the
+//! task until the migration is Succeeded or Failed.
+
+use std::time::Duration;
 
 use bakdrop_core::cutover::{self, CompleteRequest, CutoverError};
-use bakdrop_core::ports::{RestoreTarget, StatusStore};
+use bakdrop_core::job::QueueMessage;
+use bakdrop_core::ports::{JobQueue, QueueError, RestoreTarget, StatusStore};
+use bakdrop_core::status::MigrationState;
 use lambda_runtime::Diagnostic;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -38,6 +45,8 @@ pub enum HandlerError {
     BadRequest(#[source] serde_json::Error),
     #[error(transparent)]
     Cutover(#[from] CutoverError),
+    #[error("the migration is Completing, but following the target's task could not be queued (invoke complete again to resume): {0}")]
+    Queue(#[from] QueueError),
 }
 
 impl From<HandlerError> for Diagnostic {
@@ -45,6 +54,7 @@ impl From<HandlerError> for Diagnostic {
         let error_type = match &error {
             HandlerError::BadRequest(_) => "BadRequest",
             HandlerError::Cutover(e) => e.error_type(),
+            HandlerError::Queue(_) => "QueueUnavailable",
         };
         Diagnostic {
             error_type: error_type.to_owned(),
@@ -53,13 +63,22 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
+/// Where a Completing migration's finish task is followed: the restore queue, and the delay
+/// between looks.
+#[derive(Debug)]
+pub struct Followup<'a, Q> {
+    pub queue: &'a Q,
+    pub delay: Duration,
+}
+
 /// Handles one invoke.
 ///
 /// # Errors
 /// [`HandlerError`].
-pub async fn handle<S: StatusStore, T: RestoreTarget>(
+pub async fn handle<S: StatusStore, T: RestoreTarget, Q: JobQueue>(
     store: &S,
     target: &T,
+    followup: &Followup<'_, Q>,
     payload: Value,
     now: OffsetDateTime,
 ) -> Result<Value, HandlerError> {
@@ -71,6 +90,12 @@ pub async fn handle<S: StatusStore, T: RestoreTarget>(
         Action::Reset => cutover::reset(store, &database, now).await,
     }
     .inspect_err(|e| tracing::warn!(%database, error.type = e.error_type(), error.message = %e, "refused or failed"))?;
+    if state == MigrationState::Completing {
+        let message = QueueMessage::Finish {
+            migration: database.clone(),
+        };
+        followup.queue.send(&message, followup.delay).await?;
+    }
     tracing::info!(%database, %state, "done");
     Ok(json!({ "database": database, "state": state }))
 }
@@ -78,8 +103,22 @@ pub async fn handle<S: StatusStore, T: RestoreTarget>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bakdrop_core::fakes::{MemoryStore, MemoryTarget};
+    use bakdrop_core::fakes::{MemoryQueue, MemoryStore, MemoryTarget};
     use bakdrop_core::status::{MigrationRecord, MigrationState};
+
+    async fn handle<S: StatusStore, T: RestoreTarget>(
+        store: &S,
+        target: &T,
+        payload: Value,
+        now: OffsetDateTime,
+    ) -> Result<Value, HandlerError> {
+        let queue = MemoryQueue::default();
+        let followup = Followup {
+            queue: &queue,
+            delay: Duration::from_secs(60),
+        };
+        super::handle(store, target, &followup, payload, now).await
+    }
 
     fn now() -> OffsetDateTime {
         OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000)
@@ -153,5 +192,44 @@ mod tests {
                 .expect_err("bad");
             assert_eq!(Diagnostic::from(err).error_type, "BadRequest");
         }
+    }
+
+    #[tokio::test]
+    async fn a_complete_left_completing_queues_the_follow_up_of_the_finish_task() {
+        let store = store(MigrationState::Synchronizing).await;
+        let target = MemoryTarget::new("16.0.4135.4");
+        *target
+            .rds
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        target
+            .databases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert("Sales".into(), "RESTORING".into());
+        let queue = MemoryQueue::default();
+        let followup = Followup {
+            queue: &queue,
+            delay: Duration::from_secs(45),
+        };
+        let answer = super::handle(
+            &store,
+            &target,
+            &followup,
+            json!({"database": "Sales"}),
+            now(),
+        )
+        .await
+        .expect("completing");
+        assert_eq!(answer, json!({"database": "Sales", "state": "Completing"}));
+        assert_eq!(
+            queue.drain_sent(),
+            vec![(
+                QueueMessage::Finish {
+                    migration: "Sales".into()
+                },
+                Duration::from_secs(45)
+            )]
+        );
     }
 }

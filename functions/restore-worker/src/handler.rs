@@ -85,7 +85,7 @@ mod tests {
             target: MemoryTarget::new("16.0.4135.4"),
             config: RestoreConfig {
                 dialect: Dialect::Rds,
-                location: SourceLocation::S3Arn,
+                location: SourceLocation::rds(None),
                 policy: VersionPolicy::Same,
                 poll_interval: Duration::from_secs(60),
                 busy_retry: Duration::from_secs(120),

@@ -31,7 +31,8 @@ async fn main() -> Result<(), Error> {
         // Striped sets reach RDS as one prefix of staged copies; other requests pass through.
         target: S3StripeStaging::new(
             config::s3_client(&sdk),
-            TiberiusTarget::new(login.config(), settings.restore.dialect),
+            TiberiusTarget::new(login.config(), settings.restore.dialect)
+                .with_paths(settings.target.paths.clone()),
         ),
         config: settings.restore.clone(),
     };

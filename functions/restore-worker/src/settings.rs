@@ -3,7 +3,6 @@
 use std::time::Duration;
 
 use bakdrop_core::restore::{RestoreConfig, SourceLocation};
-use bakdrop_core::tsql::Dialect;
 use bakdrop_core::version::VersionPolicy;
 use bakdrop_mssql::settings::TargetSettings;
 
@@ -35,15 +34,12 @@ impl Settings {
         let required =
             |name: &str| get(name).ok_or_else(|| SettingsError(format!("{name} is not set")));
         let dialect = target.dialect;
-        let location = match (dialect, get("SOURCE_LOCATION")) {
-            (Dialect::Rds, None) => SourceLocation::S3Arn,
-            (_, Some(text)) => parse_location(&text)?,
-            (Dialect::Native, None) => {
-                return Err(SettingsError(
-                    "SOURCE_LOCATION is not set: with TARGET_DIALECT=native give url:<s3 endpoint host> or disk:<directory>".into(),
-                ))
-            }
-        };
+        let location = SourceLocation::from_settings(
+            dialect,
+            get("SOURCE_LOCATION").as_deref(),
+            get("AWS_REGION").as_deref(),
+        )
+        .map_err(SettingsError)?;
         let policy: VersionPolicy = match get("VERSION_POLICY") {
             Some(t) => t
                 .parse()
@@ -82,26 +78,10 @@ impl Settings {
     }
 }
 
-fn parse_location(text: &str) -> Result<SourceLocation, SettingsError> {
-    if text == "arn" {
-        return Ok(SourceLocation::S3Arn);
-    }
-    match text.split_once(':') {
-        Some(("url", endpoint)) if !endpoint.is_empty() => Ok(SourceLocation::Url {
-            endpoint: endpoint.to_owned(),
-        }),
-        Some(("disk", directory)) if !directory.is_empty() => Ok(SourceLocation::Disk {
-            directory: directory.to_owned(),
-        }),
-        _ => Err(SettingsError(format!(
-            "SOURCE_LOCATION {text:?}: use arn, url:<s3 endpoint host> or disk:<directory>"
-        ))),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bakdrop_core::tsql::Dialect;
     use std::collections::HashMap;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
@@ -125,7 +105,7 @@ mod tests {
     fn rds_is_the_default_dialect_and_reads_objects_by_arn() {
         let s = settings(&BASE).expect("valid");
         assert_eq!(s.restore.dialect, Dialect::Rds);
-        assert_eq!(s.restore.location, SourceLocation::S3Arn);
+        assert_eq!(s.restore.location, SourceLocation::rds(None));
         assert_eq!(s.restore.poll_interval, Duration::from_secs(60));
     }
 

@@ -216,6 +216,7 @@ mod tests {
             config: ValidateConfig {
                 target: "2016".parse().unwrap_or_else(|e| panic!("{e}")),
                 policy: VersionPolicy::Same,
+                location: bakdrop_core::source::SourceLocation::rds(None),
             },
         }
     }

@@ -18,6 +18,7 @@ async fn main() -> Result<(), Error> {
         config: ValidateConfig {
             target: settings.target,
             policy: settings.policy,
+            location: settings.location.clone(),
         },
     };
     let validator = &validator;

@@ -1,5 +1,7 @@
 //! Configuration from the environment, read once per cold start.
 
+use bakdrop_core::source::SourceLocation;
+use bakdrop_core::tsql::Dialect;
 use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 
 /// What the function needs to know.
@@ -13,6 +15,9 @@ pub struct Settings {
     pub target: SqlServerRelease,
     /// Version policy (`VERSION_POLICY`: `same` (default) or `not-newer`).
     pub policy: VersionPolicy,
+    /// Where the target will read the backups (`TARGET_DIALECT`, `SOURCE_LOCATION`,
+    /// `AWS_REGION`), so that an upload it could never read is rejected at once.
+    pub location: SourceLocation,
 }
 
 /// A setting that is missing or invalid.
@@ -40,11 +45,23 @@ impl Settings {
                 .map_err(|e| SettingsError(format!("VERSION_POLICY: {e}")))?,
             None => VersionPolicy::Same,
         };
+        let optional = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let dialect: Dialect = optional("TARGET_DIALECT")
+            .unwrap_or_else(|| "rds".into())
+            .parse()
+            .map_err(|e| SettingsError(format!("TARGET_DIALECT: {e}")))?;
+        let location = SourceLocation::from_settings(
+            dialect,
+            optional("SOURCE_LOCATION").as_deref(),
+            optional("AWS_REGION").as_deref(),
+        )
+        .map_err(SettingsError)?;
         Ok(Settings {
             status_table: required("STATUS_TABLE")?,
             restore_queue_url: required("RESTORE_QUEUE_URL")?,
             target,
             policy,
+            location,
         })
     }
 

@@ -18,7 +18,7 @@
 use aws_sdk_s3::error::SdkError;
 use bakdrop_core::names::DatabaseName;
 use bakdrop_core::object::STAGING_PREFIX;
-use bakdrop_core::ports::{RestoreTarget, TargetError, TaskId, TaskStatus};
+use bakdrop_core::ports::{Online, RestoreTarget, TargetError, TaskId, TaskStatus};
 use bakdrop_core::tsql::{RestoreRequest, RestoreSource};
 
 /// The largest object one CopyObject request copies.
@@ -37,14 +37,17 @@ impl<T> S3StripeStaging<T> {
     }
 }
 
-/// `arn:aws:s3:::bucket/key` → (bucket, key).
-fn split_arn(arn: &str) -> Option<(&str, &str)> {
-    arn.strip_prefix("arn:aws:s3:::")?.split_once('/')
+/// `arn:<partition>:s3:::bucket/key` → (partition, bucket, key).
+fn split_arn(arn: &str) -> Option<(&str, &str, &str)> {
+    let (partition, rest) = arn.strip_prefix("arn:")?.split_once(":s3:::")?;
+    let (bucket, key) = rest.split_once('/')?;
+    Some((partition, bucket, key))
 }
 
 /// Where a striped request's stripes go.
 #[derive(Debug, PartialEq, Eq)]
 struct Staging {
+    partition: String,
     bucket: String,
     /// (source key, staged key), in stripe order.
     copies: Vec<(String, String)>,
@@ -58,23 +61,27 @@ fn plan(request: &RestoreRequest, task_name: &str) -> Option<Staging> {
         return None;
     }
     let mut bucket = None;
+    let mut partition = None;
     let mut copies = Vec::new();
     let prefix = format!("{STAGING_PREFIX}stripes/{task_name}/");
     for (i, source) in request.sources.iter().enumerate() {
         let RestoreSource::S3Arn(arn) = source else {
             return None;
         };
-        let (b, key) = split_arn(arn)?;
-        if bucket.is_some_and(|x: &str| x != b) {
+        let (p, b, key) = split_arn(arn)?;
+        if bucket.is_some_and(|x: &str| x != b) || partition.is_some_and(|x: &str| x != p) {
             return None;
         }
         bucket = Some(b);
+        partition = Some(p);
         let name = key.rsplit('/').next().unwrap_or(key);
         copies.push((key.to_owned(), format!("{prefix}{:03}-{name}", i + 1)));
     }
     let bucket = bucket?.to_owned();
-    let arn = format!("arn:aws:s3:::{bucket}/{prefix}*");
+    let partition = partition?.to_owned();
+    let arn = prefix_arn(&partition, &bucket, &prefix);
     Some(Staging {
+        partition,
         bucket,
         copies,
         arn,
@@ -111,15 +118,14 @@ fn stripe_keys(staging: &Staging) -> Vec<&str> {
         .collect()
 }
 
-fn prefix_arn(bucket: &str, prefix: &str) -> String {
-    format!("arn:aws:s3:::{bucket}/{prefix}*")
+fn prefix_arn(partition: &str, bucket: &str, prefix: &str) -> String {
+    format!("arn:{partition}:s3:::{bucket}/{prefix}*")
 }
 
 fn staged(request: &RestoreRequest, arn: String) -> RestoreRequest {
     RestoreRequest {
-        database: request.database.clone(),
-        kind: request.kind,
         sources: vec![RestoreSource::S3Arn(arn)],
+        ..request.clone()
     }
 }
 
@@ -155,7 +161,7 @@ impl<T: RestoreTarget> S3StripeStaging<T> {
                 _ => break,
             }
         }
-        Ok((seen == keys.len()).then(|| prefix_arn(&staging.bucket, &prefix)))
+        Ok((seen == keys.len()).then(|| prefix_arn(&staging.partition, &staging.bucket, &prefix)))
     }
 
     /// Deletes the staged copies of the step `task_name` (none when it was restored in place).
@@ -245,7 +251,11 @@ impl<T: RestoreTarget> RestoreTarget for S3StripeStaging<T> {
         match plan(request, task_name) {
             None => self.inner.find_task(request, task_name).await,
             Some(staging) => {
-                let direct = prefix_arn(&staging.bucket, &common_prefix(&stripe_keys(&staging)));
+                let direct = prefix_arn(
+                    &staging.partition,
+                    &staging.bucket,
+                    &common_prefix(&stripe_keys(&staging)),
+                );
                 match self
                     .inner
                     .find_task(&staged(request, direct), task_name)
@@ -270,7 +280,11 @@ impl<T: RestoreTarget> RestoreTarget for S3StripeStaging<T> {
         self.inner.poll(database, task).await
     }
 
-    async fn bring_online(&self, database: &DatabaseName) -> Result<(), TargetError> {
+    async fn check_ready(&self, request: &RestoreRequest) -> Result<(), TargetError> {
+        self.inner.check_ready(request).await
+    }
+
+    async fn bring_online(&self, database: &DatabaseName) -> Result<Online, TargetError> {
         self.inner.bring_online(database).await
     }
 
@@ -301,11 +315,11 @@ mod tests {
     use bakdrop_core::status::BackupKind;
 
     fn request(sources: Vec<RestoreSource>) -> RestoreRequest {
-        RestoreRequest {
-            database: DatabaseName::parse("Sales").expect("name"),
-            kind: BackupKind::Full,
+        RestoreRequest::new(
+            DatabaseName::parse("Sales").expect("name"),
+            BackupKind::Full,
             sources,
-        }
+        )
     }
 
     #[test]
@@ -315,11 +329,12 @@ mod tests {
             RestoreSource::S3Arn("arn:aws:s3:::up/Sales/b.bak".into()),
         ]);
         let Staging {
+            partition,
             bucket,
             copies,
             arn,
         } = plan(&r, "bakdrop_Sales_full_x").expect("staged");
-        assert_eq!(bucket, "up");
+        assert_eq!((partition.as_str(), bucket.as_str()), ("aws", "up"));
         assert_eq!(
             copies,
             vec![
@@ -337,6 +352,15 @@ mod tests {
             arn,
             "arn:aws:s3:::up/_bakdrop/stripes/bakdrop_Sales_full_x/*"
         );
+        // Another partition's ARNs stay in it.
+        let china = request(vec![
+            RestoreSource::S3Arn("arn:aws-cn:s3:::up/Sales/a.bak".into()),
+            RestoreSource::S3Arn("arn:aws-cn:s3:::up/Sales/b.bak".into()),
+        ]);
+        assert!(plan(&china, "t")
+            .expect("staged")
+            .arn
+            .starts_with("arn:aws-cn:s3:::up/_bakdrop/stripes/t/"));
     }
 
     #[test]

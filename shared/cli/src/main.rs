@@ -86,6 +86,12 @@ enum Command {
         /// Print JSON: [{"database", "steps": [{"files", "backup_type", "first_lsn", "last_lsn", "sql"}], "skipped": [{"file", "reason"}], "problems": [..]}].
         #[arg(long)]
         json: bool,
+        /// Restore as this target database (default: each backup's own database name). Native
+        /// restores name the database's files after it.
+        #[arg(long)]
+        database: Option<String>,
+        #[command(flatten)]
+        directories: PathArgs,
     },
     /// Run the whole pipeline on one machine over a folder standing in for the bucket.
     ///
@@ -120,6 +126,8 @@ enum Command {
         /// Delay between polls of a running restore, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         poll_interval_ms: u64,
+        #[command(flatten)]
+        directories: PathArgs,
     },
     /// Show the status of one migration or of all (from the local state file).
     Status {
@@ -191,6 +199,42 @@ struct StateArgs {
     function: Option<String>,
 }
 
+/// Where native full restores put the database's files.
+#[derive(Debug, clap::Args)]
+struct PathArgs {
+    /// Directory for the data files (native; default: the target's InstanceDefaultDataPath,
+    /// or /var/opt/mssql/data/ in scripts written without a server).
+    #[arg(long)]
+    data_dir: Option<String>,
+    /// Directory for the log file (native; default: the target's InstanceDefaultLogPath, or
+    /// the data directory given, or /var/opt/mssql/data/).
+    #[arg(long)]
+    log_dir: Option<String>,
+}
+
+impl PathArgs {
+    /// The directories given, if any (the log's defaulting to the data's).
+    fn given(&self) -> Option<bakdrop_core::tsql::TargetPaths> {
+        let default = bakdrop_core::tsql::TargetPaths::linux_default();
+        match (&self.data_dir, &self.log_dir) {
+            (None, None) => None,
+            (data, log) => {
+                let data = data.clone().unwrap_or(default.data);
+                Some(bakdrop_core::tsql::TargetPaths {
+                    log: log.clone().unwrap_or_else(|| data.clone()),
+                    data,
+                })
+            }
+        }
+    }
+
+    /// The directories given, else SQL Server on Linux's default.
+    fn or_default(&self) -> bakdrop_core::tsql::TargetPaths {
+        self.given()
+            .unwrap_or_else(bakdrop_core::tsql::TargetPaths::linux_default)
+    }
+}
+
 #[derive(Debug, clap::Args)]
 struct TargetArgs {
     #[arg(long, help = CONNECTION_HELP)]
@@ -214,7 +258,18 @@ fn main() -> ExitCode {
             dialect,
             bucket,
             json,
-        } => planning::run(&paths, dialect, &bucket, json),
+            database,
+            directories,
+        } => planning::run(
+            &paths,
+            &planning::PlanOptions {
+                dialect,
+                bucket,
+                database,
+                paths: directories.or_default(),
+            },
+            json,
+        ),
         other => match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -243,6 +298,7 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             target_version,
             policy,
             poll_interval_ms,
+            directories,
         } => {
             pipeline::run(pipeline::RunOptions {
                 dir,
@@ -253,6 +309,7 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
                 target_version,
                 policy,
                 poll_interval: Duration::from_millis(poll_interval_ms),
+                paths: directories.given(),
             })
             .await
         }

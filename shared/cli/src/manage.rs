@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use bakdrop_core::cutover::{self, CompleteRequest, CutoverError};
-use bakdrop_core::ports::StatusStore;
+use bakdrop_core::ports::{RestoreTarget, StatusStore};
 use bakdrop_core::report::{self, StatusReport};
 use bakdrop_core::status::{FileRecord, MigrationState};
 use bakdrop_core::tsql::Dialect;
@@ -211,7 +211,12 @@ async fn target_for(
         .last()
         .copied()
         .context("no SQL Server release is known")?;
-    let script = ScriptTarget::new(choice.dialect, newest, dir.join("restore.sql"));
+    let script = ScriptTarget::new(
+        choice.dialect,
+        newest,
+        dir.join("restore.sql"),
+        bakdrop_core::tsql::TargetPaths::linux_default(),
+    );
     if let Some(m) = store.get_migration(database).await? {
         match m.record.state {
             MigrationState::Succeeded => script.assume_database(database, "ONLINE"),
@@ -242,13 +247,44 @@ pub async fn complete(
 ) -> anyhow::Result<ExitCode> {
     let store = open(path)?;
     let target = target_for(choice, &store, &request.database).await?;
-    match cutover::complete(&store, &target, &request, time::OffsetDateTime::now_utc()).await {
+    match complete_and_wait(&store, &target, &request).await {
         Ok(state) => {
             crate::outln!("{}: {state}", request.database);
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Ok(refused(&e)),
     }
+}
+
+/// How often the command line looks at a task bringing a database online.
+const FINISH_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Complete, then, while the target brings the database online in a task of its own (RDS
+/// `FINISH_RESTORE`), follow that task until it ends: a person at a terminal waits for the
+/// outcome where a Lambda would queue the polls.
+async fn complete_and_wait<S: StatusStore, T: RestoreTarget>(
+    store: &S,
+    target: &T,
+    request: &CompleteRequest,
+) -> Result<MigrationState, CutoverError> {
+    let mut state =
+        cutover::complete(store, target, request, time::OffsetDateTime::now_utc()).await?;
+    while state == MigrationState::Completing {
+        crate::outln!(
+            "{}: Completing — the target is bringing the database online; looking again in {} s",
+            request.database,
+            FINISH_POLL.as_secs()
+        );
+        tokio::time::sleep(FINISH_POLL).await;
+        state = cutover::follow_finish(
+            store,
+            target,
+            &request.database,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await?;
+    }
+    Ok(state)
 }
 
 /// `bakdrop cancel`.
@@ -332,7 +368,7 @@ pub async fn cutover_in_table(
             cutover::cancel(&store, target, &request.database, now).await
         }
         (CutoverAction::Complete, Some(target)) => {
-            cutover::complete(&store, target, &request, now).await
+            complete_and_wait(&store, target, &request).await
         }
         (_, None) => anyhow::bail!("{action} needs --target"),
     };

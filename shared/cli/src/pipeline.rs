@@ -17,7 +17,7 @@ use bakdrop_core::report;
 use bakdrop_core::restore::{Attempt, RestoreConfig, SourceLocation, WorkOutcome, Worker};
 use bakdrop_core::status::{BackupKind, FileState, MigrationState};
 use bakdrop_core::summary;
-use bakdrop_core::tsql::Dialect;
+use bakdrop_core::tsql::{Dialect, TargetPaths};
 use bakdrop_core::validate::{Outcome, ValidateConfig, Validator};
 use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 use bakdrop_mssql::TiberiusTarget;
@@ -38,6 +38,9 @@ pub struct RunOptions {
     pub target_version: Option<String>,
     pub policy: VersionPolicy,
     pub poll_interval: Duration,
+    /// Where native full restores put the files (default: the target's own directories; in
+    /// script-only mode SQL Server on Linux's).
+    pub paths: Option<TargetPaths>,
 }
 
 /// A redelivered message gives up after this many transient failures (the DLQ's role).
@@ -73,7 +76,8 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
                 options.dialect,
                 login.tls
             );
-            let server = TiberiusTarget::new(login.config(), options.dialect);
+            let server = TiberiusTarget::new(login.config(), options.dialect)
+                .with_paths(options.paths.clone());
             let release = match &options.target_version {
                 Some(v) => given_version(v)?,
                 None => {
@@ -99,7 +103,15 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
                 "script-only mode: no --target, nothing is executed; the T-SQL goes to {}",
                 script_path.display()
             );
-            let script = ScriptTarget::new(options.dialect, release, script_path.clone());
+            let script = ScriptTarget::new(
+                options.dialect,
+                release,
+                script_path.clone(),
+                options
+                    .paths
+                    .clone()
+                    .unwrap_or_else(TargetPaths::linux_default),
+            );
             for name in store.databases()? {
                 if let Some(m) = store.get_migration(&name).await? {
                     match m.record.state {
@@ -118,7 +130,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     crate::outln!("state file: {}", state_path.display());
 
     let location = match options.dialect {
-        Dialect::Rds => SourceLocation::S3Arn,
+        Dialect::Rds => SourceLocation::rds(None),
         Dialect::Native => SourceLocation::Disk {
             directory: root.display().to_string(),
         },
@@ -137,6 +149,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         config: ValidateConfig {
             target: release,
             policy: options.policy,
+            location: location.clone(),
         },
     };
     let worker = Worker {
@@ -281,9 +294,9 @@ fn version_of_first_full(bucket: &LocalBucket) -> anyhow::Result<SqlServerReleas
 fn migration_of(message: &QueueMessage) -> String {
     match message {
         QueueMessage::Restore(job) => job.migration.clone(),
-        QueueMessage::Poll { migration, .. } | QueueMessage::Advance { migration } => {
-            migration.clone()
-        }
+        QueueMessage::Poll { migration, .. }
+        | QueueMessage::Advance { migration }
+        | QueueMessage::Finish { migration } => migration.clone(),
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use bakdrop_core::names::DatabaseName;
 use bakdrop_core::plan::{self, Candidate, Step};
 use bakdrop_core::status::BackupKind;
-use bakdrop_core::tsql::{self, Dialect, RestoreRequest, RestoreSource};
+use bakdrop_core::tsql::{self, Dialect, RestoreRequest, RestoreSource, TargetPaths};
 use bakdrop_core::{backup, summary};
 use serde::Serialize;
 
@@ -53,22 +53,29 @@ fn family_key(guid: impl std::fmt::Display) -> String {
     guid.to_string()
 }
 
+/// How to write the plan's T-SQL.
+#[derive(Debug, Clone)]
+pub struct PlanOptions {
+    pub dialect: Dialect,
+    /// Bucket name in RDS ARNs.
+    pub bucket: String,
+    /// Restore as this database (default: each backup's own database name).
+    pub database: Option<String>,
+    /// Where native full restores move the files.
+    pub paths: TargetPaths,
+}
+
 /// Plans every backup under `paths`; exit status 2 when a database has no usable chain.
 ///
 /// # Errors
 /// When a path cannot be read.
-pub fn run(
-    paths: &[PathBuf],
-    dialect: Dialect,
-    bucket: &str,
-    as_json: bool,
-) -> anyhow::Result<ExitCode> {
-    let plans = plan_paths(paths, dialect, bucket)?;
+pub fn run(paths: &[PathBuf], options: &PlanOptions, as_json: bool) -> anyhow::Result<ExitCode> {
+    let plans = plan_paths(paths, options)?;
     if as_json {
         crate::outln!("{}", serde_json::to_string_pretty(&plans)?);
     } else {
         for p in &plans {
-            crate::out!("{}", text(p, dialect, bucket));
+            crate::out!("{}", text(p, options));
         }
     }
     // A database without a chain, or nothing usable at all.
@@ -89,11 +96,7 @@ const UNREADABLE_NAME: &str = "(not a usable backup)";
 ///
 /// # Errors
 /// When a path cannot be read.
-pub fn plan_paths(
-    paths: &[PathBuf],
-    dialect: Dialect,
-    bucket: &str,
-) -> anyhow::Result<Vec<DatabasePlan>> {
+pub fn plan_paths(paths: &[PathBuf], options: &PlanOptions) -> anyhow::Result<Vec<DatabasePlan>> {
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut locations: BTreeMap<String, PathBuf> = BTreeMap::new();
     for path in files_under(paths)? {
@@ -137,18 +140,21 @@ pub fn plan_paths(
     }
     Ok(groups
         .into_values()
-        .map(|g| plan_group(g, dialect, bucket, &locations))
+        .map(|g| plan_group(g, options, &locations))
         .collect())
 }
 
 fn plan_group(
     group: Group,
-    dialect: Dialect,
-    bucket: &str,
+    options: &PlanOptions,
     locations: &BTreeMap<String, PathBuf>,
 ) -> DatabasePlan {
+    let source = group.database;
     let mut out = DatabasePlan {
-        database: group.database,
+        database: match &options.database {
+            Some(target) if source != UNREADABLE_NAME => target.clone(),
+            _ => source,
+        },
         steps: Vec::new(),
         skipped: group.skipped,
         problems: Vec::new(),
@@ -165,7 +171,7 @@ fn plan_group(
     }
     for step in &offline.steps {
         let sql = match &name {
-            Ok(db) => step_sql(db, step, dialect, bucket, locations),
+            Ok(db) => step_sql(db, step, &group.candidates, options, locations),
             Err(_) => String::new(),
         };
         out.steps.push(PlannedStep {
@@ -210,10 +216,11 @@ fn file_name(file: &str, locations: &BTreeMap<String, PathBuf>) -> String {
 fn step_sql(
     database: &DatabaseName,
     step: &Step,
-    dialect: Dialect,
-    bucket: &str,
+    candidates: &[Candidate],
+    options: &PlanOptions,
     locations: &BTreeMap<String, PathBuf>,
 ) -> String {
+    let (dialect, bucket) = (options.dialect, options.bucket.as_str());
     let sources = match dialect {
         Dialect::Rds => {
             let names: Vec<String> = step.files.iter().map(|f| file_name(f, locations)).collect();
@@ -238,14 +245,22 @@ fn step_sql(
             })
             .collect(),
     };
-    let request = RestoreRequest {
-        database: database.clone(),
-        kind: step.kind,
-        sources,
-    };
+    let mut request = RestoreRequest::new(database.clone(), step.kind, sources);
+    // The stripes of a set share one header: its file list and whether it has checksums.
+    if let Some(header) = candidates
+        .iter()
+        .find(|c| step.files.contains(&c.file_id))
+        .map(|c| &c.header)
+    {
+        request.files = header.files.clone();
+        request.checksums = header.has_checksums;
+    }
     match dialect {
         Dialect::Rds => tsql::rds::restore(&request).to_string(),
-        Dialect::Native => format!("{};", tsql::native::restore_command(&request)),
+        Dialect::Native => format!(
+            "{};",
+            tsql::native::restore_command(&request, Some(&options.paths))
+        ),
     }
 }
 
@@ -270,7 +285,8 @@ fn common_prefix(names: &[String]) -> String {
     first.get(..len).unwrap_or_default().to_owned()
 }
 
-fn text(p: &DatabasePlan, dialect: Dialect, bucket: &str) -> String {
+fn text(p: &DatabasePlan, options: &PlanOptions) -> String {
+    let (dialect, bucket) = (options.dialect, options.bucket.as_str());
     use std::fmt::Write as _;
     let mut s = String::new();
     let _ = writeln!(s, "== {}", p.database);
@@ -311,7 +327,8 @@ fn text(p: &DatabasePlan, dialect: Dialect, bucket: &str) -> String {
             Dialect::Native => {
                 let _ = writeln!(
                     s,
-                    "T-SQL (SQL Server, RESTORE FROM DISK = the local files):"
+                    "T-SQL (SQL Server 2022, RESTORE FROM DISK = the local files; each a SQL Server Agent job step when bakdrop runs it; files moved to {} and {}: --data-dir/--log-dir for your server's InstanceDefaultDataPath/InstanceDefaultLogPath):",
+                    options.paths.data, options.paths.log
                 );
             }
         }

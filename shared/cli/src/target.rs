@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use bakdrop_core::names::DatabaseName;
-use bakdrop_core::ports::{RestoreTarget, TargetError, TaskId, TaskStatus};
+use bakdrop_core::ports::{Online, RestoreTarget, TargetError, TaskId, TaskStatus};
 use bakdrop_core::status::BackupKind;
-use bakdrop_core::tsql::{self, Dialect, RestoreRequest};
+use bakdrop_core::tsql::{self, Dialect, RestoreRequest, TargetPaths};
 use bakdrop_core::version::SqlServerRelease;
 use bakdrop_mssql::settings::{TargetLogin, Tls};
 use bakdrop_mssql::TiberiusTarget;
@@ -30,17 +30,26 @@ pub struct ScriptTarget {
     dialect: Dialect,
     release: SqlServerRelease,
     script: PathBuf,
+    /// Where the script's native full restores move the database's files.
+    paths: TargetPaths,
     databases: Mutex<BTreeMap<String, String>>,
     next_task: Mutex<i64>,
 }
 
 impl ScriptTarget {
-    /// A script-only target claiming to run `release`, appending to `script`.
-    pub fn new(dialect: Dialect, release: SqlServerRelease, script: PathBuf) -> ScriptTarget {
+    /// A script-only target claiming to run `release`, appending to `script`; native full
+    /// restores move the files to `paths`.
+    pub fn new(
+        dialect: Dialect,
+        release: SqlServerRelease,
+        script: PathBuf,
+        paths: TargetPaths,
+    ) -> ScriptTarget {
         ScriptTarget {
             dialect,
             release,
             script,
+            paths,
             databases: Mutex::new(BTreeMap::new()),
             next_task: Mutex::new(1),
         }
@@ -100,7 +109,10 @@ impl RestoreTarget for ScriptTarget {
                 (tsql::rds::restore(request).to_string(), TaskId::Rds(id))
             }
             Dialect::Native => (
-                format!("{};", tsql::native::restore_command(request)),
+                format!(
+                    "{};",
+                    tsql::native::restore_command(request, Some(&self.paths))
+                ),
                 TaskId::AgentJob(task_name.to_owned()),
             ),
         };
@@ -127,14 +139,18 @@ impl RestoreTarget for ScriptTarget {
         Ok(TaskStatus::Succeeded)
     }
 
-    async fn bring_online(&self, database: &DatabaseName) -> Result<(), TargetError> {
+    async fn check_ready(&self, _request: &RestoreRequest) -> Result<(), TargetError> {
+        Ok(())
+    }
+
+    async fn bring_online(&self, database: &DatabaseName) -> Result<Online, TargetError> {
         let sql = match self.dialect {
             Dialect::Rds => tsql::rds::finish(database).to_string(),
             Dialect::Native => tsql::native::recover(database).to_string(),
         };
         self.write(&format!("complete {database}"), &sql)?;
         self.assume_database(database.as_str(), "ONLINE");
-        Ok(())
+        Ok(Online::Now)
     }
 
     async fn cancel_task(&self, task: &TaskId) -> Result<(), TargetError> {
@@ -221,7 +237,13 @@ impl RestoreTarget for CliTarget {
             CliTarget::Server(t) => t.poll(database, task).await,
         }
     }
-    async fn bring_online(&self, database: &DatabaseName) -> Result<(), TargetError> {
+    async fn check_ready(&self, request: &RestoreRequest) -> Result<(), TargetError> {
+        match self {
+            CliTarget::Script(t) => t.check_ready(request).await,
+            CliTarget::Server(t) => t.check_ready(request).await,
+        }
+    }
+    async fn bring_online(&self, database: &DatabaseName) -> Result<Online, TargetError> {
         match self {
             CliTarget::Script(t) => t.bring_online(database).await,
             CliTarget::Server(t) => t.bring_online(database).await,

@@ -144,7 +144,15 @@ async fn complete_cancel_and_status_invoke_a_stacks_functions() {
             let (store, target) = (store.clone(), target.clone());
             async move {
                 let now = time::OffsetDateTime::now_utc();
-                match complete_migration::handler::handle(&store, &target, payload, now).await {
+                // Native: Complete ends Succeeded or Failed, never Completing; nothing is queued.
+                let queue = bakdrop_core::fakes::MemoryQueue::default();
+                let followup = complete_migration::handler::Followup {
+                    queue: &queue,
+                    delay: std::time::Duration::from_secs(1),
+                };
+                match complete_migration::handler::handle(&store, &target, &followup, payload, now)
+                    .await
+                {
                     Ok(v) => Outcome::Ok(v),
                     Err(e) => diagnostic(e),
                 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::names::DatabaseName;
-use crate::ports::{RestoreTarget, StatusStore, StoreError, TargetError, TaskStatus};
+use crate::ports::{Online, RestoreTarget, StatusStore, StoreError, TargetError, TaskStatus};
 use crate::status::{
     BackupKind, FileRecord, FileState, MigrationRecord, MigrationState, Reason, SqlError, Versioned,
 };
@@ -125,6 +125,10 @@ pub async fn complete<S: StatusStore, T: RestoreTarget>(
     let migration = load(store, name).await?.record;
     match migration.state {
         MigrationState::Succeeded => return Ok(MigrationState::Succeeded),
+        // An earlier Complete started the target's finish task: look at it.
+        MigrationState::Completing if migration.finishing.is_some() => {
+            return follow_finish(store, target, name, now).await
+        }
         MigrationState::Completing => {} // an earlier Complete stopped half-way: finish it
         MigrationState::Synchronizing => {
             let files = store.list_files(name).await?;
@@ -178,18 +182,30 @@ pub async fn complete<S: StatusStore, T: RestoreTarget>(
         }
     }
     let result = match target.database_state(&database).await? {
-        Some(state) if state == "ONLINE" => Ok(()),
+        Some(state) if state == "ONLINE" => Ok(Online::Now),
         _ => target.bring_online(&database).await,
     };
     match result {
-        Ok(()) => {
+        Ok(Online::Now) => {
             let record = set_state(store, name, now, |m| {
                 (m.state == MigrationState::Completing)
-                    .then(|| m.state = MigrationState::Succeeded)
+                    .then(|| {
+                        m.state = MigrationState::Succeeded;
+                        m.finishing = None;
+                    })
                     .is_some()
             })
             .await?;
             Ok(record.state)
+        }
+        Ok(Online::Finishing(task)) => {
+            set_state(store, name, now, |m| {
+                (m.state == MigrationState::Completing && m.finishing.as_ref() != Some(&task))
+                    .then(|| m.finishing = Some(task.clone()))
+                    .is_some()
+            })
+            .await?;
+            follow_finish(store, target, name, now).await
         }
         Err(TargetError::Sql { number, message }) => {
             let mut reason = Reason::new(
@@ -197,18 +213,86 @@ pub async fn complete<S: StatusStore, T: RestoreTarget>(
                 "SQL Server could not bring the database online",
             );
             reason.sql_error = Some(SqlError { number, message });
-            set_state(store, name, now, |m| {
-                (m.state == MigrationState::Completing)
+            complete_failed(store, name, reason, now).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn complete_failed<S: StatusStore>(
+    store: &S,
+    name: &str,
+    reason: Reason,
+    now: OffsetDateTime,
+) -> Result<MigrationState, CutoverError> {
+    let record = set_state(store, name, now, |m| {
+        (m.state == MigrationState::Completing)
+            .then(|| {
+                m.state = MigrationState::Failed;
+                m.reason = Some(reason.clone());
+                m.finishing = None;
+            })
+            .is_some()
+    })
+    .await?;
+    Ok(record.state)
+}
+
+/// Looks once at the task bringing a Completing migration's database online (RDS
+/// `FINISH_RESTORE`): Succeeded once the task succeeded and the database is ONLINE; Failed, with
+/// the target's text, when the task failed; Completing while it runs (call again later). Any
+/// other migration is left as it is and its state returned.
+///
+/// # Errors
+/// [`CutoverError`] when the store or the target failed (nothing changed then).
+pub async fn follow_finish<S: StatusStore, T: RestoreTarget>(
+    store: &S,
+    target: &T,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<MigrationState, CutoverError> {
+    let database = parse_name(name)?;
+    let migration = load(store, name).await?.record;
+    let Some(task) = migration
+        .finishing
+        .clone()
+        .filter(|_| migration.state == MigrationState::Completing)
+    else {
+        return Ok(migration.state);
+    };
+    match target.poll(&database, &task).await? {
+        TaskStatus::Running { .. } => Ok(MigrationState::Completing),
+        TaskStatus::Succeeded => {
+            // The task's end and the database's state are two reads: wait for both.
+            if target.database_state(&database).await?.as_deref() != Some("ONLINE") {
+                return Ok(MigrationState::Completing);
+            }
+            let record = set_state(store, name, now, |m| {
+                (m.state == MigrationState::Completing && m.finishing.as_ref() == Some(&task))
                     .then(|| {
-                        m.state = MigrationState::Failed;
-                        m.reason = Some(reason.clone());
+                        m.state = MigrationState::Succeeded;
+                        m.finishing = None;
                     })
                     .is_some()
             })
             .await?;
-            Ok(MigrationState::Failed)
+            Ok(record.state)
         }
-        Err(e) => Err(e.into()),
+        TaskStatus::Failed { sql_error, message } => {
+            let mut reason = Reason::new(
+                "CompleteFailed",
+                format!("{task} could not bring the database online: {message}"),
+            );
+            reason.sql_error = sql_error;
+            complete_failed(store, name, reason, now).await
+        }
+        TaskStatus::Cancelled => {
+            let reason = Reason::new(
+                "CompleteFailed",
+                format!("{task}, bringing the database online, was cancelled on the target"),
+            );
+            complete_failed(store, name, reason, now).await
+        }
     }
 }
 
@@ -483,6 +567,7 @@ mod tests {
 
     fn header(kind: BackupKind, last: u32) -> HeaderSummary {
         HeaderSummary {
+            files: Vec::new(),
             backup_type: kind,
             copy_only: None,
             source_database: "Sales".into(),
@@ -763,11 +848,11 @@ mod tests {
         });
         block_on(store.put_migration(&migration.record, Some(migration.version))).expect("stored");
         block_on(target.submit(
-            &crate::tsql::RestoreRequest {
-                database: DatabaseName::parse("Sales").expect("name"),
-                kind: BackupKind::Log,
-                sources: vec![],
-            },
+            &crate::tsql::RestoreRequest::new(
+                DatabaseName::parse("Sales").expect("name"),
+                BackupKind::Log,
+                vec![],
+            ),
             "job",
         ))
         .expect("task");

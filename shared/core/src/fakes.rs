@@ -291,6 +291,13 @@ pub struct MemoryTarget {
     /// Behave as RDS: tasks are numbered (`TaskId::Rds`, 1 for the first) and found by their
     /// request's S3 object, the highest number first, as `rds_task_status` lists them.
     pub rds: Mutex<bool>,
+    /// `check_ready` answers this (`None`: ready).
+    pub not_ready: Mutex<Option<crate::ports::NotReady>>,
+}
+
+/// The task name the memory target gives an RDS `FINISH_RESTORE` task of `database`.
+pub fn finish_task_name(database: &str) -> String {
+    format!("FINISH_RESTORE {database}")
 }
 
 impl MemoryTarget {
@@ -306,6 +313,7 @@ impl MemoryTarget {
             released: Mutex::default(),
             slow_cancel: Mutex::default(),
             rds: Mutex::default(),
+            not_ready: Mutex::default(),
         }
     }
 
@@ -324,13 +332,18 @@ impl MemoryTarget {
         }
     }
 
-    /// Ends the task `name` with `status` (the database comes online in RESTORING state).
+    /// Ends the task `name` with `status` (a restore leaves the database RESTORING, an RDS
+    /// `FINISH_RESTORE` task ONLINE).
     pub fn finish(&self, name: &str, status: crate::ports::TaskStatus) {
         let mut tasks = lock(&self.tasks);
         for task in tasks.iter_mut().filter(|t| t.0 == name) {
             if status == crate::ports::TaskStatus::Succeeded {
-                lock(&self.databases)
-                    .insert(task.1.database.as_str().to_owned(), "RESTORING".into());
+                let state = if name.starts_with("FINISH_RESTORE ") {
+                    "ONLINE"
+                } else {
+                    "RESTORING"
+                };
+                lock(&self.databases).insert(task.1.database.as_str().to_owned(), state.into());
             }
             task.2 = status.clone();
         }
@@ -441,15 +454,51 @@ impl crate::ports::RestoreTarget for MemoryTarget {
             .ok_or_else(|| crate::ports::TargetError::Protocol(format!("no task {name}")))
     }
 
+    async fn check_ready(
+        &self,
+        _request: &crate::tsql::RestoreRequest,
+    ) -> Result<(), crate::ports::TargetError> {
+        match lock(&self.not_ready).clone() {
+            Some(n) => Err(crate::ports::TargetError::NotReady(n)),
+            None => Ok(()),
+        }
+    }
+
     async fn bring_online(
         &self,
         database: &crate::names::DatabaseName,
-    ) -> Result<(), crate::ports::TargetError> {
+    ) -> Result<crate::ports::Online, crate::ports::TargetError> {
+        let rds = *lock(&self.rds);
         let mut dbs = lock(&self.databases);
         match dbs.get_mut(database.as_str()) {
+            Some(state) if state == "RESTORING" && rds => {
+                drop(dbs);
+                let name = finish_task_name(database.as_str());
+                let mut tasks = lock(&self.tasks);
+                let running = |t: &&(String, _, crate::ports::TaskStatus)| {
+                    t.0 == name && matches!(t.2, crate::ports::TaskStatus::Running { .. })
+                };
+                let index = match tasks.iter().rposition(|t| running(&t)) {
+                    Some(i) => i,
+                    None => {
+                        tasks.push((
+                            name,
+                            crate::tsql::RestoreRequest::new(
+                                database.clone(),
+                                crate::status::BackupKind::Full,
+                                Vec::new(),
+                            ),
+                            crate::ports::TaskStatus::Running { percent: None },
+                        ));
+                        tasks.len() - 1
+                    }
+                };
+                let id = i64::try_from(index + 1).unwrap_or(i64::MAX);
+                Ok(crate::ports::Online::Finishing(crate::ports::TaskId::Rds(id)))
+            }
             Some(state) if state == "RESTORING" => {
                 *state = "ONLINE".into();
-                Ok(())
+                Ok(crate::ports::Online::Now)
             }
             Some(_) => Err(crate::ports::TargetError::Sql {
                 number: 3117,

@@ -30,6 +30,9 @@ pub enum QueueMessage {
     },
     /// Plan again (sent delayed when the target was busy).
     Advance { migration: String },
+    /// Look at the task bringing a Completing migration's database online (RDS
+    /// `FINISH_RESTORE`; sent delayed, again and again, until it ends).
+    Finish { migration: String },
 }
 
 /// A validated file, with what the worker needs from its header.

@@ -14,6 +14,7 @@
 //! - [`plan`]: the restore-chain planner (which file to apply, wait for, skip).
 //! - [`report`]: the status document a DBA reads.
 //! - [`restore`]: the restore worker's core (submit, poll, advance the chain).
+//! - [`source`]: where the target reads a backup (ARN, URL, path) and what each allows.
 //! - [`ports`]: the traits adapters implement (object reader, status store, job queue).
 //! - [`tsql`]: the T-SQL of both target dialects (RDS procedures, native RESTORE in Agent jobs).
 //! - [`validate`]: validation of one uploaded object (the validate-upload function's core).
@@ -31,6 +32,7 @@ pub mod plan;
 pub mod ports;
 pub mod report;
 pub mod restore;
+pub mod source;
 pub mod status;
 pub mod summary;
 pub mod tsql;

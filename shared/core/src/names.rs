@@ -86,6 +86,15 @@ impl<'de> Deserialize<'de> for DatabaseName {
     }
 }
 
+/// A 32-bit FNV-1a hash: stable across builds and platforms (unlike std's hasher), for names
+/// derived from a database name that must stay the same for the same input (task names, file
+/// names).
+pub fn stable_hash(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

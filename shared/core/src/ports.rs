@@ -224,15 +224,28 @@ pub trait RestoreTarget: Send + Sync {
         task: &TaskId,
     ) -> impl Future<Output = Result<TaskStatus, TargetError>> + Send;
 
-    /// Brings a database restored WITH NORECOVERY online (RDS `rds_finish_restore`, native
-    /// `RESTORE DATABASE … WITH RECOVERY`). Returns when it is online.
+    /// Whether the target can run `request` at all, before the first restore of a migration
+    /// (native: an edition with SQL Server Agent, Agent running, a credential for `s3://`
+    /// sources).
+    ///
+    /// # Errors
+    /// [`TargetError::NotReady`] naming what is missing, else as the others.
+    fn check_ready(
+        &self,
+        request: &crate::tsql::RestoreRequest,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send;
+
+    /// Brings a database restored WITH NORECOVERY online: native `RESTORE DATABASE … WITH
+    /// RECOVERY` returns once it is online ([`Online::Now`]); RDS `rds_finish_restore` starts a
+    /// `FINISH_RESTORE` task ([`Online::Finishing`]), followed with [`RestoreTarget::poll`]. A
+    /// finish task already under way for the database is returned rather than started again.
     ///
     /// # Errors
     /// [`TargetError`].
     fn bring_online(
         &self,
         database: &crate::names::DatabaseName,
-    ) -> impl Future<Output = Result<(), TargetError>> + Send;
+    ) -> impl Future<Output = Result<Online, TargetError>> + Send;
 
     /// Asks the target to stop a task (RDS `rds_cancel_task`, native `sp_stop_job`).
     ///
@@ -262,6 +275,37 @@ pub trait RestoreTarget: Send + Sync {
         &self,
         database: &crate::names::DatabaseName,
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
+}
+
+/// What [`RestoreTarget::bring_online`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Online {
+    /// The database is online.
+    Now,
+    /// The target brings it online in this task (RDS `FINISH_RESTORE`).
+    Finishing(TaskId),
+}
+
+/// What keeps a target from running bakdrop's restores.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    /// Native restores run as SQL Server Agent jobs; this edition (Express) has no Agent.
+    #[error("SQL Server {edition} has no SQL Server Agent")]
+    EditionWithoutAgent { edition: String },
+    /// SQL Server Agent is installed but not running.
+    #[error("SQL Server Agent is not running on the target")]
+    AgentNotRunning,
+    /// No credential's name is a prefix of the backup URL.
+    #[error("the target has no credential for {url}")]
+    NoCredential { url: String },
+}
+
+impl NotReady {
+    /// True when only another target could help (the migration fails); otherwise the DBA fixes
+    /// the target and the restore goes on by itself.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, NotReady::EditionWithoutAgent { .. })
+    }
 }
 
 /// A server-side task: an RDS task id or an Agent job name.
@@ -308,6 +352,8 @@ pub enum TargetError {
     Connection(#[source] BoxError),
     #[error("the target answered something unexpected: {0}")]
     Protocol(String),
+    #[error("{0}")]
+    NotReady(NotReady),
 }
 
 impl TargetError {
@@ -320,6 +366,7 @@ impl TargetError {
                 matches!(number, 1205 | 1222 | 40197 | 40501 | 40613)
             }
             TargetError::Protocol(_) => false,
+            TargetError::NotReady(n) => !n.is_permanent(),
         }
     }
 }
@@ -428,10 +475,16 @@ impl<T: RestoreTarget> RestoreTarget for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<TaskStatus, TargetError>> + Send {
         T::poll(self, database, task)
     }
+    fn check_ready(
+        &self,
+        request: &crate::tsql::RestoreRequest,
+    ) -> impl Future<Output = Result<(), TargetError>> + Send {
+        T::check_ready(self, request)
+    }
     fn bring_online(
         &self,
         database: &crate::names::DatabaseName,
-    ) -> impl Future<Output = Result<(), TargetError>> + Send {
+    ) -> impl Future<Output = Result<Online, TargetError>> + Send {
         T::bring_online(self, database)
     }
     fn cancel_task(&self, task: &TaskId) -> impl Future<Output = Result<(), TargetError>> + Send {

@@ -28,7 +28,6 @@ use time::OffsetDateTime;
 
 use crate::job::QueueMessage;
 use crate::names::DatabaseName;
-use crate::object::ObjectRef;
 use crate::plan::{self, Candidate, ChainState, Decision, Step};
 use crate::ports::{
     JobQueue, QueueError, RestoreTarget, StatusStore, StoreError, TargetError, TaskId, TaskStatus,
@@ -37,43 +36,13 @@ use crate::status::{
     Claim, FileRecord, FileState, InFlight, MigrationRecord, MigrationState, Reason, SqlError,
     Versioned,
 };
-use crate::tsql::{Dialect, RestoreRequest, RestoreSource};
+use crate::tsql::{Dialect, RestoreRequest};
 use crate::version::{SqlServerRelease, VersionPolicy};
 
 /// How long a submitter owns an in-flight claim before another delivery may resolve it.
 pub const SUBMIT_CLAIM: time::Duration = time::Duration::minutes(5);
 
-/// Where the target reads backups from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceLocation {
-    /// RDS reads `arn:aws:s3:::bucket/key`.
-    S3Arn,
-    /// SQL Server 2022 reads `s3://<endpoint>/<bucket>/<key>` (`RESTORE … FROM URL`).
-    Url { endpoint: String },
-    /// The target reads `<directory>/<key>` from its own disk (local testing).
-    Disk { directory: String },
-}
-
-impl SourceLocation {
-    fn source(&self, object: &ObjectRef) -> RestoreSource {
-        match self {
-            SourceLocation::S3Arn => {
-                RestoreSource::S3Arn(format!("arn:aws:s3:::{}/{}", object.bucket, object.key))
-            }
-            SourceLocation::Url { endpoint } => RestoreSource::Url(format!(
-                "s3://{}/{}/{}",
-                endpoint.trim_end_matches('/'),
-                object.bucket,
-                object.key
-            )),
-            SourceLocation::Disk { directory } => RestoreSource::Disk(format!(
-                "{}/{}",
-                directory.trim_end_matches('/'),
-                object.key
-            )),
-        }
-    }
-}
+pub use crate::source::SourceLocation;
 
 /// What the worker needs to know.
 #[derive(Debug, Clone)]
@@ -205,9 +174,9 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
         if let Err(error) = &result {
             let migration = match message {
                 QueueMessage::Restore(job) => &job.migration,
-                QueueMessage::Advance { migration } | QueueMessage::Poll { migration, .. } => {
-                    migration
-                }
+                QueueMessage::Advance { migration }
+                | QueueMessage::Poll { migration, .. }
+                | QueueMessage::Finish { migration } => migration,
             };
             // Best effort: if this write fails too, the lease runs out on its own.
             if let Err(e) = self.end_own_lease(migration, attempt, now).await {
@@ -283,7 +252,34 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 migration,
                 task_name,
             } => Box::pin(self.poll(migration, task_name, attempt, now)).await,
+            QueueMessage::Finish { migration } => Box::pin(self.finish(migration, now)).await,
         }
+    }
+
+    /// Follows the task bringing a Completing migration online; polls again later while it runs.
+    async fn finish(&self, name: &str, now: OffsetDateTime) -> Result<WorkOutcome, WorkError> {
+        use crate::cutover::CutoverError;
+        let state = match crate::cutover::follow_finish(&self.store, &self.target, name, now).await
+        {
+            Ok(state) => state,
+            Err(CutoverError::Store(e)) => return Err(e.into()),
+            Err(CutoverError::Target(e)) => return Err(e.into()),
+            Err(CutoverError::NotFound(_) | CutoverError::Refused { .. }) => {
+                return Ok(WorkOutcome::Stale {
+                    migration: name.to_owned(),
+                })
+            }
+        };
+        if state == MigrationState::Completing {
+            let message = QueueMessage::Finish {
+                migration: name.to_owned(),
+            };
+            self.queue.send(&message, self.config.poll_interval).await?;
+        }
+        Ok(WorkOutcome::Idle {
+            migration: name.to_owned(),
+            state,
+        })
     }
 
     async fn migration(&self, name: &str) -> Result<Versioned<MigrationRecord>, WorkError> {
@@ -466,7 +462,15 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             };
 
             if migration.chain == ChainState::default() {
-                if let Err(reason) = self.preconditions(name, &candidates, &step).await? {
+                let checked = match self.preconditions(name, &candidates, &step).await {
+                    Err(WorkError::Target(TargetError::NotReady(not_ready)))
+                        if !not_ready.is_permanent() =>
+                    {
+                        return self.not_ready(name, not_ready, now).await;
+                    }
+                    other => other?,
+                };
+                if let Err(reason) = checked {
                     // Only against the record we planned from: a concurrent delivery may have
                     // claimed and submitted this very step meanwhile, creating the database
                     // the check just found. Then re-read and see its claim.
@@ -547,7 +551,38 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 return Ok(Err(Reason::new("TargetVersionMismatch", e.to_string())));
             }
         }
-        Ok(Ok(()))
+        match self
+            .target
+            .check_ready(&self.request(name, step).await?)
+            .await
+        {
+            Ok(()) => Ok(Ok(())),
+            Err(TargetError::NotReady(n)) if n.is_permanent() => Ok(Err(not_ready_reason(&n))),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The target cannot run restores until the DBA fixes it (Agent stopped, no credential):
+    /// the migration shows why, its state unchanged, and plans again after the busy delay.
+    async fn not_ready(
+        &self,
+        name: &str,
+        not_ready: crate::ports::NotReady,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        self.note_target_error(name, &TargetError::NotReady(not_ready), now)
+            .await?;
+        self.queue
+            .send(
+                &QueueMessage::Advance {
+                    migration: name.to_owned(),
+                },
+                self.config.busy_retry,
+            )
+            .await?;
+        Ok(WorkOutcome::Deferred {
+            migration: name.to_owned(),
+        })
     }
 
     /// Submits the claimed step (or, resuming a claim, finds the task submitted before).
@@ -578,6 +613,10 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             Some(task) => task,
             None => match self.target.submit(&request, &task_name).await {
                 Ok(task) => task,
+                Err(TargetError::NotReady(not_ready)) if !not_ready.is_permanent() => {
+                    self.release_claim(name, attempt, now).await?;
+                    return self.not_ready(name, not_ready, now).await;
+                }
                 Err(TargetError::Busy) => {
                     self.release_claim(name, attempt, now).await?;
                     self.queue
@@ -657,20 +696,26 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
 
     /// What the target is asked to restore for `step`.
     async fn request(&self, name: &str, step: &Step) -> Result<RestoreRequest, WorkError> {
-        let mut sources = Vec::new();
+        let mut request = RestoreRequest::new(database_name(name)?, step.kind, Vec::new());
+        request.s3_region = self.config.location.s3_region().cloned();
         for file_id in &step.files {
             let file = self
                 .store
                 .get_file(name, file_id)
                 .await?
                 .ok_or_else(|| WorkError::Unknown(format!("file {file_id}")))?;
-            sources.push(self.config.location.source(&file.record.object));
+            request
+                .sources
+                .push(self.config.location.source(&file.record.object));
+            // The stripes of a set share one header: its file list and checksum flag.
+            if let Some(header) = &file.record.header {
+                request.checksums = header.has_checksums;
+                if request.files.is_empty() {
+                    request.files = header.files.clone();
+                }
+            }
         }
-        Ok(RestoreRequest {
-            database: database_name(name)?,
-            kind: step.kind,
-            sources,
-        })
+        Ok(request)
     }
 
     async fn poll(
@@ -780,10 +825,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             TaskStatus::Failed { sql_error, message } => {
                 let reason = match sql_error {
                     Some(SqlError { number, message }) => sql_reason(number, &message),
-                    None => Reason::new(
-                        "RestoreFailed",
-                        format!("the restore task failed: {message}"),
-                    ),
+                    None => task_failure_reason(&message),
                 };
                 self.fail_files(name, &in_flight.step.files, reason, now)
                     .await
@@ -1034,10 +1076,7 @@ pub fn task_name(migration: &str, generation: u32, step: &Step) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .take(60 - suffix.len())
         .collect();
-    // FNV-1a: stable across builds and platforms, unlike std's hasher.
-    let hash = migration.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
+    let hash = crate::names::stable_hash(migration.as_bytes());
     format!(
         "bakdrop_{short}{suffix}_{hash:08x}_{}_{}",
         step.kind,
@@ -1051,11 +1090,36 @@ fn is_load_error(number: u32) -> bool {
 
 /// Codes of [`target_reason`]: a migration in progress carrying one is not failed; the reason
 /// goes when a restore is recorded.
-const TARGET_ERROR_CODES: [&str; 2] = ["TargetUnreachable", "TargetRefused"];
+const TARGET_ERROR_CODES: [&str; 4] = [
+    "TargetUnreachable",
+    "TargetRefused",
+    "AgentNotRunning",
+    "NoS3Credential",
+];
+
+/// What keeps the target from restoring, with its remedy.
+fn not_ready_reason(not_ready: &crate::ports::NotReady) -> Reason {
+    use crate::ports::NotReady;
+    match not_ready {
+        NotReady::EditionWithoutAgent { edition } => Reason::new(
+            "EditionWithoutAgent",
+            format!("the target is SQL Server {edition}, which has no SQL Server Agent: bakdrop runs each native restore as an Agent job so that it outlives the restore worker (and Express cannot restore FROM URL). Migrate to a Standard, Enterprise or Developer edition"),
+        ),
+        NotReady::AgentNotRunning => Reason::new(
+            "AgentNotRunning",
+            "SQL Server Agent is not running on the target, and bakdrop runs each native restore as an Agent job. Start it (SQL Server on Linux: sudo /opt/mssql/bin/mssql-conf set sqlagent.enabled true, then restart mssql-server; Windows: start the SQL Server Agent service); the restore then starts by itself",
+        ),
+        NotReady::NoCredential { url } => Reason::new(
+            "NoS3Credential",
+            format!("the target has no credential for {url}: create one named after the URL's bucket prefix (CREATE CREDENTIAL [s3://<endpoint>/<bucket>] WITH IDENTITY = 'S3 Access Key', SECRET = '<access key id>:<secret key>'); the restore then starts by itself"),
+        ),
+    }
+}
 
 /// Why the target could not be used, for a migration's status.
 fn target_reason(error: &TargetError) -> Reason {
     match error {
+        TargetError::NotReady(not_ready) => not_ready_reason(not_ready),
         TargetError::Sql { number, message } => {
             let mut reason = Reason::new(
                 "TargetRefused",
@@ -1089,29 +1153,73 @@ fn clear_target_reason(m: &mut MigrationRecord) {
     }
 }
 
+/// The remedy for a failed restore, from the texts Amazon RDS documents for its task failures
+/// ("Importing and exporting SQL Server databases using native backup and restore",
+/// Troubleshooting; RDS reports no error numbers there) and from SQL Server's error numbers
+/// ("Database engine events and errors").
+fn remedy(number: Option<u32>, message: &str) -> Option<&'static str> {
+    let lower = message.to_ascii_lowercase();
+    let has = |text: &str| lower.contains(text);
+    if has("option is not enabled") || has("sqlserver_backup_restore") {
+        return Some("the RDS instance's option group needs the SQLSERVER_BACKUP_RESTORE option with an IAM role that can read the bucket");
+    }
+    if has("same region as rds instance") {
+        return Some("the bucket is in another AWS Region than the RDS instance: upload to a bucket in the instance's region (or replicate the objects there)");
+    }
+    if has("the specified bucket does not exist") {
+        return Some("RDS cannot find the bucket: check the bucket name, and that it is in the instance's account and region");
+    }
+    if has("access denied") {
+        return Some("the IAM role of the SQLSERVER_BACKUP_RESTORE option cannot read the object: grant it s3:GetObject and s3:ListBucket on the bucket (and kms:Decrypt if the bucket uses a KMS key), and keep the bucket in the instance's region");
+    }
+    if has("does not exist") && has("key ") && has("arn:") {
+        return Some(
+            "the backup is encrypted with a KMS key RDS cannot find: check the key and its region",
+        );
+    }
+    if has("is not authorized to perform") {
+        return Some("the IAM role of the SQLSERVER_BACKUP_RESTORE option lacks the KMS permissions for the key: add them to the role and the key policy");
+    }
+    if has("more than 10 backup file") {
+        return Some(
+            "RDS restores from at most 10 files at once: take the backup again to at most 10 files",
+        );
+    }
+    if has("two databases that differ only by case or accent") {
+        return Some("a database of that name (ignoring case and accents) already exists on the instance: drop or rename it, or upload to another database folder");
+    }
+    if has("execute permission was denied") {
+        return Some(
+            "connect as the RDS master user (or a login with EXECUTE on msdb's rds_* procedures)",
+        );
+    }
+    if has("file_guid") {
+        return Some("a database restored from this backup already exists on the instance (RDS refuses a second restore of the same files, by file_guid); restore it on another instance or drop the other copy");
+    }
+    if has("operating system error 50") {
+        return Some("SQL Server has no credential for the URL: create a credential named after the URL's bucket prefix (CREATE CREDENTIAL [s3://<endpoint>/<bucket>] WITH IDENTITY = 'S3 Access Key', SECRET = '<access key id>:<secret key>')");
+    }
+    match number? {
+        3169 => Some("the backup comes from a newer SQL Server than the target; restore it on the same or a newer version"),
+        3154 | 1801 => Some("a database with that name already exists on the target; cancel, drop or rename it, and migrate again"),
+        4305 => Some("a log backup is missing between the last restored backup and this one; upload the missing log backups"),
+        4326 => Some("this log backup ends before the point the database was restored to, so it is already covered: it should not have been applied; upload the next log backup"),
+        3201 => Some("the target cannot open the backup: check the URL or path, that the object exists, and that the target may read it (credential, network, TLS)"),
+        3187 => Some("the backup has no checksums but the restore asked to verify them"),
+        5133 | 3156 => Some("a directory for the database's files does not exist on the target: check TargetDataPath/TargetLogPath (or the server's default data and log directories)"),
+        1834 => Some("a file for the database is already used by another database on the target: this happens when another database was restored to the same file names; drop that database or migrate under another name"),
+        3234 => Some("the backup's file list does not match what the restore moved: upload the backup again"),
+        3118 => Some("the database is not on the target any more (dropped?): cancel, reset and migrate again from the full backup"),
+        22022 => Some("SQL Server Agent is not running on the target: start it, then cancel, reset and migrate again"),
+        _ => None,
+    }
+}
+
 /// SQL Server's error as a reason, with the remedy for the failures users meet first.
 pub fn sql_reason(number: u32, message: &str) -> Reason {
-    let lower = message.to_ascii_lowercase();
-    let remedy = if lower.contains("option is not enabled")
-        || lower.contains("sqlserver_backup_restore")
-    {
-        Some("the RDS instance's option group needs the SQLSERVER_BACKUP_RESTORE option with an IAM role that can read the bucket")
-    } else if lower.contains("access denied") {
-        Some("the IAM role of the SQLSERVER_BACKUP_RESTORE option cannot read the object: grant it s3:GetObject and s3:ListBucket on the bucket (and kms:Decrypt if the bucket uses a KMS key), and keep the bucket in the instance's region")
-    } else if lower.contains("execute permission was denied") {
-        Some("connect as the RDS master user (or a login with EXECUTE on msdb's rds_* procedures)")
-    } else {
-        match number {
-            3169 => Some("the backup comes from a newer SQL Server than the target; restore it on the same or a newer version"),
-            3154 => Some("a database with that name already exists on the target; cancel, drop or rename it, and migrate again"),
-            4305 | 4326 => Some("a log backup is missing between the last restored backup and this one; upload the missing log backups"),
-            3201 => Some("the target cannot open the backup: check the path/URL and that the target may read it"),
-            _ => None,
-        }
-    };
     let mut reason = Reason::new(
         "SqlServerError",
-        match remedy {
+        match remedy(Some(number), message) {
             Some(r) => format!("SQL Server refused the restore: {r}"),
             None => "SQL Server refused the restore".to_owned(),
         },
@@ -1121,6 +1229,18 @@ pub fn sql_reason(number: u32, message: &str) -> Reason {
         message: message.to_owned(),
     });
     reason
+}
+
+/// A failed restore task that reported no error number (RDS documents none in `task_info`):
+/// its text, with the remedy the documented texts call for.
+pub fn task_failure_reason(message: &str) -> Reason {
+    Reason::new(
+        "RestoreFailed",
+        match remedy(None, message) {
+            Some(r) => format!("the restore task failed: {r}. The target said: {message}"),
+            None => format!("the restore task failed: {message}"),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -1180,6 +1300,9 @@ mod tests {
                 config: ValidateConfig {
                     target: release,
                     policy: VersionPolicy::NotNewer,
+                    location: SourceLocation::Disk {
+                        directory: "/backups".into(),
+                    },
                 },
             },
             worker: Worker {
@@ -1341,9 +1464,229 @@ mod tests {
             .unwrap_or_else(std::sync::PoisonError::into_inner)[0];
         assert_eq!(
             request.sources,
-            vec![RestoreSource::Disk(
+            vec![crate::tsql::RestoreSource::Disk(
                 "/backups/Clean/sql2016_full_RestoreTimeClean.bak".into()
             )]
+        );
+        // What a native restore needs from the header: the files to move, no checksums.
+        let logical: Vec<&str> = request
+            .files
+            .iter()
+            .map(|f| f.logical_name.as_str())
+            .collect();
+        assert_eq!(logical, ["RestoreTimeClean", "RestoreTimeClean_log"]);
+        assert!(!request.checksums);
+    }
+
+    #[test]
+    fn a_target_whose_agent_is_stopped_holds_the_first_restore_and_says_why_until_it_runs() {
+        let p = pipeline("2016");
+        *p.target
+            .not_ready
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(crate::ports::NotReady::AgentNotRunning);
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        let outcomes = p.pump();
+        assert!(
+            matches!(outcomes[..], [WorkOutcome::Deferred { .. }]),
+            "{outcomes:?}"
+        );
+        assert!(p.target.submitted().is_empty(), "nothing submitted");
+        let m = p.migration("Clean");
+        assert_eq!(m.state, MigrationState::AwaitingFull);
+        assert_eq!(m.reason.map(|r| r.code).as_deref(), Some("AgentNotRunning"));
+        let retry = p.queue.drain_sent();
+        assert_eq!(retry.len(), 1, "{retry:?}");
+        assert_eq!(retry[0].1, Duration::from_secs(120), "after the busy delay");
+        // The DBA starts Agent: the retry submits, and the reason goes.
+        *p.target
+            .not_ready
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        let id = "m-retry";
+        let outcome =
+            block_on(p.worker.handle(&retry[0].0, attempt(id, id), p.now())).expect("handled");
+        assert!(
+            matches!(outcome, WorkOutcome::Submitted { .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(p.migration("Clean").reason, None);
+        p.run_to_quiet();
+        assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
+    }
+
+    #[test]
+    fn an_edition_without_agent_fails_the_migration_before_any_restore() {
+        let p = pipeline("2016");
+        *p.target
+            .not_ready
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some(crate::ports::NotReady::EditionWithoutAgent {
+                edition: "Express Edition (64-bit)".into(),
+            });
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        p.run_to_quiet();
+        let m = p.migration("Clean");
+        assert_eq!(m.state, MigrationState::Failed);
+        let reason = m.reason.expect("reason");
+        assert_eq!(reason.code, "EditionWithoutAgent");
+        assert!(
+            reason.message.contains("Express Edition"),
+            "{}",
+            reason.message
+        );
+        assert!(p.target.submitted().is_empty());
+    }
+
+    #[test]
+    fn on_rds_complete_stays_completing_until_the_finish_task_succeeded() {
+        let p = pipeline("2016");
+        p.worker.target.rds.lock().map(|mut r| *r = true).ok();
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        p.run_to_quiet();
+        let request = crate::cutover::CompleteRequest {
+            database: "Clean".into(),
+            last_backup: None,
+            require_tail_log: false,
+        };
+        let state = block_on(crate::cutover::complete(
+            &p.store,
+            &p.target,
+            &request,
+            p.now(),
+        ))
+        .expect("complete");
+        assert_eq!(state, MigrationState::Completing);
+        let finishing = p
+            .migration("Clean")
+            .finishing
+            .expect("finish task recorded");
+        assert_eq!(finishing, TaskId::Rds(2));
+        // The worker follows it: still running, so it looks again later.
+        let finish = QueueMessage::Finish {
+            migration: "Clean".into(),
+        };
+        let outcome =
+            block_on(p.worker.handle(&finish, attempt("f1", "f1"), p.now())).expect("followed");
+        assert_eq!(
+            outcome,
+            WorkOutcome::Idle {
+                migration: "Clean".into(),
+                state: MigrationState::Completing
+            }
+        );
+        assert_eq!(
+            p.queue.drain_sent(),
+            vec![(finish.clone(), Duration::from_secs(30))]
+        );
+        // Completing again neither starts a second finish nor changes anything.
+        let again = block_on(crate::cutover::complete(
+            &p.store,
+            &p.target,
+            &request,
+            p.now(),
+        ))
+        .expect("again");
+        assert_eq!(again, MigrationState::Completing);
+        assert_eq!(
+            p.target.submitted().len(),
+            2,
+            "one restore, one finish task"
+        );
+
+        p.target.finish(
+            &crate::fakes::finish_task_name("Clean"),
+            TaskStatus::Succeeded,
+        );
+        let outcome =
+            block_on(p.worker.handle(&finish, attempt("f2", "f2"), p.now())).expect("followed");
+        assert!(
+            matches!(
+                outcome,
+                WorkOutcome::Idle {
+                    state: MigrationState::Succeeded,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        assert!(p.queue.drain_sent().is_empty(), "no more polls");
+        let m = p.migration("Clean");
+        assert_eq!(m.state, MigrationState::Succeeded);
+        assert_eq!(m.finishing, None);
+    }
+
+    #[test]
+    fn on_rds_a_failed_finish_task_fails_the_migration_with_rdss_text() {
+        let p = pipeline("2016");
+        p.worker.target.rds.lock().map(|mut r| *r = true).ok();
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        p.run_to_quiet();
+        let request = crate::cutover::CompleteRequest {
+            database: "Clean".into(),
+            last_backup: None,
+            require_tail_log: false,
+        };
+        block_on(crate::cutover::complete(
+            &p.store,
+            &p.target,
+            &request,
+            p.now(),
+        ))
+        .expect("complete");
+        p.target.finish(
+            &crate::fakes::finish_task_name("Clean"),
+            TaskStatus::Failed {
+                sql_error: None,
+                message: "Aborted the task because of a task failure.".into(),
+            },
+        );
+        let state = block_on(crate::cutover::follow_finish(
+            &p.store,
+            &p.target,
+            "Clean",
+            p.now(),
+        ))
+        .expect("followed");
+        assert_eq!(state, MigrationState::Failed);
+        let reason = p.migration("Clean").reason.expect("reason");
+        assert_eq!(reason.code, "CompleteFailed");
+        assert!(
+            reason.message.contains("Aborted the task"),
+            "{}",
+            reason.message
+        );
+    }
+
+    #[test]
+    fn rds_task_failures_get_the_remedy_of_the_documented_text() {
+        let reason = task_failure_reason("[2026-11-30] Task execution has started.\nPlease specify a bucket that is in the same region as RDS instance.");
+        assert_eq!(reason.code, "RestoreFailed");
+        assert!(
+            reason.message.contains("another AWS Region"),
+            "{}",
+            reason.message
+        );
+        assert!(reason.message.contains("Task execution has started"));
+        let reason = task_failure_reason("The Restore task is unable to restore from more than 10 backup file(s). Please reduce the number of files matched and try again.");
+        assert!(
+            reason.message.contains("at most 10 files"),
+            "{}",
+            reason.message
+        );
+        let reason = sql_reason(4326, "The log in this backup set terminates at LSN 1, which is too early to apply to the database.");
+        assert!(
+            reason.message.contains("already covered"),
+            "{}",
+            reason.message
+        );
+        let reason = sql_reason(3201, "Cannot open backup device 's3://h/b/k.bak'. Operating system error 50(The request is not supported.).");
+        assert!(
+            reason.message.contains("CREATE CREDENTIAL"),
+            "{}",
+            reason.message
         );
     }
 

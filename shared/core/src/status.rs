@@ -177,6 +177,28 @@ pub struct HeaderSummary {
     pub backup_finish_date: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_size: Option<u64>,
+    /// The database's files (`RESTORE FILELISTONLY`): what a native restore moves to the target's
+    /// own directories. Empty in records written before bakdrop kept the list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<DatabaseFile>,
+}
+
+/// One file of the backed-up database, as `RESTORE FILELISTONLY` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseFile {
+    pub logical_name: String,
+    /// Where the file was on the source server (often a Windows path).
+    pub physical_name: String,
+    pub kind: DatabaseFileKind,
+    pub file_id: u32,
+}
+
+/// Data (rows, and any container that is not the log) or log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseFileKind {
+    Data,
+    Log,
 }
 
 /// Who is working on a record, until when (a lease: a crashed worker's claim runs out).
@@ -266,6 +288,10 @@ pub struct MigrationRecord {
     pub chain: ChainState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<InFlight>,
+    /// While Completing: the target's task bringing the database online (RDS
+    /// `FINISH_RESTORE`), polled until it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finishing: Option<TaskId>,
     /// How many times the migration was reset (0 at first). Part of its task names, so that a
     /// migration after a reset never meets the Agent jobs of the one before.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -299,6 +325,7 @@ impl MigrationRecord {
             reason: None,
             chain: ChainState::default(),
             in_flight: None,
+            finishing: None,
             generation: 0,
             task_floor: None,
             highest_task: None,

@@ -5,7 +5,7 @@
 //! act on. Version and migration checks come later (they need configuration and state).
 
 use crate::backup::{self, BackupFile, BackupType, ParseError};
-use crate::status::{BackupKind, HeaderSummary, Reason};
+use crate::status::{BackupKind, DatabaseFile, DatabaseFileKind, HeaderSummary, Reason};
 
 /// Parses head and tail bytes of an object of `total_size` bytes and checks the file itself.
 ///
@@ -94,6 +94,19 @@ pub fn check_file(file: &BackupFile) -> Result<HeaderSummary, Reason> {
         backup_start_date: Some(set.backup_start_date.to_string()),
         backup_finish_date: set.backup_finish_date.map(|d| d.to_string()),
         backup_size: set.backup_size,
+        files: set
+            .files
+            .iter()
+            .map(|f| DatabaseFile {
+                logical_name: f.logical_name.clone(),
+                physical_name: f.physical_name.clone(),
+                kind: match f.file_type {
+                    backup::FileType::Data => DatabaseFileKind::Data,
+                    backup::FileType::Log => DatabaseFileKind::Log,
+                },
+                file_id: f.file_id,
+            })
+            .collect(),
     })
 }
 

@@ -12,7 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::names::DatabaseName;
-use crate::status::BackupKind;
+use crate::status::{BackupKind, DatabaseFile, DatabaseFileKind};
 
 /// Which kind of SQL Server the target is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,7 +66,14 @@ pub enum SourceError {
     Empty,
     #[error("backup source {0:?} is longer than 1024 characters")]
     TooLong(String),
+    /// SQL Server 2022 reads `s3://` URLs of at most [`MAX_URL_LENGTH`] characters, `s3://`
+    /// included ("SQL Server backup to URL for S3-compatible object storage", Limitations).
+    #[error("the backup URL is {length} characters long; SQL Server reads s3:// URLs of at most {MAX_URL_LENGTH} characters (s3:// included): shorten the bucket, folder or file name")]
+    UrlTooLong { length: usize },
 }
+
+/// The longest `s3://` URL SQL Server 2022 reads, `s3://` included.
+pub const MAX_URL_LENGTH: usize = 259;
 
 impl RestoreSource {
     fn text(&self) -> &str {
@@ -87,16 +94,30 @@ impl RestoreSource {
         if text.chars().count() > 1024 {
             return Err(SourceError::TooLong(text.to_owned()));
         }
+        // The documented limit counts characters; UTF-16 units are the stricter reading.
+        let length = text.encode_utf16().count();
+        if matches!(self, RestoreSource::Url(_)) && length > MAX_URL_LENGTH {
+            return Err(SourceError::UrlTooLong { length });
+        }
         if text.chars().any(char::is_control) {
             return Err(SourceError::ControlCharacter(text.to_owned()));
         }
         Ok(())
     }
 
-    /// The value as an `N'…'` literal, for the one place a literal is unavoidable.
-    fn literal(&self) -> String {
-        format!("N'{}'", self.text().replace('\'', "''"))
+    /// The source's text: an ARN, a URL or a path.
+    pub fn as_str(&self) -> &str {
+        self.text()
     }
+}
+
+/// A value as an `N'…'` literal for the one place a literal is unavoidable (an Agent job step):
+/// every `'` doubled, and every `$(` split into `$' + N'(` so that SQL Server Agent never sees a
+/// job-step token in it ("Use Tokens in Job Steps": an unescaped token fails the step, an
+/// escaped one is replaced). The result is an expression, valid where T-SQL takes one (a
+/// `DECLARE` initialiser), which is why the step declares its values as variables first.
+fn step_literal(value: &str) -> String {
+    format!("N'{}'", value.replace('\'', "''").replace("$(", "$' + N'("))
 }
 
 /// A statement and its parameter values, in `@P1…` order.
@@ -147,6 +168,145 @@ pub struct RestoreRequest {
     pub database: DatabaseName,
     pub kind: BackupKind,
     pub sources: Vec<RestoreSource>,
+    /// The backup's files (its header's file list): a native full restore moves each of them to
+    /// the target's own directories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<DatabaseFile>,
+    /// The backup carries checksums: a native restore verifies them (`WITH CHECKSUM` on a backup
+    /// without checksums fails with error 3187).
+    #[serde(default)]
+    pub checksums: bool,
+    /// The S3 region of the bucket of `s3://` sources, when it is not SQL Server's default
+    /// (`us-east-1`): `RESTORE_OPTIONS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3_region: Option<S3Region>,
+}
+
+impl RestoreRequest {
+    /// A request without file list, checksums or region (RDS reads all of that itself).
+    pub fn new(database: DatabaseName, kind: BackupKind, sources: Vec<RestoreSource>) -> Self {
+        RestoreRequest {
+            database,
+            kind,
+            sources,
+            files: Vec::new(),
+            checksums: false,
+            s3_region: None,
+        }
+    }
+}
+
+/// An AWS region name (`eu-west-1`): lower-case letters, digits and dashes only, so that it can
+/// stand in the one JSON literal of `RESTORE_OPTIONS`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct S3Region(String);
+
+impl S3Region {
+    /// Checks a region name.
+    ///
+    /// # Errors
+    /// A sentence when the name is empty, longer than 32 characters or holds anything but
+    /// `a-z`, `0-9` and `-`.
+    pub fn parse(text: &str) -> Result<S3Region, String> {
+        let ok = !text.is_empty()
+            && text.len() <= 32
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(S3Region(text.to_owned()))
+        } else {
+            Err(format!(
+                "{text:?} is not an AWS region name (lower-case letters, digits and dashes, e.g. eu-west-1)"
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// SQL Server's S3 connector assumes this region when none is given.
+    pub fn is_sql_server_default(&self) -> bool {
+        self.0 == "us-east-1"
+    }
+}
+
+impl TryFrom<String> for S3Region {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        S3Region::parse(&text)
+    }
+}
+
+impl From<S3Region> for String {
+    fn from(region: S3Region) -> String {
+        region.0
+    }
+}
+
+impl fmt::Display for S3Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a native restore puts the database's files: the target's default data and log
+/// directories (`SERVERPROPERTY('InstanceDefaultDataPath')`, `'InstanceDefaultLogPath'`) or the
+/// directories the settings name instead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetPaths {
+    pub data: String,
+    pub log: String,
+}
+
+impl TargetPaths {
+    /// SQL Server on Linux's default for both (`/var/opt/mssql/data/`), for scripts written
+    /// without a server to ask.
+    pub fn linux_default() -> TargetPaths {
+        TargetPaths {
+            data: "/var/opt/mssql/data/".into(),
+            log: "/var/opt/mssql/data/".into(),
+        }
+    }
+}
+
+/// One `MOVE 'logical' TO 'physical'` of a native restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileMove {
+    pub logical_name: String,
+    pub physical_name: String,
+}
+
+/// Up to 50 characters of `name` that any file system takes: letters and digits (any script),
+/// `_`, `-` and `.`; everything else becomes `_`.
+fn file_name_part(name: &str) -> String {
+    name.chars()
+        .take(50)
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn fnv1a(bytes: &[u8]) -> u32 {
+    crate::names::stable_hash(bytes)
+}
+
+/// `directory` + `name`, with the directory's own separator (`\` for a Windows path, else `/`).
+fn join_path(directory: &str, name: &str) -> String {
+    let windows = directory.contains('\\') && !directory.contains('/');
+    let separator = if windows { '\\' } else { '/' };
+    if directory.ends_with(['/', '\\']) {
+        format!("{directory}{name}")
+    } else {
+        format!("{directory}{separator}{name}")
+    }
 }
 
 /// Statements for the Amazon RDS dialect.
@@ -230,42 +390,129 @@ pub mod rds {
 pub mod native {
     use super::*;
 
-    /// The `RESTORE` command itself (the text of the Agent job step).
-    pub fn restore_command(request: &RestoreRequest) -> String {
+    /// Where each file of `request`'s backup goes on the target: into `paths.data` (data
+    /// files, FILESTREAM and full-text containers) or `paths.log` (the log), under a name made of
+    /// the *target* database's name and the logical name (each cut to 50 characters and kept to
+    /// letters, digits, `_`, `-` and `.`), plus a hash of both. Two migrations of one source
+    /// database into two names therefore never share a file (error 1834), and a Windows path in
+    /// the backup never reaches a Linux target (errors 5133/3156). Extensions: `.mdf` for the
+    /// primary file (file id 1), `.ndf` for other data files, `.ldf` for the log.
+    pub fn file_moves(request: &RestoreRequest, paths: &TargetPaths) -> Vec<FileMove> {
+        request
+            .files
+            .iter()
+            .map(|file| {
+                let (directory, extension) = match file.kind {
+                    DatabaseFileKind::Log => (&paths.log, "ldf"),
+                    DatabaseFileKind::Data if file.file_id == 1 => (&paths.data, "mdf"),
+                    DatabaseFileKind::Data => (&paths.data, "ndf"),
+                };
+                let owner = request.database.as_str();
+                let hash = fnv1a(format!("{owner}\0{}", file.logical_name).as_bytes());
+                let name = format!(
+                    "{}_{}_{hash:08x}.{extension}",
+                    file_name_part(owner),
+                    file_name_part(&file.logical_name)
+                );
+                FileMove {
+                    logical_name: file.logical_name.clone(),
+                    physical_name: join_path(directory, &name),
+                }
+            })
+            .collect()
+    }
+
+    /// The `RESTORE` the Agent job step runs: every value declared first as a variable from an
+    /// escaped literal (see [`step_literal`]), then `RESTORE DATABASE|LOG @db FROM DISK|URL = @s1
+    /// [, …] WITH NORECOVERY[, CHECKSUM][, MOVE @m1 TO @p1, …], STATS = 5[, RESTORE_OPTIONS]`.
+    /// `MOVE` only for a full restore (it creates the files; later restores use them), and only
+    /// when `paths` is given; `CHECKSUM` only when the backup has checksums; `RESTORE_OPTIONS`
+    /// only for `s3://` sources in a region other than SQL Server's default.
+    pub fn restore_command(request: &RestoreRequest, paths: Option<&TargetPaths>) -> String {
+        let mut declared = vec![format!(
+            "@db sysname = {}",
+            step_literal(request.database.as_str())
+        )];
+        let mut from = Vec::new();
+        let mut url = false;
+        for (i, source) in request.sources.iter().enumerate() {
+            let n = i + 1;
+            declared.push(format!(
+                "@s{n} nvarchar(4000) = {}",
+                step_literal(source.text())
+            ));
+            let device = match source {
+                RestoreSource::Disk(_) => "DISK",
+                RestoreSource::Url(_) | RestoreSource::S3Arn(_) => {
+                    url = true;
+                    "URL"
+                }
+            };
+            from.push(format!("{device} = @s{n}"));
+        }
+        let mut with = vec!["NORECOVERY".to_owned()];
+        if request.checksums {
+            with.push("CHECKSUM".into());
+        }
+        if let (BackupKind::Full, Some(paths)) = (request.kind, paths) {
+            for (i, m) in file_moves(request, paths).iter().enumerate() {
+                let n = i + 1;
+                declared.push(format!("@m{n} sysname = {}", step_literal(&m.logical_name)));
+                declared.push(format!(
+                    "@p{n} nvarchar(4000) = {}",
+                    step_literal(&m.physical_name)
+                ));
+                with.push(format!("MOVE @m{n} TO @p{n}"));
+            }
+        }
+        with.push("STATS = 5".into());
+        if let Some(region) = request
+            .s3_region
+            .as_ref()
+            .filter(|r| url && !r.is_sql_server_default())
+        {
+            // The region is checked to be [a-z0-9-]: the one literal here holds nothing else.
+            with.push(format!(
+                "RESTORE_OPTIONS = '{{\"s3\": {{\"region\":\"{region}\"}}}}'"
+            ));
+        }
         let verb = if request.kind == BackupKind::Log {
             "RESTORE LOG"
         } else {
             "RESTORE DATABASE"
         };
-        let sources: Vec<String> = request
-            .sources
-            .iter()
-            .map(|s| match s {
-                RestoreSource::Disk(_) => format!("DISK = {}", s.literal()),
-                RestoreSource::Url(_) | RestoreSource::S3Arn(_) => format!("URL = {}", s.literal()),
-            })
-            .collect();
         format!(
-            "{verb} {} FROM {} WITH NORECOVERY, CHECKSUM, STATS = 5",
-            request.database.quoted(),
-            sources.join(", ")
+            "DECLARE {}; {verb} @db FROM {} WITH {}",
+            declared.join(", "),
+            from.join(", "),
+            with.join(", ")
         )
     }
 
-    /// Creates and starts a one-off Agent job running `command`, named `job_name`. The job is
-    /// kept (sp_add_job's default `@delete_level = 0`) so that its outcome can be read, and so that a worker that
-    /// crashed after submitting finds it by name instead of submitting a second RESTORE.
+    /// Creates and starts a one-off Agent job running `command`, named `job_name`, in one batch:
+    /// if any step of the submission fails (e.g. 22022, Agent not running), the job it created
+    /// is deleted again and the error re-raised, so that no job is left that was never started.
+    /// A job that exists already (14261) is not this submission's and is left alone. The job
+    /// is kept once started (sp_add_job's default `@delete_level = 0`) so that its outcome can be
+    /// read, and so that a worker that crashed after submitting finds it by name instead of
+    /// submitting a second RESTORE.
     pub fn submit_job(job_name: &str, command: &str) -> Statement {
         Statement {
             sql: [
-                "DECLARE @job_id uniqueidentifier",
-                "EXEC msdb.dbo.sp_add_job @job_name=@P1, @job_id=@job_id OUTPUT",
-                "EXEC msdb.dbo.sp_add_jobstep @job_id=@job_id, @step_name=N'restore', @subsystem=N'TSQL', @database_name=N'master', @command=@P2",
-                "EXEC msdb.dbo.sp_add_jobserver @job_id=@job_id",
-                "EXEC msdb.dbo.sp_start_job @job_id=@job_id",
+                "DECLARE @job_id uniqueidentifier;",
+                "BEGIN TRY",
+                "EXEC msdb.dbo.sp_add_job @job_name=@P1, @job_id=@job_id OUTPUT;",
+                "EXEC msdb.dbo.sp_add_jobstep @job_id=@job_id, @step_name=N'restore', @subsystem=N'TSQL', @database_name=N'master', @command=@P2;",
+                "EXEC msdb.dbo.sp_add_jobserver @job_id=@job_id;",
+                "EXEC msdb.dbo.sp_start_job @job_id=@job_id;",
+                "END TRY",
+                "BEGIN CATCH",
+                "IF @job_id IS NOT NULL EXEC msdb.dbo.sp_delete_job @job_id=@job_id;",
+                "THROW;",
+                "END CATCH;",
                 "SELECT @job_id AS job_id",
             ]
-            .join("; "),
+            .join(" "),
             params: vec![text(job_name), text(command)],
         }
     }
@@ -278,11 +525,21 @@ pub mod native {
         }
     }
 
-    /// Whether the job runs now (an activity row started and not stopped).
-    pub fn job_running(job_id: uuid::Uuid) -> Statement {
+    /// The current SQL Server Agent session (`msdb.dbo.syssessions`: a row per Agent start).
+    pub fn agent_session() -> Statement {
         Statement {
-            sql: "SELECT COUNT(*) AS running FROM msdb.dbo.sysjobactivity WHERE job_id = @P1 AND start_execution_date IS NOT NULL AND stop_execution_date IS NULL".into(),
-            params: vec![Param::Guid(job_id)],
+            sql: "SELECT MAX(session_id) AS session_id FROM msdb.dbo.syssessions".into(),
+            params: vec![],
+        }
+    }
+
+    /// Whether the job runs now: an activity row of the current Agent session (`session`, from
+    /// [`agent_session`]) started and not stopped. Rows of earlier Agent sessions can stay without
+    /// a stop date when Agent stopped under a running job ("dbo.sysjobactivity").
+    pub fn job_running(job_id: uuid::Uuid, session: i32) -> Statement {
+        Statement {
+            sql: "SELECT COUNT(*) AS running FROM msdb.dbo.sysjobactivity WHERE job_id = @P1 AND session_id = @P2 AND start_execution_date IS NOT NULL AND stop_execution_date IS NULL".into(),
+            params: vec![Param::Guid(job_id), Param::Int(session)],
         }
     }
 
@@ -295,11 +552,61 @@ pub mod native {
         }
     }
 
-    /// How far a running restore of the database is.
-    pub fn restore_progress(database: &DatabaseName) -> Statement {
+    /// The session running the job's step: SQL Server Agent names it `SQLAgent - TSQL JobStep
+    /// (Job 0x<job_id as binary(16)> : Step 1)`. Seeing other sessions needs VIEW SERVER STATE
+    /// ("sys.dm_exec_sessions").
+    pub fn job_step_session(job_id: uuid::Uuid) -> Statement {
         Statement {
-            sql: "SELECT TOP 1 percent_complete FROM sys.dm_exec_requests WHERE database_id = DB_ID(@P1) AND command IN (N'RESTORE DATABASE', N'RESTORE LOG')".into(),
-            params: vec![text(database.as_str())],
+            sql: "SELECT session_id FROM sys.dm_exec_sessions WHERE program_name = @P1".into(),
+            params: vec![text(&job_step_program_name(job_id))],
+        }
+    }
+
+    /// `program_name` of the session running step 1 of the job: the job id in SQL Server's
+    /// `binary(16)` byte order (the first three groups little-endian), upper-case hex.
+    pub fn job_step_program_name(job_id: uuid::Uuid) -> String {
+        let hex: String = job_id
+            .to_bytes_le()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        format!("SQLAgent - TSQL JobStep (Job 0x{hex} : Step 1)")
+    }
+
+    /// How far the restore running in `session` is. The step runs in `master`, so its request's
+    /// `database_id` is master's, not the restored database's ("sys.dm_exec_requests"); the
+    /// session identifies it.
+    pub fn restore_progress(session: i32) -> Statement {
+        Statement {
+            sql: "SELECT percent_complete FROM sys.dm_exec_requests WHERE session_id = @P1 AND command IN (N'RESTORE DATABASE', N'RESTORE LOG')".into(),
+            params: vec![Param::Int(session)],
+        }
+    }
+
+    /// The services of the instance and their state ("sys.dm_server_services"; needs VIEW SERVER
+    /// STATE): SQL Server Agent's row says whether restores can run as jobs.
+    pub fn services() -> Statement {
+        Statement {
+            sql: "SELECT servicename, status_desc FROM sys.dm_server_services".into(),
+            params: vec![],
+        }
+    }
+
+    /// Sessions SQL Server Agent holds while it runs (`program_name` `SQLAgent - …`): the
+    /// fallback when `sys.dm_server_services` has no Agent row.
+    pub fn agent_sessions() -> Statement {
+        Statement {
+            sql: "SELECT COUNT(*) AS agent_sessions FROM sys.dm_exec_sessions WHERE program_name LIKE N'SQLAgent - %'".into(),
+            params: vec![],
+        }
+    }
+
+    /// Credentials named like an `s3://` URL: SQL Server uses the one whose name is the longest
+    /// prefix of the backup URL ("SQL Server backup to URL for S3-compatible object storage").
+    pub fn s3_credentials() -> Statement {
+        Statement {
+            sql: "SELECT name FROM sys.credentials WHERE name LIKE N's3://%'".into(),
+            params: vec![],
         }
     }
 
@@ -343,7 +650,7 @@ pub mod common {
     /// The target's version and edition.
     pub fn server_version() -> Statement {
         Statement {
-            sql: "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)) AS product_version, CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition, CAST(SERVERPROPERTY('EngineEdition') AS int) AS engine_edition".into(),
+            sql: "SELECT CAST(SERVERPROPERTY('ProductVersion') AS nvarchar(128)) AS product_version, CAST(SERVERPROPERTY('Edition') AS nvarchar(128)) AS edition, CAST(SERVERPROPERTY('EngineEdition') AS int) AS engine_edition, CAST(SERVERPROPERTY('InstanceDefaultDataPath') AS nvarchar(260)) AS data_path, CAST(SERVERPROPERTY('InstanceDefaultLogPath') AS nvarchar(260)) AS log_path".into(),
             params: vec![],
         }
     }
@@ -367,11 +674,11 @@ mod tests {
 
     #[test]
     fn rds_restores_pass_every_value_as_a_parameter() {
-        let request = RestoreRequest {
-            database: db("Sales'; DROP TABLE x --"),
-            kind: BackupKind::Differential,
-            sources: vec![RestoreSource::S3Arn("arn:aws:s3:::b/Sales/diff.bak".into())],
-        };
+        let request = RestoreRequest::new(
+            db("Sales'; DROP TABLE x --"),
+            BackupKind::Differential,
+            vec![RestoreSource::S3Arn("arn:aws:s3:::b/Sales/diff.bak".into())],
+        );
         let stmt = rds::restore(&request);
         assert!(!stmt.sql.contains("Sales"), "{}", stmt.sql);
         assert_eq!(
@@ -386,19 +693,49 @@ mod tests {
         assert!(log.sql.starts_with("exec msdb.dbo.rds_restore_log"));
     }
 
+    fn sales_files() -> Vec<DatabaseFile> {
+        vec![
+            DatabaseFile {
+                logical_name: "Sales".into(),
+                physical_name: r"C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\DATA\Sales.mdf".into(),
+                kind: DatabaseFileKind::Data,
+                file_id: 1,
+            },
+            DatabaseFile {
+                logical_name: "Sales_log".into(),
+                physical_name: r"C:\Program Files\Microsoft SQL Server\MSSQL13.MSSQLSERVER\MSSQL\DATA\Sales_log.ldf".into(),
+                kind: DatabaseFileKind::Log,
+                file_id: 2,
+            },
+            DatabaseFile {
+                logical_name: "Sales archive".into(),
+                physical_name: r"D:\data\Sales_2.ndf".into(),
+                kind: DatabaseFileKind::Data,
+                file_id: 3,
+            },
+        ]
+    }
+
+    fn full(database: &str, sources: Vec<RestoreSource>) -> RestoreRequest {
+        RestoreRequest {
+            files: sales_files(),
+            ..RestoreRequest::new(db(database), BackupKind::Full, sources)
+        }
+    }
+
     #[test]
-    fn native_restore_quotes_the_name_and_escapes_the_source_literal() {
-        let request = RestoreRequest {
-            database: db("a]b"),
-            kind: BackupKind::Full,
-            sources: vec![
+    fn native_restore_declares_every_value_and_escapes_its_literal() {
+        let request = full(
+            "a]b",
+            vec![
                 RestoreSource::Url("s3://h/b/it's 1.bak".into()),
                 RestoreSource::Url("s3://h/b/2.bak".into()),
             ],
-        };
+        );
+        let command = native::restore_command(&request, None);
         assert_eq!(
-            native::restore_command(&request),
-            "RESTORE DATABASE [a]]b] FROM URL = N's3://h/b/it''s 1.bak', URL = N's3://h/b/2.bak' WITH NORECOVERY, CHECKSUM, STATS = 5"
+            command,
+            "DECLARE @db sysname = N'a]b', @s1 nvarchar(4000) = N's3://h/b/it''s 1.bak', @s2 nvarchar(4000) = N's3://h/b/2.bak'; RESTORE DATABASE @db FROM URL = @s1, URL = @s2 WITH NORECOVERY, STATS = 5"
         );
         let log = RestoreRequest {
             kind: BackupKind::Log,
@@ -406,7 +743,149 @@ mod tests {
             ..request
         };
         assert!(
-            native::restore_command(&log).starts_with("RESTORE LOG [a]]b] FROM DISK = N'/var/opt")
+            native::restore_command(&log, Some(&TargetPaths::linux_default()))
+                .ends_with("RESTORE LOG @db FROM DISK = @s1 WITH NORECOVERY, STATS = 5")
+        );
+    }
+
+    #[test]
+    fn native_restore_verifies_checksums_only_when_the_backup_has_them() {
+        let without = full("Sales", vec![RestoreSource::Disk("/b/full.bak".into())]);
+        assert!(!native::restore_command(&without, None).contains("CHECKSUM"));
+        let with = RestoreRequest {
+            checksums: true,
+            ..without
+        };
+        assert!(native::restore_command(&with, None).contains("WITH NORECOVERY, CHECKSUM, "));
+    }
+
+    #[test]
+    fn a_native_full_restore_moves_every_file_under_names_of_the_target_database() {
+        let paths = TargetPaths {
+            data: "/var/opt/mssql/data/".into(),
+            log: "/var/opt/mssql/log".into(),
+        };
+        let request = full("Sales EU", vec![RestoreSource::Disk("/b/full.bak".into())]);
+        let moves = native::file_moves(&request, &paths);
+        let logical: Vec<&str> = moves.iter().map(|m| m.logical_name.as_str()).collect();
+        assert_eq!(logical, ["Sales", "Sales_log", "Sales archive"]);
+        assert!(moves[0]
+            .physical_name
+            .starts_with("/var/opt/mssql/data/Sales_EU_Sales_"));
+        assert!(moves[0].physical_name.ends_with(".mdf"));
+        assert!(moves[1]
+            .physical_name
+            .starts_with("/var/opt/mssql/log/Sales_EU_Sales_log_"));
+        assert!(moves[1].physical_name.ends_with(".ldf"));
+        assert!(moves[2].physical_name.ends_with(".ndf"));
+        assert!(moves.iter().all(|m| !m.physical_name.contains('\\')));
+        let command = native::restore_command(&request, Some(&paths));
+        assert!(
+            command.contains("MOVE @m1 TO @p1, MOVE @m2 TO @p2, MOVE @m3 TO @p3, STATS = 5"),
+            "{command}"
+        );
+        assert!(
+            command.contains("@m3 sysname = N'Sales archive'"),
+            "{command}"
+        );
+
+        // The same backup into another database: no file name in common.
+        let other = native::file_moves(&full("Sales_copy", request.sources.clone()), &paths);
+        for (a, b) in moves.iter().zip(&other) {
+            assert_ne!(a.physical_name, b.physical_name);
+        }
+        // Names that differ only in characters a file name cannot hold differ by their hash.
+        let a = native::file_moves(&full("a:b", vec![]), &paths);
+        let b = native::file_moves(&full("a?b", vec![]), &paths);
+        assert_ne!(a[0].physical_name, b[0].physical_name);
+    }
+
+    #[test]
+    fn moves_keep_a_windows_targets_separator() {
+        let paths = TargetPaths {
+            data: r"D:\rdsdbdata\DATA".into(),
+            log: r"D:\rdsdbdata\DATA\".into(),
+        };
+        let moves = native::file_moves(&full("Sales", vec![]), &paths);
+        assert!(moves[0]
+            .physical_name
+            .starts_with(r"D:\rdsdbdata\DATA\Sales_Sales_"));
+        assert!(moves[1]
+            .physical_name
+            .starts_with(r"D:\rdsdbdata\DATA\Sales_Sales_log_"));
+    }
+
+    #[test]
+    fn only_later_restores_skip_the_moves() {
+        let paths = TargetPaths::linux_default();
+        let diff = RestoreRequest {
+            kind: BackupKind::Differential,
+            ..full("Sales", vec![RestoreSource::Disk("/b/diff.bak".into())])
+        };
+        assert!(!native::restore_command(&diff, Some(&paths)).contains("MOVE"));
+    }
+
+    #[test]
+    fn agent_tokens_never_reach_a_job_step() {
+        let request = full(
+            "x$(JOBNAME)",
+            vec![RestoreSource::Disk(
+                "/b/$(ESCAPE_SQUOTE(JOBID))'.bak".into(),
+            )],
+        );
+        let command = native::restore_command(&request, Some(&TargetPaths::linux_default()));
+        assert!(!command.contains("$("), "{command}");
+        assert!(
+            command.contains("@db sysname = N'x$' + N'(JOBNAME)'"),
+            "{command}"
+        );
+        assert!(
+            command.contains("N'/b/$' + N'(ESCAPE_SQUOTE(JOBID))''.bak'"),
+            "{command}"
+        );
+    }
+
+    #[test]
+    fn the_bucket_region_is_given_only_for_urls_outside_the_default_region() {
+        let url = |region: &str| RestoreRequest {
+            s3_region: Some(S3Region::parse(region).expect("region")),
+            ..full(
+                "Sales",
+                vec![RestoreSource::Url(
+                    "s3://s3.eu-west-1.amazonaws.com/b/k.bak".into(),
+                )],
+            )
+        };
+        assert!(native::restore_command(&url("eu-west-1"), None)
+            .ends_with(r#"STATS = 5, RESTORE_OPTIONS = '{"s3": {"region":"eu-west-1"}}'"#));
+        assert!(!native::restore_command(&url("us-east-1"), None).contains("RESTORE_OPTIONS"));
+        let disk = RestoreRequest {
+            sources: vec![RestoreSource::Disk("/b/k.bak".into())],
+            ..url("eu-west-1")
+        };
+        assert!(!native::restore_command(&disk, None).contains("RESTORE_OPTIONS"));
+        assert!(S3Region::parse("eu-west-1'; --").is_err());
+    }
+
+    #[test]
+    fn urls_longer_than_sql_servers_limit_are_refused() {
+        let at_limit = format!("s3://h/b/{}", "k".repeat(MAX_URL_LENGTH - 9));
+        assert_eq!(at_limit.len(), MAX_URL_LENGTH);
+        assert!(RestoreSource::Url(at_limit.clone()).validate().is_ok());
+        let over = format!("{at_limit}x");
+        assert!(matches!(
+            RestoreSource::Url(over.clone()).validate(),
+            Err(SourceError::UrlTooLong { length: 260 })
+        ));
+        assert!(RestoreSource::Disk(over).validate().is_ok());
+    }
+
+    #[test]
+    fn the_job_step_session_names_the_job_in_sql_servers_byte_order() {
+        let id = uuid::Uuid::parse_str("01020304-0506-0708-090a-0b0c0d0e0f10").expect("uuid");
+        assert_eq!(
+            native::job_step_program_name(id),
+            "SQLAgent - TSQL JobStep (Job 0x0403020106050807090A0B0C0D0E0F10 : Step 1)"
         );
     }
 

@@ -32,6 +32,9 @@ pub const CLAIM_DURATION: time::Duration = time::Duration::seconds(120);
 pub struct ValidateConfig {
     pub target: SqlServerRelease,
     pub policy: VersionPolicy,
+    /// Where the target will read the backup: an upload it could never read (a wildcard in an
+    /// RDS key, a URL over SQL Server's length limit, too many stripes) is rejected now.
+    pub location: crate::source::SourceLocation,
 }
 
 /// What became of one object.
@@ -241,7 +244,14 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         }
         let checked = parsed
             .map_err(|e| summary::parse_reason(&e))
-            .and_then(|file| summary::check_file(&file));
+            .and_then(|file| summary::check_file(&file))
+            .and_then(|header| {
+                self.config
+                    .location
+                    .check(object, header.family_count)
+                    .map_err(|refusal| refusal.reason())?;
+                Ok(header)
+            });
         Ok(checked.and_then(|header| {
             self.config
                 .policy
@@ -458,6 +468,7 @@ mod tests {
             config: ValidateConfig {
                 target: target.parse().unwrap_or_else(|e| panic!("{e}")),
                 policy,
+                location: crate::source::SourceLocation::rds(None),
             },
         }
     }
@@ -803,6 +814,7 @@ mod tests {
 
     fn sample_header(kind: BackupKind) -> HeaderSummary {
         HeaderSummary {
+            files: Vec::new(),
             backup_type: kind,
             copy_only: None,
             source_database: "Clean".into(),

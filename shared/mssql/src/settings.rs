@@ -107,7 +107,9 @@ impl std::str::FromStr for Tls {
 
 /// Where the target is and how to log in, from the environment: `TARGET_DIALECT` (rds |
 /// native), `TARGET_SECRET_ARN` (the login, Secrets Manager), `TARGET_HOST` / `TARGET_PORT`
-/// (override the secret's), `TARGET_TLS`.
+/// (override the secret's), `TARGET_TLS`, and for native restores `TARGET_DATA_PATH` /
+/// `TARGET_LOG_PATH` (where the database's files go instead of the server's default
+/// directories; the log path defaults to the data path).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetSettings {
     pub dialect: bakdrop_core::tsql::Dialect,
@@ -115,6 +117,7 @@ pub struct TargetSettings {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub tls: Tls,
+    pub paths: Option<bakdrop_core::tsql::TargetPaths>,
 }
 
 impl TargetSettings {
@@ -137,6 +140,16 @@ impl TargetSettings {
             tls: get("TARGET_TLS")
                 .unwrap_or_else(|| "verify".into())
                 .parse()?,
+            paths: match (get("TARGET_DATA_PATH"), get("TARGET_LOG_PATH")) {
+                (Some(data), log) => Some(bakdrop_core::tsql::TargetPaths {
+                    log: log.unwrap_or_else(|| data.clone()),
+                    data,
+                }),
+                (None, Some(_)) => {
+                    return Err("TARGET_LOG_PATH is set without TARGET_DATA_PATH".into())
+                }
+                (None, None) => None,
+            },
         })
     }
 

@@ -4,15 +4,19 @@
 //!   `rds_task_status`). RDS runs at most two such tasks at once; before submitting, the target
 //!   counts the tasks in CREATED / IN_PROGRESS and answers [`TargetError::Busy`] at the limit.
 //! - Native (SQL Server 2022+): the `RESTORE` runs as a one-off SQL Server Agent job named after
-//!   the step, so it outlives the connection; the job's history gives the outcome.
+//!   the step, so it outlives the connection; the job's history gives the outcome. A full
+//!   restore moves every file of the backup to the target's default data and log directories
+//!   (`SERVERPROPERTY('InstanceDefaultDataPath')`, `'InstanceDefaultLogPath'`) unless the
+//!   settings name directories. Before a migration's first restore the target must have SQL
+//!   Server Agent running (not an Express edition) and, for `s3://` sources, a credential.
 //!
 //! One connection per call: a Lambda invocation makes a handful of calls, and a connection that
 //! outlives a frozen Lambda environment would be cut anyway.
 
 use bakdrop_core::names::DatabaseName;
-use bakdrop_core::ports::{RestoreTarget, TargetError, TaskId, TaskStatus};
+use bakdrop_core::ports::{NotReady, Online, RestoreTarget, TargetError, TaskId, TaskStatus};
 use bakdrop_core::status::SqlError;
-use bakdrop_core::tsql::{self, Dialect, RestoreRequest};
+use bakdrop_core::tsql::{self, Dialect, RestoreRequest, RestoreSource, TargetPaths};
 use tiberius::{Config, Row};
 
 use crate::connection::{connect, guid, integer, number, run, text};
@@ -25,11 +29,78 @@ pub const RDS_MAX_CONCURRENT_TASKS: usize = 2;
 pub struct TiberiusTarget {
     config: Config,
     dialect: Dialect,
+    /// Where native restores put the files; `None`: the target's default directories.
+    paths: Option<TargetPaths>,
 }
+
+/// SQL Server's EngineEdition of Express editions, which have no SQL Server Agent.
+const EXPRESS: i64 = 4;
+
+/// The `RESTORE` of a job step failed with this after the error that tells why.
+const RESTORE_TERMINATING: u32 = 3013;
 
 impl TiberiusTarget {
     pub fn new(config: Config, dialect: Dialect) -> TiberiusTarget {
-        TiberiusTarget { config, dialect }
+        TiberiusTarget {
+            config,
+            dialect,
+            paths: None,
+        }
+    }
+
+    /// Native restores put the database's files in these directories instead of the target's
+    /// defaults.
+    pub fn with_paths(mut self, paths: Option<TargetPaths>) -> TiberiusTarget {
+        self.paths = paths;
+        self
+    }
+
+    /// The directories a native full restore moves the files to.
+    async fn target_paths(&self) -> Result<TargetPaths, TargetError> {
+        if let Some(paths) = &self.paths {
+            return Ok(paths.clone());
+        }
+        let rows = self.rows(&tsql::common::server_version()).await?;
+        let row = rows.first();
+        let data = row.and_then(|r| text(r, "data_path"));
+        let log = row.and_then(|r| text(r, "log_path"));
+        match (data, log) {
+            (Some(data), Some(log)) if !data.is_empty() && !log.is_empty() => {
+                Ok(TargetPaths { data, log })
+            }
+            _ => Err(TargetError::Protocol(
+                "the target reports no InstanceDefaultDataPath/InstanceDefaultLogPath; set TargetDataPath and TargetLogPath (TARGET_DATA_PATH, TARGET_LOG_PATH)".into(),
+            )),
+        }
+    }
+
+    /// Whether SQL Server Agent runs: its row in `sys.dm_server_services`, or, without one, its
+    /// sessions. `None` when this login may not see either (VIEW SERVER STATE): the submit then
+    /// tells (22022).
+    async fn agent_running(&self) -> Result<Option<bool>, TargetError> {
+        let services = match self.rows(&tsql::native::services()).await {
+            Ok(rows) => rows,
+            Err(TargetError::Sql { number, message }) if is_permission_error(number) => {
+                tracing::warn!(error.number = number, error.message = %message,
+                    "cannot read sys.dm_server_services (grant VIEW SERVER STATE); Agent is checked at submit");
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let agent = services
+            .iter()
+            .find(|r| text(r, "servicename").is_some_and(|n| n.starts_with("SQL Server Agent")));
+        if let Some(row) = agent {
+            return Ok(Some(text(row, "status_desc").as_deref() == Some("Running")));
+        }
+        let sessions = self.rows(&tsql::native::agent_sessions()).await?;
+        Ok(Some(
+            sessions
+                .first()
+                .and_then(|r| integer(r, "agent_sessions"))
+                .unwrap_or(0)
+                > 0,
+        ))
     }
 
     pub fn dialect(&self) -> Dialect {
@@ -39,6 +110,30 @@ impl TiberiusTarget {
     async fn job_id(&self, name: &str) -> Result<Option<tiberius::Uuid>, TargetError> {
         let rows = self.rows(&tsql::native::job_id(name)).await?;
         Ok(rows.first().and_then(|r| guid(r, "job_id")))
+    }
+
+    /// The newest `FINISH_RESTORE` task of the database (only one still under way, if
+    /// `active_only`).
+    async fn rds_finish_task(
+        &self,
+        database: &DatabaseName,
+        active_only: bool,
+    ) -> Result<Option<TaskId>, TargetError> {
+        Ok(self
+            .rows(&tsql::rds::tasks_of(database))
+            .await?
+            .iter()
+            .filter(|r| text(r, "task_type").as_deref() == Some("FINISH_RESTORE"))
+            .filter(|r| {
+                !active_only
+                    || matches!(
+                        text(r, "lifecycle").as_deref(),
+                        Some("CREATED" | "IN_PROGRESS")
+                    )
+            })
+            .filter_map(|r| integer(r, "task_id"))
+            .max()
+            .map(TaskId::Rds))
     }
 
     /// RDS tasks of this instance in CREATED or IN_PROGRESS.
@@ -108,6 +203,7 @@ impl RestoreTarget for TiberiusTarget {
                 }
                 let rows = match self.rows(&tsql::rds::restore(request)).await {
                     Ok(rows) => rows,
+                    // The busy check above and the submit are two calls; the limit is RDS's.
                     // Another worker may have started a task between our count and our submit
                     // (workers of other migrations run concurrently): a refusal while the
                     // instance is at its limit is that limit, so try again later.
@@ -119,20 +215,34 @@ impl RestoreTarget for TiberiusTarget {
                     }
                     Err(e) => return Err(e),
                 };
-                rows.first()
-                    .and_then(|r| integer(r, "task_id"))
-                    .map(TaskId::Rds)
-                    .ok_or_else(|| {
-                        TargetError::Protocol(
-                            "the RDS restore procedure returned no task_id".into(),
-                        )
-                    })
+                if let Some(id) = rows.first().and_then(|r| integer(r, "task_id")) {
+                    return Ok(TaskId::Rds(id));
+                }
+                // The result set of rds_restore_* is not documented: find the task by its
+                // object, as after a crash.
+                self.find_task(request, task_name).await?.ok_or_else(|| {
+                    TargetError::Protocol(
+                        "the RDS restore procedure returned no task_id, and rds_task_status lists no task for the object".into(),
+                    )
+                })
             }
             Dialect::Native => {
-                let command = tsql::native::restore_command(request);
-                self.rows(&tsql::native::submit_job(task_name, &command))
-                    .await?;
-                Ok(TaskId::AgentJob(task_name.to_owned()))
+                let paths = match request.kind {
+                    bakdrop_core::status::BackupKind::Full => Some(self.target_paths().await?),
+                    _ => None,
+                };
+                let command = tsql::native::restore_command(request, paths.as_ref());
+                match self
+                    .rows(&tsql::native::submit_job(task_name, &command))
+                    .await
+                {
+                    Ok(_) => Ok(TaskId::AgentJob(task_name.to_owned())),
+                    // The submission deleted its job again (TRY/CATCH): nothing was started.
+                    Err(TargetError::Sql { number: 22022, .. }) => {
+                        Err(TargetError::NotReady(NotReady::AgentNotRunning))
+                    }
+                    Err(e) => Err(e),
+                }
             }
         }
     }
@@ -185,38 +295,109 @@ impl RestoreTarget for TiberiusTarget {
                     .await?
                     .ok_or_else(|| TargetError::Protocol(format!("no Agent job named {name}")))?;
                 let mut client = connect(&self.config).await?;
-                let running = run(&mut client, &tsql::native::job_running(job_id))
-                    .await?
-                    .into_iter()
-                    .flatten()
-                    .next()
-                    .and_then(|r| integer(&r, "running"))
-                    .unwrap_or(0)
-                    > 0;
-                let outcome = run(&mut client, &tsql::native::job_outcome(job_id))
-                    .await?
-                    .into_iter()
-                    .flatten()
-                    .next();
-                let percent = if running {
-                    run(&mut client, &tsql::native::restore_progress(database))
-                        .await?
-                        .into_iter()
-                        .flatten()
-                        .next()
-                        .and_then(|r| number(&r, "percent_complete"))
-                } else {
-                    None
+                let first = |sets: Vec<Vec<Row>>| sets.into_iter().flatten().next();
+                let session = first(run(&mut client, &tsql::native::agent_session()).await?)
+                    .and_then(|r| integer(&r, "session_id"))
+                    .and_then(|n| i32::try_from(n).ok());
+                let running = match session {
+                    Some(session) => {
+                        first(run(&mut client, &tsql::native::job_running(job_id, session)).await?)
+                            .and_then(|r| integer(&r, "running"))
+                            .unwrap_or(0)
+                            > 0
+                    }
+                    None => false,
                 };
+                let outcome = first(run(&mut client, &tsql::native::job_outcome(job_id)).await?);
+                let mut percent = None;
+                if running {
+                    let step_session =
+                        first(run(&mut client, &tsql::native::job_step_session(job_id)).await?)
+                            .and_then(|r| integer(&r, "session_id"))
+                            .and_then(|n| i32::try_from(n).ok());
+                    if let Some(step_session) = step_session {
+                        percent = first(
+                            run(&mut client, &tsql::native::restore_progress(step_session)).await?,
+                        )
+                        .and_then(|r| number(&r, "percent_complete"));
+                    }
+                }
                 Ok(job_status(running, percent, outcome.as_ref()))
             }
         }
     }
 
-    async fn bring_online(&self, database: &DatabaseName) -> Result<(), TargetError> {
+    async fn check_ready(&self, request: &RestoreRequest) -> Result<(), TargetError> {
+        if self.dialect == Dialect::Rds {
+            return Ok(());
+        }
+        let rows = self.rows(&tsql::common::server_version()).await?;
+        let row = rows.first();
+        if row.and_then(|r| integer(r, "engine_edition")) == Some(EXPRESS) {
+            let edition = row
+                .and_then(|r| text(r, "edition"))
+                .unwrap_or_else(|| "Express Edition".into());
+            return Err(TargetError::NotReady(NotReady::EditionWithoutAgent {
+                edition,
+            }));
+        }
+        if self.agent_running().await? == Some(false) {
+            return Err(TargetError::NotReady(NotReady::AgentNotRunning));
+        }
+        let urls: Vec<&str> = request
+            .sources
+            .iter()
+            .filter_map(|s| match s {
+                RestoreSource::Url(url) => Some(url.as_str()),
+                _ => None,
+            })
+            .collect();
+        if urls.is_empty() {
+            return Ok(());
+        }
+        let credentials: Vec<String> = self
+            .rows(&tsql::native::s3_credentials())
+            .await?
+            .iter()
+            .filter_map(|r| text(r, "name"))
+            .collect();
+        for url in urls {
+            let covered = credentials.iter().any(|name| {
+                url.get(..name.len())
+                    .is_some_and(|prefix| prefix.eq_ignore_ascii_case(name))
+            });
+            if !covered {
+                return Err(TargetError::NotReady(NotReady::NoCredential {
+                    url: bucket_prefix(url).to_owned(),
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    async fn bring_online(&self, database: &DatabaseName) -> Result<Online, TargetError> {
         match self.dialect {
-            Dialect::Rds => self.execute(&tsql::rds::finish(database)).await,
-            Dialect::Native => self.execute(&tsql::native::recover(database)).await,
+            Dialect::Rds => {
+                if let Some(task) = self.rds_finish_task(database, true).await? {
+                    return Ok(Online::Finishing(task));
+                }
+                let rows = self.rows(&tsql::rds::finish(database)).await?;
+                if let Some(id) = rows.first().and_then(|r| integer(r, "task_id")) {
+                    return Ok(Online::Finishing(TaskId::Rds(id)));
+                }
+                self.rds_finish_task(database, false)
+                    .await?
+                    .map(Online::Finishing)
+                    .ok_or_else(|| {
+                        TargetError::Protocol(format!(
+                            "rds_finish_restore started no FINISH_RESTORE task that rds_task_status lists for {database}"
+                        ))
+                    })
+            }
+            Dialect::Native => {
+                self.execute(&tsql::native::recover(database)).await?;
+                Ok(Online::Now)
+            }
         }
     }
 
@@ -257,8 +438,11 @@ fn rds_status(row: &Row) -> TaskStatus {
     let info = text(row, "task_info").unwrap_or_default();
     match text(row, "lifecycle").as_deref() {
         Some("SUCCESS") => TaskStatus::Succeeded,
+        // RDS documents texts, not error numbers, for failed tasks ("Importing and exporting SQL
+        // Server databases using native backup and restore", Troubleshooting): the core keys its
+        // remedies on the text.
         Some("ERROR") => TaskStatus::Failed {
-            sql_error: sql_error_in(&info),
+            sql_error: None,
             message: info,
         },
         Some("CANCELLED") => TaskStatus::Cancelled,
@@ -283,16 +467,19 @@ fn job_status(running: bool, percent: Option<f64>, outcome: Option<&Row>) -> Tas
         Some(3) => TaskStatus::Cancelled,
         Some(0) => {
             let message = text(row, "message").unwrap_or_default();
-            let number = integer(row, "sql_message_id")
-                .and_then(|n| u32::try_from(n).ok())
-                .filter(|n| *n != 0);
+            // The step message lists every error as "(Error n)"; the first that is not 3013
+            // ("RESTORE … is terminating abnormally") says why. sql_message_id holds one error
+            // only, which one is not documented ("dbo.sysjobhistory").
+            let number = agent_error_in(&message).or_else(|| {
+                integer(row, "sql_message_id")
+                    .and_then(|n| u32::try_from(n).ok())
+                    .filter(|n| *n != 0)
+            });
             TaskStatus::Failed {
-                sql_error: number
-                    .map(|number| SqlError {
-                        number,
-                        message: message.clone(),
-                    })
-                    .or_else(|| sql_error_in(&message)),
+                sql_error: number.map(|number| SqlError {
+                    number,
+                    message: message.clone(),
+                }),
                 message,
             }
         }
@@ -301,29 +488,37 @@ fn job_status(running: bool, percent: Option<f64>, outcome: Option<&Row>) -> Tas
     }
 }
 
-/// Finds SQL Server's first "Msg NNNN" / "error NNNN" in a task's text, with the sentence after it.
-pub fn sql_error_in(text: &str) -> Option<SqlError> {
-    let lower = text.to_ascii_lowercase();
-    for marker in ["msg ", "error: ", "error "] {
-        let mut from = 0;
-        while let Some(found) = lower[from..].find(marker) {
-            let start = from + found + marker.len();
-            let digits: String = text[start..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            if digits.len() >= 3 {
-                if let Ok(number) = digits.parse::<u32>() {
-                    return Some(SqlError {
-                        number,
-                        message: text.trim().to_owned(),
-                    });
-                }
-            }
-            from = start;
+/// The error number an Agent job step's message gives for its failure: the first
+/// `(Error n)` that is not 3013, else 3013 itself.
+pub fn agent_error_in(message: &str) -> Option<u32> {
+    let mut terminating = false;
+    for (at, _) in message.match_indices("(Error ") {
+        let digits: String = message[at + 7..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        match digits.parse::<u32>() {
+            Ok(RESTORE_TERMINATING) => terminating = true,
+            Ok(number) => return Some(number),
+            Err(_) => {}
         }
     }
-    None
+    terminating.then_some(RESTORE_TERMINATING)
+}
+
+/// `s3://endpoint/bucket` of a path-style URL (what a credential is named after).
+fn bucket_prefix(url: &str) -> &str {
+    let rest = url.strip_prefix("s3://").unwrap_or(url);
+    let end = rest
+        .match_indices('/')
+        .nth(1)
+        .map_or(rest.len(), |(i, _)| i);
+    &url[..url.len() - rest.len() + end]
+}
+
+/// "… permission was denied" (VIEW SERVER STATE missing): 297 / 300.
+fn is_permission_error(number: u32) -> bool {
+    matches!(number, 297 | 300)
 }
 
 #[cfg(test)]
@@ -331,14 +526,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sql_errors_are_found_in_rds_task_info() {
-        let info = "[2026-11-29 03:00:00.000] Task execution has started.\n[2026-11-29 03:00:01.000] Aborted the task because of a task failure or a concurrent RESTORE_DB request.\nMsg 3154, Level 16, State 4: The backup set holds a backup of a database other than the existing 'Sales' database.";
-        let error = sql_error_in(info).expect("found");
-        assert_eq!(error.number, 3154);
-        assert!(sql_error_in("Task execution has started.").is_none());
+    fn the_agent_step_message_names_the_error_before_3013() {
+        let message = "Executed as user: NT SERVICE\\SQLSERVERAGENT. Cannot open backup device 's3://h/b/k.bak'. Operating system error 50(The request is not supported.). [SQLSTATE 42000] (Error 3201)  RESTORE DATABASE is terminating abnormally. [SQLSTATE 42000] (Error 3013).  The step failed.";
+        assert_eq!(agent_error_in(message), Some(3201));
         assert_eq!(
-            sql_error_in("RESTORE failed with error 4305.").map(|e| e.number),
-            Some(4305)
+            agent_error_in("RESTORE LOG is terminating abnormally. [SQLSTATE 42000] (Error 3013).  The step failed."),
+            Some(3013)
         );
+        assert_eq!(agent_error_in("The step failed."), None);
+    }
+
+    #[test]
+    fn credentials_are_named_after_the_bucket_of_the_url() {
+        assert_eq!(
+            bucket_prefix("s3://s3.eu-west-1.amazonaws.com/uploads/Sales/full.bak"),
+            "s3://s3.eu-west-1.amazonaws.com/uploads"
+        );
+        assert_eq!(bucket_prefix("s3://minio:9000/b"), "s3://minio:9000/b");
     }
 }

@@ -26,11 +26,7 @@ fn db(name: &str) -> DatabaseName {
 }
 
 fn request(name: &str, kind: BackupKind, source: RestoreSource) -> RestoreRequest {
-    RestoreRequest {
-        database: db(name),
-        kind,
-        sources: vec![source],
-    }
+    RestoreRequest::new(db(name), kind, vec![source])
 }
 
 fn arn(key: &str) -> RestoreSource {

@@ -97,6 +97,7 @@ async fn measure(
         config: ValidateConfig {
             target: "2022".parse()?,
             policy: VersionPolicy::NotNewer,
+            location: bakdrop_core::source::SourceLocation::rds(None),
         },
     });
     let counts = Arc::new(Counts::default());

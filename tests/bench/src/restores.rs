@@ -105,7 +105,7 @@ async fn measure(
         target: bakdrop_tests::tds::emulator_target(addr.port(), Dialect::Rds),
         config: RestoreConfig {
             dialect: Dialect::Rds,
-            location: SourceLocation::S3Arn,
+            location: SourceLocation::rds(None),
             policy: VersionPolicy::NotNewer,
             poll_interval: plan.poll_interval,
             busy_retry: plan.poll_interval,
@@ -118,6 +118,7 @@ async fn measure(
         config: ValidateConfig {
             target: "2022".parse()?,
             policy: VersionPolicy::NotNewer,
+            location: bakdrop_core::source::SourceLocation::rds(None),
         },
     };
     // Setup (not timed): upload and validate a full and a log per migration.

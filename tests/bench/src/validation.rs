@@ -265,6 +265,7 @@ async fn validate_once(
         config: ValidateConfig {
             target: "2022".parse()?,
             policy: VersionPolicy::NotNewer,
+            location: bakdrop_core::source::SourceLocation::rds(None),
         },
     };
     let started = Instant::now();

@@ -23,6 +23,7 @@ pub fn guid(n: u128) -> Uuid {
 /// A header of one backup set (one file of `family_count`).
 pub fn header(kind: BackupKind, set: u128, first: u64, last: u64) -> HeaderSummary {
     HeaderSummary {
+        files: Vec::new(),
         backup_type: kind,
         copy_only: None,
         source_database: "src".into(),
