@@ -277,10 +277,15 @@ fn plan_json_gives_full_then_differential_then_logs() {
         .collect();
     assert_eq!(files, EXPECTED_ORDER);
     assert_eq!(steps[2]["first_lsn"], "39000000058800001");
-    assert!(steps[0]["sql"]
-        .as_str()
-        .unwrap_or("")
-        .starts_with("RESTORE DATABASE [RestoreTimeClean] FROM DISK = N'/"));
+    let full = steps[0]["sql"].as_str().unwrap_or("");
+    assert!(
+        full.starts_with("DECLARE @db sysname = N'RestoreTimeClean', @s1 nvarchar(4000) = N'/"),
+        "{full}"
+    );
+    assert!(
+        full.contains("RESTORE DATABASE @db FROM DISK = @s1 WITH NORECOVERY, MOVE @m1 TO @p1, MOVE @m2 TO @p2, STATS = 5"),
+        "{full}"
+    );
     assert_eq!(plan["skipped"].as_array().map(Vec::len), Some(3), "{plan}");
 
     let rds = bakdrop(&["plan", &drop.dir.display().to_string()]);
@@ -466,4 +471,109 @@ fn a_closed_stdout_pipe_ends_bakdrop_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
+}
+
+/// A native plan of every fixture (the Done-when of the real-targets issue): a `MOVE` for each
+/// logical file of a full backup, `CHECKSUM` exactly for backups that have checksums, and two
+/// target names for one backup never share a physical file name.
+#[test]
+fn native_plans_move_every_file_and_verify_checksums_only_where_the_backup_has_them() {
+    let out = bakdrop(&["plan", FIXTURES, "--dialect", "native", "--json"]);
+    assert!(matches!(out.status.code(), Some(0 | 2)), "{}", text(&out));
+    let plans = json(&out);
+    let mut names: Vec<String> = std::fs::read_dir(FIXTURES)
+        .expect("fixtures")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".bak") || n.ends_with(".trn"))
+        .map(|n| format!("{FIXTURES}/{n}"))
+        .collect();
+    names.sort();
+    let mut args = vec!["inspect", "--json"];
+    args.extend(names.iter().map(String::as_str));
+    let inspected = json(&bakdrop(&args));
+    let header = |file: &str| -> &Value {
+        let name = Path::new(file)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("");
+        inspected
+            .as_array()
+            .and_then(|all| {
+                all.iter()
+                    .find(|i| i["path"].as_str().is_some_and(|p| p.ends_with(name)))
+            })
+            .map(|i| &i["backup"]["sets"][0])
+            .unwrap_or_else(|| panic!("{name} not inspected: {inspected}"))
+    };
+    let mut fulls = 0;
+    for plan in plans.as_array().expect("plans") {
+        for step in plan["steps"].as_array().expect("steps") {
+            let sql = step["sql"].as_str().expect("sql");
+            let first = step["files"][0].as_str().expect("file");
+            let set = header(first);
+            let checksums = set["has_checksums"].as_bool().expect("has_checksums");
+            assert_eq!(sql.contains("CHECKSUM"), checksums, "{first}: {sql}");
+            if step["backup_type"] == "full" {
+                fulls += 1;
+                let files = set["files"].as_array().expect("files");
+                for (i, f) in files.iter().enumerate() {
+                    let logical = f["logical_name"].as_str().expect("logical");
+                    let n = i + 1;
+                    assert!(
+                        sql.contains(&format!(
+                            "@m{n} sysname = N'{}'",
+                            logical.replace('\'', "''")
+                        )),
+                        "{first}: no MOVE for {logical}: {sql}"
+                    );
+                    assert!(sql.contains(&format!("MOVE @m{n} TO @p{n}")), "{sql}");
+                    // Windows paths of the source never reach the (Linux default) target.
+                    let source_path = f["physical_name"].as_str().expect("physical");
+                    assert!(!sql.contains(source_path), "{sql}");
+                }
+                assert_eq!(sql.matches("MOVE @m").count(), files.len(), "{sql}");
+            } else {
+                assert!(!sql.contains("MOVE"), "{sql}");
+            }
+        }
+    }
+    assert!(fulls >= 8, "only {fulls} full backups planned");
+
+    // One backup, two target databases: no physical file in common.
+    let full = format!("{FIXTURES}/sql2016_full_RestoreTimeClean.bak");
+    let physical = |database: &str| -> Vec<String> {
+        let out = bakdrop(&[
+            "plan",
+            &full,
+            "--dialect",
+            "native",
+            "--json",
+            "--database",
+            database,
+            "--data-dir",
+            "/data",
+            "--log-dir",
+            "/log",
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        let sql = json(&out)[0]["steps"][0]["sql"]
+            .as_str()
+            .expect("sql")
+            .to_owned();
+        sql.split("nvarchar(4000) = N'")
+            .skip(2) // @s1, the backup itself
+            .map(|rest| rest.split('\'').next().unwrap_or("").to_owned())
+            .collect()
+    };
+    let (a, b) = (physical("Sales"), physical("Sales_copy"));
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert!(
+        a[0].starts_with("/data/Sales_RestoreTimeClean_") && a[0].ends_with(".mdf"),
+        "{a:?}"
+    );
+    assert!(
+        a[1].starts_with("/log/Sales_RestoreTimeClean_log_") && a[1].ends_with(".ldf"),
+        "{a:?}"
+    );
+    assert!(a.iter().all(|p| !b.contains(p)), "{a:?} vs {b:?}");
 }

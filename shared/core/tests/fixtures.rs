@@ -1514,3 +1514,40 @@ fn a_log_backup_with_a_tail_log_flag_reads_as_a_tail_log_backup() {
         );
     }
 }
+
+/// MANIFEST.md, the 2019 and 2022 fixtures: `files: FileId 1 type D …; FileId 2 type L …`. The
+/// SFIN flags bit that marks the log on the older fixtures is clear on the log of two of these.
+#[test]
+fn the_2019_and_2022_file_lists_read_as_the_manifest_gives_them() {
+    let cases = [
+        (
+            "sql2019_full_School.bak",
+            "School",
+            "C:\\Program Files\\Microsoft SQL Server\\MSSQL15.MSSQLSERVER\\MSSQL\\DATA\\School.mdf",
+        ),
+        ("sql2022_full_QuanLyBanHang.bak", "QuanLyBanHang", ""),
+        ("sql2022_compressed_full_Library.bak", "Library", ""),
+    ];
+    for (file, logical, physical) in cases {
+        let data = read(file);
+        let head = &data[..data.len().min(HEAD_LIMIT)];
+        let got = parse(head, None, data.len() as u64).unwrap_or_else(|e| panic!("{file}: {e}"));
+        let files: Vec<(u32, FileType, &str)> = got.sets[0]
+            .files
+            .iter()
+            .map(|f| (f.file_id, f.file_type, f.logical_name.as_str()))
+            .collect();
+        let log = format!("{logical}_log");
+        assert_eq!(
+            files,
+            [
+                (1, FileType::Data, logical),
+                (2, FileType::Log, log.as_str())
+            ],
+            "{file}"
+        );
+        if !physical.is_empty() {
+            assert_eq!(got.sets[0].files[0].physical_name, physical, "{file}");
+        }
+    }
+}

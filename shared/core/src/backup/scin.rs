@@ -29,8 +29,11 @@ const MAX_FILES: usize = 32_767;
 const FLAG_CHECKSUMS: u32 = 0x10;
 /// `SCIN` flags: a tail-log backup (any of its three kinds).
 const FLAGS_TAIL_LOG: u32 = 0x40 | 0x80 | 0x100;
-/// `SFIN` flag: the file is the transaction log.
-const SFIN_LOG: u32 = 0x8;
+/// `SFIN` file type (u32 at 0x1c): 1 for a data file, 2 for the log on every fixture, as
+/// `RESTORE FILELISTONLY`'s `Type` (D / L) in MANIFEST.md. (The flags bit 0x8 marks the log on
+/// most fixtures but not on the 2019 and 2022-compressed ones.) Types this reader has never seen
+/// (FILESTREAM and full-text containers) are reported as data.
+const SFIN_TYPE_LOG: u32 = 2;
 
 /// The decoded `SCIN` record and the file list that follows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,7 +233,7 @@ fn parse_sfin(r: &[u8], at: usize) -> Result<FileEntry, Fault> {
         return Err(damaged("SFIN (database file) record is too short", at));
     }
     let d = |_f: Fault| damaged("SFIN (database file) record is too short", at);
-    let flags = u32_at(r, 0x08).map_err(d)?;
+    let file_type = u32_at(r, 0x1c).map_err(d)?;
     Ok(FileEntry {
         logical_name: record_string(
             r,
@@ -244,7 +247,7 @@ fn parse_sfin(r: &[u8], at: usize) -> Result<FileEntry, Fault> {
             at,
             "SFIN record's physical file name lies outside it",
         )?,
-        file_type: if flags & SFIN_LOG != 0 {
+        file_type: if file_type == SFIN_TYPE_LOG {
             FileType::Log
         } else {
             FileType::Data
