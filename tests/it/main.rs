@@ -3,6 +3,7 @@
 
 mod adapters;
 mod local_stack;
+mod real_server;
 mod restore;
 mod robustness;
 mod validate_upload;
