@@ -90,16 +90,22 @@
 //! **4326**. A new database appears as RESTORING while its full restore runs and disappears if it
 //! fails.
 
+pub mod agent;
 pub mod exec;
+pub mod fs;
+pub mod parse;
 pub mod procs;
+pub mod query;
+pub mod rds;
 pub mod restore;
 pub mod sql;
 pub mod state;
 pub mod tables;
 
 pub use state::{
-    AgentJob, BackupInfo, BackupKind, ClockMode, Database, DatabaseState, JobHistory, Lifecycle,
-    RdsTask, RecordedRequest, RestoreRecord, ScriptedFailure, ServerInfo, State,
+    AgentJob, AgentSession, BackupFileInfo, BackupInfo, BackupKind, ClockMode, Database,
+    DatabaseState, FileKind, JobActivity, JobHistory, Lifecycle, Platform, RdsTask,
+    RecordedRequest, Release, RestoreRecord, ScriptedFailure, ServerInfo, State, RELEASES,
 };
 
 use crate::protocol::{
@@ -129,9 +135,20 @@ impl SqlServerEmulator {
         Self::new(ServerInfo::rds_2022())
     }
 
-    /// SQL Server 2022 on EC2 / on premises (native RESTORE and Agent jobs, no RDS procedures).
+    /// SQL Server 2022 on Linux, EC2 or on premises (native RESTORE and Agent jobs, no RDS
+    /// procedures).
     pub fn native() -> Self {
         Self::new(ServerInfo::native_2022())
+    }
+
+    /// SQL Server 2022 Express on Linux (`EngineEdition` 4): no SQL Server Agent.
+    pub fn native_express() -> Self {
+        Self::new(ServerInfo::native_2022_express())
+    }
+
+    /// What the server says about itself.
+    pub fn server_info(&self) -> ServerInfo {
+        self.lock().server.clone()
     }
 
     /// Starts a TDS server on `127.0.0.1:0` answering with this emulator.
@@ -222,12 +239,93 @@ impl SqlServerEmulator {
         });
     }
 
-    /// Tells the emulator what a source (S3 ARN, URL or disk path, exactly as it will be sent)
-    /// holds, enabling version and LSN-chain checks for it.
+    /// Makes a backup medium exist: what a source (disk path, URL or S3 ARN, matched exactly as
+    /// it will be sent) holds, as RESTORE HEADERONLY and FILELISTONLY would describe it. A source
+    /// that is not registered does not exist (3201, or an RDS task in ERROR).
     pub fn register_backup(&self, source: &str, info: BackupInfo) {
         self.with_state(|s| {
             s.backups.insert(source.to_string(), info);
         });
+    }
+
+    /// Adds a directory (and its parents) to the server's file system.
+    pub fn add_directory(&self, path: &str) {
+        self.with_state(|s| s.add_directory(path));
+    }
+
+    /// Sets the physical files a database uses (they are then in use: error 1834 for a restore
+    /// that would overwrite them).
+    pub fn set_database_files(&self, database: &str, files: &[&str]) {
+        self.with_state(|s| {
+            if let Some(db) = s.databases.get_mut(&database.to_lowercase()) {
+                db.files = files.iter().map(|f| (*f).to_string()).collect();
+            }
+        });
+    }
+
+    /// Adds a server credential (`sys.credentials`), e.g. `s3://host:9000/bucket`.
+    pub fn add_credential(&self, name: &str) {
+        self.with_state(|s| {
+            if !s.credentials.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+                s.credentials.push(name.to_string());
+            }
+        });
+    }
+
+    /// Places an S3 bucket in a Region (others are in the server's Region).
+    pub fn set_bucket_region(&self, bucket: &str, region: &str) {
+        self.with_state(|s| {
+            s.bucket_regions
+                .insert(bucket.to_string(), region.to_string());
+        });
+    }
+
+    /// Starts or stops SQL Server Agent. Starting begins a new Agent session (a `syssessions`
+    /// row); stopping kills running jobs (their activity rows keep no stop date). An edition
+    /// without Agent (Express) ignores a start.
+    pub fn set_agent_running(&self, running: bool) {
+        self.with_state(|s| match (running, s.agent_running) {
+            (true, false) => s.start_agent(),
+            (false, true) => s.stop_agent(),
+            _ => {}
+        });
+    }
+
+    /// Restarts SQL Server Agent the way an unplanned stop and a start do: a new Agent session;
+    /// jobs that were running die, leaving stale activity rows in the old session.
+    pub fn restart_agent(&self) {
+        self.with_state(|s| {
+            s.stop_agent();
+            s.start_agent();
+        });
+    }
+
+    /// Gives or takes the login's VIEW SERVER STATE: without it, `sys.dm_exec_requests` and
+    /// `sys.dm_exec_sessions` show only the caller's own session and `sys.dm_server_services`
+    /// is refused (300).
+    pub fn set_view_server_state(&self, granted: bool) {
+        self.with_state(|s| s.view_server_state = granted);
+    }
+
+    /// Whether `rds_restore_database`/`rds_restore_log` return a row describing the new task
+    /// (RDS does not document a result set; default `true`).
+    pub fn set_rds_submit_returns_row(&self, returns_row: bool) {
+        self.with_state(|s| s.rds_submit_returns_row = returns_row);
+    }
+
+    /// How long a `FINISH_RESTORE` task stays IN_PROGRESS (default 2 s).
+    pub fn set_finish_duration(&self, duration: Duration) {
+        self.with_state(|s| s.finish_duration = duration);
+    }
+
+    /// `msdb.dbo.syssessions` rows.
+    pub fn agent_sessions(&self) -> Vec<AgentSession> {
+        self.with_state(|s| s.agent_sessions.clone())
+    }
+
+    /// `msdb.dbo.sysjobactivity` rows.
+    pub fn job_activity(&self) -> Vec<JobActivity> {
+        self.with_state(|s| s.job_activity.clone())
     }
 
     /// Every request received so far.
@@ -253,17 +351,9 @@ impl SqlServerEmulator {
             let Ok(stmts) = exec::parse_batch(&t) else {
                 continue;
             };
-            for st in stmts {
-                let names = match st {
-                    exec::Stmt::Restore(r) => vec![r.database],
-                    exec::Stmt::DropDatabase { names, .. } => names,
-                    exec::Stmt::Use(n) => vec![n],
-                    _ => Vec::new(),
-                };
-                for n in names {
-                    if n.quoted.last() == Some(&false) {
-                        out.push(n.last().to_string());
-                    }
+            for n in exec::database_names(&stmts) {
+                if n.quoted.last() == Some(&false) {
+                    out.push(n.last().to_string());
                 }
             }
         }
