@@ -49,16 +49,10 @@ fn is_alert_token(name: &str) -> bool {
 fn token_value(state: &State, job: &AgentJob, step: &JobStep, name: &str) -> Option<String> {
     let now = state.datetime(state.now());
     let date = |d: time::PrimitiveDateTime| {
-        format!(
-            "{:04}{:02}{:02}",
-            d.year(),
-            u8::from(d.month()),
-            d.day()
-        )
+        format!("{:04}{:02}{:02}", d.year(), u8::from(d.month()), d.day())
     };
-    let clock = |d: time::PrimitiveDateTime| {
-        format!("{:02}{:02}{:02}", d.hour(), d.minute(), d.second())
-    };
+    let clock =
+        |d: time::PrimitiveDateTime| format!("{:02}{:02}{:02}", d.hour(), d.minute(), d.second());
     let started = state.datetime(job.last_start.unwrap_or(state.now()));
     let linux = state.server.platform == super::state::Platform::Linux;
     Some(match name {
@@ -156,7 +150,7 @@ pub fn replace_tokens(
 }
 
 /// The activity row of a job in the current Agent session (created when missing).
-fn activity_mut<'s>(state: &'s mut State, job_id: [u8; 16]) -> Option<&'s mut JobActivity> {
+fn activity_mut(state: &mut State, job_id: [u8; 16]) -> Option<&mut JobActivity> {
     let session_id = state.agent_session_id()?;
     let pos = state
         .job_activity
@@ -203,8 +197,7 @@ pub fn start_job(state: &mut State, key: &str) {
         j.last_start = Some(now);
     }
     let job = state.jobs.get(key).cloned().unwrap_or(job);
-    let (op, immediate, start_failure) = match replace_tokens(state, &job, &step, &step.command)
-    {
+    let (op, immediate, start_failure) = match replace_tokens(state, &job, &step, &step.command) {
         Err(reason) => (None, Ok(()), Some(reason)),
         Ok(command) => {
             let mut session = Session {
@@ -388,8 +381,9 @@ pub fn advance(state: &mut State) {
             .and_then(|j| j.steps.first())
             .map_or(1, |s| s.step_id);
         if let Some(reason) = &run.start_failure {
-            let text =
-                format!("Unable to start execution of step {step_id} (reason: {reason}).  The step failed.");
+            let text = format!(
+                "Unable to start execution of step {step_id} (reason: {reason}).  The step failed."
+            );
             finish_job(state, &key, run.requested_at, 0, 0, 0, text);
             continue;
         }

@@ -185,12 +185,7 @@ fn run_stmt(ctx: &mut Ctx<'_>, stmt: &Stmt, in_try: bool, reply: &mut Reply) -> 
 
 /// A statement failed: inside TRY its errors go to CATCH (and nothing of them to the client);
 /// outside, the client sees them and the batch goes on.
-fn statement_failed(
-    errors: Vec<ServerMessage>,
-    in_try: bool,
-    r: Reply,
-    reply: &mut Reply,
-) -> Flow {
+fn statement_failed(errors: Vec<ServerMessage>, in_try: bool, r: Reply, reply: &mut Reply) -> Flow {
     if in_try {
         for p in r.parts {
             if !matches!(p, ReplyPart::Error(_)) {

@@ -378,7 +378,11 @@ fn exec_stmt(c: &mut Cursor<'_>) -> Result<Stmt, ServerMessage> {
             // A procedure argument is a constant, a variable or a bare word (read as a string);
             // SQL Server refuses expressions there.
             let value = match c.peek() {
-                Some(Tok::Ident(w)) if !w.eq_ignore_ascii_case("null") && c.peek2() != Some(&Tok::Punct('(')) && c.peek2() != Some(&Tok::Punct('.')) => {
+                Some(Tok::Ident(w))
+                    if !w.eq_ignore_ascii_case("null")
+                        && c.peek2() != Some(&Tok::Punct('('))
+                        && c.peek2() != Some(&Tok::Punct('.')) =>
+                {
                     let w = w.clone();
                     c.next_tok();
                     Expr::Lit(crate::protocol::Value::text(w))
@@ -750,7 +754,10 @@ mod tests {
         assert_eq!(r.sources.len(), 2);
         assert_eq!(r.moves.len(), 1);
         let names: Vec<&str> = r.options.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, vec!["norecovery", "checksum", "stats", "restore_options"]);
+        assert_eq!(
+            names,
+            vec!["norecovery", "checksum", "stats", "restore_options"]
+        );
     }
 
     #[test]
@@ -779,6 +786,9 @@ mod tests {
     #[test]
     fn procedure_arguments_cannot_be_expressions() {
         assert!(parse_batch("EXEC msdb.dbo.sp_add_job @job_name = N'a' + N'b'").is_err());
-        assert!(parse_batch("EXEC msdb.dbo.sp_add_jobstep @job_name = N'a', @subsystem = TSQL, @step_name = N's'").is_ok());
+        assert!(parse_batch(
+            "EXEC msdb.dbo.sp_add_jobstep @job_name = N'a', @subsystem = TSQL, @step_name = N's'"
+        )
+        .is_ok());
     }
 }

@@ -403,41 +403,42 @@ fn aggregate(
                 }
             }
         }
-        let (ty, v) = match f.as_str() {
-            "count" => {
-                let n = if *arg == Expr::Star {
-                    rows.len()
-                } else {
-                    values.len()
-                };
-                (SqlType::Int, Value::Int(n as i32))
-            }
-            f => {
-                let pick = if f == "max" {
-                    Ordering::Greater
-                } else {
-                    Ordering::Less
-                };
-                let best = values.into_iter().reduce(|x, y| {
-                    if compare(&y, &x) == Some(pick) {
-                        y
+        let (ty, v) =
+            match f.as_str() {
+                "count" => {
+                    let n = if *arg == Expr::Star {
+                        rows.len()
                     } else {
-                        x
-                    }
-                });
-                let ty = match arg {
-                    Expr::Col(name) => columns
-                        .iter()
-                        .find(|c| c.name.eq_ignore_ascii_case(name))
-                        .map(|c| c.ty)
-                        .ok_or_else(|| {
-                            ServerMessage::error(207, format!("Invalid column name '{name}'."))
-                        })?,
-                    _ => best.as_ref().map_or(SqlType::NVarChar, type_of),
-                };
-                (ty, best.unwrap_or(Value::Null))
-            }
-        };
+                        values.len()
+                    };
+                    (SqlType::Int, Value::Int(n as i32))
+                }
+                f => {
+                    let pick = if f == "max" {
+                        Ordering::Greater
+                    } else {
+                        Ordering::Less
+                    };
+                    let best = values.into_iter().reduce(|x, y| {
+                        if compare(&y, &x) == Some(pick) {
+                            y
+                        } else {
+                            x
+                        }
+                    });
+                    let ty = match arg {
+                        Expr::Col(name) => columns
+                            .iter()
+                            .find(|c| c.name.eq_ignore_ascii_case(name))
+                            .map(|c| c.ty)
+                            .ok_or_else(|| {
+                                ServerMessage::error(207, format!("Invalid column name '{name}'."))
+                            })?,
+                        _ => best.as_ref().map_or(SqlType::NVarChar, type_of),
+                    };
+                    (ty, best.unwrap_or(Value::Null))
+                }
+            };
         cols.push(Column::new(item_name(e, a), ty));
         out.push(v);
     }

@@ -159,7 +159,9 @@ pub fn finish(ctx: &mut Ctx<'_>, db: &str) -> Result<Reply, ServerMessage> {
     let Some(state_now) = ctx.state.database(db).map(|d| d.state) else {
         return Err(ServerMessage::error(
             911,
-            format!("Database '{db}' does not exist. Make sure that the name is entered correctly."),
+            format!(
+                "Database '{db}' does not exist. Make sure that the name is entered correctly."
+            ),
         ));
     };
     if ctx
@@ -178,7 +180,10 @@ pub fn finish(ctx: &mut Ctx<'_>, db: &str) -> Result<Reply, ServerMessage> {
             "The log or differential backup cannot be restored because no files are ready to rollforward.",
         ));
     }
-    let name = ctx.state.database(db).map_or(db.to_string(), |d| d.name.clone());
+    let name = ctx
+        .state
+        .database(db)
+        .map_or(db.to_string(), |d| d.name.clone());
     let session_id = ctx.state.new_session_id();
     let op = RestoreOp {
         database: name,
@@ -271,7 +276,9 @@ fn next_event(state: &State, clock: Duration, now: Duration) -> Option<(Duration
     let mut first_queued = true;
     for (i, t) in state.rds_tasks.iter().enumerate() {
         match t.lifecycle {
-            Lifecycle::CancelRequested => consider(t.last_updated + state.rds_queue_delay, i, Event::Cancel),
+            Lifecycle::CancelRequested => {
+                consider(t.last_updated + state.rds_queue_delay, i, Event::Cancel)
+            }
             Lifecycle::InProgress => consider(t.op.started_at + t.op.duration, i, Event::End),
             Lifecycle::Created if slots_free && first_queued => {
                 first_queued = false;
@@ -347,7 +354,11 @@ pub fn advance(state: &mut State) {
                 if task.op.created_db {
                     state.databases.remove(&task.op.database.to_lowercase());
                 }
-                let info = format!("{}{} Task has been cancelled.\n", task.task_info, stamp(state, at));
+                let info = format!(
+                    "{}{} Task has been cancelled.\n",
+                    task.task_info,
+                    stamp(state, at)
+                );
                 let t = &mut state.rds_tasks[i];
                 t.lifecycle = Lifecycle::Cancelled;
                 t.last_updated = at;

@@ -90,7 +90,8 @@ pub const RDS_TOO_MANY_FILES: &str = "The Restore task is unable to restore from
 /// text ("The specified bucket does not exist") for a missing bucket.
 pub const RDS_NO_SUCH_KEY: &str = "The specified key does not exist.";
 /// Not documented as a message: assumed to be [RDSL]'s limitation sentence.
-pub const RDS_FILESTREAM: &str = "You can't restore a database that contains a FILESTREAM file group.";
+pub const RDS_FILESTREAM: &str =
+    "You can't restore a database that contains a FILESTREAM file group.";
 
 /// [RDSL] troubleshooting table.
 pub fn rds_already_exists(database: &str) -> String {
@@ -325,9 +326,11 @@ fn place_files(
             )
         };
         let dir_ok = fs::parent(&target).is_some_and(|d| state.directory_exists(&d));
+        // The database being overwritten (REPLACE, or its own restore sequence again) frees its
+        // files.
         let owner = state
             .file_owner(&target)
-            .filter(|d| !(req.replace && d.name.eq_ignore_ascii_case(&req.database)))
+            .filter(|d| !d.name.eq_ignore_ascii_case(&req.database))
             .map(|d| d.name.clone());
         let twin = targets
             .iter()
@@ -441,7 +444,11 @@ fn check(state: &State, req: &RestoreRequest, dialect: Dialect) -> Result<Plan, 
         match dialect {
             Dialect::Native => Some(place_files(state, req, info)?),
             Dialect::Rds => {
-                if info.files.iter().any(|f| f.file_type == FileKind::Filestream) {
+                if info
+                    .files
+                    .iter()
+                    .any(|f| f.file_type == FileKind::Filestream)
+                {
                     return Err(Failure::Rds(RDS_FILESTREAM.to_string()));
                 }
                 Some(rds_files(state, &req.database, info))
@@ -507,7 +514,8 @@ pub fn plan(
         Err(Failure::Rds(text)) => (Err(vec![ServerMessage::error(50000, text)]), None),
     };
     let db_key = req.database.to_lowercase();
-    let created_db = outcome.is_ok() && kind == BackupKind::Full && state.database(&req.database).is_none();
+    let created_db =
+        outcome.is_ok() && kind == BackupKind::Full && state.database(&req.database).is_none();
     if outcome.is_ok() && kind == BackupKind::Full {
         if created_db {
             state.add_database(&req.database, DatabaseState::Restoring);

@@ -441,7 +441,11 @@ impl BackupInfo {
     pub fn new(kind: BackupKind, database_name: &str) -> Self {
         let dir = "C:\\Program Files\\Microsoft SQL Server\\MSSQL16.MSSQLSERVER\\MSSQL\\DATA\\";
         let mut guid = [0u8; 16];
-        for (i, b) in database_name.bytes().chain(kind_tag(kind).bytes()).enumerate() {
+        for (i, b) in database_name
+            .bytes()
+            .chain(kind_tag(kind).bytes())
+            .enumerate()
+        {
             guid[i % 16] = guid[i % 16].wrapping_mul(31).wrapping_add(b);
         }
         Self {
@@ -867,7 +871,7 @@ impl State {
     /// Whether a directory exists (either separator; case rules of the platform).
     pub fn directory_exists(&self, path: &str) -> bool {
         let want = super::fs::normalise(self.server.platform, path);
-        self.directories.iter().any(|d| *d == want)
+        self.directories.contains(&want)
     }
 
     /// The database using this physical file (or FILESTREAM directory), if any.

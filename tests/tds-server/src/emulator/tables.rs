@@ -107,10 +107,6 @@ fn visible(ctx: &Ctx<'_>, session_id: i32) -> bool {
 /// # Errors
 /// 300 for `sys.dm_server_services` without VIEW SERVER STATE.
 pub fn table(ctx: &Ctx<'_>, name: &ObjName) -> Result<Option<Table>, ServerMessage> {
-    Ok(lookup(ctx, name)?)
-}
-
-fn lookup(ctx: &Ctx<'_>, name: &ObjName) -> Result<Option<Table>, ServerMessage> {
     let canonical = name.canonical();
     // msdb tables answer to `msdb.dbo.x` / `msdb..x`, or `dbo.x` / `x` while in msdb.
     let in_msdb = ctx.session.database.eq_ignore_ascii_case("msdb");
@@ -222,11 +218,9 @@ fn lookup(ctx: &Ctx<'_>, name: &ObjName) -> Result<Option<Table>, ServerMessage>
                 db_id(ctx, &ctx.session.database),
                 Value::Bit(true),
             ]];
-            let agent_start = ctx
-                .state
-                .agent_sessions
-                .last()
-                .map_or(login.clone(), |a| Value::DateTime(ctx.state.datetime(a.started_at)));
+            let agent_start = ctx.state.agent_sessions.last().map_or(login.clone(), |a| {
+                Value::DateTime(ctx.state.datetime(a.started_at))
+            });
             for (spid, program) in ctx.state.agent_spids.iter().zip(agent::AGENT_PROGRAMS) {
                 if visible(ctx, *spid) {
                     rows.push(vec![
