@@ -94,7 +94,7 @@ fn run_stmts(ctx: &mut Ctx<'_>, stmts: &[Stmt], in_try: bool, reply: &mut Reply)
 }
 
 /// An error raised by the batch itself (THROW): to CATCH inside TRY, else to the client, ending
-/// the batch ([THROW]: "If a TRY...CATCH construct isn't available, the statement batch is
+/// the batch (`[THROW]`: "If a TRY...CATCH construct isn't available, the statement batch is
 /// terminated").
 fn raise(error: ServerMessage, in_try: bool, reply: &mut Reply) -> Flow {
     if in_try {
@@ -380,7 +380,7 @@ fn text_of(v: Value) -> String {
 /// The Region in `RESTORE_OPTIONS = '{"s3": {"region":"…"}}'`.
 ///
 /// # Errors
-/// 3217 when the value is not such a JSON object (the number is [E3]'s "Invalid value specified
+/// 3217 when the value is not such a JSON object (the number is `[E3]`'s "Invalid value specified
 /// for %ls parameter."; that SQL Server uses it here is assumed).
 pub fn options_region(json: &str) -> Result<Option<String>, ServerMessage> {
     let invalid = || {

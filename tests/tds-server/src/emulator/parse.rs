@@ -122,7 +122,7 @@ impl RestoreStmt {
 }
 
 /// The `WITH` options of `RESTORE` in RESTORE Arguments (Transact-SQL), plus `RESTORE_OPTIONS`
-/// and `RESTORE_OPTION` (both spellings appear in [S3]).
+/// and `RESTORE_OPTION` (both spellings appear in `[S3]`).
 const RESTORE_OPTIONS: &[&str] = &[
     "recovery",
     "norecovery",

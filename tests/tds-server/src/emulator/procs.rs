@@ -310,7 +310,7 @@ fn rds_restore_database(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerM
 fn rds_restore_log(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
     let db = text_arg(args, "restore_db_name").unwrap_or_default();
     let arn = text_arg(args, "s3_arn_to_restore_from").unwrap_or_default();
-    // [RDS]: `@with_norecovery` "defaults to 1" for rds_restore_log.
+    // `[RDS]`: `@with_norecovery` "defaults to 1" for rds_restore_log.
     let norecovery = int_arg(args, "with_norecovery").unwrap_or(1) != 0;
     let mut req = RestoreRequest::new(&db, true, vec![arn], !norecovery);
     req.declared = Some(BackupKind::Log);
@@ -329,13 +329,13 @@ pub fn task_status_columns() -> Vec<Column> {
         Column::new("task_type", SqlType::NVarChar),
         Column::new("database_name", SqlType::NVarChar),
         Column::new("% complete", SqlType::Int),
-        Column::new("duration(mins)", SqlType::Int),
+        Column::new("duration (mins)", SqlType::Int),
         Column::new("lifecycle", SqlType::NVarChar),
         Column::new("task_info", SqlType::NVarChar),
         Column::new("last_updated", SqlType::DateTime),
         Column::new("created_at", SqlType::DateTime),
         Column::new("S3_object_arn", SqlType::NVarChar),
-        Column::new("overwrite_S3_backup_file", SqlType::Int),
+        Column::new("overwrite_s3_backup_file", SqlType::Int),
         Column::new("KMS_master_key_arn", SqlType::NVarChar),
         Column::new("filepath", SqlType::NVarChar),
         Column::new("overwrite_file", SqlType::Int),

@@ -1,5 +1,5 @@
 //! Amazon RDS native restore tasks: submitting (`rds_restore_database`, `rds_restore_log`,
-//! `rds_finish_restore`), cancelling, and the task queue over simulated time ([S3I]: tasks share
+//! `rds_finish_restore`), cancelling, and the task queue over simulated time (`[S3I]`: tasks share
 //! one queue with at most two in progress; the rest stay CREATED until a slot frees).
 
 use super::exec::Ctx;
@@ -55,8 +55,8 @@ fn stamp(state: &State, at: Duration) -> String {
 /// Submits a restore task.
 ///
 /// # Errors
-/// 50000: a reserved database name, an empty ARN ([RDS] "S3 ARN prefix cannot be empty"), an ARN
-/// outside the Region's partition, a database with a pending task WITH RECOVERY ([RDS] "You can't
+/// 50000: a reserved database name, an empty ARN (`[RDS]` "S3 ARN prefix cannot be empty"), an ARN
+/// outside the Region's partition, a database with a pending task WITH RECOVERY (`[RDS]` "You can't
 /// submit a restore task for a database that already has a pending restore task with
 /// RECOVERY"; texts assumed except the first documented one).
 pub fn submit(
@@ -204,7 +204,7 @@ pub fn finish(ctx: &mut Ctx<'_>, db: &str) -> Result<Reply, ServerMessage> {
 /// `rds_cancel_task`.
 ///
 /// # Errors
-/// 50000: unknown task, a task no longer active, a `FINISH_RESTORE` task ([RDS] "You can't cancel
+/// 50000: unknown task, a task no longer active, a `FINISH_RESTORE` task (`[RDS]` "You can't cancel
 /// a FINISH_RESTORE task"; texts assumed).
 pub fn cancel(ctx: &mut Ctx<'_>, id: i64) -> Result<Reply, ServerMessage> {
     let now = ctx.state.now();

@@ -73,27 +73,27 @@ impl RestoreRequest {
     }
 }
 
-/// The Region S3 URLs are read from when `RESTORE_OPTIONS` names none ([S3]: "Default value is
+/// The Region S3 URLs are read from when `RESTORE_OPTIONS` names none (`[S3]`: "Default value is
 /// us-east-1").
 pub const DEFAULT_S3_REGION: &str = "us-east-1";
-/// [S3] "The total URL length is limited to 259 characters".
+/// `[S3]` "The total URL length is limited to 259 characters".
 pub const MAX_URL_CHARS: usize = 259;
-/// [RDSL] "You can't back up to or restore from more than 10 backup files at the same time".
+/// `[RDSL]` "You can't back up to or restore from more than 10 backup files at the same time".
 pub const RDS_MAX_FILES: usize = 10;
 
-/// [RDSL] troubleshooting table.
+/// `[RDSL]` troubleshooting table.
 pub const RDS_SAME_REGION: &str =
     "Please specify a bucket that is in the same region as RDS instance";
-/// [RDSL] troubleshooting table.
+/// `[RDSL]` troubleshooting table.
 pub const RDS_TOO_MANY_FILES: &str = "The Restore task is unable to restore from more than 10 backup file(s). Please reduce the number of files matched and try again.";
-/// Not documented: assumed to be S3's NoSuchKey text, as [RDSL] documents S3's NoSuchBucket
+/// Not documented: assumed to be S3's NoSuchKey text, as `[RDSL]` documents S3's NoSuchBucket
 /// text ("The specified bucket does not exist") for a missing bucket.
 pub const RDS_NO_SUCH_KEY: &str = "The specified key does not exist.";
-/// Not documented as a message: assumed to be [RDSL]'s limitation sentence.
+/// Not documented as a message: assumed to be `[RDSL]`'s limitation sentence.
 pub const RDS_FILESTREAM: &str =
     "You can't restore a database that contains a FILESTREAM file group.";
 
-/// [RDSL] troubleshooting table.
+/// `[RDSL]` troubleshooting table.
 pub fn rds_already_exists(database: &str) -> String {
     format!("Database '{database}' already exists. Two databases that differ only by case or accent are not allowed. Choose a different database name.")
 }
@@ -151,7 +151,7 @@ pub fn arn_bucket(arn: &str) -> String {
     after.split('/').next().unwrap_or_default().to_string()
 }
 
-/// The credential a URL uses ([S3T]: the most specific name that is the URL or a prefix of it
+/// The credential a URL uses (`[S3T]`: the most specific name that is the URL or a prefix of it
 /// ending at a `/`), or the one named `WITH CREDENTIAL`, if it exists.
 pub fn credential_for(state: &State, url: &str, named: Option<&str>) -> Option<String> {
     if let Some(n) = named {
@@ -179,13 +179,13 @@ fn open_native(state: &State, req: &RestoreRequest) -> Result<Vec<(String, Backu
     for src in &req.sources {
         if req.from_url {
             if src.chars().count() > MAX_URL_CHARS {
-                // [S3T] "Maximum length of URL" gives this text; the number is not documented
-                // (3057 is [E3]'s device-name-length error).
+                // `[S3T]` "Maximum length of URL" gives this text; the number is not documented
+                // (3057 is `[E3]`'s device-name-length error).
                 return Err(engine(3057, "SQL Server has a maximum limit of 259 characters for a backup device name. The BACKUP TO URL consumes 36 characters for the required elements used to specify the URL - 'https://.blob.core.windows.net//.bak', leaving 223 characters for account, container, and blob names put together'".to_string()));
             }
             if src.to_ascii_lowercase().starts_with("s3://") {
                 if !state.server.has_agent() {
-                    // [S3]: not supported in Express; the message is assumed.
+                    // `[S3]`: not supported in Express; the message is assumed.
                     return Err(cannot_open(src, "50(The request is not supported.)"));
                 }
                 if credential_for(state, src, req.credential.as_deref()).is_none() {
@@ -194,7 +194,7 @@ fn open_native(state: &State, req: &RestoreRequest) -> Result<Vec<(String, Backu
                 let wanted = req.region.as_deref().unwrap_or(DEFAULT_S3_REGION);
                 let bucket = url_bucket(state, src);
                 if !state.bucket_region(&bucket).eq_ignore_ascii_case(wanted) {
-                    // Assumed: [S3T] reports S3's signature rejections as OS error 5, and a
+                    // Assumed: `[S3T]` reports S3's signature rejections as OS error 5, and a
                     // wrong Region fails signature validation.
                     return Err(cannot_open(src, "5(Access is denied.)"));
                 }

@@ -1,4 +1,4 @@
-//! Virtual tables the emulator can `SELECT` from, built from [`State`](super::state::State) on
+//! Virtual tables the emulator can `SELECT` from, built from [`State`] on
 //! each query: `sys.databases`, `sys.credentials`, `sys.dm_exec_requests`,
 //! `sys.dm_exec_sessions`, `sys.dm_server_services`, `msdb.dbo.sysjobs`, `sysjobsteps`,
 //! `sysjobhistory`, `sysjobactivity`, `syssessions` and `restorehistory`.
@@ -39,7 +39,7 @@ fn agent_date_time(ctx: &Ctx<'_>, at: Duration) -> (i32, i32) {
 pub struct Running {
     /// The restore (its `session_id` is the session's).
     pub op: RestoreOp,
-    /// The database the request executes in ([DMV] `database_id`): the job step's
+    /// The database the request executes in (`[DMV]` `database_id`): the job step's
     /// `@database_name`; for RDS (not documented) assumed `master`.
     pub context: String,
     /// `program_name` of the session (`None` for RDS's own sessions, not documented).
@@ -96,7 +96,7 @@ fn db_id(ctx: &Ctx<'_>, name: &str) -> Value {
         .map_or(Value::Null, |d| Value::Int(d.database_id))
 }
 
-/// [DMV]: "If the user has VIEW SERVER STATE permission on the server, the user will see all
+/// `[DMV]`: "If the user has VIEW SERVER STATE permission on the server, the user will see all
 /// executing sessions … otherwise, the user will see only the current session."
 fn visible(ctx: &Ctx<'_>, session_id: i32) -> bool {
     ctx.state.view_server_state || session_id == i32::from(ctx.session.spid)
