@@ -154,6 +154,9 @@ fn run_stmt(ctx: &mut Ctx<'_>, stmt: &Stmt, in_try: bool, reply: &mut Reply) -> 
                     other => other.to_string(),
                 };
                 let state = eval(ctx, s, None)?.as_i64().unwrap_or(1);
+                if !(50000..=i64::from(i32::MAX)).contains(&number) {
+                    return Err(ServerMessage::error(35100, format!("Error number {number} in the THROW statement is outside the valid range. Specify an error number in the valid range of 50000 to 2147483647.")));
+                }
                 Ok::<_, ServerMessage>(
                     ServerMessage::error(u32::try_from(number).unwrap_or(50000), message)
                         .with_state(u8::try_from(state).unwrap_or(1)),

@@ -216,19 +216,63 @@ pub fn parse_batch(text: &str) -> Result<Vec<Stmt>, ServerMessage> {
     let toks = sql::tokenize(text)?;
     let mut c = Cursor::new(&toks);
     let mut out = Vec::new();
+    let mut terminated = true;
     loop {
-        while c.punct(';') {}
+        while c.punct(';') {
+            terminated = true;
+        }
         if c.at_end() {
             break;
         }
+        throw_needs_semicolon(&c, terminated)?;
         out.push(statement(&mut c)?);
-        after_statement(&mut c)?;
+        terminated = after_statement(&mut c)?;
     }
+    rethrow_only_in_catch(&out, false)?;
     Ok(out)
 }
 
-fn after_statement(c: &mut Cursor<'_>) -> Result<(), ServerMessage> {
-    if !c.at_end() && !c.punct(';') && !c.peek().is_some_and(starts_statement) {
+/// `THROW;` outside a CATCH block is a compile error (10704, level 15).
+fn rethrow_only_in_catch(stmts: &[Stmt], in_catch: bool) -> Result<(), ServerMessage> {
+    for st in stmts {
+        match st {
+            Stmt::Throw(None) if !in_catch => {
+                return Err(ServerMessage::error(10704, "To rethrow an error, a THROW statement must be used inside a CATCH block. Insert the THROW statement inside a CATCH block, or add error parameters to the THROW statement.").with_class(15));
+            }
+            Stmt::Try { body, catch } => {
+                rethrow_only_in_catch(body, in_catch)?;
+                rethrow_only_in_catch(catch, true)?;
+            }
+            Stmt::Block(b) => rethrow_only_in_catch(b, in_catch)?,
+            Stmt::If {
+                then, otherwise, ..
+            } => {
+                rethrow_only_in_catch(std::slice::from_ref(then), in_catch)?;
+                if let Some(o) = otherwise {
+                    rethrow_only_in_catch(std::slice::from_ref(o), in_catch)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether the statement just parsed ended with `;` (the next one must start otherwise).
+fn after_statement(c: &mut Cursor<'_>) -> Result<bool, ServerMessage> {
+    if c.punct(';') {
+        return Ok(true);
+    }
+    if !c.at_end() && !c.peek().is_some_and(starts_statement) {
+        return Err(c.error_here());
+    }
+    Ok(false)
+}
+
+/// THROW: "The statement before the THROW statement must be followed by the semicolon (;)
+/// statement terminator."
+fn throw_needs_semicolon(c: &Cursor<'_>, terminated: bool) -> Result<(), ServerMessage> {
+    if !terminated && c.peek().is_some_and(|t| t.is_kw("throw")) {
         return Err(c.error_here());
     }
     Ok(())
@@ -237,8 +281,11 @@ fn after_statement(c: &mut Cursor<'_>) -> Result<(), ServerMessage> {
 /// Statements up to `END` (`END TRY` / `END CATCH` when `word` is given), which is consumed.
 fn block(c: &mut Cursor<'_>, word: Option<&str>) -> Result<Vec<Stmt>, ServerMessage> {
     let mut out = Vec::new();
+    let mut terminated = true;
     loop {
-        while c.punct(';') {}
+        while c.punct(';') {
+            terminated = true;
+        }
         if c.at_end() {
             return Err(c.error_here());
         }
@@ -256,8 +303,9 @@ fn block(c: &mut Cursor<'_>, word: Option<&str>) -> Result<Vec<Stmt>, ServerMess
                 Some(_) => return Err(c.error_here()),
             }
         }
+        throw_needs_semicolon(c, terminated)?;
         out.push(statement(c)?);
-        after_statement(c)?;
+        terminated = after_statement(c)?;
     }
 }
 
@@ -781,6 +829,10 @@ mod tests {
         assert_eq!(body.len(), 1);
         assert!(matches!(catch[0], Stmt::If { .. }));
         assert_eq!(catch[1], Stmt::Throw(None));
+        assert!(
+            parse_batch("BEGIN TRY PRINT 1 END TRY BEGIN CATCH PRINT 2 THROW; END CATCH").is_err(),
+            "the statement before THROW needs its semicolon"
+        );
     }
 
     #[test]
