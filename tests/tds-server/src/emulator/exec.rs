@@ -464,9 +464,7 @@ pub fn recover(
     if procs::restore_running_on(state, name) {
         return Err(ServerMessage::error(
             3101,
-            format!(
-                "Exclusive access could not be obtained because the database '{name}' is in use."
-            ),
+            "Exclusive access could not be obtained because the database is in use.",
         ));
     }
     let Some(db) = state.databases.get_mut(&name.to_lowercase()) else {

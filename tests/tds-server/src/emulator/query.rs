@@ -375,24 +375,23 @@ fn is_aggregate(e: &Expr) -> bool {
 fn aggregate(
     ctx: &Ctx<'_>,
     s: &Select,
+    table: &str,
     columns: &[Column],
     rows: &[Vec<Value>],
 ) -> Result<ResultSet, ServerMessage> {
     let mut cols = Vec::new();
     let mut out = Vec::new();
     for (e, a) in &s.items {
-        let Expr::Call(f, args) = e else {
+        let (Expr::Call(f, args), true) = (e, is_aggregate(e)) else {
+            let column = match e {
+                Expr::Col(c) => c.clone(),
+                _ => item_name(e, a),
+            };
             return Err(ServerMessage::error(
                 8120,
-                "Column is invalid in the select list because it is not contained in either an aggregate function or the GROUP BY clause.",
+                format!("Column '{table}.{column}' is invalid in the select list because it is not contained in either an aggregate function or the GROUP BY clause."),
             ));
         };
-        if !is_aggregate(e) {
-            return Err(ServerMessage::error(
-                8120,
-                "Column is invalid in the select list because it is not contained in either an aggregate function or the GROUP BY clause.",
-            ));
-        }
         let arg = &args[0];
         let mut values = Vec::new();
         if *arg != Expr::Star {
@@ -520,7 +519,7 @@ pub fn select_exec(ctx: &Ctx<'_>, s: &Select) -> Result<ResultSet, ServerMessage
         });
     }
     if s.items.iter().any(|(e, _)| is_aggregate(e)) {
-        return aggregate(ctx, s, &table.columns, &rows);
+        return aggregate(ctx, s, from.last(), &table.columns, &rows);
     }
     if let Some(n) = s.top {
         rows.truncate(n);
