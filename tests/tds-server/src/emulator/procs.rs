@@ -517,7 +517,7 @@ fn sp_start_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> 
         return Err(ServerMessage::error(
             14256,
             format!(
-                "Cannot start job '{}' (ID {}) because it does not have any job server or servers defined. Associate the job with a job server by calling sp_add_jobserver.",
+                "Cannot start the job \"{}\" (ID {}) because it does not have any job server or servers defined. Associate the job with a job server by calling sp_add_jobserver.",
                 job.name,
                 Value::Guid(job.job_id)
             ),
@@ -541,9 +541,13 @@ fn sp_start_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> 
         ));
     }
     if job.steps.is_empty() {
+        // Not documented: assumed to be refused by Agent like a running job is.
         return Err(ServerMessage::error(
-            14268,
-            format!("There are no steps defined for job '{}'.", job.name),
+            22022,
+            format!(
+                "SQLServerAgent Error: Request to run job {} (from User {user}) refused because the job has no steps.",
+                job.name
+            ),
         ));
     }
     agent::start_job(ctx.state, &key);
@@ -587,7 +591,7 @@ fn sp_stop_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
     );
     let mut reply = Reply::empty();
     reply.push(ReplyPart::Info(ServerMessage::info(
-        14245,
+        14254,
         format!("Job '{}' stopped successfully.", job.name),
     )));
     Ok(reply)
