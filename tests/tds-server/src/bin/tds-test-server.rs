@@ -1,10 +1,12 @@
 //! Runs the SQL Server emulator on a TDS port so a person can point a client at it.
 //!
-//! Usage: `tds-test-server [--port N] [--native] [--restore-secs S]` (default port 14330, RDS
-//! flavour, 10-second restores). Prints the address, then serves until killed. Clients must turn
-//! TLS off (tiberius: `EncryptionLevel::NotSupported`; sqlcmd: `-No`/`-N disable`).
+//! Usage: `tds-test-server [--port N] [--native|--rds] [--version 2016|2017|2019|2022|2025]
+//! [--restore-secs S]` (default port 14330, RDS flavour, SQL Server 2022, 10-second restores).
+//! Prints the address on the first line and what it emulates on the second, then serves until
+//! killed. Clients must turn TLS off (tiberius: `EncryptionLevel::NotSupported`; sqlcmd:
+//! `-No`/`-N disable`).
 
-use bakdrop_tds_server::emulator::ServerInfo;
+use bakdrop_tds_server::emulator::{ServerInfo, RELEASES};
 use bakdrop_tds_server::SqlServerEmulator;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,13 +16,17 @@ use std::time::Duration;
 struct Options {
     port: u16,
     native: bool,
+    version: u16,
     restore_secs: u64,
 }
+
+const USAGE: &str = "usage: tds-test-server [--port N] [--native|--rds] [--version 2016|2017|2019|2022|2025] [--restore-secs S]";
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
         port: 14330,
         native: false,
+        version: 2022,
         restore_secs: 10,
     };
     let mut it = args.iter();
@@ -38,18 +44,34 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .and_then(|v| v.parse().ok())
                     .ok_or("--restore-secs needs a number")?
             }
+            "--version" => {
+                o.version = it
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|y| RELEASES.iter().any(|r| r.year == *y))
+                    .ok_or("--version needs one of 2016, 2017, 2019, 2022, 2025")?
+            }
             "--native" => o.native = true,
             "--rds" => o.native = false,
-            "-h" | "--help" => {
-                return Err(
-                    "usage: tds-test-server [--port N] [--native|--rds] [--restore-secs S]"
-                        .to_string(),
-                )
-            }
-            other => return Err(format!("unknown argument {other:?}")),
+            "-h" | "--help" => return Err(USAGE.to_string()),
+            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
     Ok(o)
+}
+
+/// One line saying what the server emulates.
+fn describe(s: &ServerInfo, restore_secs: u64) -> String {
+    format!(
+        "emulating SQL Server {} {} ({}, DatabaseVersion {}), {} dialect on {}, restores take {restore_secs} s, data path {}",
+        s.year(),
+        s.edition,
+        s.product_version,
+        s.database_version,
+        if s.rds { "rds" } else { "native" },
+        s.platform.name(),
+        s.default_data_path
+    )
 }
 
 #[tokio::main]
@@ -62,16 +84,23 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let emulator = SqlServerEmulator::new(if opts.native {
+    let base = if opts.native {
         ServerInfo::native_2022()
     } else {
         ServerInfo::rds_2022()
-    });
+    };
+    let Some(info) = base.with_release(opts.version) else {
+        eprintln!("{USAGE}");
+        return std::process::ExitCode::from(2);
+    };
+    let line = describe(&info, opts.restore_secs);
+    let emulator = SqlServerEmulator::new(info);
     emulator.set_restore_duration(None, Duration::from_secs(opts.restore_secs));
     let addr = SocketAddr::from(([127, 0, 0, 1], opts.port));
     match bakdrop_tds_server::TdsServer::start_on(addr, Arc::new(emulator)).await {
         Ok((addr, _handle)) => {
             println!("{addr}");
+            println!("{line}");
             std::future::pending::<()>().await;
             std::process::ExitCode::SUCCESS
         }

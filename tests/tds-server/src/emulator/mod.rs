@@ -1,105 +1,110 @@
 //! [`SqlServerEmulator`]: a [`Handler`] with shared, seedable state that answers the SQL Server
-//! statements bakdrop sends, with SQL Server's error numbers.
+//! statements bakdrop sends, with SQL Server's error numbers, and refuses what SQL Server 2022
+//! or Amazon RDS would refuse. Every behaviour and error is listed, with the documentation page
+//! it follows (or why it is assumed), in `tests/tds-server/BEHAVIOURS.md`.
 //!
 //! # Layout
-//! - `sql`: tokenizer, cursor, expressions, [`normalise`](sql::normalise).
-//! - `exec`: batch parsing into statement forms and their execution (SELECT engine, RESTORE, DROP).
+//! - `sql`: tokenizer, cursor, expressions (`+` concatenation), [`normalise`](sql::normalise).
+//! - `parse`: a batch into statement forms (compile errors fail the whole batch).
+//! - `exec`: running a batch: TRY/CATCH, IF, THROW, blocks, and each statement.
+//! - `query`: expressions, built-in functions, conditions (`LIKE`), the SELECT engine.
 //! - `tables`: the virtual tables `SELECT` reads.
-//! - `procs`: the RDS and Agent procedures, and [`refresh`](procs::refresh) over simulated time.
-//! - `restore`: restore outcome rules shared by RDS tasks, Agent jobs and direct `RESTORE`.
+//! - `procs`: the RDS and Agent procedures and their parameter binding.
+//! - `rds`: RDS tasks (submit, finish, cancel) and their queue over simulated time.
+//! - `agent`: SQL Server Agent: job steps (tokens first), sessions, activity, history.
+//! - `restore`: reading the media (the backup catalog) and deciding a restore's outcome.
+//! - `fs`: the server's own file system (how paths compare).
 //! - `state`: the state tests seed and read.
+//!
+//! # The server's world
+//!
+//! - **Media**: a source (disk path, URL or S3 ARN, matched exactly as sent) exists only when a
+//!   test registered it ([`SqlServerEmulator::register_backup`] with a [`BackupInfo`]: what
+//!   RESTORE HEADERONLY/FILELISTONLY would say: type, database name, LSNs, versions,
+//!   checksums, media family, file list).
+//! - **Files**: [`ServerInfo`] has a platform ([`ServerInfo::native_2022`]: Linux,
+//!   `/var/opt/mssql/data/`; [`ServerInfo::rds_2022`]: Windows, `D:\rdsdbdata\DATA\`). The
+//!   default directories exist ([`SqlServerEmulator::add_directory`] adds more); every database,
+//!   system ones included, uses its physical files until it is dropped. Paths compare
+//!   case-insensitively on Windows and case-sensitively on Linux; either separator is read.
+//! - **Credentials** ([`SqlServerEmulator::add_credential`]), **bucket Regions**
+//!   ([`SqlServerEmulator::set_bucket_region`]; others are in `ServerInfo::region`).
+//! - **SQL Server Agent** runs except on Express ([`SqlServerEmulator::set_agent_running`],
+//!   [`SqlServerEmulator::restart_agent`]): each start is a `syssessions` row.
+//! - **Permissions**: one switch, VIEW SERVER STATE ([`SqlServerEmulator::set_view_server_state`]).
 //!
 //! # Statement forms understood
 //!
 //! Text is tokenized (case-insensitive keywords, `[quoted]` identifiers with `]]`, `N'...'`
 //! literals, comments dropped); a batch may hold several statements separated by `;` or simply
 //! following each other. A batch that does not parse fails whole with **102** "Incorrect syntax
-//! near ..." (or **105** for an unclosed quote) before anything runs, as SQL Server does.
-//! Values may be literals or parameters (`@P1` from tiberius' `query`/`execute`); an unknown
-//! parameter is **137** "Must declare the scalar variable".
+//! near ..." (**105** unclosed quote, **155** an unknown RESTORE option) before anything runs.
+//! Values may be literals, parameters (`@P1`) or variables; an unknown one is **137**.
 //!
 //! - `SELECT expr [AS alias], ...` without `FROM`: `SERVERPROPERTY('ProductVersion' |
 //!   'ProductMajorVersion' | 'ProductMinorVersion' | 'ProductBuild' | 'ProductLevel' |
 //!   'ProductUpdateLevel' | 'Edition' | 'EngineEdition' | 'ServerName' | 'MachineName' |
-//!   'Collation')` (strings, EngineEdition an int, unknown properties NULL), `@@VERSION`,
-//!   `@@SERVERNAME`, `@@SPID`, `@@MICROSOFTVERSION`, `DB_ID(x)`, `DB_NAME([id])`,
-//!   `DATABASEPROPERTYEX(db, 'Status')`, `SYSUTCDATETIME()`, `ISNULL`, literals, parameters.
+//!   'Collation' | 'InstanceDefaultDataPath' | 'InstanceDefaultLogPath' |
+//!   'InstanceDefaultBackupPath')`, `@@VERSION`, `@@SERVERNAME`, `@@SPID`,
+//!   `@@MICROSOFTVERSION`, `DB_ID(x)`, `DB_NAME([id])`, `DATABASEPROPERTYEX(db, 'Status')`,
+//!   `SYSUTCDATETIME()`, `ISNULL`, `CAST`, `ERROR_NUMBER()`/`ERROR_MESSAGE()`, `a + b`.
 //!   Unknown functions are **195**.
 //! - `SELECT [TOP n] items FROM table [alias] [WHERE c AND c ...] [ORDER BY col [DESC], ...]`
-//!   where items are `*`, columns (with aliases), expressions or `COUNT(*)`, and each condition is
-//!   `x = y`, `<>`, `<`, `<=`, `>`, `>=`, `x [NOT] IN (...)`, `x IS [NOT] NULL` (strings compare
-//!   case-insensitively, NULL never matches). Tables (`msdb.dbo.` or `msdb..` prefixes):
-//!   `sys.databases` (name, database_id, state, state_desc, recovery_model_desc,
-//!   user_access_desc, is_read_only, compatibility_level, create_date),
-//!   `sys.dm_exec_requests` (session_id, request_id, start_time, status, command
-//!   — `RESTORE DATABASE`/`RESTORE LOG` for running restores —, database_id of the restored
-//!   database, percent_complete, estimated_completion_time, wait_type),
-//!   `msdb.dbo.sysjobs` (job_id, name, enabled, description, start_step_id),
-//!   `msdb.dbo.sysjobsteps`, `msdb.dbo.sysjobhistory` (instance_id, job_id, step_id, step_name,
-//!   sql_message_id, sql_severity, message, run_status, run_date, run_time, run_duration,
-//!   server), `msdb.dbo.sysjobactivity` (session_id, job_id, run_requested_date,
-//!   run_requested_source, start_execution_date, last_executed_step_id,
-//!   last_executed_step_date, stop_execution_date, job_history_id), `msdb.dbo.restorehistory`
-//!   (simplified: restore_history_id, destination_database_name, restore_type, recovery,
-//!   source). Joins are not supported. Unknown table **208**, unknown column **207**.
-//! - `EXEC[UTE] [@rc =] proc [@name =] value [OUTPUT], ...` (named or positional). Unknown
-//!   procedure **2812**; unknown parameter **8145**; missing required one **201**. The
-//!   procedures must be called as `msdb.dbo.x` (or unqualified after `USE msdb`):
-//!   - RDS (only when [`ServerInfo::rds`]): `rds_restore_database @restore_db_name,
-//!     @s3_arn_to_restore_from, [@with_norecovery], [@type = FULL|DIFFERENTIAL],
-//!     [@kms_master_key_arn]` and `rds_restore_log @restore_db_name, @s3_arn_to_restore_from,
-//!     [@with_norecovery]` return one row (task_id, task_type, lifecycle, created_at,
-//!     last_updated, database_name, S3_object_arn, overwrite_S3_backup_file,
-//!     KMS_master_key_arn, task_progress, task_info) and start a task: CREATED for
-//!     [`State::rds_queue_delay`], IN_PROGRESS for the database's restore duration (`% complete`
-//!     rising), then SUCCESS or ERROR (task_info ends with `Msg n, Level 16, ...` lines). At most
-//!     [`State::rds_max_concurrent_tasks`] (2) active tasks; a third is refused with error
-//!     50000. `rds_task_status [@db_name], [@task_id]` returns task_id, task_type,
-//!     database_name, `% complete`, `duration(mins)`, lifecycle, task_info, last_updated,
-//!     created_at, S3_object_arn, overwrite_S3_backup_file, KMS_master_key_arn, filepath,
-//!     overwrite_file. `rds_finish_restore @db_name` (RESTORING → ONLINE),
-//!     `rds_cancel_task @task_id` (CANCEL_REQUESTED → CANCELLED), `rds_drop_database @db_name`.
-//!     ARNs must start with `arn:aws:s3:::`; system database names are refused.
-//!   - Agent: `sp_add_job @job_name`, `sp_add_jobstep @job_name|@job_id, @step_name,
-//!     [@subsystem], @command, [@database_name]`, `sp_add_jobserver @job_name`, `sp_start_job
-//!     @job_name` (14262 unknown job, 14256 without a job server, 22022 already running; info
-//!     14243 on success), `sp_stop_job`, `sp_delete_job`, `sp_help_job` (one result set). A step
-//!     whose command holds a `RESTORE ... FROM ...` runs over simulated time and is visible in
-//!     `sys.dm_exec_requests`; any other step command runs at once through the same executor.
-//!     When it ends, `sysjobhistory` gets the step row (step_id 1, run_status 1/0,
-//!     sql_message_id = the first error number, message "Executed as user: ... (Error n) ...
-//!     The step failed.") and the outcome row (step_id 0).
-//! - `RESTORE DATABASE|LOG [db] FROM URL|DISK = x [, URL|DISK = y] [WITH NORECOVERY | RECOVERY |
-//!   STANDBY = f, REPLACE, CHECKSUM, STATS [= n], MOVE a TO b, FILE = n, ...]` runs at once when
-//!   sent directly (INFO 4035/3014, or the error then **3013** "RESTORE DATABASE is terminating
-//!   abnormally."). `RESTORE DATABASE [db] WITH RECOVERY` (no FROM) brings a RESTORING
-//!   database ONLINE (3117 if it is not restoring, 911 if missing).
+//!   where items are `*`, columns, expressions, or only aggregates (`COUNT(*)`, `COUNT(x)`,
+//!   `MAX(x)`, `MIN(x)`; a column beside them is **8120**), and each condition is `=`, `<>`,
+//!   `<`, `<=`, `>`, `>=`, `[NOT] IN (...)`, `IS [NOT] NULL`, `[NOT] LIKE` (`%`, `_`, `[set]`);
+//!   strings compare case-insensitively, NULL never matches. Tables (`msdb.dbo.`/`msdb..`):
+//!   `sys.databases`, `sys.credentials`, `sys.dm_exec_requests` (the caller's request and each
+//!   running restore: `database_id` is the database the request runs in, an Agent step's
+//!   `@database_name`), `sys.dm_exec_sessions` (the caller, Agent's own `SQLAgent - …` sessions
+//!   while it runs, `SQLAgent - TSQL JobStep (Job 0x… : Step 1)` for a step running a restore),
+//!   `sys.dm_server_services` (**300** + **297** without VIEW SERVER STATE), `msdb.dbo.sysjobs`,
+//!   `sysjobsteps`, `sysjobhistory`, `sysjobactivity`, `syssessions`, `restorehistory`. Without
+//!   VIEW SERVER STATE the two session DMVs show the caller's session only. Joins and subqueries
+//!   are not supported. Unknown table **208**, unknown column **207**.
+//! - `EXEC[UTE] [@rc =] proc [@name =] value [OUTPUT], ...` (values are constants, variables or
+//!   bare words; an expression is **102**). Unknown procedure **2812**, parameter **8145**,
+//!   missing one **201**. Procedures are `msdb.dbo.x` (or unqualified after `USE msdb`):
+//!   - RDS (only when [`ServerInfo::rds`]): `rds_restore_database`, `rds_restore_log` (a row
+//!     describing the task unless [`SqlServerEmulator::set_rds_submit_returns_row`] is off),
+//!     `rds_task_status`, `rds_finish_restore` (a `FINISH_RESTORE` task, no result set),
+//!     `rds_cancel_task`, `rds_drop_database`. Tasks queue: at most two IN_PROGRESS, the rest
+//!     CREATED; failures end in ERROR with RDS's documented texts in `task_info`.
+//!   - Agent: `sp_add_job`, `sp_add_jobstep`, `sp_add_jobserver`, `sp_start_job` (**22022**
+//!     when Agent is not running), `sp_stop_job`, `sp_delete_job` (`@job_id` or `@job_name`),
+//!     `sp_help_job`. A T-SQL step has its `$(…)` tokens replaced first (a token without an
+//!     `ESCAPE_*` macro fails the step), then runs in its own session and database; its
+//!     `RESTORE … FROM` runs over simulated time. `sysjobhistory` lists every error
+//!     ("… (Error 3201)  … (Error 3013).  The step failed.", `sql_message_id` the last one).
+//! - `RESTORE DATABASE|LOG { [db] | @var } FROM { URL | DISK } = { 'x' | @var } [, …] [WITH
+//!   NORECOVERY | RECOVERY | STANDBY = f, REPLACE, CHECKSUM, STATS [= n], MOVE { 'l' | @v } TO
+//!   { 'p' | @v }, CREDENTIAL = c, RESTORE_OPTIONS = '{"s3": {"region":"…"}}', FILE = n, …]`
+//!   runs at once when sent directly (INFO 4035/3014, or the errors then **3013**). The order
+//!   of refusals is in [`restore`]. `RESTORE DATABASE [db] WITH RECOVERY` (no FROM) brings a
+//!   RESTORING database ONLINE (3117 if it is not restoring, 911 if missing).
 //! - `DROP DATABASE [IF EXISTS] [a], [b]` (3701 missing, 3708 system, 3702 restore running),
 //!   `USE [db]` (911), `SET option ...` (no effect), `PRINT x` (INFO).
-//! - Batch-local variables: `DECLARE @v type [= expr], ...`, `SET @v = expr`, and `OUTPUT`
-//!   arguments (`sp_add_job` returns `@job_id`), e.g. `DECLARE @id uniqueidentifier; EXEC
-//!   msdb.dbo.sp_add_job @job_name = @P1, @job_id = @id OUTPUT; SELECT @id AS job_id`.
-//!
-//! Restore rules (RDS, Agent and direct alike), decided at submit time: a scripted failure for
-//! the database wins ([`SqlServerEmulator::fail_next_restore`]); a backup registered in the
-//! catalog ([`SqlServerEmulator::register_backup`]) with a newer `DatabaseVersion` fails with
-//! **3169**; a full restore over an existing database fails (**3154** natively, RDS's "already
-//! exists" text as 1801 in task_info) unless `REPLACE`; a differential or log needs the database
-//! RESTORING (**3117**, or **3136**/**3701** when missing); with catalog LSNs a log that starts
-//! after the database's last LSN fails with **4305**, one that ends at or before it with
-//! **4326**. A new database appears as RESTORING while its full restore runs and disappears if it
-//! fails.
+//! - `DECLARE @v type [= expr], ...`, `SET @v = expr`, OUTPUT arguments, `IF cond stmt [ELSE
+//!   stmt]`, `BEGIN … END`, `BEGIN TRY … END TRY BEGIN CATCH … END CATCH` (an error inside TRY
+//!   reaches no client; CATCH sees the failed statement's last error), `THROW;` (re-raises it
+//!   and ends the batch; outside CATCH **10704**), `THROW n, 'text', state;`.
 
+pub mod agent;
 pub mod exec;
+pub mod fs;
+pub mod parse;
 pub mod procs;
+pub mod query;
+pub mod rds;
 pub mod restore;
 pub mod sql;
 pub mod state;
 pub mod tables;
 
 pub use state::{
-    AgentJob, BackupInfo, BackupKind, ClockMode, Database, DatabaseState, JobHistory, Lifecycle,
-    RdsTask, RecordedRequest, RestoreRecord, ScriptedFailure, ServerInfo, State,
+    AgentJob, AgentSession, BackupFileInfo, BackupInfo, BackupKind, ClockMode, Database,
+    DatabaseState, FileKind, JobActivity, JobHistory, Lifecycle, Platform, RdsTask,
+    RecordedRequest, Release, RestoreRecord, ScriptedFailure, ServerInfo, State, RELEASES,
 };
 
 use crate::protocol::{
@@ -129,9 +134,20 @@ impl SqlServerEmulator {
         Self::new(ServerInfo::rds_2022())
     }
 
-    /// SQL Server 2022 on EC2 / on premises (native RESTORE and Agent jobs, no RDS procedures).
+    /// SQL Server 2022 on Linux, EC2 or on premises (native RESTORE and Agent jobs, no RDS
+    /// procedures).
     pub fn native() -> Self {
         Self::new(ServerInfo::native_2022())
+    }
+
+    /// SQL Server 2022 Express on Linux (`EngineEdition` 4): no SQL Server Agent.
+    pub fn native_express() -> Self {
+        Self::new(ServerInfo::native_2022_express())
+    }
+
+    /// What the server says about itself.
+    pub fn server_info(&self) -> ServerInfo {
+        self.lock().server.clone()
     }
 
     /// Starts a TDS server on `127.0.0.1:0` answering with this emulator.
@@ -222,12 +238,93 @@ impl SqlServerEmulator {
         });
     }
 
-    /// Tells the emulator what a source (S3 ARN, URL or disk path, exactly as it will be sent)
-    /// holds, enabling version and LSN-chain checks for it.
+    /// Makes a backup medium exist: what a source (disk path, URL or S3 ARN, matched exactly as
+    /// it will be sent) holds, as RESTORE HEADERONLY and FILELISTONLY would describe it. A source
+    /// that is not registered does not exist (3201, or an RDS task in ERROR).
     pub fn register_backup(&self, source: &str, info: BackupInfo) {
         self.with_state(|s| {
             s.backups.insert(source.to_string(), info);
         });
+    }
+
+    /// Adds a directory (and its parents) to the server's file system.
+    pub fn add_directory(&self, path: &str) {
+        self.with_state(|s| s.add_directory(path));
+    }
+
+    /// Sets the physical files a database uses (they are then in use: error 1834 for a restore
+    /// that would overwrite them).
+    pub fn set_database_files(&self, database: &str, files: &[&str]) {
+        self.with_state(|s| {
+            if let Some(db) = s.databases.get_mut(&database.to_lowercase()) {
+                db.files = files.iter().map(|f| (*f).to_string()).collect();
+            }
+        });
+    }
+
+    /// Adds a server credential (`sys.credentials`), e.g. `s3://host:9000/bucket`.
+    pub fn add_credential(&self, name: &str) {
+        self.with_state(|s| {
+            if !s.credentials.iter().any(|c| c.eq_ignore_ascii_case(name)) {
+                s.credentials.push(name.to_string());
+            }
+        });
+    }
+
+    /// Places an S3 bucket in a Region (others are in the server's Region).
+    pub fn set_bucket_region(&self, bucket: &str, region: &str) {
+        self.with_state(|s| {
+            s.bucket_regions
+                .insert(bucket.to_string(), region.to_string());
+        });
+    }
+
+    /// Starts or stops SQL Server Agent. Starting begins a new Agent session (a `syssessions`
+    /// row); stopping kills running jobs (their activity rows keep no stop date). An edition
+    /// without Agent (Express) ignores a start.
+    pub fn set_agent_running(&self, running: bool) {
+        self.with_state(|s| match (running, s.agent_running) {
+            (true, false) => s.start_agent(),
+            (false, true) => s.stop_agent(),
+            _ => {}
+        });
+    }
+
+    /// Restarts SQL Server Agent the way an unplanned stop and a start do: a new Agent session;
+    /// jobs that were running die, leaving stale activity rows in the old session.
+    pub fn restart_agent(&self) {
+        self.with_state(|s| {
+            s.stop_agent();
+            s.start_agent();
+        });
+    }
+
+    /// Gives or takes the login's VIEW SERVER STATE: without it, `sys.dm_exec_requests` and
+    /// `sys.dm_exec_sessions` show only the caller's own session and `sys.dm_server_services`
+    /// is refused (300).
+    pub fn set_view_server_state(&self, granted: bool) {
+        self.with_state(|s| s.view_server_state = granted);
+    }
+
+    /// Whether `rds_restore_database`/`rds_restore_log` return a row describing the new task
+    /// (RDS does not document a result set; default `true`).
+    pub fn set_rds_submit_returns_row(&self, returns_row: bool) {
+        self.with_state(|s| s.rds_submit_returns_row = returns_row);
+    }
+
+    /// How long a `FINISH_RESTORE` task stays IN_PROGRESS (default 2 s).
+    pub fn set_finish_duration(&self, duration: Duration) {
+        self.with_state(|s| s.finish_duration = duration);
+    }
+
+    /// `msdb.dbo.syssessions` rows.
+    pub fn agent_sessions(&self) -> Vec<AgentSession> {
+        self.with_state(|s| s.agent_sessions.clone())
+    }
+
+    /// `msdb.dbo.sysjobactivity` rows.
+    pub fn job_activity(&self) -> Vec<JobActivity> {
+        self.with_state(|s| s.job_activity.clone())
     }
 
     /// Every request received so far.
@@ -253,17 +350,9 @@ impl SqlServerEmulator {
             let Ok(stmts) = exec::parse_batch(&t) else {
                 continue;
             };
-            for st in stmts {
-                let names = match st {
-                    exec::Stmt::Restore(r) => vec![r.database],
-                    exec::Stmt::DropDatabase { names, .. } => names,
-                    exec::Stmt::Use(n) => vec![n],
-                    _ => Vec::new(),
-                };
-                for n in names {
-                    if n.quoted.last() == Some(&false) {
-                        out.push(n.last().to_string());
-                    }
+            for n in exec::database_names(&stmts) {
+                if n.quoted.last() == Some(&false) {
+                    out.push(n.last().to_string());
                 }
             }
         }

@@ -2,16 +2,14 @@
 //! job procedures), their parameter binding, and [`refresh`], which moves RDS tasks and Agent
 //! jobs along simulated time.
 
+use super::agent;
 use super::exec::{self, Ctx};
-use super::restore::{self, Dialect, RestoreRequest};
+use super::rds;
+use super::restore::RestoreRequest;
 use super::sql::ObjName;
-use super::state::{
-    AgentJob, BackupKind, JobHistory, JobRun, JobStep, Lifecycle, RdsTask, RestoreOp, State,
-};
-use super::tables;
+use super::state::{AgentJob, BackupKind, JobStep, State};
 use crate::protocol::{Column, Reply, ReplyPart, ResultSet, ServerMessage, SqlType, Value};
 use std::collections::HashMap;
-use std::time::Duration;
 
 /// Procedure signature: name and parameters in declaration order, required ones marked.
 struct Proc {
@@ -273,7 +271,8 @@ fn int_arg(args: &Args, name: &str) -> Option<i64> {
     args.get(name).and_then(Value::as_i64)
 }
 
-/// `true` while an RDS task or a job step is restoring this database.
+/// `true` while an RDS task (restore or finish) is pending on this database or a job step is
+/// restoring it.
 pub fn restore_running_on(state: &State, name: &str) -> bool {
     state
         .rds_tasks
@@ -287,112 +286,13 @@ pub fn restore_running_on(state: &State, name: &str) -> bool {
         })
 }
 
-fn rds_error(message: impl Into<String>) -> ServerMessage {
-    ServerMessage::error(50000, message)
-}
-
-const RESERVED: &[&str] = &["master", "model", "msdb", "tempdb"];
-
-fn check_rds_db_name(name: &str) -> Result<(), ServerMessage> {
-    let lower = name.to_lowercase();
-    if name.is_empty() || RESERVED.contains(&lower.as_str()) || lower.starts_with("rdsadmin") {
-        return Err(rds_error(format!(
-            "Database name '{name}' is not valid for this operation."
-        )));
-    }
-    Ok(())
-}
-
-fn submit_rds(
-    ctx: &mut Ctx<'_>,
-    req: RestoreRequest,
-    task_type: String,
-    kms: Option<String>,
-) -> Result<Reply, ServerMessage> {
-    check_rds_db_name(&req.database)?;
-    let arn = req.sources.first().cloned().unwrap_or_default();
-    if !arn.starts_with("arn:aws:s3:::") {
-        return Err(rds_error(format!(
-            "The S3 ARN '{arn}' is not valid. Specify an ARN of the form arn:aws:s3:::bucket/key."
-        )));
-    }
-    let active = ctx
-        .state
-        .rds_tasks
-        .iter()
-        .filter(|t| t.lifecycle.is_active())
-        .count();
-    if active >= ctx.state.rds_max_concurrent_tasks {
-        return Err(rds_error(format!(
-            "Cannot start a new task: {active} tasks are already in progress on this instance, the maximum is {}. Wait for a task to finish and try again.",
-            ctx.state.rds_max_concurrent_tasks
-        )));
-    }
-    if restore_running_on(ctx.state, &req.database) {
-        return Err(rds_error(format!(
-            "A task is already running on database '{}'. Wait for it to finish and try again.",
-            req.database
-        )));
-    }
-    let duration = ctx.state.restore_duration(&req.database);
-    let op = restore::plan(ctx.state, &req, Dialect::Rds, duration);
-    let now = ctx.state.now();
-    let task_id = ctx.state.next_task_id;
-    ctx.state.next_task_id += 1;
-    let task = RdsTask {
-        task_id,
-        task_type,
-        lifecycle: Lifecycle::Created,
-        percent: 0,
-        task_info: String::new(),
-        s3_object_arn: arn,
-        kms_master_key_arn: kms,
-        created_at: now,
-        last_updated: now,
-        op: RestoreOp {
-            started_at: now + ctx.state.rds_queue_delay,
-            ..op
-        },
-    };
-    let mut rs = ResultSet::new(vec![
-        Column::new("task_id", SqlType::Int),
-        Column::new("task_type", SqlType::NVarChar),
-        Column::new("lifecycle", SqlType::NVarChar),
-        Column::new("created_at", SqlType::DateTime),
-        Column::new("last_updated", SqlType::DateTime),
-        Column::new("database_name", SqlType::NVarChar),
-        Column::new("S3_object_arn", SqlType::NVarChar),
-        Column::new("overwrite_S3_backup_file", SqlType::Int),
-        Column::new("KMS_master_key_arn", SqlType::NVarChar),
-        Column::new("task_progress", SqlType::Int),
-        Column::new("task_info", SqlType::NVarChar),
-    ]);
-    rs.push(vec![
-        Value::Int(task.task_id),
-        Value::text(task.task_type.clone()),
-        Value::text(task.lifecycle.as_str()),
-        Value::DateTime(ctx.state.datetime(now)),
-        Value::DateTime(ctx.state.datetime(now)),
-        Value::text(task.op.database.clone()),
-        Value::text(task.s3_object_arn.clone()),
-        Value::Int(0),
-        task.kms_master_key_arn
-            .clone()
-            .map_or(Value::Null, Value::text),
-        Value::Int(0),
-        Value::Null,
-    ]);
-    ctx.state.rds_tasks.push(task);
-    Ok(Reply::rows(rs))
-}
-
 fn rds_restore_database(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
     let db = text_arg(args, "restore_db_name").unwrap_or_default();
     let arn = text_arg(args, "s3_arn_to_restore_from").unwrap_or_default();
     let norecovery = int_arg(args, "with_norecovery").unwrap_or(0) != 0;
     let ty = text_arg(args, "type").unwrap_or_else(|| "FULL".to_string());
     let Some(kind) = exec::rds_type(&ty) else {
-        return Err(rds_error(format!(
+        return Err(rds::rds_error(format!(
             "Invalid @type '{ty}'. Valid values are FULL and DIFFERENTIAL."
         )));
     };
@@ -402,45 +302,24 @@ fn rds_restore_database(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerM
         (_, true) => "RESTORE_DB_NORECOVERY",
         (_, false) => "RESTORE_DB",
     };
-    let req = RestoreRequest {
-        database: db,
-        is_log: false,
-        declared: Some(kind),
-        sources: vec![arn],
-        recovery: !norecovery,
-        replace: false,
-    };
-    submit_rds(
-        ctx,
-        req,
-        task_type.to_string(),
-        text_arg(args, "kms_master_key_arn"),
-    )
+    let mut req = RestoreRequest::new(&db, false, vec![arn], !norecovery);
+    req.declared = Some(kind);
+    rds::submit(ctx, req, task_type, text_arg(args, "kms_master_key_arn"))
 }
 
 fn rds_restore_log(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
     let db = text_arg(args, "restore_db_name").unwrap_or_default();
     let arn = text_arg(args, "s3_arn_to_restore_from").unwrap_or_default();
-    let norecovery = int_arg(args, "with_norecovery").unwrap_or(0) != 0;
-    let req = RestoreRequest {
-        database: db,
-        is_log: true,
-        declared: Some(BackupKind::Log),
-        sources: vec![arn],
-        recovery: !norecovery,
-        replace: false,
-    };
+    // `[RDS]`: `@with_norecovery` "defaults to 1" for rds_restore_log.
+    let norecovery = int_arg(args, "with_norecovery").unwrap_or(1) != 0;
+    let mut req = RestoreRequest::new(&db, true, vec![arn], !norecovery);
+    req.declared = Some(BackupKind::Log);
     let task_type = if norecovery {
         "RESTORE_DB_LOG_NORECOVERY"
     } else {
         "RESTORE_DB_LOG"
     };
-    submit_rds(
-        ctx,
-        req,
-        task_type.to_string(),
-        text_arg(args, "kms_master_key_arn"),
-    )
+    rds::submit(ctx, req, task_type, text_arg(args, "kms_master_key_arn"))
 }
 
 /// The `rds_task_status` columns.
@@ -450,13 +329,13 @@ pub fn task_status_columns() -> Vec<Column> {
         Column::new("task_type", SqlType::NVarChar),
         Column::new("database_name", SqlType::NVarChar),
         Column::new("% complete", SqlType::Int),
-        Column::new("duration(mins)", SqlType::Int),
+        Column::new("duration (mins)", SqlType::Int),
         Column::new("lifecycle", SqlType::NVarChar),
         Column::new("task_info", SqlType::NVarChar),
         Column::new("last_updated", SqlType::DateTime),
         Column::new("created_at", SqlType::DateTime),
         Column::new("S3_object_arn", SqlType::NVarChar),
-        Column::new("overwrite_S3_backup_file", SqlType::Int),
+        Column::new("overwrite_s3_backup_file", SqlType::Int),
         Column::new("KMS_master_key_arn", SqlType::NVarChar),
         Column::new("filepath", SqlType::NVarChar),
         Column::new("overwrite_file", SqlType::Int),
@@ -506,50 +385,17 @@ fn rds_task_status(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessag
 
 fn rds_finish_restore(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
     let db = text_arg(args, "db_name").unwrap_or_default();
-    check_rds_db_name(&db)?;
-    if restore_running_on(ctx.state, &db) {
-        return Err(rds_error(format!(
-            "Cannot finish the restore of database '{db}' while a restore task is running on it."
-        )));
-    }
-    let msgs = exec::recover(ctx.state, &db, true)?;
-    let mut reply = Reply::empty();
-    for m in msgs {
-        reply.push(ReplyPart::Info(m));
-    }
-    Ok(reply)
+    rds::finish(ctx, &db)
 }
 
 fn rds_cancel_task(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
     let id = int_arg(args, "task_id").unwrap_or(-1);
-    let now = ctx.state.now();
-    let Some(t) = ctx
-        .state
-        .rds_tasks
-        .iter_mut()
-        .find(|t| i64::from(t.task_id) == id)
-    else {
-        return Err(rds_error(format!("Task {id} does not exist.")));
-    };
-    if !t.lifecycle.is_active() {
-        return Err(rds_error(format!(
-            "Task {id} cannot be cancelled because its lifecycle is {}.",
-            t.lifecycle.as_str()
-        )));
-    }
-    t.lifecycle = Lifecycle::CancelRequested;
-    t.last_updated = now;
-    let mut reply = Reply::empty();
-    reply.push(ReplyPart::Info(ServerMessage::info(
-        0,
-        format!("Task {id} cancellation requested."),
-    )));
-    Ok(reply)
+    rds::cancel(ctx, id)
 }
 
 fn rds_drop_database(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
     let db = text_arg(args, "db_name").unwrap_or_default();
-    check_rds_db_name(&db)?;
+    rds::check_db_name(&db)?;
     exec::drop_database(ctx.state, &db, false)?;
     let mut reply = Reply::empty();
     reply.push(ReplyPart::Info(ServerMessage::info(
@@ -621,6 +467,7 @@ fn sp_add_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
             last_outcome: 5,
         },
     );
+    agent::job_added(ctx.state, job_id);
     Ok(Reply::empty())
 }
 
@@ -670,10 +517,18 @@ fn sp_start_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> 
         return Err(ServerMessage::error(
             14256,
             format!(
-                "Cannot start job '{}' (ID {}) because it does not have any job server or servers defined. Associate the job with a job server by calling sp_add_jobserver.",
+                "Cannot start the job \"{}\" (ID {}) because it does not have any job server or servers defined. Associate the job with a job server by calling sp_add_jobserver.",
                 job.name,
                 Value::Guid(job.job_id)
             ),
+        ));
+    }
+    if !ctx.state.agent_running {
+        // Not on a Microsoft page; the text is the one third-party reports quote for a stopped
+        // Agent (and for Express, which has none).
+        return Err(ServerMessage::error(
+            22022,
+            "SQLServerAgent is not currently running so it cannot be notified of this action.",
         ));
     }
     if job.running.is_some() {
@@ -685,67 +540,17 @@ fn sp_start_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> 
             ),
         ));
     }
-    let Some(step) = job.steps.first() else {
+    if job.steps.is_empty() {
+        // Not documented: assumed to be refused by Agent like a running job is.
         return Err(ServerMessage::error(
-            14268,
-            format!("There are no steps defined for job '{}'.", job.name),
+            22022,
+            format!(
+                "SQLServerAgent Error: Request to run job {} (from User {user}) refused because the job has no steps.",
+                job.name
+            ),
         ));
-    };
-    let now = ctx.state.now();
-    // The step runs in its own context: no request parameters.
-    let (op, immediate) = match exec::parse_batch(&step.command) {
-        Err(e) => (None, Err(vec![e])),
-        Ok(stmts) => {
-            let restore_stmt = stmts.iter().find_map(|s| match s {
-                exec::Stmt::Restore(r) if !r.sources.is_empty() => Some(r.clone()),
-                _ => None,
-            });
-            match restore_stmt {
-                Some(r) => {
-                    let mut step_ctx = Ctx::new(&mut *ctx.state, &mut *ctx.session, None);
-                    match exec::restore_request(&mut step_ctx, &r) {
-                        Ok(req) => {
-                            let duration = ctx.state.restore_duration(&req.database);
-                            (
-                                Some(restore::plan(ctx.state, &req, Dialect::Native, duration)),
-                                Ok(()),
-                            )
-                        }
-                        Err(e) => (None, Err(vec![e])),
-                    }
-                }
-                None => {
-                    let mut step_ctx = Ctx::new(&mut *ctx.state, &mut *ctx.session, None);
-                    let reply = exec::run_batch(&mut step_ctx, &step.command);
-                    let errors: Vec<ServerMessage> = reply
-                        .parts
-                        .into_iter()
-                        .filter_map(|p| match p {
-                            ReplyPart::Error(e) => Some(e),
-                            _ => None,
-                        })
-                        .collect();
-                    (
-                        None,
-                        if errors.is_empty() {
-                            Ok(())
-                        } else {
-                            Err(errors)
-                        },
-                    )
-                }
-            }
-        }
-    };
-    if let Some(j) = ctx.state.jobs.get_mut(&key) {
-        j.running = Some(JobRun {
-            requested_at: now,
-            op,
-            immediate,
-        });
-        j.last_requested = Some(now);
-        j.last_start = Some(now);
     }
+    agent::start_job(ctx.state, &key);
     let mut reply = Reply::empty();
     reply.push(ReplyPart::Info(ServerMessage::info(
         14243,
@@ -775,7 +580,7 @@ fn sp_stop_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
             ctx.state.databases.remove(&op.database.to_lowercase());
         }
     }
-    finish_job(
+    agent::finish_job(
         ctx.state,
         &key,
         now,
@@ -786,7 +591,7 @@ fn sp_stop_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
     );
     let mut reply = Reply::empty();
     reply.push(ReplyPart::Info(ServerMessage::info(
-        14245,
+        14254,
         format!("Job '{}' stopped successfully.", job.name),
     )));
     Ok(reply)
@@ -795,6 +600,13 @@ fn sp_stop_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
 fn sp_delete_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
     let key = find_job_key(ctx.state, args)?;
     if let Some(job) = ctx.state.jobs.remove(&key) {
+        // A running job is stopped first: its restore is aborted.
+        if let Some(op) = job.running.and_then(|r| r.op) {
+            if op.created_db {
+                ctx.state.databases.remove(&op.database.to_lowercase());
+            }
+        }
+        ctx.state.job_activity.retain(|a| a.job_id != job.job_id);
         if int_arg(args, "delete_history").unwrap_or(1) != 0 {
             ctx.state.job_history.retain(|h| h.job_id != job.job_id);
         }
@@ -855,246 +667,10 @@ fn sp_help_job(ctx: &mut Ctx<'_>, args: &Args) -> Result<Reply, ServerMessage> {
     Ok(Reply::rows(rs))
 }
 
-fn history_id(state: &mut State) -> i32 {
-    let id = state.next_history_id;
-    state.next_history_id += 1;
-    id
-}
-
-/// Ends a job run: writes the step and outcome rows to `sysjobhistory`.
-fn finish_job(
-    state: &mut State,
-    key: &str,
-    now: Duration,
-    run_status: i32,
-    msg_id: i32,
-    severity: i32,
-    step_message: String,
-) {
-    let Some(job) = state.jobs.get(key).cloned() else {
-        return;
-    };
-    let Some(run) = job.running.as_ref() else {
-        return;
-    };
-    let step = job.steps.first().cloned().unwrap_or(JobStep {
-        step_id: 1,
-        step_name: String::new(),
-        subsystem: "TSQL".to_string(),
-        command: String::new(),
-        database_name: "master".to_string(),
-    });
-    let secs = now.saturating_sub(run.requested_at).as_secs();
-    let step_row = history_id(state);
-    state.job_history.push(JobHistory {
-        instance_id: step_row,
-        job_id: job.job_id,
-        step_id: step.step_id,
-        step_name: step.step_name.clone(),
-        sql_message_id: msg_id,
-        sql_severity: severity,
-        message: step_message,
-        run_status,
-        run_at: run.requested_at,
-        run_duration: secs,
-    });
-    let outcome_row = history_id(state);
-    let outcome = match run_status {
-        1 => "succeeded",
-        3 => "was cancelled",
-        _ => "failed",
-    };
-    state.job_history.push(JobHistory {
-        instance_id: outcome_row,
-        job_id: job.job_id,
-        step_id: 0,
-        step_name: "(Job outcome)".to_string(),
-        sql_message_id: 0,
-        sql_severity: 0,
-        message: format!(
-            "The job {outcome}.  The Job was invoked by User sa.  The last step to run was step {} ({}).",
-            step.step_id, step.step_name
-        ),
-        run_status,
-        run_at: run.requested_at,
-        run_duration: secs,
-    });
-    if let Some(j) = state.jobs.get_mut(key) {
-        j.running = None;
-        j.last_stop = Some(now);
-        j.last_history_id = Some(outcome_row);
-        j.last_outcome = run_status;
-    }
-}
-
-fn step_failure_text(errors: &[ServerMessage]) -> String {
-    let mut s = String::from("Executed as user: NT SERVICE\\SQLSERVERAGENT. ");
-    for e in errors {
-        s.push_str(&format!(
-            "{} [SQLSTATE 42000] (Error {})  ",
-            e.message, e.number
-        ));
-    }
-    s.push_str("The step failed.");
-    s
-}
-
-fn stamp(state: &State, at: Duration) -> String {
-    let dt = state.datetime(at);
-    format!(
-        "[{:04}-{:02}-{:02} {:02}:{:02}:{:02}.{:03}]",
-        dt.year(),
-        u8::from(dt.month()),
-        dt.day(),
-        dt.hour(),
-        dt.minute(),
-        dt.second(),
-        dt.millisecond()
-    )
-}
-
 /// Moves RDS tasks and Agent jobs along to the current simulated time.
 pub fn refresh(state: &mut State) {
-    let now = state.now();
-    for i in 0..state.rds_tasks.len() {
-        let task = state.rds_tasks[i].clone();
-        match task.lifecycle {
-            Lifecycle::CancelRequested
-                if now.saturating_sub(task.last_updated) >= state.rds_queue_delay =>
-            {
-                if task.op.created_db {
-                    state.databases.remove(&task.op.database.to_lowercase());
-                }
-                let info = format!(
-                    "{}{} Task has been cancelled.\n",
-                    task.task_info,
-                    stamp(state, now)
-                );
-                let t = &mut state.rds_tasks[i];
-                t.lifecycle = Lifecycle::Cancelled;
-                t.last_updated = now;
-                t.task_info = info;
-            }
-            Lifecycle::Created | Lifecycle::InProgress => {
-                let op = &task.op;
-                if now < op.started_at {
-                    continue;
-                }
-                let mut info = task.task_info.clone();
-                if task.lifecycle == Lifecycle::Created {
-                    info.push_str(&format!(
-                        "{} Task execution has started.\n",
-                        stamp(state, op.started_at)
-                    ));
-                }
-                if now < op.started_at + op.duration {
-                    let pct = tables::percent(op, now) as i32;
-                    let t = &mut state.rds_tasks[i];
-                    t.lifecycle = Lifecycle::InProgress;
-                    t.percent = pct;
-                    t.last_updated = now;
-                    t.task_info = info;
-                    continue;
-                }
-                let end = op.started_at + op.duration;
-                let via = format!("rds task {}", task.task_id);
-                let result = restore::complete(state, op, &via);
-                let (lifecycle, percent) = match &result {
-                    Ok(_) => {
-                        info.push_str(&format!(
-                            "{} {} completed successfully.\n{} Task has been completed.\n",
-                            stamp(state, end),
-                            task.task_type,
-                            stamp(state, end)
-                        ));
-                        (Lifecycle::Success, 100)
-                    }
-                    Err(errors) => {
-                        info.push_str(&format!(
-                            "{} Aborted the task because of a task failure or a concurrent RESTORE_DB request.\n",
-                            stamp(state, end)
-                        ));
-                        for e in errors {
-                            info.push_str(&format!(
-                                "Msg {}, Level {}, State {}, Line {}\n{}\n",
-                                e.number, e.class, e.state, e.line, e.message
-                            ));
-                        }
-                        info.push_str(&format!("{} Task has been aborted\n", stamp(state, end)));
-                        (Lifecycle::Error, task.percent)
-                    }
-                };
-                let t = &mut state.rds_tasks[i];
-                t.lifecycle = lifecycle;
-                t.percent = percent;
-                t.last_updated = end;
-                t.task_info = info;
-            }
-            _ => {}
-        }
-    }
-    let keys: Vec<String> = state
-        .jobs
-        .iter()
-        .filter(|(_, j)| j.running.is_some())
-        .map(|(k, _)| k.clone())
-        .collect();
-    for key in keys {
-        let Some(run) = state.jobs.get(&key).and_then(|j| j.running.clone()) else {
-            continue;
-        };
-        match &run.op {
-            None => {
-                let (status, id, sev, msg) = match &run.immediate {
-                    Ok(()) => (
-                        1,
-                        0,
-                        0,
-                        "Executed as user: NT SERVICE\\SQLSERVERAGENT. The step succeeded."
-                            .to_string(),
-                    ),
-                    Err(errors) => (
-                        0,
-                        errors.first().map_or(0, |e| e.number as i32),
-                        16,
-                        step_failure_text(errors),
-                    ),
-                };
-                finish_job(state, &key, now, status, id, sev, msg);
-            }
-            Some(op) => {
-                if now < op.started_at + op.duration {
-                    continue;
-                }
-                let end = op.started_at + op.duration;
-                let via = format!("agent job {key}");
-                match restore::complete(state, op, &via) {
-                    Ok(infos) => {
-                        let text = infos
-                            .iter()
-                            .map(|m| {
-                                format!("{} [SQLSTATE 01000] (Message {})", m.message, m.number)
-                            })
-                            .collect::<Vec<_>>()
-                            .join("  ");
-                        finish_job(
-                            state,
-                            &key,
-                            end,
-                            1,
-                            0,
-                            0,
-                            format!("Executed as user: NT SERVICE\\SQLSERVERAGENT. {text}.  The step succeeded."),
-                        );
-                    }
-                    Err(errors) => {
-                        let id = errors.first().map_or(0, |e| e.number as i32);
-                        finish_job(state, &key, end, 0, id, 16, step_failure_text(&errors));
-                    }
-                }
-            }
-        }
-    }
+    rds::advance(state);
+    agent::advance(state);
 }
 
 #[cfg(test)]

@@ -364,13 +364,23 @@ pub enum Expr {
     Call(String, Vec<Expr>),
     /// `*` (only as a select item or in `COUNT(*)`).
     Star,
+    /// `a + b`: string concatenation or numeric addition.
+    Add(Box<Expr>, Box<Expr>),
 }
 
-/// Parses one expression.
+/// Parses one expression: operands joined by `+`.
 ///
 /// # Errors
 /// 102 when nothing recognisable is next.
 pub fn expr(c: &mut Cursor<'_>) -> Result<Expr, ServerMessage> {
+    let mut e = operand(c)?;
+    while c.punct('+') {
+        e = Expr::Add(Box::new(e), Box::new(operand(c)?));
+    }
+    Ok(e)
+}
+
+fn operand(c: &mut Cursor<'_>) -> Result<Expr, ServerMessage> {
     match c.peek() {
         Some(Tok::Str(s)) => {
             c.next_tok();

@@ -1,10 +1,30 @@
-//! The emulated server's state: version, databases, RDS tasks, Agent jobs, the simulated clock,
-//! scripted failures and the optional backup catalog used for version and LSN-chain checks.
+//! The emulated server's state: identity and platform, databases and the files they use, the
+//! directories that exist, credentials, RDS tasks, SQL Server Agent (sessions, jobs, activity),
+//! the simulated clock, scripted failures and the backup catalog (the media that exist).
 
 use crate::protocol::{Request, ServerMessage};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use time::{OffsetDateTime, PrimitiveDateTime};
+
+/// The operating system the emulated server runs on: it decides how paths compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    /// SQL Server on Linux: paths compare case-sensitively.
+    Linux,
+    /// SQL Server on Windows (and Amazon RDS): paths compare case-insensitively.
+    Windows,
+}
+
+impl Platform {
+    /// As the startup banner and `@@VERSION` name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Linux => "Linux",
+            Platform::Windows => "Windows",
+        }
+    }
+}
 
 /// What the server says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,7 +37,7 @@ pub struct ServerInfo {
     pub product_update_level: String,
     /// `SERVERPROPERTY('Edition')`.
     pub edition: String,
-    /// `SERVERPROPERTY('EngineEdition')` (2 Standard, 3 Enterprise, 4 Express).
+    /// `SERVERPROPERTY('EngineEdition')` (2 Standard, 3 Enterprise/Developer, 4 Express).
     pub engine_edition: i32,
     /// `@@SERVERNAME` / `SERVERPROPERTY('ServerName')`.
     pub server_name: String,
@@ -25,10 +45,81 @@ pub struct ServerInfo {
     pub database_version: u32,
     /// Whether the `msdb.dbo.rds_*` procedures exist (Amazon RDS).
     pub rds: bool,
+    /// The operating system.
+    pub platform: Platform,
+    /// `SERVERPROPERTY('InstanceDefaultDataPath')`, with its trailing separator.
+    pub default_data_path: String,
+    /// `SERVERPROPERTY('InstanceDefaultLogPath')`, with its trailing separator.
+    pub default_log_path: String,
+    /// `SERVERPROPERTY('InstanceDefaultBackupPath')`, with its trailing separator.
+    pub default_backup_path: String,
+    /// The AWS Region the server runs in (RDS ARN partition and same-Region bucket rule;
+    /// the Region an S3 bucket is in when no other is set).
+    pub region: String,
 }
 
+/// A SQL Server release the emulator can present itself as (`ServerInfo::with_release`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Release {
+    /// The year in the product name (2016, 2017, 2019, 2022, 2025).
+    pub year: u16,
+    /// `ProductVersion`.
+    pub product_version: &'static str,
+    /// `ProductLevel`.
+    pub product_level: &'static str,
+    /// `ProductUpdateLevel`.
+    pub product_update_level: &'static str,
+    /// The internal database version (`DatabaseVersion` in RESTORE HEADERONLY).
+    pub database_version: u32,
+}
+
+/// The releases `--version` accepts. DatabaseVersion 852/869/904/957 as listed by
+/// sqlserverbuilds.blogspot.com ("Internal Database Versions") and, for 852, the shared 2016
+/// fixtures; 998 for SQL Server 2025 is taken from the project brief and not verified.
+pub const RELEASES: &[Release] = &[
+    Release {
+        year: 2016,
+        product_version: "13.0.6300.2",
+        product_level: "SP3",
+        product_update_level: "",
+        database_version: 852,
+    },
+    Release {
+        year: 2017,
+        product_version: "14.0.3456.2",
+        product_level: "RTM",
+        product_update_level: "CU31",
+        database_version: 869,
+    },
+    Release {
+        year: 2019,
+        product_version: "15.0.4355.3",
+        product_level: "RTM",
+        product_update_level: "CU25",
+        database_version: 904,
+    },
+    Release {
+        year: 2022,
+        product_version: "16.0.4135.4",
+        product_level: "RTM",
+        product_update_level: "CU12",
+        database_version: 957,
+    },
+    Release {
+        year: 2025,
+        product_version: "17.0.1000.7",
+        product_level: "RTM",
+        product_update_level: "",
+        database_version: 998,
+    },
+];
+
+const LINUX_DATA: &str = "/var/opt/mssql/data/";
+const RDS_DATA: &str = "D:\\rdsdbdata\\DATA\\";
+const RDS_BACKUP: &str = "D:\\rdsdbdata\\BACKUP\\";
+
 impl ServerInfo {
-    /// SQL Server 2022 CU12 Standard on Amazon RDS.
+    /// SQL Server 2022 CU12 Standard on Amazon RDS (Windows, `D:\rdsdbdata\DATA\`).
     pub fn rds_2022() -> Self {
         Self {
             product_version: "16.0.4135.4".to_string(),
@@ -39,17 +130,36 @@ impl ServerInfo {
             server_name: "EC2AMAZ-EMULATOR".to_string(),
             database_version: 957,
             rds: true,
+            platform: Platform::Windows,
+            default_data_path: RDS_DATA.to_string(),
+            default_log_path: RDS_DATA.to_string(),
+            default_backup_path: RDS_BACKUP.to_string(),
+            region: "us-east-1".to_string(),
         }
     }
 
-    /// SQL Server 2022 CU12 Developer on EC2 or on premises (no RDS procedures).
+    /// SQL Server 2022 CU12 Developer on Linux (EC2 or on premises: native RESTORE and Agent
+    /// jobs, no RDS procedures), with its files in `/var/opt/mssql/data/`.
     pub fn native_2022() -> Self {
         Self {
             edition: "Developer Edition (64-bit)".to_string(),
             engine_edition: 3,
             server_name: "SQL2022".to_string(),
             rds: false,
+            platform: Platform::Linux,
+            default_data_path: LINUX_DATA.to_string(),
+            default_log_path: LINUX_DATA.to_string(),
+            default_backup_path: LINUX_DATA.to_string(),
             ..Self::rds_2022()
+        }
+    }
+
+    /// SQL Server 2022 Express on Linux: `EngineEdition` 4, no SQL Server Agent.
+    pub fn native_2022_express() -> Self {
+        Self {
+            edition: "Express Edition (64-bit)".to_string(),
+            engine_edition: 4,
+            ..Self::native_2022()
         }
     }
 
@@ -61,6 +171,36 @@ impl ServerInfo {
             database_version: 904,
             ..Self::rds_2022()
         }
+    }
+
+    /// This server presenting itself as another release (`None` for an unknown year). A native
+    /// SQL Server 2016 runs on Windows (SQL Server on Linux starts with 2017), with the default
+    /// paths of a default instance.
+    pub fn with_release(mut self, year: u16) -> Option<Self> {
+        let r = RELEASES.iter().find(|r| r.year == year)?;
+        self.product_version = r.product_version.to_string();
+        self.product_level = r.product_level.to_string();
+        self.product_update_level = r.product_update_level.to_string();
+        self.database_version = r.database_version;
+        if !self.rds && year < 2017 {
+            let data = format!(
+                "C:\\Program Files\\Microsoft SQL Server\\MSSQL{}.MSSQLSERVER\\MSSQL\\DATA\\",
+                self.major()
+            );
+            self.platform = Platform::Windows;
+            self.default_data_path = data.clone();
+            self.default_log_path = data;
+            self.default_backup_path = format!(
+                "C:\\Program Files\\Microsoft SQL Server\\MSSQL{}.MSSQLSERVER\\MSSQL\\Backup\\",
+                self.major()
+            );
+        }
+        Some(self)
+    }
+
+    /// `true` for an edition without SQL Server Agent (Express, `EngineEdition` 4).
+    pub fn has_agent(&self) -> bool {
+        self.engine_edition != 4
     }
 
     /// The major version (16 for "16.0.4135.4").
@@ -77,18 +217,49 @@ impl ServerInfo {
             .unwrap_or(0)
     }
 
-    /// `@@VERSION`.
-    pub fn version_string(&self) -> String {
-        let year = match self.major() {
+    /// The year in the product name ("2022" for major 16).
+    pub fn year(&self) -> &'static str {
+        match self.major() {
+            17 => "2025",
             16 => "2022",
             15 => "2019",
             14 => "2017",
             13 => "2016",
             _ => "",
+        }
+    }
+
+    /// The ARN partition of the server's Region (`aws`, `aws-cn`, `aws-us-gov`, `aws-eusc`).
+    pub fn arn_partition(&self) -> &'static str {
+        if self.region.starts_with("cn-") {
+            "aws-cn"
+        } else if self.region.starts_with("us-gov-") {
+            "aws-us-gov"
+        } else if self.region.starts_with("eusc-") {
+            "aws-eusc"
+        } else {
+            "aws"
+        }
+    }
+
+    /// `@@VERSION`.
+    pub fn version_string(&self) -> String {
+        let level = if self.product_update_level.is_empty() {
+            self.product_level.clone()
+        } else {
+            format!("{}-{}", self.product_level, self.product_update_level)
+        };
+        let os = match self.platform {
+            Platform::Linux => "Linux (Ubuntu 22.04.4 LTS) <X64>".to_string(),
+            Platform::Windows => {
+                "Windows Server 2022 Datacenter 10.0 <X64> (Build 20348: ) (Hypervisor)".to_string()
+            }
         };
         format!(
-            "Microsoft SQL Server {year} ({}-{}) - {} (X64) \n\tMar 1 2024 00:00:00 \n\tCopyright (C) 2022 Microsoft Corporation\n\t{} on Windows Server 2022 Datacenter 10.0 <X64> (Build 20348: ) (Hypervisor)\n",
-            self.product_level, self.product_update_level, self.product_version, self.edition
+            "Microsoft SQL Server {} ({level}) - {} (X64) \n\tMar 1 2024 00:00:00 \n\tCopyright (C) 2022 Microsoft Corporation\n\t{} on {os}\n",
+            self.year(),
+            self.product_version,
+            self.edition
         )
     }
 }
@@ -163,13 +334,86 @@ pub struct Database {
     pub last_lsn: Option<u128>,
     /// `create_date`.
     pub created_at: PrimitiveDateTime,
+    /// The physical files it uses (`sys.master_files.physical_name`), as placed.
+    pub files: Vec<String>,
 }
 
-/// What a backup file holds, registered by tests for version and LSN-chain checks.
+/// What kind of file a backup holds (`Type` in `RESTORE FILELISTONLY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    /// A data file (`D`).
+    Data,
+    /// A log file (`L`).
+    Log,
+    /// A FILESTREAM container (`S`): a directory.
+    Filestream,
+    /// A full-text catalog (`F`).
+    FullText,
+}
+
+impl FileKind {
+    /// The `Type` letter `RESTORE FILELISTONLY` prints.
+    pub fn letter(self) -> &'static str {
+        match self {
+            FileKind::Data => "D",
+            FileKind::Log => "L",
+            FileKind::Filestream => "S",
+            FileKind::FullText => "F",
+        }
+    }
+}
+
+/// One row of `RESTORE FILELISTONLY`: a file of the backed-up database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupFileInfo {
+    /// `LogicalName` (what `MOVE` names).
+    pub logical_name: String,
+    /// `PhysicalName`: where the file was on the source server (where a restore without
+    /// `MOVE` puts it).
+    pub physical_name: String,
+    /// `Type`.
+    pub file_type: FileKind,
+}
+
+impl BackupFileInfo {
+    /// A data file.
+    pub fn data(logical_name: &str, physical_name: &str) -> Self {
+        Self {
+            logical_name: logical_name.to_string(),
+            physical_name: physical_name.to_string(),
+            file_type: FileKind::Data,
+        }
+    }
+
+    /// A log file.
+    pub fn log(logical_name: &str, physical_name: &str) -> Self {
+        Self {
+            logical_name: logical_name.to_string(),
+            physical_name: physical_name.to_string(),
+            file_type: FileKind::Log,
+        }
+    }
+
+    /// A FILESTREAM container (a directory).
+    pub fn filestream(logical_name: &str, physical_name: &str) -> Self {
+        Self {
+            logical_name: logical_name.to_string(),
+            physical_name: physical_name.to_string(),
+            file_type: FileKind::Filestream,
+        }
+    }
+}
+
+/// What one backup medium holds: what `RESTORE HEADERONLY` and `RESTORE FILELISTONLY` would
+/// say of it. SQL Server reads this from the medium itself; the emulator cannot, so tests
+/// register it ([`crate::SqlServerEmulator::register_backup`]). A source nobody registered is a
+/// medium that does not exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupInfo {
-    /// Full, differential or log.
+    /// Full, differential or log (`BackupType`).
     pub kind: BackupKind,
+    /// `DatabaseName`: the database that was backed up.
+    pub database_name: String,
     /// `FirstLSN`.
     pub first_lsn: u128,
     /// `LastLSN`.
@@ -178,6 +422,67 @@ pub struct BackupInfo {
     pub database_version: u32,
     /// Software version as SQL Server prints it in 3169 (e.g. "16.00.4135").
     pub software_version: String,
+    /// `HasBackupChecksums`.
+    pub has_checksums: bool,
+    /// `FamilyCount`: how many media families (stripes) the media set has.
+    pub family_count: u32,
+    /// `FamilySequenceNumber` of this medium (1-based).
+    pub family_sequence: u32,
+    /// `BackupSetGUID`: the stripes of one backup share it.
+    pub backup_set_guid: [u8; 16],
+    /// `RESTORE FILELISTONLY`, in file order.
+    pub files: Vec<BackupFileInfo>,
+}
+
+impl BackupInfo {
+    /// A single-medium backup of `database_name` taken by SQL Server 2022 on Windows without
+    /// checksums, with a data and a log file in the default instance's `DATA` directory
+    /// (logical names `<db>` and `<db>_log`); adjust the fields for other cases.
+    pub fn new(kind: BackupKind, database_name: &str) -> Self {
+        let dir = "C:\\Program Files\\Microsoft SQL Server\\MSSQL16.MSSQLSERVER\\MSSQL\\DATA\\";
+        let mut guid = [0u8; 16];
+        for (i, b) in database_name
+            .bytes()
+            .chain(kind_tag(kind).bytes())
+            .enumerate()
+        {
+            guid[i % 16] = guid[i % 16].wrapping_mul(31).wrapping_add(b);
+        }
+        Self {
+            kind,
+            database_name: database_name.to_string(),
+            first_lsn: 0,
+            last_lsn: 0,
+            database_version: 957,
+            software_version: "16.00.4135".to_string(),
+            has_checksums: false,
+            family_count: 1,
+            family_sequence: 1,
+            backup_set_guid: guid,
+            files: vec![
+                BackupFileInfo::data(database_name, &format!("{dir}{database_name}.mdf")),
+                BackupFileInfo::log(
+                    &format!("{database_name}_log"),
+                    &format!("{dir}{database_name}_log.ldf"),
+                ),
+            ],
+        }
+    }
+
+    /// The same backup with these LSNs.
+    pub fn with_lsns(mut self, first_lsn: u128, last_lsn: u128) -> Self {
+        self.first_lsn = first_lsn;
+        self.last_lsn = last_lsn;
+        self
+    }
+}
+
+fn kind_tag(kind: BackupKind) -> &'static str {
+    match kind {
+        BackupKind::Full => "D",
+        BackupKind::Differential => "I",
+        BackupKind::Log => "L",
+    }
 }
 
 /// A restore failure a test scripted for the next restore of a database.
@@ -276,8 +581,17 @@ pub struct RdsTask {
     pub created_at: Duration,
     /// Simulated last update.
     pub last_updated: Duration,
-    /// The restore it runs.
+    /// Whether it left the queue (CREATED) and took one of the in-progress slots.
+    pub started: bool,
+    /// The restore it runs (for `FINISH_RESTORE`: the recovery, with no sources).
     pub op: RestoreOp,
+}
+
+impl RdsTask {
+    /// `true` for the `FINISH_RESTORE` task `rds_finish_restore` starts.
+    pub fn is_finish(&self) -> bool {
+        self.task_type == "FINISH_RESTORE"
+    }
 }
 
 /// An Agent job step.
@@ -327,8 +641,10 @@ pub struct JobRun {
     pub requested_at: Duration,
     /// The restore the step runs (None: the step completed at once).
     pub op: Option<RestoreOp>,
-    /// For a non-restore step: its immediate outcome.
+    /// Errors of the step's statements that ran at once (before its restore, if any).
     pub immediate: Result<(), Vec<ServerMessage>>,
+    /// Why the step could not start (a token without an escape macro), if so.
+    pub start_failure: Option<String>,
 }
 
 /// A SQL Server Agent job.
@@ -356,6 +672,36 @@ pub struct AgentJob {
     pub last_history_id: Option<i32>,
     /// Last outcome (0 failed, 1 succeeded, 3 cancelled, 5 unknown).
     pub last_outcome: i32,
+}
+
+/// A row of `msdb.dbo.syssessions`: one SQL Server Agent start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentSession {
+    /// `session_id`.
+    pub session_id: i32,
+    /// `agent_start_date` (simulated).
+    pub started_at: Duration,
+}
+
+/// A row of `msdb.dbo.sysjobactivity`: a job's state within one Agent session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobActivity {
+    /// `session_id`: the Agent session ([`AgentSession`]) the row belongs to.
+    pub session_id: i32,
+    /// `job_id`.
+    pub job_id: [u8; 16],
+    /// `run_requested_date`.
+    pub run_requested: Option<Duration>,
+    /// `start_execution_date`.
+    pub start_execution: Option<Duration>,
+    /// `last_executed_step_id`.
+    pub last_executed_step_id: Option<i32>,
+    /// `last_executed_step_date`.
+    pub last_executed_step_date: Option<Duration>,
+    /// `stop_execution_date`.
+    pub stop_execution: Option<Duration>,
+    /// `job_history_id`.
+    pub job_history_id: Option<i32>,
 }
 
 /// How simulated time moves.
@@ -409,6 +755,27 @@ pub struct State {
     pub logins: HashMap<String, String>,
     /// Clock mode.
     pub clock_mode: ClockMode,
+    /// Directories that exist on the server's file system (as given; the default data, log and
+    /// backup paths are there from the start).
+    pub directories: Vec<String>,
+    /// `sys.credentials` names.
+    pub credentials: Vec<String>,
+    /// The Region each S3 bucket is in (bucket name → Region); others are in the server's.
+    pub bucket_regions: HashMap<String, String>,
+    /// Whether SQL Server Agent runs (never on Express).
+    pub agent_running: bool,
+    /// `msdb.dbo.syssessions`, oldest first.
+    pub agent_sessions: Vec<AgentSession>,
+    /// `msdb.dbo.sysjobactivity`.
+    pub job_activity: Vec<JobActivity>,
+    /// Whether the login has VIEW SERVER STATE (sees every session in the DMVs).
+    pub view_server_state: bool,
+    /// Whether `rds_restore_database`/`rds_restore_log` return a row describing the new task.
+    pub rds_submit_returns_row: bool,
+    /// How long a `FINISH_RESTORE` task stays IN_PROGRESS.
+    pub finish_duration: Duration,
+    /// Session ids of SQL Server Agent's own connections while it runs.
+    pub agent_spids: Vec<i32>,
     pub(crate) origin: Instant,
     pub(crate) advanced: Duration,
     pub(crate) start_utc: PrimitiveDateTime,
@@ -439,6 +806,16 @@ impl State {
             requests: Vec::new(),
             logins: HashMap::new(),
             clock_mode: ClockMode::Wall,
+            directories: Vec::new(),
+            credentials: Vec::new(),
+            bucket_regions: HashMap::new(),
+            agent_running: false,
+            agent_sessions: Vec::new(),
+            job_activity: Vec::new(),
+            view_server_state: true,
+            rds_submit_returns_row: true,
+            finish_duration: Duration::from_secs(2),
+            agent_spids: Vec::new(),
             origin: Instant::now(),
             advanced: Duration::ZERO,
             start_utc,
@@ -448,13 +825,123 @@ impl State {
             next_session_id: 60,
             next_guid: 1,
         };
-        for name in ["master", "tempdb", "model", "msdb"] {
-            s.add_database(name, DatabaseState::Online);
+        for dir in [
+            s.server.default_data_path.clone(),
+            s.server.default_log_path.clone(),
+            s.server.default_backup_path.clone(),
+        ] {
+            s.add_directory(&dir);
+        }
+        let (data, log) = (
+            s.server.default_data_path.clone(),
+            s.server.default_log_path.clone(),
+        );
+        for (name, mdf, ldf) in [
+            ("master", "master.mdf", "mastlog.ldf"),
+            ("tempdb", "tempdb.mdf", "templog.ldf"),
+            ("model", "model.mdf", "modellog.ldf"),
+            ("msdb", "MSDBData.mdf", "MSDBLog.ldf"),
+        ] {
+            s.add_database(name, DatabaseState::Online).files =
+                vec![format!("{data}{mdf}"), format!("{log}{ldf}")];
         }
         if s.server.rds {
             s.add_database("rdsadmin", DatabaseState::Online);
         }
+        if s.server.has_agent() {
+            s.start_agent();
+        }
         s
+    }
+
+    /// Adds a directory (and its parents) to the server's file system.
+    pub fn add_directory(&mut self, path: &str) {
+        let mut dir = super::fs::normalise(self.server.platform, path);
+        loop {
+            if !self.directory_exists(&dir) {
+                self.directories.push(dir.clone());
+            }
+            match super::fs::parent(&dir) {
+                Some(p) if !p.is_empty() && p != dir => dir = p,
+                _ => break,
+            }
+        }
+    }
+
+    /// Whether a directory exists (either separator; case rules of the platform).
+    pub fn directory_exists(&self, path: &str) -> bool {
+        let want = super::fs::normalise(self.server.platform, path);
+        self.directories.contains(&want)
+    }
+
+    /// The database using this physical file (or FILESTREAM directory), if any.
+    pub fn file_owner(&self, path: &str) -> Option<&Database> {
+        let want = super::fs::normalise(self.server.platform, path);
+        self.databases.values().find(|d| {
+            d.files
+                .iter()
+                .any(|f| super::fs::normalise(self.server.platform, f) == want)
+        })
+    }
+
+    /// The Region an S3 bucket is in.
+    pub fn bucket_region(&self, bucket: &str) -> String {
+        self.bucket_regions
+            .get(bucket)
+            .cloned()
+            .unwrap_or_else(|| self.server.region.clone())
+    }
+
+    /// The current Agent session id (the last `syssessions` row), if Agent ever started.
+    pub fn agent_session_id(&self) -> Option<i32> {
+        self.agent_sessions.last().map(|a| a.session_id)
+    }
+
+    /// Starts SQL Server Agent: a new `syssessions` row, an activity row for every job in the
+    /// new session, and Agent's own connections.
+    pub fn start_agent(&mut self) {
+        if !self.server.has_agent() {
+            return;
+        }
+        let session_id = self.agent_session_id().unwrap_or(0) + 1;
+        let started_at = self.now();
+        self.agent_sessions.push(AgentSession {
+            session_id,
+            started_at,
+        });
+        let mut jobs: Vec<[u8; 16]> = self.jobs.values().map(|j| j.job_id).collect();
+        jobs.sort_unstable();
+        for job_id in jobs {
+            self.job_activity.push(JobActivity {
+                session_id,
+                job_id,
+                run_requested: None,
+                start_execution: None,
+                last_executed_step_id: None,
+                last_executed_step_date: None,
+                stop_execution: None,
+                job_history_id: None,
+            });
+        }
+        self.agent_spids = vec![self.new_session_id(), self.new_session_id()];
+        self.agent_running = true;
+    }
+
+    /// Stops SQL Server Agent the way a crash or an unplanned service stop does: running jobs
+    /// die without a history row, leaving their activity rows without a stop date, and the
+    /// restores their steps ran are aborted.
+    pub fn stop_agent(&mut self) {
+        self.agent_running = false;
+        self.agent_spids.clear();
+        let keys: Vec<String> = self.jobs.keys().cloned().collect();
+        for key in keys {
+            let run = self.jobs.get_mut(&key).and_then(|j| j.running.take());
+            if let Some(op) = run.and_then(|r| r.op) {
+                if op.created_db {
+                    self.databases.remove(&op.database.to_lowercase());
+                }
+            }
+        }
     }
 
     /// Simulated time since the emulator started.
@@ -482,6 +969,10 @@ impl State {
             restored_from: Vec::new(),
             last_lsn: None,
             created_at,
+            files: vec![
+                format!("{}{name}.mdf", self.server.default_data_path),
+                format!("{}{name}_log.ldf", self.server.default_log_path),
+            ],
         };
         let slot = self
             .databases
