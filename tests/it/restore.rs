@@ -23,7 +23,7 @@ use bakdrop_tds_server::emulator::ClockMode;
 use bakdrop_tds_server::SqlServerEmulator;
 use bakdrop_tests::aws::{LocalAws, StackResources};
 use bakdrop_tests::invocation;
-use bakdrop_tests::tds::{emulator_restore_config, emulator_target};
+use bakdrop_tests::tds::{emulator_restore_config, emulator_target, register_upload};
 use serde_json::json;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/bak/");
@@ -105,11 +105,13 @@ impl Migrated {
     ) -> Vec<validate_upload::handler::Summary> {
         for name in files {
             let body = std::fs::read(format!("{FIXTURES}{name}")).expect("fixture");
+            let key = format!("{database}/{name}");
+            register_upload(&self.emulator, &self.bucket, &key, &body);
             self.aws
                 .s3
                 .put_object()
                 .bucket(&self.bucket)
-                .key(format!("{database}/{name}"))
+                .key(key)
                 .body(ByteStream::from(body))
                 .send()
                 .await
@@ -289,6 +291,25 @@ async fn on_rds_a_striped_full_is_restored_in_one_task_from_a_prefix_only_its_st
                 .expect("put");
             let extra = m.aws.next_s3_events(&m.events, 1).await.expect("event");
             assert_eq!(extra.len(), 1);
+            // RDS will read the staged copies (_bakdrop/stripes/<task>/<nnn>-<file>): the test
+            // server learns what they hold, as RDS would by reading them.
+            for file in files {
+                let bytes = std::fs::read(format!("{FIXTURES}{file}")).expect("fixture");
+                let header = bakdrop_tests::tds::header_of(&bytes);
+                let step = bakdrop_core::plan::Step {
+                    kind: header.backup_type,
+                    files: Vec::new(),
+                    backup_set_guid: header.backup_set_guid,
+                    first_lsn: header.first_lsn,
+                    last_lsn: header.last_lsn,
+                };
+                let task = bakdrop_core::restore::task_name("Stripe", 0, &step);
+                let staged = format!(
+                    "_bakdrop/stripes/{task}/{:03}-{file}",
+                    header.family_sequence
+                );
+                register_upload(&m.emulator, &m.bucket, &staged, &bytes);
+            }
         }
         for summary in m.upload("Stripe", &files).await {
             assert_eq!(summary.queued, 1, "{summary:?}");
@@ -343,15 +364,11 @@ async fn on_rds_complete_brings_the_database_online_and_refusals_change_nothing(
         "sql2016_full_RestoreTimeClean.bak",
         "sql2016_log_RestoreTimeClean_1.trn",
     ];
-    let Migrated {
-        emulator,
+    let m = migrate(Dialect::Rds, &files, "Clean").await;
+    let (emulator, store, target) = (&m.emulator, &m.store, &m.target);
+    let refused = cutover::complete(
         store,
         target,
-        ..
-    } = migrate(Dialect::Rds, &files, "Clean").await;
-    let refused = cutover::complete(
-        &store,
-        &target,
         &CompleteRequest {
             database: "Clean".into(),
             last_backup: Some("sql2016_full_RestoreTimeClean.bak".into()),
@@ -370,15 +387,45 @@ async fn on_rds_complete_brings_the_database_online_and_refusals_change_nothing(
         Some("Restoring"),
         "a refused Complete leaves the database restoring"
     );
-    let request = CompleteRequest {
-        database: "Clean".into(),
-        last_backup: Some("sql2016_log_RestoreTimeClean_1.trn".into()),
-        require_tail_log: false,
+    // Complete through the complete-migration function: RDS's rds_finish_restore starts a
+    // FINISH_RESTORE task; the migration is Completing until it succeeded, followed by the
+    // restore worker from the message the function queued.
+    let payload = json!({"database": "Clean", "last_backup": "sql2016_log_RestoreTimeClean_1.trn"});
+    let followup = complete_migration::handler::Followup {
+        queue: &m.worker.queue,
+        delay: Duration::ZERO,
     };
-    let state = cutover::complete(&store, &target, &request, now())
+    let answer = complete_migration::handler::handle(store, target, &followup, payload, now())
         .await
-        .expect("completed");
-    assert_eq!(state, MigrationState::Succeeded);
+        .expect("completing");
+    assert_eq!(answer["state"], "Completing");
+    assert_eq!(
+        emulator
+            .database("Clean")
+            .map(|d| format!("{:?}", d.state))
+            .as_deref(),
+        Some("Restoring"),
+        "not online before the FINISH_RESTORE task succeeded"
+    );
+    let finish = emulator
+        .rds_tasks()
+        .into_iter()
+        .filter(|t| t.task_type == "FINISH_RESTORE")
+        .count();
+    assert_eq!(finish, 1, "one FINISH_RESTORE task");
+    m.drive().await;
+    let migration = store
+        .get_migration("Clean")
+        .await
+        .expect("read")
+        .expect("m")
+        .record;
+    assert_eq!(
+        migration.state,
+        MigrationState::Succeeded,
+        "{:?}",
+        migration.reason
+    );
     assert_eq!(
         emulator
             .database("Clean")
@@ -386,9 +433,14 @@ async fn on_rds_complete_brings_the_database_online_and_refusals_change_nothing(
             .as_deref(),
         Some("Online")
     );
+    let request = CompleteRequest {
+        database: "Clean".into(),
+        last_backup: Some("sql2016_log_RestoreTimeClean_1.trn".into()),
+        require_tail_log: false,
+    };
     // Twice is harmless.
     assert_eq!(
-        cutover::complete(&store, &target, &request, now())
+        cutover::complete(store, target, &request, now())
             .await
             .expect("again"),
         MigrationState::Succeeded

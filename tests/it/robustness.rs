@@ -39,12 +39,12 @@ use bakdrop_core::validate::{ValidateConfig, Validator};
 use bakdrop_core::version::VersionPolicy;
 
 use bakdrop_mssql::TiberiusTarget;
-use bakdrop_tds_server::emulator::{BackupInfo, BackupKind, ClockMode};
+use bakdrop_tds_server::emulator::{BackupKind, ClockMode};
 use bakdrop_tds_server::{ServerHandle, SqlServerEmulator};
 use bakdrop_tests::aws::{LocalAws, StackResources};
 use bakdrop_tests::invocation;
 use bakdrop_tests::proxy::{utf16le, CutTiming, TcpProxy};
-use bakdrop_tests::tds::{emulator_restore_config, emulator_target, DISK};
+use bakdrop_tests::tds::{emulator_restore_config, emulator_target, register_upload};
 use serde_json::{json, Value};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/bak/");
@@ -207,7 +207,6 @@ struct Rig {
     aws_proxy: Option<TcpProxy>,
     /// When the AWS proxy went down (see [`Rig::heal_aws`]), and the outages so far.
     outages: std::sync::Mutex<(Option<Instant>, Vec<Duration>)>,
-    dialect: Dialect,
 }
 
 /// How long the local AWS endpoint stays unreachable once a fault takes it down.
@@ -338,7 +337,6 @@ impl Rig {
             tds_proxy,
             aws_proxy,
             outages: std::sync::Mutex::default(),
-            dialect: setup.dialect,
         }
     }
 
@@ -364,39 +362,17 @@ impl Rig {
         }
     }
 
-    /// The source text the worker sends for `key` in this dialect.
-    fn source_of(&self, key: &str) -> String {
-        match self.dialect {
-            Dialect::Rds => format!("arn:aws:s3:::{}/{key}", self.res.bucket),
-            Dialect::Native => format!("{DISK}/{key}"),
-        }
-    }
-
-    /// Seeds the emulator's catalog with the 2016 chain under `folder/`.
-    fn register_chain(&self, folder: &str) {
-        for (name, kind, first, last) in CHAIN_2016 {
-            self.emulator.register_backup(
-                &self.source_of(&format!("{folder}/{name}")),
-                BackupInfo {
-                    kind,
-                    first_lsn: first,
-                    last_lsn: last,
-                    database_version: 852,
-                    software_version: "13.00.5081".into(),
-                },
-            );
-        }
-    }
-
     /// Uploads fixtures as the user does (straight to S3) and returns their S3 event records,
     /// one per file, as S3 delivered them (key order of `files`).
     async fn upload(&self, folder: &str, files: &[&str]) -> Vec<Value> {
         for name in files {
+            let key = format!("{folder}/{name}");
+            register_upload(&self.emulator, &self.res.bucket, &key, &fixture(name));
             self.direct
                 .s3
                 .put_object()
                 .bucket(&self.res.bucket)
-                .key(format!("{folder}/{name}"))
+                .key(key)
                 .body(ByteStream::from(fixture(name)))
                 .send()
                 .await
@@ -707,7 +683,6 @@ async fn duplicate_and_reordered_s3_events_record_and_queue_each_file_once_and_r
     let mut out = Printout::new("duplicate_and_reordered_s3_events_record_and_queue_each_file_once_and_restore_each_backup_once_in_lsn_order");
     let rig = Rig::new(Setup::direct(Dialect::Native)).await;
     let folder = "Dup ]Order";
-    rig.register_chain(folder);
     let files: Vec<&str> = CHAIN_2016.iter().map(|(n, ..)| *n).collect();
     let records = rig.upload(folder, &files).await;
     let mut rng = Rng(0x5eed_0007);
@@ -866,7 +841,6 @@ async fn a_restore_job_redelivered_while_its_restore_runs_never_submits_a_second
     for dialect in [Dialect::Native, Dialect::Rds] {
         let rig = Rig::new(Setup::direct(dialect)).await;
         let folder = "Redelivered";
-        rig.register_chain(folder);
         let files = [CHAIN_2016[0].0, CHAIN_2016[4].0];
         let records = rig.upload(folder, &files).await;
         let mut d = Deliveries::default();
@@ -1014,7 +988,6 @@ async fn two_invocations_at_once_for_a_new_migration_submit_one_restore_and_do_n
             })
             .await;
             let folder = "At once";
-            rig.register_chain(folder);
             let records = rig
                 .upload(folder, &[CHAIN_2016[0].0, CHAIN_2016[4].0])
                 .await;
@@ -1084,7 +1057,6 @@ async fn the_same_restore_job_in_two_invocations_with_a_slow_submit_submits_one_
         })
         .await;
         let folder = "Slow submit";
-        rig.register_chain(folder);
         let records = rig.upload(folder, &[CHAIN_2016[0].0]).await;
         rig.deliver(records, "v", &mut Deliveries::default()).await;
         let job = receive_raw(&rig).await;
@@ -1188,7 +1160,6 @@ async fn a_tds_connection_cut_mid_submit_or_mid_poll_is_retried_and_each_restore
             })
             .await;
             let folder = "Cut";
-            rig.register_chain(folder);
             let files = [CHAIN_2016[0].0, CHAIN_2016[4].0];
             let records = rig.upload(folder, &files).await;
             rig.deliver(records, "v", &mut Deliveries::default()).await;
@@ -1284,7 +1255,6 @@ async fn the_local_aws_endpoint_unreachable_mid_migration_loses_no_file_and_appl
     })
     .await;
     let folder = "Outage";
-    rig.register_chain(folder);
     let files: Vec<&str> = CHAIN_2016.iter().map(|(n, ..)| *n).collect();
     let records = rig.upload(folder, &files).await;
     let proxy = rig.aws_proxy.as_ref().expect("aws proxy");
