@@ -1514,6 +1514,7 @@ async fn hostile_names_through_the_pipeline(dialect: Dialect, corpus: Vec<(Strin
         .set_restore_duration(None, Duration::from_secs(10));
     let full = fixture(CHAIN_2016[0].0);
     let size = full.len();
+    let base = full.clone();
     rig.direct
         .s3
         .put_object()
@@ -1528,6 +1529,7 @@ async fn hostile_names_through_the_pipeline(dialect: Dialect, corpus: Vec<(Strin
     let mut rows: Vec<(String, String, String, bool, String, String)> = Vec::new();
     for (n, (what, event_key)) in corpus.iter().enumerate() {
         let key = bakdrop_core::object::decode_event_key(event_key);
+        register_upload(&rig.emulator, &rig.res.bucket, &key, &base);
         let copied = rig
             .direct
             .s3

@@ -316,6 +316,16 @@ async fn a_run_against_the_tds_test_server_restores_through_tiberius() {
     let (addr, handle) = emulator.start().await.expect("start the emulator");
     let drop = Drop::new("tds", CHAIN, false);
     let dir = drop.dir.display().to_string();
+    // The server reads the files where `run` says they are (RESTORE FROM DISK = the folder).
+    let root = std::fs::canonicalize(&drop.dir).expect("canonical");
+    for f in CHAIN {
+        let bytes = std::fs::read(Path::new(FIXTURES).join(f)).expect("fixture");
+        let path = root.join("RestoreTimeClean").join(f);
+        emulator.register_backup(
+            &path.display().to_string(),
+            bakdrop_tests::tds::backup_info(&bakdrop_tests::tds::header_of(&bytes)),
+        );
+    }
     let connection = format!(
         "host=127.0.0.1;port={};user=sa;password=Secret-123;tls=off",
         addr.port()

@@ -543,6 +543,16 @@ pub mod native {
         }
     }
 
+    /// Whether the job was running when SQL Server Agent last stopped: an activity row of an
+    /// earlier Agent session (before `session`) started and never stopped. Such a job's RESTORE
+    /// was interrupted and it has no outcome.
+    pub fn job_interrupted(job_id: uuid::Uuid, session: i32) -> Statement {
+        Statement {
+            sql: "SELECT COUNT(*) AS interrupted FROM msdb.dbo.sysjobactivity WHERE job_id = @P1 AND session_id < @P2 AND start_execution_date IS NOT NULL AND stop_execution_date IS NULL".into(),
+            params: vec![Param::Guid(job_id), Param::Int(session)],
+        }
+    }
+
     /// The outcome of the job's restore step, newest first (`run_status` 1 succeeded, 0 failed,
     /// 3 cancelled; `sql_message_id` SQL Server's error number).
     pub fn job_outcome(job_id: uuid::Uuid) -> Statement {

@@ -309,6 +309,20 @@ impl RestoreTarget for TiberiusTarget {
                     None => false,
                 };
                 let outcome = first(run(&mut client, &tsql::native::job_outcome(job_id)).await?);
+                if let (false, None, Some(session)) = (running, &outcome, session) {
+                    let interrupted = first(
+                        run(&mut client, &tsql::native::job_interrupted(job_id, session)).await?,
+                    )
+                    .and_then(|r| integer(&r, "interrupted"))
+                    .unwrap_or(0)
+                        > 0;
+                    if interrupted {
+                        return Ok(TaskStatus::Failed {
+                            sql_error: None,
+                            message: format!("the Agent job {name} was running when SQL Server Agent stopped, and has no outcome: its RESTORE was interrupted. Cancel the migration, reset it and upload the backups again"),
+                        });
+                    }
+                }
                 let mut percent = None;
                 if running {
                     let step_session =

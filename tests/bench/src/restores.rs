@@ -130,6 +130,7 @@ async fn measure(
     for name in &names {
         for (file, body) in [(FULL, &full), (LOG, &log)] {
             let key = format!("{name}/{file}");
+            bakdrop_tests::tds::register_upload(&emulator, &stack.bucket, &key, body);
             let out = aws
                 .s3
                 .put_object()
@@ -361,6 +362,7 @@ mod tests {
             kms_master_key_arn: None,
             created_at: Duration::from_millis(created),
             last_updated: Duration::from_millis(end),
+            started: lifecycle != Lifecycle::Created,
             op: RestoreOp {
                 database: "D".into(),
                 kind: bakdrop_tds_server::emulator::BackupKind::Full,
