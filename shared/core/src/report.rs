@@ -174,7 +174,12 @@ pub fn build(
             "Cancelled — the target is stopping its restore; the half-restored database is dropped once it has stopped".to_owned()
         }
         Some(MigrationState::Cancelled) => "Cancelled".to_owned(),
-        Some(MigrationState::Completing) => "Completing: bringing the database online".to_owned(),
+        Some(MigrationState::Completing) => match migration.and_then(|m| m.finishing.as_ref()) {
+            Some(task) => format!(
+                "Completing: {task} (FINISH_RESTORE) is bringing the database online; Succeeded once it has"
+            ),
+            None => "Completing: bringing the database online".to_owned(),
+        },
         Some(MigrationState::AwaitingFull) => format!(
             "Awaiting the full backup ({} file(s) waiting)",
             counts.waiting + counts.queued

@@ -1193,6 +1193,9 @@ fn remedy(number: Option<u32>, message: &str) -> Option<&'static str> {
             "connect as the RDS master user (or a login with EXECUTE on msdb's rds_* procedures)",
         );
     }
+    if has("filestream") {
+        return Some("Amazon RDS cannot restore a database with a FILESTREAM filegroup: remove the filegroup on the source and back up again, or migrate to SQL Server on EC2");
+    }
     if has("file_guid") {
         return Some("a database restored from this backup already exists on the instance (RDS refuses a second restore of the same files, by file_guid); restore it on another instance or drop the other copy");
     }
