@@ -1111,7 +1111,7 @@ fn not_ready_reason(not_ready: &crate::ports::NotReady) -> Reason {
         ),
         NotReady::NoCredential { url } => Reason::new(
             "NoS3Credential",
-            format!("the target has no credential for {url}: create one named after the URL's bucket prefix (CREATE CREDENTIAL [s3://<endpoint>/<bucket>] WITH IDENTITY = 'S3 Access Key', SECRET = '<access key id>:<secret key>'); the restore then starts by itself"),
+            format!("the target has no credential for {url}: create one named after the URL's bucket prefix (CREATE CREDENTIAL [s3://<endpoint>/<bucket>] WITH IDENTITY = 'S3 Access Key', SECRET = '<access key id>:<secret key>'), or, if it exists, grant bakdrop's login VIEW ANY DEFINITION so that it can see it in sys.credentials; the restore then starts by itself"),
         ),
     }
 }
