@@ -195,6 +195,32 @@ async fn migrate(dialect: Dialect, files: &[&str], database: &str) -> Migrated {
     migrated
 }
 
+/// Two target databases from one source backup on one SQL Server: each restore moves the files
+/// to names of its own database (the server refuses a file another database uses, 1834, and a
+/// directory of the source's Windows paths, 5133/3156).
+#[tokio::test]
+async fn two_migrations_of_one_source_database_restore_side_by_side_natively() {
+    let full = ["sql2016_full_RestoreTimeClean.bak"];
+    let m = Migrated::new(Dialect::Native).await;
+    for database in ["CopyA", "CopyB"] {
+        for summary in m.upload(database, &full).await {
+            assert_eq!(summary.queued, 1, "{summary:?}");
+        }
+    }
+    m.drive().await;
+    m.synchronizing("CopyA").await;
+    m.synchronizing("CopyB").await;
+    let files = |name: &str| m.emulator.database(name).expect("restored").files;
+    let (a, b) = (files("CopyA"), files("CopyB"));
+    assert_eq!(a.len(), 2, "{a:?}");
+    assert!(
+        a.iter()
+            .all(|f| f.starts_with("/var/opt/mssql/data/CopyA_")),
+        "{a:?}"
+    );
+    assert!(a.iter().all(|f| !b.contains(f)), "{a:?} / {b:?}");
+}
+
 #[tokio::test]
 async fn the_2016_chain_uploaded_out_of_order_is_restored_in_lsn_order_on_sql_server_2022_then_completed(
 ) {
