@@ -1543,8 +1543,8 @@ mod tests {
         assert!(p.target.submitted().is_empty());
     }
 
-    #[test]
-    fn on_rds_complete_stays_completing_until_the_finish_task_succeeded() {
+    /// An RDS-like target with the 2016 full restored as "Clean", and a plain Complete of it.
+    fn rds_synchronizing_clean() -> (Pipeline, crate::cutover::CompleteRequest) {
         let p = pipeline("2016");
         p.worker.target.rds.lock().map(|mut r| *r = true).ok();
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
@@ -1554,6 +1554,12 @@ mod tests {
             last_backup: None,
             require_tail_log: false,
         };
+        (p, request)
+    }
+
+    #[test]
+    fn on_rds_complete_stays_completing_until_the_finish_task_succeeded() {
+        let (p, request) = rds_synchronizing_clean();
         let state = block_on(crate::cutover::complete(
             &p.store,
             &p.target,
@@ -1623,15 +1629,7 @@ mod tests {
 
     #[test]
     fn on_rds_a_failed_finish_task_fails_the_migration_with_rdss_text() {
-        let p = pipeline("2016");
-        p.worker.target.rds.lock().map(|mut r| *r = true).ok();
-        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
-        p.run_to_quiet();
-        let request = crate::cutover::CompleteRequest {
-            database: "Clean".into(),
-            last_backup: None,
-            require_tail_log: false,
-        };
+        let (p, request) = rds_synchronizing_clean();
         block_on(crate::cutover::complete(
             &p.store,
             &p.target,

@@ -450,22 +450,28 @@ async fn native_targets_without_a_running_agent_or_a_credential_are_not_ready() 
     assert!(!refused.is_transient());
 }
 
+/// A native full restore of "Sales" from `/b/f.bak`, submitted as the Agent job `job`.
+async fn native_full_submitted(
+    emulator: &SqlServerEmulator,
+    job: &str,
+) -> (TiberiusTarget, TaskId, ServerHandle) {
+    let (target, server) = start(emulator, Dialect::Native).await;
+    let full = described(
+        emulator,
+        "Sales",
+        BackupKind::Full,
+        RestoreSource::Disk("/b/f.bak".into()),
+    );
+    let task = target.submit(&full, job).await.expect("submitted");
+    (target, task, server)
+}
+
 /// The job step runs in master: its progress is found through the step's session, not the
 /// restored database's id.
 #[tokio::test]
 async fn a_native_restore_shows_its_progress_while_the_job_runs() {
     let emulator = SqlServerEmulator::native();
-    let (target, _server) = start(&emulator, Dialect::Native).await;
-    let full = described(
-        &emulator,
-        "Sales",
-        BackupKind::Full,
-        RestoreSource::Disk("/b/f.bak".into()),
-    );
-    let task = target
-        .submit(&full, "job-progress")
-        .await
-        .expect("submitted");
+    let (target, task, _server) = native_full_submitted(&emulator, "job-progress").await;
     emulator.advance(Duration::from_secs(30));
     match target.poll(&db("Sales"), &task).await.expect("poll") {
         TaskStatus::Running { percent: Some(p) } => assert!(p > 0.0 && p < 100.0, "{p}"),
@@ -478,17 +484,7 @@ async fn a_native_restore_shows_its_progress_while_the_job_runs() {
 #[tokio::test]
 async fn a_job_interrupted_by_an_agent_restart_is_a_failure_not_running_forever() {
     let emulator = SqlServerEmulator::native();
-    let (target, _server) = start(&emulator, Dialect::Native).await;
-    let full = described(
-        &emulator,
-        "Sales",
-        BackupKind::Full,
-        RestoreSource::Disk("/b/f.bak".into()),
-    );
-    let task = target
-        .submit(&full, "job-restart")
-        .await
-        .expect("submitted");
+    let (target, task, _server) = native_full_submitted(&emulator, "job-restart").await;
     emulator.advance(Duration::from_secs(10));
     emulator.restart_agent();
     match target.poll(&db("Sales"), &task).await.expect("poll") {
