@@ -323,3 +323,35 @@ async fn the_sqs_queue_carries_versioned_json_with_its_delay() {
     );
     assert!(bodies[0].contains("\"schema\":1"), "{}", bodies[0]);
 }
+
+/// A database name is claimed once, by the first migration that takes it; the claim of another
+/// folder folding to the same name answers the holder, however often and concurrently asked.
+#[tokio::test]
+async fn the_status_table_gives_a_folded_database_name_to_one_migration() {
+    let aws = LocalAws::get().await;
+    let table = unique_name("names");
+    aws.create_status_table(&table).await.expect("table");
+    let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
+    let folded = bakdrop_core::names::fold("Sales");
+    let (a, b) = tokio::join!(
+        store.claim_name(&folded, "Sales"),
+        store.claim_name(&folded, "SALES")
+    );
+    let (a, b) = (a.expect("claim"), b.expect("claim"));
+    assert_eq!(a, b, "one holder");
+    let holder = a;
+    assert!(holder == "Sales" || holder == "SALES", "{holder}");
+    for name in ["Sales", "SALES", "sales"] {
+        assert_eq!(
+            store.claim_name(&folded, name).await.expect("claim"),
+            holder
+        );
+    }
+    assert_eq!(
+        store
+            .claim_name(&bakdrop_core::names::fold("Other"), "Other")
+            .await
+            .expect("claim"),
+        "Other"
+    );
+}

@@ -195,6 +195,38 @@ async fn migrate(dialect: Dialect, files: &[&str], database: &str) -> Migrated {
     migrated
 }
 
+/// The reproduced case: folder `Sales` migrates, then a folder `SALES` (one database for SQL
+/// Server). The second folder's files are rejected naming the first; no second migration exists
+/// whose Cancel could drop `Sales`, and `Sales` completes.
+#[tokio::test]
+async fn a_second_folder_naming_the_same_database_in_another_case_is_rejected_and_harms_nothing() {
+    let full = ["sql2016_full_RestoreTimeClean.bak"];
+    let m = Migrated::new(Dialect::Native).await;
+    m.upload("Sales", &full).await;
+    m.drive().await;
+    m.synchronizing("Sales").await;
+    let summaries = m.upload("SALES", &full).await;
+    let result = &summaries[0].results[0];
+    assert_eq!(summaries[0].rejected, 1, "{summaries:?}");
+    let reason = result.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("SameDatabaseName") || reason.contains("folder Sales"),
+        "{reason}"
+    );
+    let cancel = cutover::cancel(&m.store, &m.target, "SALES", now()).await;
+    assert_eq!(
+        cancel.expect_err("no such migration").error_type(),
+        "MigrationNotFound"
+    );
+    let request = CompleteRequest {
+        database: "Sales".into(),
+        last_backup: None,
+        require_tail_log: false,
+    };
+    let state = cutover::complete(&m.store, &m.target, &request, now()).await;
+    assert_eq!(state.expect("completed"), MigrationState::Succeeded);
+}
+
 /// Two target databases from one source backup on one SQL Server: each restore moves the files
 /// to names of its own database (the server refuses a file another database uses, 1834, and a
 /// directory of the source's Windows paths, 5133/3156).

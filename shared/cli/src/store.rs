@@ -35,6 +35,9 @@ struct Document {
     migrations: BTreeMap<String, Entry<MigrationRecord>>,
     #[serde(default)]
     files: BTreeMap<String, BTreeMap<String, Entry<FileRecord>>>,
+    /// Folded database name → the migration that claimed it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    names: BTreeMap<String, String>,
 }
 
 impl Default for Document {
@@ -43,6 +46,7 @@ impl Default for Document {
             schema: STATE_SCHEMA,
             migrations: BTreeMap::new(),
             files: BTreeMap::new(),
+            names: BTreeMap::new(),
         }
     }
 }
@@ -163,6 +167,16 @@ fn versioned<T>(entry: Entry<T>) -> Versioned<T> {
 }
 
 impl StatusStore for JsonFileStore {
+    async fn claim_name(&self, folded: &str, database: &str) -> Result<String, StoreError> {
+        self.update(|doc| {
+            Ok(doc
+                .names
+                .entry(folded.to_owned())
+                .or_insert_with(|| database.to_owned())
+                .clone())
+        })
+    }
+
     async fn get_migration(
         &self,
         database: &str,

@@ -88,6 +88,7 @@ impl ObjectReader for MemoryObjects {
 pub struct MemoryStore {
     migrations: Mutex<BTreeMap<String, Versioned<MigrationRecord>>>,
     files: Mutex<BTreeMap<(String, String), Versioned<FileRecord>>>,
+    names: Mutex<BTreeMap<String, String>>,
     fail_puts: Mutex<u32>,
 }
 
@@ -137,6 +138,14 @@ fn cas<K: Ord, T: Clone>(
 }
 
 impl StatusStore for MemoryStore {
+    async fn claim_name(&self, folded: &str, database: &str) -> Result<String, StoreError> {
+        self.injected()?;
+        Ok(lock(&self.names)
+            .entry(folded.to_owned())
+            .or_insert_with(|| database.to_owned())
+            .clone())
+    }
+
     async fn get_migration(
         &self,
         database: &str,

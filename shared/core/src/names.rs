@@ -71,6 +71,25 @@ impl DatabaseName {
     pub fn quoted(&self) -> String {
         format!("[{}]", self.0.replace(']', "]]"))
     }
+
+    /// The name as SQL Server tells databases apart: see [`fold`].
+    pub fn folded(&self) -> String {
+        fold(&self.0)
+    }
+}
+
+/// A name folded so that names one target takes for the same database compare equal: lower
+/// case, accents removed (canonical decomposition, combining marks dropped). SQL Server's default
+/// collation (`SQL_Latin1_General_CP1_CI_AS`) ignores case; RDS refuses "two databases that differ
+/// only by case or accent" ("Importing and exporting SQL Server databases using native backup and
+/// restore", Troubleshooting): folding both is the reading that is safe on either target.
+pub fn fold(name: &str) -> String {
+    use unicode_normalization::char::is_combining_mark;
+    use unicode_normalization::UnicodeNormalization;
+    name.nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 impl fmt::Display for DatabaseName {
@@ -109,6 +128,20 @@ mod tests {
     fn closing_brackets_are_doubled_so_the_identifier_cannot_end_early() {
         let name = DatabaseName::parse("x]; DROP DATABASE master; --").expect("valid text");
         assert_eq!(name.quoted(), "[x]]; DROP DATABASE master; --]");
+    }
+
+    #[test]
+    fn names_that_differ_only_in_case_or_accents_fold_alike() {
+        assert_eq!(fold("Sales"), fold("SALES"));
+        assert_eq!(fold("Café"), fold("CAFE"));
+        // Precomposed and decomposed é are one name too.
+        assert_eq!(fold("Caf\u{e9}"), fold("Cafe\u{301}"));
+        assert_eq!(fold("Straße"), "straße");
+        assert_ne!(fold("Sales"), fold("Sales2"));
+        assert_eq!(
+            DatabaseName::parse("QuảnLý").expect("valid").folded(),
+            "quanly"
+        );
     }
 
     #[test]

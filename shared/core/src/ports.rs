@@ -102,6 +102,19 @@ pub trait StatusStore: Send + Sync {
         expected: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// Claims the database name `folded` (see [`crate::names::fold`]) for the migration
+    /// `database`, once and for good; returns the migration that holds it: `database` itself
+    /// when it claimed it now or before, another folder's name when that one did (two folders
+    /// whose names SQL Server takes for one database never both migrate).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    fn claim_name(
+        &self,
+        folded: &str,
+        database: &str,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
+
     /// Migrations in name order, at most `limit`, after the migration named `after`.
     ///
     /// # Errors
@@ -424,6 +437,13 @@ impl<T: StatusStore> StatusStore for std::sync::Arc<T> {
         migration: &str,
     ) -> impl Future<Output = Result<Vec<Versioned<FileRecord>>, StoreError>> + Send {
         T::list_files(self, migration)
+    }
+    fn claim_name(
+        &self,
+        folded: &str,
+        database: &str,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send {
+        T::claim_name(self, folded, database)
     }
     fn list_migrations(
         &self,

@@ -503,6 +503,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 percent_complete: None,
                 submitted_at: now,
             });
+            migration.restores_submitted = true;
             migration.state = MigrationState::Restoring;
             migration.updated_at = now;
             match self.store.put_migration(&migration, Some(version)).await {
@@ -1766,6 +1767,93 @@ mod tests {
         );
         assert!(p.target.submitted().is_empty());
         assert_eq!(p.migration("Clean").state, MigrationState::Failed);
+    }
+
+    /// A database of the migration's name that was on the target before (here RESTORING, as
+    /// another tool's restore would leave it) is not the migration's: Cancel leaves it.
+    #[test]
+    fn cancel_drops_no_database_that_this_migration_did_not_restore() {
+        let p = pipeline("2016");
+        p.target
+            .databases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert("Clean".into(), "RESTORING".into());
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        p.run_to_quiet();
+        assert_eq!(p.migration("Clean").state, MigrationState::Failed);
+        let state = block_on(crate::cutover::cancel(
+            &p.store,
+            &p.target,
+            "Clean",
+            p.now(),
+        ))
+        .expect("cancelled");
+        assert_eq!(state, MigrationState::Cancelled);
+        assert_eq!(
+            block_on(
+                p.target
+                    .database_state(&DatabaseName::parse("Clean").expect("name"))
+            )
+            .expect("state")
+            .as_deref(),
+            Some("RESTORING"),
+            "not this migration's database: left as it was"
+        );
+        // A migration that restored something drops its own half-restored database.
+        p.drop_file("Other", "sql2016_full_RestoreTimeClean.bak");
+        p.run_to_quiet();
+        block_on(crate::cutover::cancel(
+            &p.store,
+            &p.target,
+            "Other",
+            p.now(),
+        ))
+        .expect("cancel");
+        assert_eq!(
+            block_on(
+                p.target
+                    .database_state(&DatabaseName::parse("Other").expect("name"))
+            )
+            .expect("state"),
+            None
+        );
+    }
+
+    /// Two folders whose names SQL Server takes for one database: the second folder's files are
+    /// rejected with a reason naming the first, and no second migration exists to cancel.
+    #[test]
+    fn a_folder_differing_only_in_case_or_accents_from_a_migrating_one_is_rejected() {
+        let p = pipeline("2016");
+        p.drop_file("Sales", "sql2016_full_RestoreTimeClean.bak");
+        for folder in ["SALES", "sàles"] {
+            let body = std::fs::read(format!("{FIXTURES}sql2016_full_RestoreTimeClean.bak"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let key = format!("{folder}/full.bak");
+            let object = ObjectRef {
+                bucket: "b".into(),
+                key: key.clone(),
+                version_id: None,
+                etag: Some(format!("e-{folder}")),
+                size: body.len() as u64,
+            };
+            p.objects.put("b", &key, body);
+            let outcome = block_on(p.validator.validate(&object, "v", p.now())).expect("validated");
+            match outcome {
+                Outcome::Rejected { reason, .. } => {
+                    assert_eq!(reason.code, "SameDatabaseName");
+                    assert!(
+                        reason.message.contains("folder Sales"),
+                        "{}",
+                        reason.message
+                    );
+                }
+                other => panic!("{folder}: {other:?}"),
+            }
+            assert!(block_on(p.store.get_migration(folder))
+                .expect("read")
+                .is_none());
+        }
     }
 
     #[test]

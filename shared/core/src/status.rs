@@ -288,6 +288,10 @@ pub struct MigrationRecord {
     pub chain: ChainState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<InFlight>,
+    /// This generation of the migration claimed a restore on the target (so the target's
+    /// database of this name may be its own). Cancel drops a database only then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restores_submitted: bool,
     /// While Completing: the target's task bringing the database online (RDS
     /// `FINISH_RESTORE`), polled until it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -325,6 +329,7 @@ impl MigrationRecord {
             reason: None,
             chain: ChainState::default(),
             in_flight: None,
+            restores_submitted: false,
             finishing: None,
             generation: 0,
             task_floor: None,
@@ -332,6 +337,14 @@ impl MigrationRecord {
             created_at: now,
             updated_at: now,
         }
+    }
+
+    /// Whether the target's database of this name can be this migration's own: it claimed a
+    /// restore (records written before the flag: it restored something or has one in flight).
+    pub fn owns_target_database(&self) -> bool {
+        self.restores_submitted
+            || self.in_flight.is_some()
+            || self.chain != crate::plan::ChainState::default()
     }
 
     /// The migration that replaces this one after a reset: nothing restored, the next
