@@ -41,7 +41,7 @@ struct Migrated {
     events: String,
     jobs: String,
     validator: Validator<S3ObjectReader, DynamoStatusStore, SqsJobQueue>,
-    worker: Worker<DynamoStatusStore, SqsJobQueue, S3StripeStaging<TiberiusTarget>>,
+    worker: Worker<DynamoStatusStore, SqsJobQueue, S3StripeStaging<TiberiusTarget>, S3ObjectReader>,
 }
 
 impl Migrated {
@@ -81,6 +81,7 @@ impl Migrated {
             store: store.clone(),
             queue,
             target: target.clone(),
+            objects: S3ObjectReader::new(aws.s3.clone()),
             config: emulator_restore_config(dialect),
         };
         Migrated {

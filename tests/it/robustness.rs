@@ -198,7 +198,7 @@ struct Rig {
     /// The status table read straight from the endpoint.
     inspect: DynamoStatusStore,
     validator: Validator<S3ObjectReader, DynamoStatusStore, SqsJobQueue>,
-    worker: Worker<DynamoStatusStore, SqsJobQueue, TiberiusTarget>,
+    worker: Worker<DynamoStatusStore, SqsJobQueue, TiberiusTarget, S3ObjectReader>,
     /// The clients the pipeline uses (through the AWS proxy when there is one).
     pipeline: LocalAws,
     emulator: SqlServerEmulator,
@@ -323,6 +323,7 @@ impl Rig {
             store,
             queue,
             target,
+            objects: S3ObjectReader::new(pipeline.s3.clone()),
             config: emulator_restore_config(setup.dialect),
         };
         Rig {

@@ -6,14 +6,14 @@
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use bakdrop_core::job::QueueMessage;
-use bakdrop_core::ports::{JobQueue, RestoreTarget, StatusStore};
+use bakdrop_core::ports::{JobQueue, ObjectReader, RestoreTarget, StatusStore};
 use bakdrop_core::restore::{Attempt, Worker};
 use time::OffsetDateTime;
 
 /// Handles one batch in the invocation `invocation` (Lambda's request id). Never fails as a
 /// whole: every message is answered on its own.
-pub async fn handle<S: StatusStore, Q: JobQueue, T: RestoreTarget>(
-    worker: &Worker<S, Q, T>,
+pub async fn handle<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader>(
+    worker: &Worker<S, Q, T, O>,
     event: SqsEvent,
     invocation: &str,
     now: OffsetDateTime,
@@ -66,7 +66,7 @@ fn failure_of(id: String) -> BatchItemFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bakdrop_core::fakes::{MemoryQueue, MemoryStore, MemoryTarget};
+    use bakdrop_core::fakes::{MemoryObjects, MemoryQueue, MemoryStore, MemoryTarget};
     use bakdrop_core::restore::{RestoreConfig, SourceLocation};
     use bakdrop_core::status::MigrationRecord;
     use bakdrop_core::tsql::Dialect;
@@ -78,11 +78,12 @@ mod tests {
         OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000)
     }
 
-    fn worker() -> Worker<MemoryStore, MemoryQueue, MemoryTarget> {
+    fn worker() -> Worker<MemoryStore, MemoryQueue, MemoryTarget, MemoryObjects> {
         Worker {
             store: MemoryStore::default(),
             queue: MemoryQueue::default(),
             target: MemoryTarget::new("16.0.4135.4"),
+            objects: MemoryObjects::default(),
             config: RestoreConfig {
                 dialect: Dialect::Rds,
                 location: SourceLocation::rds(None),

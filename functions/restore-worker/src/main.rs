@@ -2,7 +2,8 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use bakdrop_aws::{
-    config, dynamo::DynamoStatusStore, secrets, sqs::SqsJobQueue, staging::S3StripeStaging,
+    config, dynamo::DynamoStatusStore, s3::S3ObjectReader, secrets, sqs::SqsJobQueue,
+    staging::S3StripeStaging,
 };
 use bakdrop_core::restore::Worker;
 use bakdrop_mssql::TiberiusTarget;
@@ -26,6 +27,7 @@ async fn main() -> Result<(), Error> {
         secret.port,
     )?;
     let worker = Worker {
+        objects: S3ObjectReader::new(config::s3_client(&sdk)),
         store: DynamoStatusStore::new(aws_sdk_dynamodb::Client::new(&sdk), &settings.status_table),
         queue: SqsJobQueue::new(aws_sdk_sqs::Client::new(&sdk), &settings.restore_queue_url),
         // Striped sets reach RDS as one prefix of staged copies; other requests pass through.

@@ -180,6 +180,21 @@ fn unavailable(e: std::io::Error) -> ReadError {
 }
 
 impl ObjectReader for LocalBucket {
+    /// The file must still have the size and modification stamp (the local ETag) validated.
+    async fn check_current(&self, object: &ObjectRef) -> Result<(), ReadError> {
+        let meta = match std::fs::metadata(self.path_of(object)) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ReadError::NotFound(object.to_string()))
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        if object.etag.as_deref().is_some_and(|e| e != etag(&meta)) || meta.len() != object.size {
+            return Err(ReadError::Changed(object.to_string()));
+        }
+        Ok(())
+    }
+
     async fn read(&self, object: &ObjectRef, range: ByteRange) -> Result<Vec<u8>, ReadError> {
         let path = self.path_of(object);
         let mut file = match File::open(&path) {

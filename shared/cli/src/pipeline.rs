@@ -156,6 +156,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         store: store.clone(),
         queue: queue.clone(),
         target,
+        objects: bucket.clone(),
         config: RestoreConfig {
             dialect: options.dialect,
             location,

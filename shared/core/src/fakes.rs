@@ -33,6 +33,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 pub struct MemoryObjects {
     objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+    /// Keys written again (another version) since their first upload.
+    replaced: Mutex<std::collections::BTreeSet<(String, String)>>,
     bytes_read: AtomicU64,
     reads: AtomicU64,
     fail_next: Mutex<u32>,
@@ -41,6 +43,15 @@ pub struct MemoryObjects {
 impl MemoryObjects {
     pub fn put(&self, bucket: &str, key: &str, body: Vec<u8>) {
         lock(&self.objects).insert((bucket.to_owned(), key.to_owned()), body);
+    }
+    /// Another upload to `key`: versions named before no longer are the key's current one.
+    pub fn replace(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        lock(&self.replaced).insert((bucket.to_owned(), key.to_owned()));
+        self.put(bucket, key, body);
+    }
+    /// Deletes `key`.
+    pub fn delete(&self, bucket: &str, key: &str) {
+        lock(&self.objects).remove(&(bucket.to_owned(), key.to_owned()));
     }
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read.load(Ordering::SeqCst)
@@ -80,6 +91,17 @@ impl ObjectReader for MemoryObjects {
             .fetch_add(slice.len() as u64, Ordering::SeqCst);
         self.reads.fetch_add(1, Ordering::SeqCst);
         Ok(slice)
+    }
+
+    async fn check_current(&self, object: &ObjectRef) -> Result<(), ReadError> {
+        let key = (object.bucket.clone(), object.key.clone());
+        if !lock(&self.objects).contains_key(&key) {
+            return Err(ReadError::NotFound(object.to_string()));
+        }
+        if lock(&self.replaced).contains(&key) {
+            return Err(ReadError::Changed(object.to_string()));
+        }
+        Ok(())
     }
 }
 

@@ -34,6 +34,17 @@ pub trait ObjectReader: Send + Sync {
         object: &ObjectRef,
         range: ByteRange,
     ) -> impl Future<Output = Result<Vec<u8>, ReadError>> + Send;
+
+    /// Checks that the object's key still holds exactly the version `object` names (targets
+    /// read a key's latest version, never a pinned one).
+    ///
+    /// # Errors
+    /// [`ReadError::Changed`] when the key now holds another object, [`ReadError::NotFound`]
+    /// when it holds none, [`ReadError::Unavailable`] when the store could not answer.
+    fn check_current(
+        &self,
+        object: &ObjectRef,
+    ) -> impl Future<Output = Result<(), ReadError>> + Send;
 }
 
 /// Why a range could not be read.
@@ -393,6 +404,12 @@ impl<T: ObjectReader> ObjectReader for std::sync::Arc<T> {
         range: ByteRange,
     ) -> impl Future<Output = Result<Vec<u8>, ReadError>> + Send {
         T::read(self, object, range)
+    }
+    fn check_current(
+        &self,
+        object: &ObjectRef,
+    ) -> impl Future<Output = Result<(), ReadError>> + Send {
+        T::check_current(self, object)
     }
 }
 

@@ -30,7 +30,8 @@ use crate::job::QueueMessage;
 use crate::names::DatabaseName;
 use crate::plan::{self, Candidate, ChainState, Decision, Step};
 use crate::ports::{
-    JobQueue, QueueError, RestoreTarget, StatusStore, StoreError, TargetError, TaskId, TaskStatus,
+    JobQueue, ObjectReader, QueueError, ReadError, RestoreTarget, StatusStore, StoreError,
+    TargetError, TaskId, TaskStatus,
 };
 use crate::status::{
     Claim, FileRecord, FileState, InFlight, MigrationRecord, MigrationState, Reason, SqlError,
@@ -88,6 +89,8 @@ pub enum WorkError {
     Queue(#[from] QueueError),
     #[error("the target SQL Server failed")]
     Target(#[from] TargetError),
+    #[error("the object store failed")]
+    Objects(#[source] ReadError),
     #[error("no record of {0}: the status table does not know this migration or file")]
     Unknown(String),
     #[error("the records of migration {0} kept changing under us")]
@@ -101,6 +104,7 @@ impl WorkError {
             WorkError::Store(e) => e.is_transient(),
             WorkError::Queue(e) => e.is_transient(),
             WorkError::Target(e) => e.is_transient(),
+            WorkError::Objects(e) => e.is_transient(),
             WorkError::Unknown(_) => false,
             WorkError::Contended(_) => true,
         }
@@ -143,12 +147,14 @@ struct Claimed {
     task_floor: Option<i64>,
 }
 
-/// The worker over its ports.
+/// The worker over its ports. `objects` tells whether an uploaded object is still the version
+/// that was validated (the target reads a key's latest version).
 #[derive(Debug)]
-pub struct Worker<S, Q, T> {
+pub struct Worker<S, Q, T, O> {
     pub store: S,
     pub queue: Q,
     pub target: T,
+    pub objects: O,
     pub config: RestoreConfig,
 }
 
@@ -157,7 +163,7 @@ const MAX_ATTEMPTS: usize = 8;
 /// SQS's longest delivery delay.
 const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
 
-impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
+impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q, T, O> {
     /// Handles one message delivered to this `attempt`. When it fails, the attempt's own claim
     /// (if it holds one without a recorded task) ends at once, so that the message's
     /// redelivery resumes it instead of waiting out the lease.
@@ -610,6 +616,12 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
         } else {
             None
         };
+        if found.is_none() {
+            let stale = self.stale_files(name, &step).await?;
+            if !stale.is_empty() {
+                return self.set_aside_stale(name, stale, attempt, now).await;
+            }
+        }
         let task = match found {
             Some(task) => task,
             None => match self.target.submit(&request, &task_name).await {
@@ -684,6 +696,58 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             migration: name.to_owned(),
             task: task.to_string(),
         })
+    }
+
+    /// The step's files whose object is no longer the version validated (replaced or deleted),
+    /// with why.
+    async fn stale_files(
+        &self,
+        name: &str,
+        step: &Step,
+    ) -> Result<Vec<(String, Reason)>, WorkError> {
+        let mut stale = Vec::new();
+        for file_id in &step.files {
+            let Some(file) = self.store.get_file(name, file_id).await? else {
+                continue;
+            };
+            let object = &file.record.object;
+            let reason = match self.objects.check_current(object).await {
+                Ok(()) => continue,
+                Err(ReadError::Changed(_)) => Reason::new(
+                    "ObjectReplaced",
+                    format!("{object} was replaced by another upload after it was validated, and the target would read the new one: bakdrop restores only bytes it validated. The new upload is validated as a file of its own; if this backup is still needed, upload it again"),
+                ),
+                Err(ReadError::NotFound(_)) => Reason::new(
+                    "ObjectDeleted",
+                    format!("{object} was deleted after it was validated: upload it again to restore it"),
+                ),
+                Err(e @ ReadError::Unavailable(_)) => return Err(WorkError::Objects(e)),
+            };
+            stale.push((file_id.clone(), reason));
+        }
+        Ok(stale)
+    }
+
+    /// Fails the files whose objects changed, lets go of the claim and plans again without them
+    /// (another upload may take their place; until then the chain waits).
+    async fn set_aside_stale(
+        &self,
+        name: &str,
+        stale: Vec<(String, Reason)>,
+        attempt: Attempt<'_>,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        for (file_id, reason) in &stale {
+            self.update_file(name, file_id, now, |f| {
+                f.state = FileState::Failed;
+                f.reason = Some(reason.clone());
+                f.restore_finished_at = Some(now);
+                Some(())
+            })
+            .await?;
+        }
+        self.release_claim(name, attempt, now).await?;
+        Box::pin(self.advance(name, attempt, now)).await
     }
 
     /// Queues a poll of the task `task_name` after the poll interval.
@@ -1282,7 +1346,7 @@ mod tests {
 
     struct Pipeline {
         validator: Validator<Arc<MemoryObjects>, Arc<MemoryStore>, Arc<MemoryQueue>>,
-        worker: Worker<Arc<MemoryStore>, Arc<MemoryQueue>, Arc<MemoryTarget>>,
+        worker: Worker<Arc<MemoryStore>, Arc<MemoryQueue>, Arc<MemoryTarget>, Arc<MemoryObjects>>,
         objects: Arc<MemoryObjects>,
         store: Arc<MemoryStore>,
         queue: Arc<MemoryQueue>,
@@ -1313,6 +1377,7 @@ mod tests {
                 store: store.clone(),
                 queue: queue.clone(),
                 target: target.clone(),
+                objects: objects.clone(),
                 config: RestoreConfig {
                     dialect: Dialect::Native,
                     location: SourceLocation::Disk {
@@ -1767,6 +1832,46 @@ mod tests {
         );
         assert!(p.target.submitted().is_empty());
         assert_eq!(p.migration("Clean").state, MigrationState::Failed);
+    }
+
+    /// The target reads a key's latest version: a log replaced (or deleted) after it was
+    /// validated is set aside with a named reason, never restored, and the migration goes on.
+    #[test]
+    fn an_object_replaced_or_deleted_after_validation_is_never_restored() {
+        let log = "sql2016_log_RestoreTimeClean_1.trn";
+        for change in ["replace", "delete"] {
+            let p = pipeline("2016");
+            p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+            p.run_to_quiet();
+            p.drop_file("Clean", log);
+            let key = format!("Clean/{log}");
+            match change {
+                "replace" => p.objects.replace("b", &key, b"another upload".to_vec()),
+                _ => p.objects.delete("b", &key),
+            }
+            let submitted = p.target.submitted().len();
+            p.run_to_quiet();
+            assert_eq!(
+                p.target.submitted().len(),
+                submitted,
+                "{log}: nothing restored"
+            );
+            let file = block_on(p.store.list_files("Clean"))
+                .expect("files")
+                .into_iter()
+                .find(|f| f.record.object.key == key)
+                .expect("file");
+            assert_eq!(file.record.state, FileState::Failed, "{log}");
+            let code = file.record.reason.map(|r| r.code).unwrap_or_default();
+            let expected = if change == "replace" {
+                "ObjectReplaced"
+            } else {
+                "ObjectDeleted"
+            };
+            assert_eq!(code, expected);
+            assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
+            assert!(p.migration("Clean").in_flight.is_none(), "the claim let go");
+        }
     }
 
     /// A database of the migration's name that was on the target before (here RESTORING, as
