@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bakdrop_core::job::QueueMessage;
 use bakdrop_core::ports::{RestoreTarget, StatusStore};
 use bakdrop_core::report;
 use bakdrop_core::restore::{Attempt, RestoreConfig, SourceLocation, WorkOutcome, Worker};
@@ -201,7 +200,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         }
         // Deliver every message that is due.
         while let Some(delivery) = queue.take_due() {
-            let migration = migration_of(&delivery.message);
+            let migration = delivery.message.migration().to_owned();
             // Every delivery is its own invocation, as a Lambda's would be.
             deliveries += 1;
             let invocation = format!("bakdrop-{}-{deliveries}", std::process::id());
@@ -290,15 +289,6 @@ fn version_of_first_full(bucket: &LocalBucket) -> anyhow::Result<SqlServerReleas
     anyhow::bail!(
         "no --target and no full backup of a known SQL Server version in the folder: give --target-version (e.g. 2022)"
     )
-}
-
-fn migration_of(message: &QueueMessage) -> String {
-    match message {
-        QueueMessage::Restore(job) => job.migration.clone(),
-        QueueMessage::Poll { migration, .. }
-        | QueueMessage::Advance { migration }
-        | QueueMessage::Finish { migration } => migration.clone(),
-    }
 }
 
 /// Progress lines, one per event.

@@ -277,6 +277,10 @@ impl MemoryQueue {
     pub fn drain_sent(&self) -> Vec<(QueueMessage, Duration)> {
         std::mem::take(&mut *lock(&self.messages))
     }
+    /// Puts `message` back on the queue, due now.
+    pub fn send_now(&self, message: QueueMessage) {
+        lock(&self.messages).push((message, Duration::ZERO));
+    }
 }
 
 impl JobQueue for MemoryQueue {
@@ -324,6 +328,8 @@ pub struct MemoryTarget {
     pub rds: Mutex<bool>,
     /// `check_ready` answers this (`None`: ready).
     pub not_ready: Mutex<Option<crate::ports::NotReady>>,
+    /// The next `n` polls fail with SQL Server's 18456 (a login refused: a rotated secret).
+    pub refuse_polls: Mutex<u32>,
 }
 
 /// The task name the memory target gives an RDS `FINISH_RESTORE` task of `database`.
@@ -345,6 +351,7 @@ impl MemoryTarget {
             slow_cancel: Mutex::default(),
             rds: Mutex::default(),
             not_ready: Mutex::default(),
+            refuse_polls: Mutex::default(),
         }
     }
 
@@ -476,6 +483,16 @@ impl crate::ports::RestoreTarget for MemoryTarget {
         _database: &crate::names::DatabaseName,
         task: &crate::ports::TaskId,
     ) -> Result<crate::ports::TaskStatus, crate::ports::TargetError> {
+        {
+            let mut refuse = lock(&self.refuse_polls);
+            if *refuse > 0 {
+                *refuse -= 1;
+                return Err(crate::ports::TargetError::Sql {
+                    number: 18456,
+                    message: "Login failed for user 'bakdrop'.".into(),
+                });
+            }
+        }
         let name = self.name_of(task);
         lock(&self.tasks)
             .iter()

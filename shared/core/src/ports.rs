@@ -365,6 +365,11 @@ pub enum TaskStatus {
     Cancelled,
 }
 
+/// SQL Server errors that say nothing about the request: see [`TargetError::is_transient`].
+pub const TRANSIENT_SQL_ERRORS: [u32; 14] = [
+    233, 952, 1205, 1222, 4060, 10053, 10054, 10060, 10061, 18452, 18456, 40197, 40501, 40613,
+];
+
 /// Why the target could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -382,13 +387,14 @@ pub enum TargetError {
 
 impl TargetError {
     /// True when trying again later may succeed: connection problems, a busy target, and SQL
-    /// Server errors that are about load (deadlock 1205, timeouts), not about the request.
+    /// Server errors that are about the moment, not the request: a login refused (18456, 18452:
+    /// a rotated secret is read again), the login's database unavailable (4060), a database in
+    /// transition (952), connections broken or refused (233, 10053, 10054, 10060, 10061),
+    /// deadlock and lock timeout (1205, 1222), Azure SQL's throttling (40197, 40501, 40613).
     pub fn is_transient(&self) -> bool {
         match self {
             TargetError::Busy | TargetError::Connection(_) => true,
-            TargetError::Sql { number, .. } => {
-                matches!(number, 1205 | 1222 | 40197 | 40501 | 40613)
-            }
+            TargetError::Sql { number, .. } => TRANSIENT_SQL_ERRORS.contains(number),
             TargetError::Protocol(_) => false,
             TargetError::NotReady(n) => !n.is_permanent(),
         }

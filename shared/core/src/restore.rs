@@ -178,12 +178,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     ) -> Result<WorkOutcome, WorkError> {
         let result = self.handle_message(message, attempt, now).await;
         if let Err(error) = &result {
-            let migration = match message {
-                QueueMessage::Restore(job) => &job.migration,
-                QueueMessage::Advance { migration }
-                | QueueMessage::Poll { migration, .. }
-                | QueueMessage::Finish { migration } => migration,
-            };
+            let migration = message.migration();
             // Best effort: if this write fails too, the lease runs out on its own.
             if let Err(e) = self.end_own_lease(migration, attempt, now).await {
                 tracing::warn!(migration = %migration, error.message = %e,
@@ -194,9 +189,61 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                     tracing::warn!(migration = %migration, error.message = %e,
                         "could not record the target's error on the migration");
                 }
+                if e.is_transient() {
+                    // A fault of the moment: try the message again later, spaced as long as the
+                    // fault has lasted, instead of letting SQS redeliver it into the DLQ.
+                    let delay = self.fault_backoff(migration, now).await;
+                    match self.queue.send(&retry_of(message), delay).await {
+                        Ok(()) => {
+                            tracing::warn!(migration = %migration, error.message = %e,
+                                delay_seconds = delay.as_secs(), "target fault; retrying later");
+                            return Ok(WorkOutcome::Deferred {
+                                migration: migration.to_owned(),
+                            });
+                        }
+                        Err(q) => tracing::warn!(migration = %migration, error.message = %q,
+                            "could not queue the retry; the message is redelivered instead"),
+                    }
+                }
             }
         }
         result
+    }
+
+    /// How long to wait before retrying after a target fault: as long as the fault has lasted
+    /// (so retries space out as 1, 2, 4, … times the busy delay), at least the busy delay, at
+    /// most SQS's longest delay.
+    async fn fault_backoff(&self, name: &str, now: OffsetDateTime) -> Duration {
+        let since = match self.store.get_migration(name).await {
+            Ok(Some(m)) => m.record.target_fault_since,
+            _ => None,
+        };
+        let lasted = since
+            .map(|s| Duration::try_from(now - s).unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::ZERO);
+        lasted.max(self.config.busy_retry).min(MAX_QUEUE_DELAY)
+    }
+
+    /// Records on the migration that one of its messages failed for the last time and is going
+    /// to the restore dead-letter queue: nothing moves the migration until it is sent back.
+    ///
+    /// # Errors
+    /// [`WorkError`] when the store failed.
+    pub async fn note_dead_letter(
+        &self,
+        name: &str,
+        error: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, WorkError> {
+        let reason = Reason::new(
+            "MessageDeadLettered",
+            format!("a restore-queue message of this migration failed on its last delivery ({error}) and went to the restore dead-letter queue; the migration does not move until it is sent back: fix the cause, then move the queue's messages back (README, \"When a message ends in a dead-letter queue\")"),
+        );
+        self.update_migration(name, now, |m| {
+            let live = m.state.accepts_uploads() || m.state == MigrationState::Completing;
+            live.then(|| m.reason = Some(reason.clone()))
+        })
+        .await
     }
 
     /// Records why the target could not be used (login refused, unreachable, certificate not
@@ -212,7 +259,13 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         self.update_migration(name, now, |m| {
             let fresh = m.reason.as_ref().map(|r| (&r.code, &r.message))
                 != Some((&reason.code, &reason.message));
-            (m.state.accepts_uploads() && fresh).then(|| m.reason = Some(reason.clone()))
+            let first = m.target_fault_since.is_none() && error.is_transient();
+            (m.state.accepts_uploads() && (fresh || first)).then(|| {
+                m.reason = Some(reason.clone());
+                if error.is_transient() {
+                    m.target_fault_since.get_or_insert(now);
+                }
+            })
         })
         .await
     }
@@ -644,18 +697,20 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                         migration: name.to_owned(),
                     });
                 }
-                Err(TargetError::Sql { number, message }) if !is_load_error(number) => {
+                // A fault of the moment (login refused, connection lost, …): recorded and
+                // retried by `handle`, never failing the migration.
+                Err(e) if e.is_transient() => return Err(e.into()),
+                Err(TargetError::Sql { number, message }) => {
                     let reason = sql_reason(number, &message);
                     return self.fail_files(name, &step.files, reason, now).await;
                 }
-                Err(e) if !e.is_transient() => {
+                Err(e) => {
                     let reason = Reason::new(
                         "TargetRefused",
                         format!("the restore could not be submitted: {e}"),
                     );
                     return self.fail_files(name, &step.files, reason, now).await;
                 }
-                Err(e) => return Err(e.into()),
             },
         };
         // Record the task on the claim.
@@ -1125,6 +1180,17 @@ fn database_name(name: &str) -> Result<DatabaseName, WorkError> {
     DatabaseName::parse(name).map_err(|e| WorkError::Unknown(format!("migration {name:?}: {e}")))
 }
 
+/// The message that tries `message` again: a restore job's file has joined its migration
+/// already, so planning again is enough; a poll or a finish is looked at again.
+fn retry_of(message: &QueueMessage) -> QueueMessage {
+    match message {
+        QueueMessage::Restore(job) => QueueMessage::Advance {
+            migration: job.migration.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
 /// A task name that is the same for the same step of the same migration (so a redelivery finds
 /// it), differs between migrations (the name's letters and digits, which Agent job names allow,
 /// plus a hash of the whole name: `a]b` and `ab` would otherwise share a job), and fits an Agent
@@ -1147,10 +1213,6 @@ pub fn task_name(migration: &str, generation: u32, step: &Step) -> String {
         step.kind,
         step.backup_set_guid.simple()
     )
-}
-
-fn is_load_error(number: u32) -> bool {
-    matches!(number, 1205 | 1222 | 40197 | 40501 | 40613)
 }
 
 /// Codes of [`target_reason`]: a migration in progress carrying one is not failed; the reason
@@ -1209,6 +1271,7 @@ fn target_reason(error: &TargetError) -> Reason {
 
 /// Clears a [`target_reason`] from a migration in progress (a restore was just recorded).
 fn clear_target_reason(m: &mut MigrationRecord) {
+    m.target_fault_since = None;
     if m.reason
         .as_ref()
         .is_some_and(|r| TARGET_ERROR_CODES.contains(&r.code.as_str()))
@@ -2048,18 +2111,31 @@ mod tests {
         arm(&p.target.cut_after_submit, 1);
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let messages = p.queue.drain_sent();
-        let err = block_on(
+        let cut = block_on(
             p.worker
                 .handle(&messages[0].0, attempt("m1", "i5"), p.now()),
         )
-        .expect_err("cut");
-        assert!(err.is_transient());
-        // SQS redelivers the same message (same id).
-        let outcome = block_on(
-            p.worker
-                .handle(&messages[0].0, attempt("m1", "i6"), p.now()),
-        )
-        .expect("resumed");
+        .expect("a fault of the moment is retried, not failed");
+        assert!(matches!(cut, WorkOutcome::Deferred { .. }), "{cut:?}");
+        let m = p.migration("Clean");
+        assert_eq!(
+            m.reason.map(|r| r.code).as_deref(),
+            Some("TargetUnreachable")
+        );
+        assert_eq!(m.state, MigrationState::Restoring);
+        // The retry: planning again after the busy delay.
+        let retry = p.queue.drain_sent();
+        assert_eq!(
+            retry,
+            vec![(
+                QueueMessage::Advance {
+                    migration: "Clean".into()
+                },
+                Duration::from_secs(120)
+            )]
+        );
+        let outcome =
+            block_on(p.worker.handle(&retry[0].0, attempt("m2", "i6"), p.now())).expect("resumed");
         assert!(
             matches!(outcome, WorkOutcome::Submitted { .. }),
             "{outcome:?}"
@@ -2069,17 +2145,78 @@ mod tests {
         assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
     }
 
+    /// A login refused (18456: the secret rotated) at any step is a fault of the moment: shown
+    /// on the migration, retried at growing intervals, and never fails it.
+    #[test]
+    fn a_login_refused_mid_migration_is_retried_with_growing_delays_and_never_fails_it() {
+        let p = pipeline("2016");
+        *p.target
+            .fail_next_submit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((18456, "Login failed for user 'bakdrop'.".into()));
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        let outcomes = p.pump();
+        assert!(
+            matches!(outcomes[..], [WorkOutcome::Deferred { .. }]),
+            "{outcomes:?}"
+        );
+        assert_eq!(p.migration("Clean").state, MigrationState::Restoring);
+        p.pump(); // the retry submits
+        assert_eq!(p.target.submitted().len(), 1);
+        arm(&p.target.refuse_polls, 3);
+        let mut delays = Vec::new();
+        for i in 0..4 {
+            let sent = p.queue.drain_sent();
+            let [(message, delay)] = sent.as_slice() else {
+                panic!("one message: {sent:?}");
+            };
+            assert!(matches!(message, QueueMessage::Poll { .. }), "{message:?}");
+            if i > 0 {
+                delays.push(*delay); // a retry's
+            }
+            if i == 3 {
+                p.queue.send_now(message.clone());
+                break;
+            }
+            p.clock.set(p.clock.get() + delay.as_secs() as i64);
+            let outcome = block_on(p.worker.handle(message, attempt("m", "i"), p.now()))
+                .expect("retried, not failed");
+            assert!(
+                matches!(outcome, WorkOutcome::Deferred { .. }),
+                "{outcome:?}"
+            );
+            let m = p.migration("Clean");
+            assert_eq!(m.state, MigrationState::Restoring);
+            let reason = m.reason.expect("shown on the migration");
+            assert_eq!(reason.code, "TargetRefused");
+            assert_eq!(reason.sql_error.map(|e| e.number), Some(18456));
+        }
+        assert_eq!(delays[0], Duration::from_secs(120), "{delays:?}");
+        assert!(delays[1] > delays[0] && delays[2] > delays[1], "{delays:?}");
+        p.run_to_quiet();
+        let m = p.migration("Clean");
+        assert_eq!(m.state, MigrationState::Synchronizing);
+        assert_eq!(
+            m.reason, None,
+            "the fault's reason goes with the next restore recorded"
+        );
+        assert_eq!(m.target_fault_since, None);
+    }
+
     /// The state two invocations holding one message at once leave: the first one's submit
     /// reached the target and it is still at work (its lease live, no task recorded yet).
     fn first_invocation_still_submitting(p: &Pipeline) -> QueueMessage {
         arm(&p.target.cut_after_submit, 1);
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let messages = p.queue.drain_sent();
-        block_on(
+        let cut = block_on(
             p.worker
                 .handle(&messages[0].0, attempt("m1", "first"), p.now()),
         )
-        .expect_err("cut");
+        .expect("retried later");
+        assert!(matches!(cut, WorkOutcome::Deferred { .. }), "{cut:?}");
+        p.queue.drain_sent(); // the retry, not wanted here
         let mut m = block_on(p.store.get_migration("Clean"))
             .expect("read")
             .expect("migration");
@@ -2374,11 +2511,12 @@ mod tests {
         arm(&p.target.lose_next_submit, 1);
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let messages = p.queue.drain_sent();
-        block_on(
+        let lost = block_on(
             p.worker
                 .handle(&messages[0].0, attempt("m1", "first"), p.now()),
         )
-        .expect_err("lost");
+        .expect("retried later");
+        assert!(matches!(lost, WorkOutcome::Deferred { .. }), "{lost:?}");
         assert_eq!(p.target.submitted().len(), 1, "lost before the server");
         let outcome = block_on(
             p.worker

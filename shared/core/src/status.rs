@@ -288,6 +288,14 @@ pub struct MigrationRecord {
     pub chain: ChainState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<InFlight>,
+    /// Since when the target has been failing this migration with faults of the moment (login
+    /// refused, unreachable, …); cleared by the next restore recorded. Spaces the retries.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub target_fault_since: Option<OffsetDateTime>,
     /// This generation of the migration claimed a restore on the target (so the target's
     /// database of this name may be its own). Cancel drops a database only then.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -329,6 +337,7 @@ impl MigrationRecord {
             reason: None,
             chain: ChainState::default(),
             in_flight: None,
+            target_fault_since: None,
             restores_submitted: false,
             finishing: None,
             generation: 0,
