@@ -79,6 +79,7 @@ fn restored(database: &str, name: &str) -> FileRecord {
 async fn synchronizing(store: &DynamoStatusStore, database: &str) {
     let mut migration = MigrationRecord::new(database, time::OffsetDateTime::now_utc());
     migration.state = MigrationState::Synchronizing;
+    migration.restores_submitted = true; // its restores made the database on the target
     store.put_migration(&migration, None).await.expect("stored");
     for name in [
         "sql2016_full_RestoreTimeClean.bak",
