@@ -1752,3 +1752,170 @@ async fn an_s3_key_of_959_bytes_is_recorded_and_restored_not_retried_forever() {
     )
     .await;
 }
+
+/// Faults of issue 13 on the pipeline (moto + the TDS test server), each dialect: a login the
+/// target refuses at the first submit, at a poll and at a later submit (a rotated secret), an
+/// object replaced after it was validated, a second folder naming the same database in another
+/// case. Each row: where the fault struck, what the migration showed meanwhile, how it ended;
+/// nothing is lost (every file ends Restored, or Failed/Rejected with a reason), nothing is
+/// applied twice, no migration is failed by a passing fault or left stuck.
+#[tokio::test]
+async fn faults_of_the_moment_and_changed_objects_never_fail_or_stall_a_migration() {
+    let mut out =
+        Printout::new("faults_of_the_moment_and_changed_objects_never_fail_or_stall_a_migration");
+    say!(
+        out,
+        "| dialect | fault | struck at | shown meanwhile | ended | files | submitted | applied |"
+    );
+    say!(out, "|---|---|---|---|---|---|---|---|");
+    let full = CHAIN_2016[0].0;
+    let log = CHAIN_2016[4].0;
+    for dialect in [Dialect::Native, Dialect::Rds] {
+        for (fault, struck_at) in [
+            ("login refused (18456)", "first submit"),
+            ("login refused (18456)", "poll"),
+            ("login refused (18456)", "later submit"),
+            ("object replaced after validation", "later submit"),
+            ("folder differs only in case", "validation"),
+        ] {
+            let rig = Rig::new(Setup::direct(dialect)).await;
+            let folder = "Faults";
+            let mut t = Traffic::default();
+            let mut d = Deliveries::default();
+            let mut shown = String::from("-");
+            let refuse = |rig: &Rig| rig.emulator.require_login("admin", "Rotated#2");
+            let accept = |rig: &Rig| rig.emulator.require_login("admin", "Secret#1");
+            let reason_now = |m: &MigrationRecord| {
+                m.reason
+                    .as_ref()
+                    .map(|r| format!("{} ({})", r.code, m.state))
+                    .unwrap_or_else(|| format!("- ({})", m.state))
+            };
+            match (fault, struck_at) {
+                (_, "first submit") => {
+                    refuse(&rig);
+                    let records = rig.upload(folder, &[full, log]).await;
+                    rig.deliver(records, "v", &mut d).await;
+                    for _ in 0..3 {
+                        rig.worker_round(&mut t).await;
+                    }
+                    shown = reason_now(&rig.migration(folder).await);
+                    accept(&rig);
+                }
+                (_, "poll") => {
+                    let records = rig.upload(folder, &[full, log]).await;
+                    rig.deliver(records, "v", &mut d).await;
+                    rig.worker_round(&mut t).await; // the full is submitted
+                    refuse(&rig);
+                    for _ in 0..3 {
+                        rig.worker_round(&mut t).await;
+                        rig.emulator.advance(Duration::from_secs(20));
+                    }
+                    shown = reason_now(&rig.migration(folder).await);
+                    accept(&rig);
+                }
+                ("login refused (18456)", "later submit") => {
+                    let records = rig.upload(folder, &[full]).await;
+                    rig.deliver(records, "v", &mut d).await;
+                    rig.run_worker(&mut t, Duration::from_secs(30)).await;
+                    refuse(&rig);
+                    let records = rig.upload(folder, &[log]).await;
+                    rig.deliver(records, "v", &mut d).await;
+                    for _ in 0..3 {
+                        rig.worker_round(&mut t).await;
+                    }
+                    shown = reason_now(&rig.migration(folder).await);
+                    accept(&rig);
+                }
+                ("object replaced after validation", _) => {
+                    let records = rig.upload(folder, &[full]).await;
+                    rig.deliver(records, "v", &mut d).await;
+                    rig.run_worker(&mut t, Duration::from_secs(30)).await;
+                    let records = rig.upload(folder, &[log]).await;
+                    rig.deliver(records, "v", &mut d).await;
+                    // Another upload to the log's key before its restore is submitted.
+                    rig.direct
+                        .s3
+                        .put_object()
+                        .bucket(&rig.res.bucket)
+                        .key(format!("{folder}/{log}"))
+                        .body(ByteStream::from(b"not the validated bytes".to_vec()))
+                        .send()
+                        .await
+                        .expect("replace");
+                    let _ = rig
+                        .direct
+                        .next_s3_events(&rig.res.events, 1)
+                        .await
+                        .expect("the replacement's event");
+                }
+                _ => {
+                    let records = rig.upload(folder, &[full]).await;
+                    rig.deliver(records, "v", &mut d).await;
+                    let records = rig.upload("FAULTS", &[full]).await;
+                    rig.deliver(records, "v", &mut d).await;
+                    shown = rig
+                        .files("FAULTS")
+                        .await
+                        .first()
+                        .and_then(|f| f.2.clone())
+                        .unwrap_or_else(|| "-".into());
+                }
+            }
+            rig.run_worker(&mut t, Duration::from_secs(60)).await;
+            let migration = rig.migration(folder).await;
+            let files = rig.files(folder).await;
+            let applied = rig.applied(folder);
+            let row = format!(
+                "| {dialect} | {fault} | {struck_at} | {shown} | {} {} | {} | {} | {} |",
+                migration.state,
+                migration
+                    .reason
+                    .as_ref()
+                    .map(|r| r.code.as_str())
+                    .unwrap_or("-"),
+                files
+                    .iter()
+                    .map(|(f, s, r)| format!(
+                        "{}={s}{}",
+                        &f[..f.len().min(22)],
+                        r.as_deref().map(|r| format!("({r})")).unwrap_or_default()
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                rig.restore_submissions(),
+                applied.len()
+            );
+            say!(out, "{row}");
+            assert_eq!(migration.state, MigrationState::Synchronizing, "{row}");
+            assert!(
+                migration.in_flight.is_none(),
+                "nothing stuck in flight: {row}"
+            );
+            // Nothing applied twice; every file accounted for.
+            let unique: BTreeSet<_> = applied.iter().collect();
+            assert_eq!(unique.len(), applied.len(), "{row}");
+            assert_eq!(rig.restore_submissions(), applied.len(), "{row}");
+            match fault {
+                "login refused (18456)" => {
+                    assert!(shown.starts_with("TargetRefused"), "shown meanwhile: {row}");
+                    assert!(migration.reason.is_none(), "{row}");
+                    assert_eq!(applied, [full, log], "{row}");
+                }
+                "object replaced after validation" => {
+                    assert_eq!(applied, [full], "the replaced bytes never restored: {row}");
+                    assert!(
+                        files.iter().any(|(f, s, r)| f == log
+                            && *s == FileState::Failed
+                            && r.as_deref() == Some("ObjectReplaced")),
+                        "{row}"
+                    );
+                }
+                _ => {
+                    assert_eq!(shown, "SameDatabaseName", "{row}");
+                    assert_eq!(applied, [full], "{row}");
+                }
+            }
+        }
+    }
+}
