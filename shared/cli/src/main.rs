@@ -11,7 +11,8 @@
 //! - `local`: local files in place of S3 (head/tail reads, the folder as the bucket).
 //! - `store`: the status table as a JSON file with compare-and-set.
 //! - `queue`: the restore queue in memory, on a real or simulated clock.
-//! - `target`: the target SQL Server (tiberius) or the script-only stand-in.
+//! - `target`: the target SQL Server (tiberius) or the script-only stand-in, and `--target`.
+//! - `out`: standard output that ends quietly on a closed pipe; outside text shown escaped.
 
 mod inspect;
 mod invoke;
@@ -281,7 +282,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("bakdrop: {e:#}");
+            // An error may quote a file name: escaped like standard output's.
+            eprintln!("bakdrop: {}", out::Shown(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }

@@ -309,6 +309,60 @@ fn plan_exits_2_when_a_database_has_no_full() {
     );
 }
 
+/// A local file name may hold a newline or a terminal escape: `plan` and `inspect` show it escaped
+/// (`\n`, `\u{1b}`), in their text output and in their errors, never raw.
+#[test]
+fn plan_and_inspect_show_control_characters_in_file_names_escaped() {
+    let drop = Drop::new("escape", &[], false);
+    let db = drop.dir.join("RestoreTimeClean");
+    let hostile = "evil\n\u{1b}[31mred\r\u{202e}kab.bak";
+    let shown = "evil\\n\\u{1b}[31mred\\r\\u{202e}kab.bak";
+    std::fs::copy(Path::new(FIXTURES).join(CHAIN[0]), db.join(hostile)).expect("copy fixture");
+    let raw = |o: &Output| -> Vec<String> {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        all.chars()
+            .filter(|c| (c.is_control() && *c != '\n') || *c == '\u{202e}')
+            .map(|c| c.escape_unicode().to_string())
+            .collect()
+    };
+    let path = db.join(hostile).display().to_string();
+    let dir = drop.dir.display().to_string();
+    for (what, out) in [
+        ("inspect", bakdrop(&["inspect", &path])),
+        ("plan rds", bakdrop(&["plan", &dir])),
+        (
+            "plan native",
+            bakdrop(&["plan", &dir, "--dialect", "native"]),
+        ),
+        (
+            "inspect error",
+            bakdrop(&["inspect", &format!("{path}.missing")]),
+        ),
+    ] {
+        let all = text(&out);
+        assert!(raw(&out).is_empty(), "{what}: raw {:?} in {all}", raw(&out));
+        assert!(all.contains(shown), "{what}: {all}");
+        assert!(!all.contains("evil\n"), "{what}: {all}");
+    }
+    // The restore's source would hold the newline: bakdrop's target refuses it, and so does the
+    // plan, which says why instead of printing T-SQL that cannot run.
+    let native = text(&bakdrop(&["plan", &dir, "--dialect", "native"]));
+    assert!(native.contains("rename it"), "{native}");
+    assert!(!native.contains("RESTORE DATABASE"), "{native}");
+    // JSON stays JSON (serde escapes): the name comes back as it is.
+    let plans = json(&bakdrop(&["plan", &dir, "--json"]));
+    assert!(
+        plans[0]["steps"][0]["files"][0]
+            .as_str()
+            .is_some_and(|f| f.ends_with(hostile)),
+        "{plans}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_against_the_tds_test_server_restores_through_tiberius() {
     let emulator = SqlServerEmulator::native();
