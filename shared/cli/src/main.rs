@@ -49,7 +49,7 @@ struct Cli {
     command: Command,
 }
 
-const CONNECTION_HELP: &str = "Target SQL Server: host=..;port=..;user=..;password=..;tls=off|verify|trust-server-certificate|ca:<file> (port 1433 and tls verify by default; the password is never printed). Without it: script-only mode";
+const CONNECTION_HELP: &str = "Target SQL Server: host=..;port=..;user=..;password=..;tls=off|verify|trust-server-certificate|ca:<file> (port 1433 and tls verify by default). Instead of password=: password-env=NAME (from that environment variable) or password-file=PATH (the file's text less its final line break), for a password holding ';' and to keep it out of the shell's history; the password is never printed, in part or whole. Without --target: script-only mode";
 
 #[derive(Debug, Subcommand)]
 enum Command {

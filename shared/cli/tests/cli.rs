@@ -444,6 +444,81 @@ async fn a_run_against_the_tds_test_server_restores_through_tiberius() {
     handle.shutdown().await;
 }
 
+/// `--target` takes the password from an environment variable or a file (a password holding
+/// `;`, `=` and spaces logs in), and an inline password holding `;` is refused without any part
+/// of it on the screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_password_comes_from_the_environment_or_a_file_and_is_never_shown() {
+    let password = "Qz7;Kx9=Vb2 Wm4;Jp6";
+    let pieces = ["qz7", "kx9", "vb2", "wm4", "jp6"];
+    let emulator = SqlServerEmulator::native();
+    emulator.require_login("sa", password);
+    let (addr, handle) = emulator.start().await.expect("start the emulator");
+    // A folder without backups: `run` logs in (to read the target's version) and ends.
+    let drop = Drop::new("password", &[], false);
+    let dir = drop.dir.display().to_string();
+    let file = drop.dir.join(".password");
+    std::fs::write(&file, format!("{password}\n")).expect("password file");
+    let base = format!("host=127.0.0.1;port={};user=sa;tls=off", addr.port());
+    let run = move |target: String, env: Option<(&'static str, &'static str)>| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_bakdrop"));
+            command.args(["run", &dir, "--dialect", "native", "--target", &target]);
+            if let Some((name, value)) = env {
+                command.env(name, value);
+            }
+            command.output().expect("run bakdrop")
+        })
+    };
+    for (what, out) in [
+        (
+            "password-env",
+            run(
+                format!("{base};password-env=BAKDROP_TEST_TARGET_PASSWORD"),
+                Some(("BAKDROP_TEST_TARGET_PASSWORD", password)),
+            )
+            .await
+            .expect("join"),
+        ),
+        (
+            "password-file",
+            run(format!("{base};password-file={}", file.display()), None)
+                .await
+                .expect("join"),
+        ),
+    ] {
+        let shown = text(&out);
+        assert!(out.status.success(), "{what}: {shown}");
+        assert!(shown.contains("SQL Server 2022"), "{what}: {shown}");
+    }
+    // The wrong password from the environment: refused by the server, not shown.
+    let wrong = run(
+        format!("{base};password-env=BAKDROP_TEST_TARGET_PASSWORD"),
+        Some(("BAKDROP_TEST_TARGET_PASSWORD", "Qz7;Kx9=Vb2 Wm4;Jp7")),
+    )
+    .await
+    .expect("join");
+    assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong));
+    // Inline, the ';' cuts it: refused, and nothing of it is printed.
+    let inline = run(format!("{base};password={password}"), None)
+        .await
+        .expect("join");
+    assert_eq!(inline.status.code(), Some(2), "{}", text(&inline));
+    for out in [&wrong, &inline] {
+        let shown = text(out).to_lowercase();
+        for piece in pieces {
+            assert!(!shown.contains(piece), "{piece} shown: {shown}");
+        }
+    }
+    assert!(
+        text(&inline).contains("password-env=NAME or password-file=PATH"),
+        "{}",
+        text(&inline)
+    );
+    handle.shutdown().await;
+}
+
 #[test]
 fn event_files_parse_as_their_functions_expect() {
     use aws_lambda_events::event::lambda_function_urls::LambdaFunctionUrlRequest;
