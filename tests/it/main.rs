@@ -6,4 +6,5 @@ mod local_stack;
 mod real_server;
 mod restore;
 mod robustness;
+mod template;
 mod validate_upload;

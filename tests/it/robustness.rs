@@ -1453,6 +1453,17 @@ fn hostile_corpus() -> Vec<(String, String)> {
         ("128 chars", "n".repeat(128)),
         ("128 chars, ] last", format!("{}]", "n".repeat(127))),
         ("128 two-byte chars", "\u{e9}".repeat(128)),
+        // sysname counts UTF-16 units: an emoji takes two.
+        ("64 emoji (128 UTF-16 units)", "\u{1f642}".repeat(64)),
+        ("65 emoji (130 UTF-16 units)", "\u{1f642}".repeat(65)),
+        (
+            "127 chars + emoji (129 units)",
+            format!("{}\u{1f642}", "e".repeat(127)),
+        ),
+        // SQL Server Agent job-step tokens: never replaced, never failing the step.
+        ("Agent token $(JOBNAME)", "x$(JOBNAME)".into()),
+        ("Agent token, escaped", "$(ESCAPE_SQUOTE(JOBID))".into()),
+        ("Agent token, unclosed", "a$(b".into()),
         ("129 chars", "a".repeat(129)),
         ("300 chars", "b".repeat(300)),
         ("empty folder", String::new()),
@@ -1500,6 +1511,11 @@ fn hostile_corpus() -> Vec<(String, String)> {
     ] {
         corpus.push((what.to_owned(), raw.to_owned()));
     }
+    // Agent tokens in the file name (it reaches the job step inside the restore's source).
+    corpus.push((
+        "event: Agent tokens in the file".to_owned(),
+        s3_event_key("Tokens/$(ESCAPE_NONE(JOBID))'$(JOBNAME).bak"),
+    ));
     corpus
 }
 
