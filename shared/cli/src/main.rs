@@ -240,9 +240,9 @@ impl PathArgs {
 struct TargetArgs {
     #[arg(long, help = CONNECTION_HELP)]
     target: Option<String>,
-    /// rds or native.
-    #[arg(long, default_value = "rds")]
-    dialect: Dialect,
+    /// rds or native (default: the dialect `bakdrop run` used for the folder, else rds).
+    #[arg(long)]
+    dialect: Option<Dialect>,
 }
 
 fn main() -> ExitCode {
@@ -361,7 +361,7 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             };
             let target = TargetArgs {
                 target: None,
-                dialect: Dialect::Rds,
+                dialect: None,
             };
             cutover(request, CutoverAction::Reset, state, target).await
         }
@@ -396,7 +396,7 @@ async fn cutover(
         return manage::cutover_in_table(
             &table,
             connection.as_deref(),
-            target.dialect,
+            target.dialect.unwrap_or(Dialect::Rds),
             request,
             action,
         )

@@ -12,7 +12,7 @@ use bakdrop_core::tsql::{self, Dialect, RestoreRequest, RestoreSource, TargetPat
 use bakdrop_core::{backup, summary};
 use serde::Serialize;
 
-use crate::local::{files_under, read_head_tail};
+use crate::local::{read_head_tail, scan};
 use crate::out::Shown;
 
 /// One database's plan, as `--json` prints it.
@@ -80,9 +80,14 @@ pub fn run(paths: &[PathBuf], options: &PlanOptions, as_json: bool) -> anyhow::R
         }
     }
     // A database without a chain, or nothing usable at all.
+    // A database without a chain, a file that is no usable backup (or cannot be read at all),
+    // or nothing usable at all.
     let unusable = plans
         .iter()
         .any(|p| p.steps.is_empty() && p.database != UNREADABLE_NAME)
+        || plans
+            .iter()
+            .any(|p| p.database == UNREADABLE_NAME && !p.skipped.is_empty())
         || plans.iter().all(|p| p.steps.is_empty());
     Ok(if unusable {
         ExitCode::from(2)
@@ -100,7 +105,18 @@ const UNREADABLE_NAME: &str = "(not a usable backup)";
 pub fn plan_paths(paths: &[PathBuf], options: &PlanOptions) -> anyhow::Result<Vec<DatabasePlan>> {
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut locations: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for path in files_under(paths)? {
+    let scanned = scan(paths)?;
+    if !scanned.unreadable.is_empty() {
+        let group = groups.entry(UNREADABLE_KEY.to_owned()).or_default();
+        group.database = UNREADABLE_NAME.to_owned();
+        for (path, why) in &scanned.unreadable {
+            group.skipped.push(Skipped {
+                file: path.display().to_string(),
+                reason: why.clone(),
+            });
+        }
+    }
+    for path in scanned.files {
         let shown = path.display().to_string();
         let data = read_head_tail(&path)?;
         let file_name = path

@@ -325,6 +325,20 @@ pub enum ConnectionError {
     PasswordEmpty(&'static str),
 }
 
+/// What of a `--target` string may be kept on disk: the parts but an inline password (whose
+/// value is never stored); `password-env=` and `password-file=` name where it comes from.
+/// `None` when the string has an inline password, else the source part.
+pub fn password_source(text: &str) -> Option<String> {
+    text.split(';').map(str::trim).find_map(|part| {
+        let (key, _) = part.split_once('=')?;
+        matches!(
+            key.trim().to_ascii_lowercase().as_str(),
+            "password-env" | "password-file"
+        )
+        .then(|| part.to_owned())
+    })
+}
+
 /// Where the password comes from.
 #[derive(Debug)]
 enum PasswordSource {

@@ -441,7 +441,132 @@ async fn a_run_against_the_tds_test_server_restores_through_tiberius() {
     let status = status_json(&drop.dir, "RestoreTimeClean");
     assert_eq!(status["state"], "Synchronizing", "{status}");
     assert_eq!(applied_files(&status), EXPECTED_ORDER);
+
+    // Complete acts where the run restored, or refuses: never a script-only "Succeeded" for a
+    // database that is still RESTORING on that server.
+    let port = addr.port();
+    let cli = move |args: Vec<String>, env: Option<(&'static str, &'static str)>| {
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_bakdrop"));
+            command.args(&args);
+            if let Some((name, value)) = env {
+                command.env(name, value);
+            }
+            command.output().expect("bakdrop runs")
+        })
+    };
+    let complete = |extra: &[&str]| {
+        let mut args = vec![
+            "complete".to_owned(),
+            "RestoreTimeClean".to_owned(),
+            "--dir".to_owned(),
+            dir.clone(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args
+    };
+    let refused = cli(complete(&[]), None).await.expect("join");
+    let shown = text(&refused);
+    assert!(!refused.status.success(), "{shown}");
+    assert!(
+        shown.contains(&format!("127.0.0.1:{port}")) && shown.contains("password"),
+        "{shown}"
+    );
+    let with_env = format!("host=127.0.0.1;port={port};user=sa;password-env=BAKDROP_PW;tls=off");
+    let contradicted = cli(
+        complete(&["--target", &with_env, "--dialect", "rds"]),
+        Some(("BAKDROP_PW", "Secret-123")),
+    )
+    .await
+    .expect("join");
+    assert!(!contradicted.status.success(), "{}", text(&contradicted));
+    assert!(
+        text(&contradicted).contains("dialect"),
+        "{}",
+        text(&contradicted)
+    );
+    let elsewhere = cli(
+        complete(&[
+            "--target",
+            "host=127.0.0.2;port=1433;user=sa;password=x;tls=off",
+        ]),
+        None,
+    )
+    .await
+    .expect("join");
+    assert!(!elsewhere.status.success(), "{}", text(&elsewhere));
+    assert_eq!(
+        emulator.database("RestoreTimeClean").map(|d| d.state),
+        Some(DatabaseState::Restoring),
+        "nothing done by the refusals"
+    );
+    assert_eq!(
+        status_json(&drop.dir, "RestoreTimeClean")["state"],
+        "Synchronizing"
+    );
+
+    // A run that names where its password comes from is remembered with it: Complete needs no
+    // --target then, and brings the database online on that server.
+    let rerun = cli(
+        vec![
+            "run".into(),
+            dir.clone(),
+            "--target".into(),
+            with_env.clone(),
+            "--dialect".into(),
+            "native".into(),
+            "--policy".into(),
+            "not-newer".into(),
+        ],
+        Some(("BAKDROP_PW", "Secret-123")),
+    )
+    .await
+    .expect("join");
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    let completed = cli(complete(&[]), Some(("BAKDROP_PW", "Secret-123")))
+        .await
+        .expect("join");
+    assert!(completed.status.success(), "{}", text(&completed));
+    assert_eq!(
+        emulator.database("RestoreTimeClean").map(|d| d.state),
+        Some(DatabaseState::Online)
+    );
+    assert_eq!(
+        status_json(&drop.dir, "RestoreTimeClean")["state"],
+        "Succeeded"
+    );
+    let state =
+        std::fs::read_to_string(drop.dir.join(".bakdrop").join("status.json")).expect("state file");
+    assert!(!state.contains("Secret-123"), "no password on disk");
     handle.shutdown().await;
+}
+
+/// A copy of the drop folder made without following links (`cp -r` of the committed dropzone)
+/// holds links to nothing: each is reported by name with why, and `run` and `plan` exit non-zero.
+#[cfg(unix)]
+#[test]
+fn a_dangling_link_in_the_folder_is_reported_by_name_and_fails_the_run() {
+    let drop = Drop::new("dangling", &CHAIN[..1], false);
+    let link = drop
+        .dir
+        .join("RestoreTimeClean")
+        .join("sql2016_log_gone.trn");
+    std::os::unix::fs::symlink("../../nowhere/sql2016_log_gone.trn", &link).expect("link");
+    let dir = drop.dir.display().to_string();
+    let run = bakdrop(&["run", &dir]);
+    let shown = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("unreadable RestoreTimeClean/sql2016_log_gone.trn: a link to ../../nowhere/sql2016_log_gone.trn"),
+        "{shown}"
+    );
+    let plan = bakdrop(&["plan", &dir, "--json"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    assert!(
+        text(&plan).contains("sql2016_log_gone.trn"),
+        "{}",
+        text(&plan)
+    );
 }
 
 /// `--target` takes the password from an environment variable or a file (a password holding
