@@ -118,6 +118,9 @@ fn walk(dir: &Path, found: &mut Scan) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Entries of a folder that cannot be read as backups: (key, why).
+pub type Unreadable = Vec<(String, String)>;
+
 /// A local folder standing in for the S3 bucket: `DIR/<TargetDatabase>/<file>` is the object
 /// `<TargetDatabase>/<file>` of bucket [`LocalBucket::bucket`]. Reads ranges only, like the S3
 /// adapter, and refuses a file that changed since its event ([`ReadError::Changed`]).
@@ -188,7 +191,7 @@ impl LocalBucket {
     ///
     /// # Errors
     /// When the folder cannot be listed.
-    pub fn contents(&self) -> anyhow::Result<(Vec<ObjectRef>, Vec<(String, String)>)> {
+    pub fn contents(&self) -> anyhow::Result<(Vec<ObjectRef>, Unreadable)> {
         let scanned = scan(std::slice::from_ref(&self.root))?;
         let objects = scanned
             .files
