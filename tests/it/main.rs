@@ -7,4 +7,5 @@ mod real_server;
 mod restore;
 mod robustness;
 mod template;
+mod test_server;
 mod validate_upload;
