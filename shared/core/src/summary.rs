@@ -34,7 +34,7 @@ pub fn check_file(file: &BackupFile) -> Result<HeaderSummary, Reason> {
         return Err(Reason::new(
             "MoreThanOneBackupSet",
             format!(
-                "the file holds {sets} backup sets; bakdrop restores one database per file from one backup set. Back up each database (and each backup) to its own file (BACKUP ... TO DISK = 'new file' WITH FORMAT, or without NOINIT)"
+                "the file holds {sets} backup sets; bakdrop restores one database per file from one backup set. Back up each database (and each backup) to its own file (BACKUP ... TO DISK = 'new file' WITH FORMAT; or WITH INIT, which overwrites the sets in the file: NOINIT, the default, appends)"
             ),
         ));
     }
