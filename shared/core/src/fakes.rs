@@ -11,7 +11,7 @@ use crate::object::ObjectRef;
 use crate::ports::{
     ByteRange, JobQueue, ObjectReader, QueueError, ReadError, StatusStore, StoreError,
 };
-use crate::status::{FileRecord, MigrationRecord, Versioned};
+use crate::status::{FileRecord, FileState, MigrationRecord, Versioned};
 
 /// Runs a future to completion on this thread. The in-memory ports never wait, so a future built
 /// only on them is ready on its first polls.
@@ -221,6 +221,29 @@ impl StatusStore for MemoryStore {
             .collect();
         files.sort_by_key(|v| v.record.created_at);
         Ok(files)
+    }
+
+    async fn list_files_in(
+        &self,
+        migration: &str,
+        state: FileState,
+        limit: usize,
+    ) -> Result<Vec<Versioned<FileRecord>>, StoreError> {
+        let mut files: Vec<_> = lock(&self.files)
+            .iter()
+            .filter(|((m, _), v)| m == migration && v.record.state == state)
+            .map(|(_, v)| v.clone())
+            .collect();
+        files.sort_by(|a, b| b.record.updated_at.cmp(&a.record.updated_at));
+        files.truncate(limit);
+        Ok(files)
+    }
+
+    async fn count_files_in(&self, migration: &str, state: FileState) -> Result<usize, StoreError> {
+        Ok(lock(&self.files)
+            .iter()
+            .filter(|((m, _), v)| m == migration && v.record.state == state)
+            .count())
     }
 }
 

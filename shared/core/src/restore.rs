@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 
 use crate::job::QueueMessage;
 use crate::names::DatabaseName;
-use crate::plan::{self, Candidate, ChainState, Decision, Step};
+use crate::plan::{self, Candidate, Decision, Step};
 use crate::ports::{
     JobQueue, QueueError, RestoreTarget, StatusStore, StoreError, TargetError, TaskId, TaskStatus,
 };
@@ -38,6 +38,9 @@ use crate::status::{
 };
 use crate::tsql::{Dialect, RestoreRequest};
 use crate::version::{SqlServerRelease, VersionPolicy};
+
+/// The states of the files the planner decides on.
+const TO_PLAN: [FileState; 2] = [FileState::Queued, FileState::Waiting];
 
 /// How long a submitter owns an in-flight claim before another delivery may resolve it.
 pub const SUBMIT_CLAIM: time::Duration = time::Duration::minutes(5);
@@ -242,7 +245,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                     })
                     .await?;
                 }
-                Box::pin(self.advance(&job.migration, attempt, now)).await
+                Box::pin(self.advance_with(&job.migration, Some(&job.file_id), attempt, now)).await
             }
             // Boxed: planning, submitting and polling make large futures; the handler's stays small.
             QueueMessage::Advance { migration } => {
@@ -293,6 +296,18 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
     async fn advance(
         &self,
         name: &str,
+        attempt: Attempt<'_>,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        self.advance_with(name, None, attempt, now).await
+    }
+
+    /// Plans and, when a step is due, submits it; `joined` is the file that has just joined the
+    /// candidates (read directly: the store's files-by-state index may not list it yet).
+    async fn advance_with(
+        &self,
+        name: &str,
+        joined: Option<&str>,
         attempt: Attempt<'_>,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
@@ -398,10 +413,14 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 });
             }
 
-            let files = self.store.list_files(name).await?;
+            // Only the files still to plan (not every file the migration restored).
+            let mut files =
+                crate::files::in_states(&self.store, name, Some(&migration), &TO_PLAN).await?;
+            if let Some(id) = joined.filter(|id| !files.iter().any(|f| f.record.file_id == *id)) {
+                files.extend(crate::files::if_in(&self.store, name, id, &TO_PLAN).await?);
+            }
             let candidates: Vec<Candidate> = files
                 .iter()
-                .filter(|f| matches!(f.record.state, FileState::Queued | FileState::Waiting))
                 .filter_map(|f| {
                     f.record.header.clone().map(|header| Candidate {
                         file_id: f.record.file_id.clone(),
@@ -419,7 +438,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                         self.update_file(name, &d.file_id, now, |f| {
                             let changed = f.state != FileState::Waiting
                                 || f.reason.as_ref().map(|r| &r.message) != Some(&text);
-                            changed.then(|| {
+                            (changed && TO_PLAN.contains(&f.state)).then(|| {
                                 f.state = FileState::Waiting;
                                 f.reason = Some(Reason::new("Waiting", text.clone()));
                             })
@@ -429,10 +448,11 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                     Decision::Skip { reason } => {
                         let text = reason.to_string();
                         self.update_file(name, &d.file_id, now, |f| {
-                            f.state = FileState::Skipped;
-                            f.reason = Some(Reason::new("Skipped", text.clone()));
-                            f.restore_finished_at = Some(now);
-                            Some(())
+                            TO_PLAN.contains(&f.state).then(|| {
+                                f.state = FileState::Skipped;
+                                f.reason = Some(Reason::new("Skipped", text.clone()));
+                                f.restore_finished_at = Some(now);
+                            })
                         })
                         .await?;
                     }
@@ -445,7 +465,24 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 }
             }
             let Some(step) = planned.next else {
-                let synced = migration.chain != ChainState::default();
+                let waits = planned
+                    .decisions
+                    .iter()
+                    .any(|d| matches!(d.decision, Decision::Wait { .. }));
+                if joined.is_some() && waits && migration.files_indexed {
+                    // A file that joined at the same moment (the other stripe of a set, the
+                    // log that fills a gap) may not be listed by the index yet, and its own
+                    // advance may miss this one: plan again once the index has caught up.
+                    self.queue
+                        .send(
+                            &QueueMessage::Advance {
+                                migration: name.to_owned(),
+                            },
+                            self.config.poll_interval,
+                        )
+                        .await?;
+                }
+                let synced = !migration.chain.is_empty();
                 if synced && migration.state != MigrationState::Synchronizing {
                     migration.state = MigrationState::Synchronizing;
                     migration.updated_at = now;
@@ -461,7 +498,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 });
             };
 
-            if migration.chain == ChainState::default() {
+            if migration.chain.is_empty() {
                 let checked = match self.preconditions(name, &candidates, &step).await {
                     Err(WorkError::Target(TargetError::NotReady(not_ready)))
                         if !not_ready.is_permanent() =>
@@ -1995,7 +2032,7 @@ mod tests {
         assert_eq!(
             (
                 fresh.generation,
-                fresh.chain.steps.len(),
+                fresh.chain.applied.steps,
                 fresh.in_flight.is_none()
             ),
             (1, 0, true)
