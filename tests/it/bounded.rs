@@ -83,7 +83,8 @@ fn file(i: u32, state: FileState) -> FileRecord {
         etag: Some(format!("etag{i}")),
         size: 1 << 20,
     };
-    let at = now() + time::Duration::minutes(i64::from(i) * 15);
+    // Every 15 minutes up to the test's now (the new log's upload).
+    let at = now() - time::Duration::minutes(15 * i64::from(RESTORED_LOGS + 1 - i));
     let restored = state == FileState::Restored;
     FileRecord {
         migration: DB.into(),
@@ -188,6 +189,9 @@ impl<S: StatusStore> StatusStore for Counting<S> {
     }
     async fn count_files_in(&self, migration: &str, state: FileState) -> Result<usize, StoreError> {
         self.inner.count_files_in(migration, state).await
+    }
+    fn lists_lag(&self) -> bool {
+        self.inner.lists_lag()
     }
 }
 

@@ -503,4 +503,9 @@ impl StatusStore for DynamoStatusStore {
         }
         Ok(count)
     }
+
+    /// The files-by-state index is a global secondary index: eventually consistent.
+    fn lists_lag(&self) -> bool {
+        true
+    }
 }

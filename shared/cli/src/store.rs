@@ -267,7 +267,7 @@ impl StatusStore for JsonFileStore {
                 .filter(|e| e.record.state == state)
                 .map(versioned)
                 .collect();
-            files.sort_by(|a, b| b.record.updated_at.cmp(&a.record.updated_at));
+            files.sort_by_key(|f| std::cmp::Reverse(f.record.updated_at));
             files.truncate(limit);
             files
         })

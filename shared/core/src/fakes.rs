@@ -89,6 +89,9 @@ pub struct MemoryStore {
     migrations: Mutex<BTreeMap<String, Versioned<MigrationRecord>>>,
     files: Mutex<BTreeMap<(String, String), Versioned<FileRecord>>>,
     fail_puts: Mutex<u32>,
+    /// While set, [`StatusStore::list_files_in`] lists the files by their state at the moment
+    /// of [`MemoryStore::freeze_lists`], as a lagging index would (records as stored now).
+    frozen_lists: Mutex<Option<Vec<(String, String, FileState)>>>,
 }
 
 impl MemoryStore {
@@ -104,6 +107,38 @@ impl MemoryStore {
             return Err(StoreError::Unavailable("injected failure".into()));
         }
         Ok(())
+    }
+
+    /// From now on, files are listed by state as they are now (an eventually consistent index
+    /// that has not caught up), until [`MemoryStore::thaw_lists`].
+    pub fn freeze_lists(&self) {
+        let now: Vec<(String, String, FileState)> = lock(&self.files)
+            .iter()
+            .map(|((m, id), v)| (m.clone(), id.clone(), v.record.state))
+            .collect();
+        *lock(&self.frozen_lists) = Some(now);
+    }
+
+    /// The index has caught up.
+    pub fn thaw_lists(&self) {
+        *lock(&self.frozen_lists) = None;
+    }
+
+    /// The files the index lists for `migration` in `state` (each as stored now).
+    fn listed(&self, migration: &str, state: FileState) -> Vec<Versioned<FileRecord>> {
+        let files = lock(&self.files);
+        match &*lock(&self.frozen_lists) {
+            None => files
+                .iter()
+                .filter(|((m, _), v)| m == migration && v.record.state == state)
+                .map(|(_, v)| v.clone())
+                .collect(),
+            Some(frozen) => frozen
+                .iter()
+                .filter(|(m, _, s)| m == migration && *s == state)
+                .filter_map(|(m, id, _)| files.get(&(m.clone(), id.clone())).cloned())
+                .collect(),
+        }
     }
 
     /// Every file record, for assertions.
@@ -229,21 +264,18 @@ impl StatusStore for MemoryStore {
         state: FileState,
         limit: usize,
     ) -> Result<Vec<Versioned<FileRecord>>, StoreError> {
-        let mut files: Vec<_> = lock(&self.files)
-            .iter()
-            .filter(|((m, _), v)| m == migration && v.record.state == state)
-            .map(|(_, v)| v.clone())
-            .collect();
-        files.sort_by(|a, b| b.record.updated_at.cmp(&a.record.updated_at));
+        let mut files = self.listed(migration, state);
+        files.sort_by_key(|f| std::cmp::Reverse(f.record.updated_at));
         files.truncate(limit);
         Ok(files)
     }
 
     async fn count_files_in(&self, migration: &str, state: FileState) -> Result<usize, StoreError> {
-        Ok(lock(&self.files)
-            .iter()
-            .filter(|((m, _), v)| m == migration && v.record.state == state)
-            .count())
+        Ok(self.listed(migration, state).len())
+    }
+
+    fn lists_lag(&self) -> bool {
+        lock(&self.frozen_lists).is_some()
     }
 }
 

@@ -149,6 +149,14 @@ pub trait StatusStore: Send + Sync {
         migration: &str,
         state: FileState,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// True when [`StatusStore::list_files_in`] may not list yet a file that entered its state
+    /// a moment ago (DynamoDB: the index is eventually consistent). The restore worker then
+    /// plans again a little later when a file joined and had to wait, in case another file
+    /// joined at the same moment and each missed the other. False unless said otherwise.
+    fn lists_lag(&self) -> bool {
+        false
+    }
 }
 
 /// Why the status store refused or failed.
@@ -475,6 +483,9 @@ impl<T: StatusStore> StatusStore for std::sync::Arc<T> {
         state: FileState,
     ) -> impl Future<Output = Result<usize, StoreError>> + Send {
         T::count_files_in(self, migration, state)
+    }
+    fn lists_lag(&self) -> bool {
+        T::lists_lag(self)
     }
 }
 

@@ -186,7 +186,7 @@ pub async fn read<S: StatusStore>(
                 &mut files.rejected,
                 &mut files.skipped,
             ] {
-                list.sort_by(|a, b| b.updated_at.cmp(&a.updated_at));
+                list.sort_by_key(|f| std::cmp::Reverse(f.updated_at));
                 list.truncate(LISTED);
             }
             files

@@ -469,7 +469,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                     .decisions
                     .iter()
                     .any(|d| matches!(d.decision, Decision::Wait { .. }));
-                if joined.is_some() && waits && migration.files_indexed {
+                if joined.is_some() && waits && migration.files_indexed && self.store.lists_lag() {
                     // A file that joined at the same moment (the other stripe of a set, the
                     // log that fills a gap) may not be listed by the index yet, and its own
                     // advance may miss this one: plan again once the index has caught up.
@@ -2368,5 +2368,127 @@ mod tests {
             assert!(again.len() <= 128, "{again}: {}", again.len());
         }
         assert_ne!(task_name("Sales", 1, &step), task_name("Sales", 2, &step));
+    }
+
+    /// A striped log set of `count` files restored onto a chain with its full restored, in a
+    /// store whose files-by-state index lags: stripe `sequence` arrives (Queued).
+    fn stripe_file(sequence: u32, count: u32, now: OffsetDateTime) -> FileRecord {
+        let lsn = |n: u32| crate::Lsn::from_parts(n, 0, 1);
+        let object = ObjectRef {
+            bucket: "b".into(),
+            key: format!("Striped/log_{sequence}of{count}.trn"),
+            version_id: None,
+            etag: Some("e".into()),
+            size: 1,
+        };
+        FileRecord {
+            migration: "Striped".into(),
+            file_id: object.file_id(),
+            object,
+            state: FileState::Queued,
+            reason: None,
+            header: Some(crate::status::HeaderSummary {
+                backup_type: crate::status::BackupKind::Log,
+                copy_only: None,
+                source_database: "Striped".into(),
+                server_name: "S".into(),
+                software_version: "16.0.4135".into(),
+                database_version: 957,
+                compressed: false,
+                has_checksums: false,
+                tail_log: Some(false),
+                first_lsn: lsn(10),
+                last_lsn: lsn(20),
+                checkpoint_lsn: lsn(10),
+                database_backup_lsn: lsn(5),
+                differential_base_lsn: None,
+                differential_base_guid: None,
+                backup_set_guid: uuid::Uuid::from_u128(2),
+                family_guid: uuid::Uuid::from_u128(9),
+                recovery_fork_id: uuid::Uuid::from_u128(8),
+                family_count: count,
+                family_sequence: sequence,
+                backup_start_date: None,
+                backup_finish_date: None,
+                backup_size: None,
+                files: Vec::new(),
+            }),
+            claim: None,
+            restore_started_at: None,
+            restore_finished_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn stripes_that_join_at_once_and_miss_each_other_in_a_lagging_index_are_restored_once_it_caught_up(
+    ) {
+        let p = pipeline("2022");
+        let now = p.now();
+        let mut migration = MigrationRecord::new("Striped", now);
+        migration.state = MigrationState::Synchronizing;
+        migration.chain.apply_on_fork(
+            &Step {
+                kind: crate::status::BackupKind::Full,
+                files: vec!["b/Striped/full.bak#etag=e".into()],
+                backup_set_guid: uuid::Uuid::from_u128(1),
+                first_lsn: crate::Lsn::from_parts(5, 0, 1),
+                last_lsn: crate::Lsn::from_parts(10, 0, 1),
+            },
+            uuid::Uuid::from_u128(8),
+        );
+        block_on(p.store.put_migration(&migration, None)).expect("stored");
+        // The index has not caught up with either stripe when their jobs arrive.
+        p.store.freeze_lists();
+        let stripes = [stripe_file(1, 2, now), stripe_file(2, 2, now)];
+        for (i, stripe) in stripes.iter().enumerate() {
+            block_on(p.store.put_file(stripe, None)).expect("queued");
+            let job = QueueMessage::Restore(Box::new(crate::job::RestoreJob {
+                migration: "Striped".into(),
+                file_id: stripe.file_id.clone(),
+                object: stripe.object.clone(),
+                header: stripe.header.clone().expect("header"),
+            }));
+            let id = format!("job{i}");
+            let outcome =
+                block_on(p.worker.handle(&job, attempt(&id, &id), p.now())).expect("handled");
+            assert!(matches!(outcome, WorkOutcome::Idle { .. }), "{outcome:?}");
+        }
+        assert!(
+            p.target.submitted().is_empty(),
+            "each saw only its own stripe"
+        );
+        let again = p.queue.drain_sent();
+        assert_eq!(again.len(), 2, "{again:?}");
+        assert!(again.iter().all(|(m, delay)| {
+            matches!(m, QueueMessage::Advance { .. }) && *delay == p.worker.config.poll_interval
+        }));
+        // The index caught up: the next advance sees both stripes and restores the set.
+        p.store.thaw_lists();
+        let outcome =
+            block_on(p.worker.handle(&again[0].0, attempt("a", "a"), p.now())).expect("handled");
+        assert!(
+            matches!(outcome, WorkOutcome::Submitted { .. }),
+            "{outcome:?}"
+        );
+        p.run_to_quiet();
+        assert_eq!(p.target.submitted().len(), 1);
+        assert!(p
+            .file_states("Striped")
+            .iter()
+            .all(|(_, s)| *s == FileState::Restored));
+        // With an index that keeps up (the default), no second look is queued.
+        let q = pipeline("2022");
+        block_on(q.store.put_migration(&migration, None)).expect("stored");
+        block_on(q.store.put_file(&stripes[0], None)).expect("queued");
+        let job = QueueMessage::Restore(Box::new(crate::job::RestoreJob {
+            migration: "Striped".into(),
+            file_id: stripes[0].file_id.clone(),
+            object: stripes[0].object.clone(),
+            header: stripes[0].header.clone().expect("header"),
+        }));
+        block_on(q.worker.handle(&job, attempt("j", "j"), q.now())).expect("handled");
+        assert!(q.queue.drain_sent().is_empty());
     }
 }
