@@ -324,6 +324,112 @@ async fn the_sqs_queue_carries_versioned_json_with_its_delay() {
     assert!(bodies[0].contains("\"schema\":1"), "{}", bodies[0]);
 }
 
+/// A database name is claimed once, by the first migration that takes it; the claim of another
+/// folder folding to the same name answers the holder, however often and concurrently asked.
+#[tokio::test]
+async fn the_status_table_gives_a_folded_database_name_to_one_migration() {
+    let aws = LocalAws::get().await;
+    let table = unique_name("names");
+    aws.create_status_table(&table).await.expect("table");
+    let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
+    let folded = bakdrop_core::names::fold("Sales");
+    let (a, b) = tokio::join!(
+        store.claim_name(&folded, "Sales"),
+        store.claim_name(&folded, "SALES")
+    );
+    let (a, b) = (a.expect("claim"), b.expect("claim"));
+    assert_eq!(a, b, "one holder");
+    let holder = a;
+    assert!(holder == "Sales" || holder == "SALES", "{holder}");
+    for name in ["Sales", "SALES", "sales"] {
+        assert_eq!(
+            store.claim_name(&folded, name).await.expect("claim"),
+            holder
+        );
+    }
+    assert_eq!(
+        store
+            .claim_name(&bakdrop_core::names::fold("Other"), "Other")
+            .await
+            .expect("claim"),
+        "Other"
+    );
+}
+
+/// What a target reads is the key's latest version: `check_current` tells whether that is still
+/// the version validated, in a versioned bucket (version id) and an unversioned one (ETag).
+#[tokio::test]
+async fn s3_reader_tells_whether_a_key_still_holds_the_validated_version() {
+    let aws = LocalAws::get().await;
+    let reader = S3ObjectReader::new(aws.s3.clone());
+    for versioned in [false, true] {
+        let bucket = unique_name("current");
+        aws.s3
+            .create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("bucket");
+        if versioned {
+            aws.s3
+                .put_bucket_versioning()
+                .bucket(&bucket)
+                .versioning_configuration(
+                    aws_sdk_s3::types::VersioningConfiguration::builder()
+                        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .expect("versioning");
+        }
+        let put_version = |body: Vec<u8>| {
+            let aws = &aws;
+            let bucket = &bucket;
+            async move {
+                let out = aws
+                    .s3
+                    .put_object()
+                    .bucket(bucket)
+                    .key("Db/x.bak")
+                    .body(aws_sdk_s3::primitives::ByteStream::from(body.clone()))
+                    .send()
+                    .await
+                    .expect("put");
+                ObjectRef {
+                    bucket: bucket.clone(),
+                    key: "Db/x.bak".into(),
+                    version_id: out.version_id().map(str::to_owned),
+                    etag: out.e_tag().map(|e| e.trim_matches('"').to_owned()),
+                    size: body.len() as u64,
+                }
+            }
+        };
+        let first = put_version(vec![1; 1000]).await;
+        assert_eq!(first.version_id.is_some(), versioned);
+        reader.check_current(&first).await.expect("current");
+        let second = put_version(vec![2; 1000]).await;
+        let replaced = reader.check_current(&first).await.expect_err("replaced");
+        assert!(matches!(replaced, ReadError::Changed(_)), "{replaced:?}");
+        reader
+            .check_current(&second)
+            .await
+            .expect("the new one is current");
+        aws.s3
+            .delete_object()
+            .bucket(&bucket)
+            .key("Db/x.bak")
+            .send()
+            .await
+            .expect("delete");
+        let gone = reader.check_current(&second).await.expect_err("deleted");
+        assert!(
+            matches!(gone, ReadError::NotFound(_)),
+            "versioned={versioned}: {gone:?}"
+        );
+    }
+}
+
 /// Through the table's files-by-state index: the files of one migration in one state, the
 /// latest first, at most the limit, each record as stored now; a file that moves leaves its
 /// old state's list; counts read keys only.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use bakdrop_aws::dynamo::DynamoStatusStore;
-use bakdrop_core::fakes::{MemoryQueue, MemoryTarget};
+use bakdrop_core::fakes::{MemoryObjects, MemoryQueue, MemoryTarget};
 use bakdrop_core::job::{QueueMessage, RestoreJob};
 use bakdrop_core::object::ObjectRef;
 use bakdrop_core::plan::Step;
@@ -165,6 +165,9 @@ impl<S: StatusStore> StatusStore for Counting<S> {
     ) -> Result<(), StoreError> {
         self.inner.delete_file(migration, file_id, expected).await
     }
+    async fn claim_name(&self, folded: &str, database: &str) -> Result<String, StoreError> {
+        self.inner.claim_name(folded, database).await
+    }
     async fn list_migrations(
         &self,
         after: Option<&str>,
@@ -270,10 +273,15 @@ async fn a_migration_of_ten_thousand_restored_logs_takes_one_more_with_a_bounded
         .lock()
         .expect("lock")
         .insert(DB.into(), "RESTORING".into());
+    // The target reads the uploads themselves; the worker checks they are still the ones
+    // validated.
+    let objects = MemoryObjects::default();
+    objects.put(&new_log.object.bucket, &new_log.object.key, vec![0]);
     let worker = Worker {
         store,
         queue: MemoryQueue::default(),
         target,
+        objects,
         config: RestoreConfig {
             dialect: Dialect::Native,
             location: SourceLocation::Disk {

@@ -7,4 +7,6 @@ mod local_stack;
 mod real_server;
 mod restore;
 mod robustness;
+mod template;
+mod test_server;
 mod validate_upload;

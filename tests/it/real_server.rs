@@ -90,7 +90,7 @@ struct Rig {
     store: Arc<MemoryStore>,
     queue: Arc<MemoryQueue>,
     validator: Validator<Arc<MemoryObjects>, Arc<MemoryStore>, Arc<MemoryQueue>>,
-    worker: Worker<Arc<MemoryStore>, Arc<MemoryQueue>, Arc<TiberiusTarget>>,
+    worker: Worker<Arc<MemoryStore>, Arc<MemoryQueue>, Arc<TiberiusTarget>, Arc<MemoryObjects>>,
     target: Arc<TiberiusTarget>,
 }
 
@@ -115,6 +115,7 @@ impl Rig {
                 store: store.clone(),
                 queue: queue.clone(),
                 target: target.clone(),
+                objects: objects.clone(),
                 config: RestoreConfig {
                     dialect: Dialect::Native,
                     location,

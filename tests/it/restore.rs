@@ -41,7 +41,7 @@ struct Migrated {
     events: String,
     jobs: String,
     validator: Validator<S3ObjectReader, DynamoStatusStore, SqsJobQueue>,
-    worker: Worker<DynamoStatusStore, SqsJobQueue, S3StripeStaging<TiberiusTarget>>,
+    worker: Worker<DynamoStatusStore, SqsJobQueue, S3StripeStaging<TiberiusTarget>, S3ObjectReader>,
 }
 
 impl Migrated {
@@ -81,6 +81,7 @@ impl Migrated {
             store: store.clone(),
             queue,
             target: target.clone(),
+            objects: S3ObjectReader::new(aws.s3.clone()),
             config: emulator_restore_config(dialect),
         };
         Migrated {
@@ -193,6 +194,38 @@ async fn migrate(dialect: Dialect, files: &[&str], database: &str) -> Migrated {
     }
     migrated.drive().await;
     migrated
+}
+
+/// The reproduced case: folder `Sales` migrates, then a folder `SALES` (one database for SQL
+/// Server). The second folder's files are rejected naming the first; no second migration exists
+/// whose Cancel could drop `Sales`, and `Sales` completes.
+#[tokio::test]
+async fn a_second_folder_naming_the_same_database_in_another_case_is_rejected_and_harms_nothing() {
+    let full = ["sql2016_full_RestoreTimeClean.bak"];
+    let m = Migrated::new(Dialect::Native).await;
+    m.upload("Sales", &full).await;
+    m.drive().await;
+    m.synchronizing("Sales").await;
+    let summaries = m.upload("SALES", &full).await;
+    let result = &summaries[0].results[0];
+    assert_eq!(summaries[0].rejected, 1, "{summaries:?}");
+    let reason = result.reason.as_deref().unwrap_or_default();
+    assert!(
+        reason.contains("SameDatabaseName") || reason.contains("folder Sales"),
+        "{reason}"
+    );
+    let cancel = cutover::cancel(&m.store, &m.target, "SALES", now()).await;
+    assert_eq!(
+        cancel.expect_err("no such migration").error_type(),
+        "MigrationNotFound"
+    );
+    let request = CompleteRequest {
+        database: "Sales".into(),
+        last_backup: None,
+        require_tail_log: false,
+    };
+    let state = cutover::complete(&m.store, &m.target, &request, now()).await;
+    assert_eq!(state.expect("completed"), MigrationState::Succeeded);
 }
 
 /// Two target databases from one source backup on one SQL Server: each restore moves the files
@@ -668,9 +701,9 @@ async fn a_cancelled_migration_reset_migrates_the_same_backups_again() {
 }
 
 /// A target that refuses bakdrop's login (a wrong password in the secret, SQL Server's 18456):
-/// the job is kept for redelivery, and the migration's status says why meanwhile, with SQL
-/// Server's number and message. Once the login is fixed, the redelivered job restores and the
-/// reason goes.
+/// the job is retried later (a delayed message on the restore queue, not a redelivery that
+/// would end in the dead-letter queue), and the migration's status says why meanwhile, with SQL
+/// Server's number and message. Once the login is fixed, the retry restores and the reason goes.
 #[tokio::test]
 async fn a_login_the_target_refuses_shows_on_the_migration_until_it_is_fixed() {
     for dialect in [Dialect::Native, Dialect::Rds] {
@@ -693,10 +726,9 @@ async fn a_login_the_target_refuses_shows_on_the_migration_until_it_is_fixed() {
         };
         let refused =
             restore_worker::handler::handle(&m.worker, event(), &invocation(), now()).await;
-        assert_eq!(
-            refused.batch_item_failures.len(),
-            1,
-            "[{dialect}] kept for redelivery"
+        assert!(
+            refused.batch_item_failures.is_empty(),
+            "[{dialect}] acknowledged, retried by a delayed message: {refused:?}"
         );
         let migration = m
             .store
@@ -736,11 +768,8 @@ async fn a_login_the_target_refuses_shows_on_the_migration_until_it_is_fixed() {
             status.summary
         );
 
-        // The secret is fixed (here: the server takes bakdrop's password); SQS redelivers.
+        // The secret is fixed (here: the server takes bakdrop's password); the retry restores.
         m.emulator.require_login("admin", "Secret#1");
-        let again = restore_worker::handler::handle(&m.worker, event(), &invocation(), now()).await;
-        assert!(again.batch_item_failures.is_empty(), "{again:?}");
-        m.emulator.advance(Duration::from_secs(20));
         m.drive().await;
         let done = m.synchronizing("Refused").await;
         assert!(done.reason.is_none(), "[{dialect}] {:?}", done.reason);

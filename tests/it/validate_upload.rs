@@ -39,6 +39,10 @@ impl ObjectReader for Counting {
         self.bytes.fetch_add(bytes.len() as u64, Ordering::SeqCst);
         Ok(bytes)
     }
+
+    async fn check_current(&self, object: &ObjectRef) -> Result<(), ReadError> {
+        self.inner.check_current(object).await
+    }
 }
 
 struct Stack {

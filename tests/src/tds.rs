@@ -131,3 +131,21 @@ pub fn register_upload(
         emulator.register_backup(source.as_str(), info.clone());
     }
 }
+
+/// What the test server knows of a backup file on this machine's disk, read from its own header
+/// (head and tail, as validation reads it); `None` when it is no usable backup.
+pub fn describe_file(path: &std::path::Path) -> Option<bakdrop_tds_server::emulator::BackupInfo> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let size = file.metadata().ok()?.len();
+    let head_len = size.min(bakdrop_core::backup::HEAD_LIMIT as u64);
+    let mut head = vec![0; usize::try_from(head_len).ok()?];
+    file.read_exact(&mut head).ok()?;
+    let tail_len = size.min(bakdrop_core::backup::TAIL_LIMIT as u64);
+    let mut tail = vec![0; usize::try_from(tail_len).ok()?];
+    file.seek(SeekFrom::End(-i64::try_from(tail_len).ok()?))
+        .ok()?;
+    file.read_exact(&mut tail).ok()?;
+    let header = bakdrop_core::summary::summarize(&head, Some(&tail), size).ok()?;
+    Some(backup_info(&header))
+}

@@ -3,10 +3,13 @@
 //! to complete.
 //! Refusals and failures come back as errors with a stable `errorType` (e.g. `FilesInFlight`,
 //! `NotSynchronizing`, `MigrationNotFound`), so that callers can branch on them.
+//! A field the payload should not have is refused (`BadRequest`, naming it) before anything is
+//! done: a misspelt guard (`"require_tail_logs": true`) must not let Complete run unguarded.
 //! A Complete that leaves the migration `Completing` (RDS brings the database online in a
 //! `FINISH_RESTORE` task) queues a `Finish` message for the restore worker, which follows the
 //! task until the migration is Succeeded or Failed.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bakdrop_core::cutover::{self, CompleteRequest, CutoverError};
@@ -19,12 +22,37 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 
 /// The invoke payload.
+///
+/// serde's `deny_unknown_fields` does not work beside `flatten`: the fields neither `action` nor
+/// [`CompleteRequest`] takes are collected in `unknown` instead, and refused by [`Invoke::parse`].
 #[derive(Debug, Deserialize)]
 pub struct Invoke {
     #[serde(default)]
     pub action: Action,
     #[serde(flatten)]
     pub request: CompleteRequest,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, Value>,
+}
+
+/// Every field a payload may have, as the refusal of an unknown one lists them.
+pub const FIELDS: [&str; 4] = ["action", "database", "last_backup", "require_tail_log"];
+
+impl Invoke {
+    /// The payload as an invoke.
+    ///
+    /// # Errors
+    /// [`HandlerError::BadRequest`] when it does not deserialize, [`HandlerError::UnknownFields`]
+    /// when it has fields that are not in [`FIELDS`].
+    pub fn parse(payload: Value) -> Result<Invoke, HandlerError> {
+        let invoke: Invoke = serde_json::from_value(payload).map_err(HandlerError::BadRequest)?;
+        if !invoke.unknown.is_empty() {
+            return Err(HandlerError::UnknownFields(
+                invoke.unknown.into_keys().collect(),
+            ));
+        }
+        Ok(invoke)
+    }
 }
 
 /// What to do.
@@ -43,16 +71,28 @@ pub enum Action {
 pub enum HandlerError {
     #[error("the payload is not {{\"database\": \"...\", \"action\": \"complete\"|\"cancel\"|\"reset\", ...}}: {0}")]
     BadRequest(#[source] serde_json::Error),
+    /// Nothing was done: a misspelt guard would otherwise be ignored.
+    #[error("unknown field{} {} in the payload; nothing was done (the fields are {})", if .0.len() == 1 { "" } else { "s" }, quoted(.0), FIELDS.join(", "))]
+    UnknownFields(Vec<String>),
     #[error(transparent)]
     Cutover(#[from] CutoverError),
     #[error("the migration is Completing, but following the target's task could not be queued (invoke complete again to resume): {0}")]
     Queue(#[from] QueueError),
 }
 
+/// `"a", "b"`: field names as JSON strings, so that an odd one reads unambiguously.
+fn quoted(fields: &[String]) -> String {
+    fields
+        .iter()
+        .map(|f| Value::String(f.clone()).to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl From<HandlerError> for Diagnostic {
     fn from(error: HandlerError) -> Diagnostic {
         let error_type = match &error {
-            HandlerError::BadRequest(_) => "BadRequest",
+            HandlerError::BadRequest(_) | HandlerError::UnknownFields(_) => "BadRequest",
             HandlerError::Cutover(e) => e.error_type(),
             HandlerError::Queue(_) => "QueueUnavailable",
         };
@@ -82,7 +122,7 @@ pub async fn handle<S: StatusStore, T: RestoreTarget, Q: JobQueue>(
     payload: Value,
     now: OffsetDateTime,
 ) -> Result<Value, HandlerError> {
-    let invoke: Invoke = serde_json::from_value(payload).map_err(HandlerError::BadRequest)?;
+    let invoke = Invoke::parse(payload)?;
     let database = invoke.request.database.clone();
     let state = match invoke.action {
         Action::Complete => cutover::complete(store, target, &invoke.request, now).await,
@@ -191,6 +231,69 @@ mod tests {
                 .await
                 .expect_err("bad");
             assert_eq!(Diagnostic::from(err).error_type, "BadRequest");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unknown_field_is_refused_by_name_and_nothing_is_done() {
+        let target = MemoryTarget::new("16.0.4135.4");
+        for (payload, field) in [
+            // A misspelt guard: without the refusal, Complete would run without it.
+            (
+                json!({"database": "Sales", "require_tail_logs": true}),
+                "require_tail_logs",
+            ),
+            (
+                json!({"database": "Sales", "lastBackup": "Sales_log_0930.trn"}),
+                "lastBackup",
+            ),
+            (
+                json!({"database": "Sales", "action": "cancel", "force": true}),
+                "force",
+            ),
+        ] {
+            let store = store(MigrationState::Synchronizing).await;
+            let err = handle(&store, &target, payload.clone(), now())
+                .await
+                .expect_err("refused");
+            let d = Diagnostic::from(err);
+            assert_eq!(d.error_type, "BadRequest", "{payload}");
+            assert!(
+                d.error_message.contains(&format!("\"{field}\"")),
+                "{payload}: {}",
+                d.error_message
+            );
+            let migration = store
+                .get_migration("Sales")
+                .await
+                .expect("read")
+                .expect("kept");
+            assert_eq!(migration.record.state, MigrationState::Synchronizing);
+        }
+    }
+
+    #[test]
+    fn every_field_of_a_complete_request_is_a_known_field() {
+        let request = CompleteRequest {
+            database: "Sales".into(),
+            last_backup: Some("x.trn".into()),
+            require_tail_log: true,
+        };
+        let Value::Object(fields) = serde_json::to_value(&request).expect("json") else {
+            panic!("not an object");
+        };
+        for field in fields.keys() {
+            assert!(
+                FIELDS.contains(&field.as_str()),
+                "{field} missing from FIELDS"
+            );
+        }
+        for payload in [
+            json!({"database": "Sales"}),
+            json!({"action": "complete", "database": "Sales", "last_backup": null, "require_tail_log": false}),
+            json!({"action": "reset", "database": "Sales"}),
+        ] {
+            assert!(Invoke::parse(payload.clone()).is_ok(), "{payload}");
         }
     }
 

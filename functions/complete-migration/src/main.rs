@@ -1,7 +1,10 @@
 //! complete-migration: wires the Complete/Cancel handler to DynamoDB and the target SQL Server.
 
 use bakdrop_aws::{config, dynamo::DynamoStatusStore, secrets, sqs::SqsJobQueue};
-use bakdrop_mssql::settings::TargetSettings;
+use std::sync::Arc;
+
+use bakdrop_mssql::settings::{TargetLogin, TargetSettings};
+use bakdrop_mssql::target::LoginRefresh;
 use bakdrop_mssql::TiberiusTarget;
 use complete_migration::handler::{self, Followup};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
@@ -21,19 +24,15 @@ async fn main() -> Result<(), Error> {
         .unwrap_or(60);
     let target = TargetSettings::from_lookup(&get).map_err(|e| format!("configuration: {e}"))?;
     let sdk = config::load().await;
-    let secret = secrets::read_login(
-        &aws_sdk_secretsmanager::Client::new(&sdk),
-        &target.secret_id,
-    )
-    .await?;
-    let login = target.login(
-        &secret.username,
-        &secret.password,
-        secret.host.as_deref(),
-        secret.port,
-    )?;
+    let secrets_client = aws_sdk_secretsmanager::Client::new(&sdk);
+    let login = target_login(secrets_client.clone(), target.clone()).await?;
+    // A rotated secret: SQL Server refuses the login in use (18456) and the target reads it again.
+    let refresh: LoginRefresh = {
+        let (client, target) = (secrets_client, target.clone());
+        Arc::new(move || Box::pin(target_login(client.clone(), target.clone())))
+    };
     let store = DynamoStatusStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
-    let target = TiberiusTarget::new(login.config(), target.dialect);
+    let target = TiberiusTarget::new(login.config(), target.dialect).with_login_refresh(refresh);
     let queue = SqsJobQueue::new(aws_sdk_sqs::Client::new(&sdk), &queue_url);
     let followup = Followup {
         queue: &queue,
@@ -51,4 +50,20 @@ async fn main() -> Result<(), Error> {
         .await
     }))
     .await
+}
+
+/// The target login from the secret (and the settings' host, port and TLS).
+async fn target_login(
+    client: aws_sdk_secretsmanager::Client,
+    target: TargetSettings,
+) -> Result<TargetLogin, String> {
+    let secret = secrets::read_login(&client, &target.secret_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    target.login(
+        &secret.username,
+        &secret.password,
+        secret.host.as_deref(),
+        secret.port,
+    )
 }

@@ -4,19 +4,60 @@
 //! is kept rather than dropped: after the queue's maxReceiveCount SQS moves it to the dead-letter
 //! queue, where an operator finds it (logged with its id, the error and a preview of its body).
 
+use std::time::{Duration, Instant};
+
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 use bakdrop_core::job::QueueMessage;
-use bakdrop_core::ports::{JobQueue, RestoreTarget, StatusStore};
+use bakdrop_core::ports::{JobQueue, ObjectReader, RestoreTarget, StatusStore};
 use bakdrop_core::restore::{Attempt, Worker};
 use time::OffsetDateTime;
 
-/// Handles one batch in the invocation `invocation` (Lambda's request id). Never fails as a
-/// whole: every message is answered on its own.
-pub async fn handle<S: StatusStore, Q: JobQueue, T: RestoreTarget>(
-    worker: &Worker<S, Q, T>,
+/// What an invocation may spend: it takes no new message after `stop_taking_at` (the Lambda
+/// deadline less [`RESERVE`]), and a message delivered `max_receives` times that fails again is
+/// going to the dead-letter queue (the queue's `maxReceiveCount`): its migration says so.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub stop_taking_at: Option<Instant>,
+    pub max_receives: Option<u32>,
+}
+
+/// Time kept back from the Lambda deadline: a message is not started with less left (a message
+/// takes a few statements, each bounded by the target's connect and statement timeouts).
+pub const RESERVE: Duration = Duration::from_secs(30);
+
+impl Limits {
+    /// The limits of an invocation whose deadline is `deadline_ms` (milliseconds since the Unix
+    /// epoch, as Lambda's context gives it).
+    pub fn for_deadline(deadline_ms: u64, max_receives: Option<u32>) -> Limits {
+        let deadline = std::time::UNIX_EPOCH + Duration::from_millis(deadline_ms);
+        let left = deadline
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO);
+        Limits {
+            stop_taking_at: Some(Instant::now() + left.saturating_sub(RESERVE)),
+            max_receives,
+        }
+    }
+}
+
+/// Handles one batch in the invocation `invocation` (Lambda's request id), without limits.
+pub async fn handle<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader>(
+    worker: &Worker<S, Q, T, O>,
     event: SqsEvent,
     invocation: &str,
     now: OffsetDateTime,
+) -> SqsBatchResponse {
+    handle_within(worker, event, invocation, now, Limits::default()).await
+}
+
+/// Handles one batch within `limits`. Never fails as a whole: every message is answered on its
+/// own; messages not started before the deadline are reported as failures (SQS redelivers them).
+pub async fn handle_within<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader>(
+    worker: &Worker<S, Q, T, O>,
+    event: SqsEvent,
+    invocation: &str,
+    now: OffsetDateTime,
+    limits: Limits,
 ) -> SqsBatchResponse {
     let mut response = SqsBatchResponse::default();
     for (index, record) in event.records.into_iter().enumerate() {
@@ -25,6 +66,16 @@ pub async fn handle<S: StatusStore, Q: JobQueue, T: RestoreTarget>(
             .clone()
             .filter(|id| !id.is_empty())
             .unwrap_or_else(|| format!("missing-message-id-{index}"));
+        if limits.stop_taking_at.is_some_and(|t| Instant::now() >= t) {
+            tracing::warn!(message_id = %id, "too close to the deadline to start; redelivered");
+            response.batch_item_failures.push(failure_of(id));
+            continue;
+        }
+        let receives: Option<u32> = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse().ok());
+        let last_delivery = matches!((receives, limits.max_receives), (Some(r), Some(m)) if r >= m);
         let body = record.body.unwrap_or_default();
         let message = match QueueMessage::from_json(&body) {
             Ok(m) => m,
@@ -42,7 +93,7 @@ pub async fn handle<S: StatusStore, Q: JobQueue, T: RestoreTarget>(
         };
         match worker.handle(&message, attempt, now).await {
             Ok(outcome) => tracing::info!(message_id = %id, ?outcome, "handled"),
-            Err(e) if e.is_transient() => {
+            Err(e) if e.is_transient() && !last_delivery => {
                 tracing::warn!(message_id = %id, error.message = %e, error.cause_chain = ?e,
                     "transient failure; the message will be redelivered");
                 response.batch_item_failures.push(failure_of(id));
@@ -50,7 +101,16 @@ pub async fn handle<S: StatusStore, Q: JobQueue, T: RestoreTarget>(
             Err(e) => {
                 tracing::error!(message_id = %id, error.message = %e, error.cause_chain = ?e,
                     "message cannot be handled; kept for the dead-letter queue");
-                response.batch_item_failures.push(failure_of(id));
+                response.batch_item_failures.push(failure_of(id.clone()));
+                if last_delivery {
+                    let note = worker
+                        .note_dead_letter(message.migration(), &e.to_string(), now)
+                        .await;
+                    if let Err(n) = note {
+                        tracing::error!(message_id = %id, error.message = %n,
+                            "could not record the dead letter on the migration");
+                    }
+                }
             }
         }
     }
@@ -66,7 +126,7 @@ fn failure_of(id: String) -> BatchItemFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bakdrop_core::fakes::{MemoryQueue, MemoryStore, MemoryTarget};
+    use bakdrop_core::fakes::{MemoryObjects, MemoryQueue, MemoryStore, MemoryTarget};
     use bakdrop_core::restore::{RestoreConfig, SourceLocation};
     use bakdrop_core::status::MigrationRecord;
     use bakdrop_core::tsql::Dialect;
@@ -78,11 +138,12 @@ mod tests {
         OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000)
     }
 
-    fn worker() -> Worker<MemoryStore, MemoryQueue, MemoryTarget> {
+    fn worker() -> Worker<MemoryStore, MemoryQueue, MemoryTarget, MemoryObjects> {
         Worker {
             store: MemoryStore::default(),
             queue: MemoryQueue::default(),
             target: MemoryTarget::new("16.0.4135.4"),
+            objects: MemoryObjects::default(),
             config: RestoreConfig {
                 dialect: Dialect::Rds,
                 location: SourceLocation::rds(None),
@@ -194,6 +255,100 @@ mod tests {
             ids,
             vec!["job-1".to_owned()],
             "the handled message is acknowledged"
+        );
+    }
+
+    #[tokio::test]
+    async fn messages_not_started_before_the_deadline_are_left_for_redelivery() {
+        let w = worker();
+        w.store
+            .put_migration(&MigrationRecord::new("Sales", now()), None)
+            .await
+            .expect("stored");
+        let advance = QueueMessage::Advance {
+            migration: "Sales".into(),
+        }
+        .to_json();
+        let limits = Limits {
+            stop_taking_at: Some(Instant::now()),
+            max_receives: None,
+        };
+        let response = handle_within(
+            &w,
+            event(&[("m1", &advance), ("m2", &advance)]),
+            "request-1",
+            now(),
+            limits,
+        )
+        .await;
+        assert_eq!(response.batch_item_failures.len(), 2, "{response:?}");
+        // A deadline still ahead lets them through.
+        let ahead = Limits::for_deadline(
+            u64::try_from(
+                (std::time::SystemTime::now() + Duration::from_secs(120))
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("epoch")
+                    .as_millis(),
+            )
+            .expect("ms"),
+            None,
+        );
+        let response =
+            handle_within(&w, event(&[("m3", &advance)]), "request-2", now(), ahead).await;
+        assert!(response.batch_item_failures.is_empty(), "{response:?}");
+    }
+
+    #[tokio::test]
+    async fn a_message_failing_on_its_last_delivery_is_recorded_on_its_migration() {
+        let w = worker();
+        w.store
+            .put_migration(&MigrationRecord::new("Sales", now()), None)
+            .await
+            .expect("stored");
+        // A restore job for a file the table does not know: it fails on every delivery.
+        let body = r#"{"schema": 1, "kind": "restore", "migration": "Sales", "file_id": "gone",
+            "object": {"bucket": "b", "key": "Sales/x.bak", "size": 1},
+            "header": {"backup_type": "full", "source_database": "Sales", "server_name": "S",
+            "software_version": "16.0.4135", "database_version": 957, "compressed": false,
+            "has_checksums": false, "first_lsn": "10", "last_lsn": "20", "checkpoint_lsn": "10",
+            "database_backup_lsn": "0", "backup_set_guid": "00000000-0000-0000-0000-000000000007",
+            "family_guid": "00000000-0000-0000-0000-000000000008",
+            "recovery_fork_id": "00000000-0000-0000-0000-000000000008",
+            "family_count": 1, "family_sequence": 1}}"#;
+        let delivered = |count: u32| -> SqsEvent {
+            serde_json::from_value(json!({"Records": [{
+                "messageId": "m1", "body": body,
+                "attributes": {"ApproximateReceiveCount": count.to_string()},
+                "messageAttributes": {}
+            }]}))
+            .expect("sqs event")
+        };
+        let limits = Limits {
+            stop_taking_at: None,
+            max_receives: Some(5),
+        };
+        handle_within(&w, delivered(4), "r", now(), limits).await;
+        let m = w
+            .store
+            .get_migration("Sales")
+            .await
+            .expect("read")
+            .expect("m");
+        assert_eq!(m.record.reason, None, "not yet the last delivery");
+        let response = handle_within(&w, delivered(5), "r", now(), limits).await;
+        assert_eq!(response.batch_item_failures.len(), 1);
+        let m = w
+            .store
+            .get_migration("Sales")
+            .await
+            .expect("read")
+            .expect("m");
+        let reason = m.record.reason.expect("recorded");
+        assert_eq!(reason.code, "MessageDeadLettered");
+        assert!(
+            reason.message.contains("dead-letter queue"),
+            "{}",
+            reason.message
         );
     }
 }

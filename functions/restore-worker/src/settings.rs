@@ -16,6 +16,9 @@ pub struct Settings {
     /// The target and its login (`TARGET_*`).
     pub target: TargetSettings,
     pub restore: RestoreConfig,
+    /// `MAX_RECEIVE_COUNT`: the restore queue's `maxReceiveCount` (the last delivery before the
+    /// dead-letter queue).
+    pub max_receives: Option<u32>,
 }
 
 /// A setting that is missing or invalid.
@@ -58,6 +61,12 @@ impl Settings {
         Ok(Settings {
             status_table: required("STATUS_TABLE")?,
             restore_queue_url: required("RESTORE_QUEUE_URL")?,
+            max_receives: get("MAX_RECEIVE_COUNT")
+                .map(|t| {
+                    t.parse()
+                        .map_err(|e| SettingsError(format!("MAX_RECEIVE_COUNT: {e}")))
+                })
+                .transpose()?,
             target,
             restore: RestoreConfig {
                 dialect,

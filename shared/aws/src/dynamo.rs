@@ -6,6 +6,7 @@
 //! |-----------|---------------|------------------|-------------------------------------------------------|
 //! | migration | `MIG#<db>`    | `MIGRATION`      | kind, version, state, updated_at, record, gsi1pk, gsi1sk |
 //! | file      | `MIG#<db>`    | `FILE#<file id>` | kind, version, state, updated_at, record, gsi2pk, gsi2sk |
+//! | name      | `NAME#<folded db>` | `NAME`      | kind, holder (the migration that claimed the name)     |
 //!
 //! `record` is the whole record as JSON (the core's serde model); `state`, `kind` and
 //! `updated_at` are copied out so that the console and queries can read them. Every put is
@@ -44,6 +45,7 @@ pub struct DynamoStatusStore {
 }
 
 const MIGRATION_SK: &str = "MIGRATION";
+const NAME_SK: &str = "NAME";
 
 /// The index that lists migrations by name (template.yaml defines it with the table).
 pub const MIGRATIONS_INDEX: &str = "migrations-by-name";
@@ -318,6 +320,46 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 }
 
 impl StatusStore for DynamoStatusStore {
+    async fn claim_name(&self, folded: &str, database: &str) -> Result<String, StoreError> {
+        let key = format!("NAME#{folded}");
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(key.clone()))
+            .item("sk", AttributeValue::S(NAME_SK.into()))
+            .item("kind", AttributeValue::S("name".into()))
+            .item("holder", AttributeValue::S(database.to_owned()))
+            .condition_expression("attribute_not_exists(pk) OR holder = :db")
+            .expression_attribute_values(":db", AttributeValue::S(database.to_owned()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(database.to_owned()),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err(), PutItemError::ConditionalCheckFailedException(_)) =>
+            {
+                let out = self
+                    .client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("pk", AttributeValue::S(key))
+                    .key("sk", AttributeValue::S(NAME_SK.into()))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                out.item
+                    .as_ref()
+                    .and_then(|item| item.get("holder"))
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .ok_or_else(|| StoreError::Corrupt(format!("name item {folded} has no holder")))
+            }
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
     async fn get_migration(
         &self,
         database: &str,

@@ -47,6 +47,36 @@ impl ObjectReader for S3ObjectReader {
             .map_err(|e| ReadError::Unavailable(Box::new(e)))?;
         Ok(body.into_bytes().to_vec())
     }
+
+    /// `HeadObject` of the key (no version): its current version id (versioned buckets) or
+    /// ETag must be the one the event named.
+    async fn check_current(&self, object: &ObjectRef) -> Result<(), ReadError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .send()
+            .await;
+        let head = match head {
+            Ok(head) => head,
+            Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 404 => {
+                return Err(ReadError::NotFound(object.to_string()))
+            }
+            Err(e) => return Err(ReadError::Unavailable(Box::new(e))),
+        };
+        let current_etag = head.e_tag().map(|e| e.trim_matches('"'));
+        let same = match (&object.version_id, &object.etag) {
+            (Some(version), _) => head.version_id() == Some(version.as_str()),
+            (None, Some(etag)) => current_etag == Some(etag.as_str()),
+            (None, None) => head.content_length() == i64::try_from(object.size).ok(),
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(ReadError::Changed(object.to_string()))
+        }
+    }
 }
 
 fn classify(object: &ObjectRef, error: SdkError<GetObjectError>) -> ReadError {

@@ -11,6 +11,7 @@ use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 use serde_json::json;
 
 use crate::local::read_head_tail;
+use crate::out::Shown;
 
 /// Inspects every path; exit status 0 when every file is usable, 1 otherwise.
 pub fn run(
@@ -92,10 +93,10 @@ impl Report {
 
     fn to_text(&self, path: &Path) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "{} ({} bytes)", path.display(), self.size);
+        let _ = writeln!(out, "{} ({} bytes)", crate::out::path(path), self.size);
         match &self.parsed {
             Err(e) => {
-                let _ = writeln!(out, "  cannot read: {e}");
+                let _ = writeln!(out, "  cannot read: {}", Shown(&e.to_string()));
             }
             Ok(file) => {
                 let sets = file
@@ -116,7 +117,7 @@ impl Report {
                 let _ = writeln!(out, "  verdict: usable");
             }
             Err(reason) => {
-                let _ = writeln!(out, "  verdict: rejected: {reason}");
+                let _ = writeln!(out, "  verdict: rejected: {}", Shown(reason));
             }
         }
         out.push('\n');
@@ -131,8 +132,8 @@ fn write_set(out: &mut String, set: &BackupSet) {
         "  set {}: {:?} backup of [{}] from {} (SQL Server {}, DatabaseVersion {}, compatibility {})",
         set.position,
         set.backup_type,
-        set.database_name,
-        set.server_name,
+        Shown(&set.database_name),
+        Shown(&set.server_name),
         set.software_version,
         set.database_version,
         set.compatibility_level
@@ -168,7 +169,10 @@ fn write_set(out: &mut String, set: &BackupSet) {
         let _ = writeln!(
             out,
             "    file {} {:?} {} -> {}",
-            file.file_id, file.file_type, file.logical_name, file.physical_name
+            file.file_id,
+            file.file_type,
+            Shown(&file.logical_name),
+            Shown(&file.physical_name)
         );
     }
 }

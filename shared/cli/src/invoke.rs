@@ -194,3 +194,33 @@ async fn list(function: &str, as_json: bool) -> anyhow::Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_payload_bakdrop_sends_is_one_the_function_takes() {
+        let request = CompleteRequest {
+            database: "Sales".into(),
+            last_backup: Some("Sales_log_0930.trn".into()),
+            require_tail_log: true,
+        };
+        for action in [
+            CutoverAction::Complete,
+            CutoverAction::Cancel,
+            CutoverAction::Reset,
+        ] {
+            let payload = cutover_payload(&request, action);
+            let invoke = complete_migration::handler::Invoke::parse(payload.clone())
+                .unwrap_or_else(|e| panic!("{payload}: {e}"));
+            assert_eq!(invoke.request.database, "Sales");
+        }
+        let complete = complete_migration::handler::Invoke::parse(cutover_payload(
+            &request,
+            CutoverAction::Complete,
+        ))
+        .expect("complete");
+        assert_eq!(complete.request, request);
+    }
+}

@@ -43,26 +43,35 @@ pub fn read_head_tail(path: &Path) -> anyhow::Result<HeadTail> {
     Ok(HeadTail { head, tail, size })
 }
 
+/// What is under some paths: the files to read, and the entries that cannot be read as files,
+/// each with why (a link to nothing, a link to a folder, a special file).
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub files: Vec<PathBuf>,
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
 /// Every regular file under `paths` (files as given, directories recursively, in name order),
-/// skipping hidden entries such as bakdrop's own `.bakdrop` folder.
+/// skipping hidden entries such as bakdrop's own `.bakdrop` folder, and every entry that is not
+/// one, with the reason.
 ///
 /// # Errors
-/// When a path cannot be read.
-pub fn files_under(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
+/// When a path given cannot be read at all.
+pub fn scan(paths: &[PathBuf]) -> anyhow::Result<Scan> {
+    let mut found = Scan::default();
     for path in paths {
         let meta =
             std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if meta.is_dir() {
             walk(path, &mut found)?;
         } else {
-            found.push(path.clone());
+            found.files.push(path.clone());
         }
     }
     Ok(found)
 }
 
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+fn walk(dir: &Path, found: &mut Scan) -> anyhow::Result<()> {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot list {}", dir.display()))?
         .filter_map(Result::ok)
@@ -76,17 +85,41 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         let kind = entry
             .file_type()
             .with_context(|| format!("cannot read {}", path.display()))?;
-        // Symbolic links to files count as the files (directory links are not followed, so a
-        // link cannot make the walk loop).
-        let linked_file = kind.is_symlink() && std::fs::metadata(&path).is_ok_and(|m| m.is_file());
         if kind.is_dir() {
             walk(&path, found)?;
-        } else if kind.is_file() || linked_file {
-            found.push(path);
+        } else if kind.is_file() {
+            found.files.push(path);
+        } else if kind.is_symlink() {
+            // Links to files count as the files; directory links are not followed (a link
+            // cannot make the walk loop).
+            let points_to = std::fs::read_link(&path)
+                .map(|t| t.display().to_string())
+                .unwrap_or_else(|_| "?".into());
+            match std::fs::metadata(&path) {
+                Ok(m) if m.is_file() => found.files.push(path),
+                Ok(m) if m.is_dir() => found.unreadable.push((
+                    path,
+                    format!("a link to the folder {points_to}, which is not followed"),
+                )),
+                Ok(_) => found
+                    .unreadable
+                    .push((path, format!("a link to {points_to}, which is not a regular file"))),
+                Err(e) => found.unreadable.push((
+                    path,
+                    format!("a link to {points_to}, which cannot be read ({e}): copy the backups themselves, not links to them (cp -rL)"),
+                )),
+            }
+        } else {
+            found
+                .unreadable
+                .push((path, "not a regular file (a device, pipe or socket)".into()));
         }
     }
     Ok(())
 }
+
+/// Entries of a folder that cannot be read as backups: (key, why).
+pub type Unreadable = Vec<(String, String)>;
 
 /// A local folder standing in for the S3 bucket: `DIR/<TargetDatabase>/<file>` is the object
 /// `<TargetDatabase>/<file>` of bucket [`LocalBucket::bucket`]. Reads ranges only, like the S3
@@ -151,10 +184,33 @@ impl LocalBucket {
     /// # Errors
     /// When the folder cannot be listed.
     pub fn objects(&self) -> anyhow::Result<Vec<ObjectRef>> {
-        files_under(std::slice::from_ref(&self.root))?
+        Ok(self.contents()?.0)
+    }
+
+    /// Every object in the folder, and every entry that cannot be read as one (key, reason).
+    ///
+    /// # Errors
+    /// When the folder cannot be listed.
+    pub fn contents(&self) -> anyhow::Result<(Vec<ObjectRef>, Unreadable)> {
+        let scanned = scan(std::slice::from_ref(&self.root))?;
+        let objects = scanned
+            .files
             .iter()
             .map(|p| self.object(p))
-            .collect()
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let unreadable = scanned
+            .unreadable
+            .into_iter()
+            .map(|(p, why)| {
+                let key = p
+                    .strip_prefix(&self.root)
+                    .unwrap_or(&p)
+                    .display()
+                    .to_string();
+                (key, why)
+            })
+            .collect();
+        Ok((objects, unreadable))
     }
 
     fn path_of(&self, object: &ObjectRef) -> PathBuf {
@@ -180,6 +236,21 @@ fn unavailable(e: std::io::Error) -> ReadError {
 }
 
 impl ObjectReader for LocalBucket {
+    /// The file must still have the size and modification stamp (the local ETag) validated.
+    async fn check_current(&self, object: &ObjectRef) -> Result<(), ReadError> {
+        let meta = match std::fs::metadata(self.path_of(object)) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ReadError::NotFound(object.to_string()))
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        if object.etag.as_deref().is_some_and(|e| e != etag(&meta)) || meta.len() != object.size {
+            return Err(ReadError::Changed(object.to_string()));
+        }
+        Ok(())
+    }
+
     async fn read(&self, object: &ObjectRef, range: ByteRange) -> Result<Vec<u8>, ReadError> {
         let path = self.path_of(object);
         let mut file = match File::open(&path) {

@@ -11,7 +11,8 @@
 //! - `local`: local files in place of S3 (head/tail reads, the folder as the bucket).
 //! - `store`: the status table as a JSON file with compare-and-set.
 //! - `queue`: the restore queue in memory, on a real or simulated clock.
-//! - `target`: the target SQL Server (tiberius) or the script-only stand-in.
+//! - `target`: the target SQL Server (tiberius) or the script-only stand-in, and `--target`.
+//! - `out`: standard output that ends quietly on a closed pipe; outside text shown escaped.
 
 mod inspect;
 mod invoke;
@@ -48,7 +49,7 @@ struct Cli {
     command: Command,
 }
 
-const CONNECTION_HELP: &str = "Target SQL Server: host=..;port=..;user=..;password=..;tls=off|verify|trust-server-certificate|ca:<file> (port 1433 and tls verify by default; the password is never printed). Without it: script-only mode";
+const CONNECTION_HELP: &str = "Target SQL Server: host=..;port=..;user=..;password=..;tls=off|verify|trust-server-certificate|ca:<file> (port 1433 and tls verify by default). Instead of password=: password-env=NAME (from that environment variable) or password-file=PATH (the file's text less its final line break), for a password holding ';' and to keep it out of the shell's history; the password is never printed, in part or whole. Without --target: script-only mode";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -239,9 +240,9 @@ impl PathArgs {
 struct TargetArgs {
     #[arg(long, help = CONNECTION_HELP)]
     target: Option<String>,
-    /// rds or native.
-    #[arg(long, default_value = "rds")]
-    dialect: Dialect,
+    /// rds or native (default: the dialect `bakdrop run` used for the folder, else rds).
+    #[arg(long)]
+    dialect: Option<Dialect>,
 }
 
 fn main() -> ExitCode {
@@ -281,7 +282,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("bakdrop: {e:#}");
+            // An error may quote a file name: escaped like standard output's.
+            eprintln!("bakdrop: {}", out::Shown(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }
@@ -359,7 +361,7 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             };
             let target = TargetArgs {
                 target: None,
-                dialect: Dialect::Rds,
+                dialect: None,
             };
             cutover(request, CutoverAction::Reset, state, target).await
         }
@@ -394,7 +396,7 @@ async fn cutover(
         return manage::cutover_in_table(
             &table,
             connection.as_deref(),
-            target.dialect,
+            target.dialect.unwrap_or(Dialect::Rds),
             request,
             action,
         )

@@ -14,7 +14,7 @@ use bakdrop_core::tsql::Dialect;
 use bakdrop_core::version::RELEASES;
 use bakdrop_mssql::TiberiusTarget;
 
-use crate::store::JsonFileStore;
+use crate::store::{JsonFileStore, RememberedTarget};
 use crate::target::{parse_connection, CliTarget, ScriptTarget};
 
 /// Where the state is: `--state FILE`, else `DIR/.bakdrop/status.json` for `--dir DIR`
@@ -213,11 +213,11 @@ pub fn report_text(r: &StatusReport, files: &[FileRecord], heading: &str) -> Str
     s
 }
 
-/// Which target Complete and Cancel talk to.
+/// Which target Complete and Cancel talk to: the one given, else the one `bakdrop run` recorded.
 #[derive(Debug)]
 pub struct TargetChoice {
     pub connection: Option<String>,
-    pub dialect: Dialect,
+    pub dialect: Option<Dialect>,
 }
 
 async fn target_for(
@@ -225,11 +225,60 @@ async fn target_for(
     store: &JsonFileStore,
     database: &str,
 ) -> anyhow::Result<CliTarget> {
-    if let Some(connection) = &choice.connection {
-        let login = parse_connection(connection)?;
+    let remembered = store.remembered_target()?;
+    let dialect = match (choice.dialect, remembered.as_ref().map(RememberedTarget::dialect)) {
+        (Some(given), Some(recorded)) if given != recorded => anyhow::bail!(
+            "this folder was migrated with the {recorded} dialect; --dialect {given} contradicts it (nothing was changed)"
+        ),
+        (Some(given), _) => given,
+        (None, Some(recorded)) => recorded,
+        (None, None) => Dialect::Rds,
+    };
+    let connection = match (&choice.connection, &remembered) {
+        (Some(given), Some(RememberedTarget::Server { host, port, .. })) => {
+            let login = parse_connection(given)?;
+            if !login.host.eq_ignore_ascii_case(host) || login.port != *port {
+                anyhow::bail!(
+                    "this folder's migrations are on {host}:{port}; --target names {}:{} (nothing was changed)",
+                    login.host,
+                    login.port
+                );
+            }
+            Some(given.clone())
+        }
+        (Some(given), _) => Some(given.clone()),
+        (
+            None,
+            Some(RememberedTarget::Server {
+                host,
+                port,
+                user,
+                tls,
+                password_from: Some(source),
+                ..
+            }),
+        ) => Some(format!(
+            "host={host};port={port};user={user};tls={tls};{source}"
+        )),
+        (
+            None,
+            Some(
+                recorded @ RememberedTarget::Server {
+                    host, port, user, ..
+                },
+            ),
+        ) => {
+            anyhow::bail!(
+                "this folder's migrations are on {recorded}, whose password bakdrop does not keep: give --target 'host={host};port={port};user={user};password-env=NAME' (or password=… / password-file=PATH) to act there (nothing was changed)"
+            )
+        }
+        (None, _) => None,
+    };
+    if let Some(connection) = connection {
+        let login = parse_connection(&connection)?;
         return Ok(CliTarget::Server(Box::new(TiberiusTarget::new(
             login.config(),
-            choice.dialect,
+            dialect,
         ))));
     }
     let dir = store
@@ -241,7 +290,7 @@ async fn target_for(
         .copied()
         .context("no SQL Server release is known")?;
     let script = ScriptTarget::new(
-        choice.dialect,
+        dialect,
         newest,
         dir.join("restore.sql"),
         bakdrop_core::tsql::TargetPaths::linux_default(),

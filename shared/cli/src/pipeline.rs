@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use bakdrop_core::job::QueueMessage;
 use bakdrop_core::ports::{RestoreTarget, StatusStore};
 use bakdrop_core::report;
 use bakdrop_core::restore::{Attempt, RestoreConfig, SourceLocation, WorkOutcome, Worker};
@@ -24,8 +23,8 @@ use bakdrop_mssql::TiberiusTarget;
 
 use crate::local::{read_head_tail, LocalBucket};
 use crate::queue::{Clock, LocalQueue};
-use crate::store::JsonFileStore;
-use crate::target::{parse_connection, CliTarget, ScriptTarget};
+use crate::store::{JsonFileStore, RememberedTarget};
+use crate::target::{parse_connection, password_source, CliTarget, ScriptTarget};
 
 /// What `bakdrop run` was asked.
 #[derive(Debug)]
@@ -65,6 +64,32 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let script_path = root.join(".bakdrop").join("restore.sql");
     let store = Arc::new(JsonFileStore::new(&state_path));
 
+    // One folder's migrations live on one target: a run elsewhere would record restores that
+    // are not where the first ones are.
+    let wanted = match &options.target {
+        Some(connection) => {
+            let login = parse_connection(connection)?;
+            RememberedTarget::Server {
+                host: login.host.clone(),
+                port: login.port,
+                user: login.username.clone(),
+                tls: login.tls.to_string(),
+                dialect: options.dialect,
+                password_from: password_source(connection),
+            }
+        }
+        None => RememberedTarget::Script {
+            dialect: options.dialect,
+        },
+    };
+    if let Some(before) = store.remembered_target()? {
+        if !before.same_place(&wanted) {
+            anyhow::bail!(
+                "the migrations of this state file were run against {before}; this run names {wanted}. Run against the same target, or give another --state for another target"
+            );
+        }
+    }
+    store.remember_target(wanted)?;
     let (target, release) = match &options.target {
         Some(connection) => {
             let login = parse_connection(connection)?;
@@ -156,6 +181,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         store: store.clone(),
         queue: queue.clone(),
         target,
+        objects: bucket.clone(),
         config: RestoreConfig {
             dialect: options.dialect,
             location,
@@ -170,9 +196,16 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
     let mut event = 0u64;
     let mut deliveries = 0u64;
+    let mut unreadable: BTreeMap<String, String> = BTreeMap::new();
     loop {
-        // New or changed files are new ObjectCreated events.
-        for object in bucket.objects()? {
+        // New or changed files are new ObjectCreated events; what cannot be read is said once.
+        let (objects, cannot) = bucket.contents()?;
+        for (key, why) in cannot {
+            if unreadable.insert(key.clone(), why.clone()).is_none() {
+                crate::outln!("unreadable {}: {why}", crate::out::Shown(&key));
+            }
+        }
+        for object in objects {
             let etag = object.etag.clone().unwrap_or_default();
             if seen.get(&object.key) == Some(&etag) {
                 continue;
@@ -200,7 +233,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         }
         // Deliver every message that is due.
         while let Some(delivery) = queue.take_due() {
-            let migration = migration_of(&delivery.message);
+            let migration = delivery.message.migration().to_owned();
             // Every delivery is its own invocation, as a Lambda's would be.
             deliveries += 1;
             let invocation = format!("bakdrop-{}-{deliveries}", std::process::id());
@@ -246,13 +279,24 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     }
 
     let failed = summary_text(store.as_ref()).await?;
+    if !unreadable.is_empty() {
+        crate::outln!(
+            "\n{} file(s) could not be read: {}",
+            unreadable.len(),
+            unreadable
+                .keys()
+                .map(|k| crate::out::Shown(k).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     if simulated && script_path.exists() {
         crate::outln!(
             "\nscript-only mode: the T-SQL above was NOT executed; it is in {}",
             script_path.display()
         );
     }
-    Ok(if failed {
+    Ok(if failed || !unreadable.is_empty() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -289,15 +333,6 @@ fn version_of_first_full(bucket: &LocalBucket) -> anyhow::Result<SqlServerReleas
     anyhow::bail!(
         "no --target and no full backup of a known SQL Server version in the folder: give --target-version (e.g. 2022)"
     )
-}
-
-fn migration_of(message: &QueueMessage) -> String {
-    match message {
-        QueueMessage::Restore(job) => job.migration.clone(),
-        QueueMessage::Poll { migration, .. }
-        | QueueMessage::Advance { migration }
-        | QueueMessage::Finish { migration } => migration.clone(),
-    }
 }
 
 /// Progress lines, one per event.

@@ -12,7 +12,8 @@ use bakdrop_core::tsql::{self, Dialect, RestoreRequest, RestoreSource, TargetPat
 use bakdrop_core::{backup, summary};
 use serde::Serialize;
 
-use crate::local::{files_under, read_head_tail};
+use crate::local::{read_head_tail, scan};
+use crate::out::Shown;
 
 /// One database's plan, as `--json` prints it.
 #[derive(Debug, Serialize)]
@@ -79,9 +80,14 @@ pub fn run(paths: &[PathBuf], options: &PlanOptions, as_json: bool) -> anyhow::R
         }
     }
     // A database without a chain, or nothing usable at all.
+    // A database without a chain, a file that is no usable backup (or cannot be read at all),
+    // or nothing usable at all.
     let unusable = plans
         .iter()
         .any(|p| p.steps.is_empty() && p.database != UNREADABLE_NAME)
+        || plans
+            .iter()
+            .any(|p| p.database == UNREADABLE_NAME && !p.skipped.is_empty())
         || plans.iter().all(|p| p.steps.is_empty());
     Ok(if unusable {
         ExitCode::from(2)
@@ -99,7 +105,18 @@ const UNREADABLE_NAME: &str = "(not a usable backup)";
 pub fn plan_paths(paths: &[PathBuf], options: &PlanOptions) -> anyhow::Result<Vec<DatabasePlan>> {
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut locations: BTreeMap<String, PathBuf> = BTreeMap::new();
-    for path in files_under(paths)? {
+    let scanned = scan(paths)?;
+    if !scanned.unreadable.is_empty() {
+        let group = groups.entry(UNREADABLE_KEY.to_owned()).or_default();
+        group.database = UNREADABLE_NAME.to_owned();
+        for (path, why) in &scanned.unreadable {
+            group.skipped.push(Skipped {
+                file: path.display().to_string(),
+                reason: why.clone(),
+            });
+        }
+    }
+    for path in scanned.files {
         let shown = path.display().to_string();
         let data = read_head_tail(&path)?;
         let file_name = path
@@ -171,7 +188,16 @@ fn plan_group(
     }
     for step in &offline.steps {
         let sql = match &name {
-            Ok(db) => step_sql(db, step, &group.candidates, options, locations),
+            Ok(db) => match step_sql(db, step, &group.candidates, options, locations) {
+                Ok(sql) => sql,
+                Err(e) => {
+                    out.problems.push(format!(
+                        "{} cannot be restored as it is named ({e}); rename it",
+                        step.files.join(" + ")
+                    ));
+                    String::new()
+                }
+            },
             Err(_) => String::new(),
         };
         out.steps.push(PlannedStep {
@@ -219,7 +245,7 @@ fn step_sql(
     candidates: &[Candidate],
     options: &PlanOptions,
     locations: &BTreeMap<String, PathBuf>,
-) -> String {
+) -> Result<String, tsql::SourceError> {
     let (dialect, bucket) = (options.dialect, options.bucket.as_str());
     let sources = match dialect {
         Dialect::Rds => {
@@ -245,6 +271,10 @@ fn step_sql(
             })
             .collect(),
     };
+    // What the target adapter refuses (and `bakdrop run` rejects at validation).
+    for source in &sources {
+        source.validate()?;
+    }
     let mut request = RestoreRequest::new(database.clone(), step.kind, sources);
     // The stripes of a set share one header: its file list and whether it has checksums.
     if let Some(header) = candidates
@@ -255,13 +285,13 @@ fn step_sql(
         request.files = header.files.clone();
         request.checksums = header.has_checksums;
     }
-    match dialect {
+    Ok(match dialect {
         Dialect::Rds => tsql::rds::restore(&request).to_string(),
         Dialect::Native => format!(
             "{};",
             tsql::native::restore_command(&request, Some(&options.paths))
         ),
-    }
+    })
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -289,7 +319,7 @@ fn text(p: &DatabasePlan, options: &PlanOptions) -> String {
     let (dialect, bucket) = (options.dialect, options.bucket.as_str());
     use std::fmt::Write as _;
     let mut s = String::new();
-    let _ = writeln!(s, "== {}", p.database);
+    let _ = writeln!(s, "== {}", Shown(&p.database));
     if !p.steps.is_empty() {
         let _ = writeln!(s, "Restore sequence:");
         for (i, step) in p.steps.iter().enumerate() {
@@ -298,7 +328,7 @@ fn text(p: &DatabasePlan, options: &PlanOptions) -> String {
                 "  {}. {:<12} {}  LSN {} → {}",
                 i + 1,
                 step.backup_type.to_string(),
-                step.files.join(" + "),
+                Shown(&step.files.join(" + ")),
                 step.first_lsn,
                 step.last_lsn
             );
@@ -307,13 +337,13 @@ fn text(p: &DatabasePlan, options: &PlanOptions) -> String {
     if !p.skipped.is_empty() {
         let _ = writeln!(s, "Skipped or not usable:");
         for k in &p.skipped {
-            let _ = writeln!(s, "  {}: {}", k.file, k.reason);
+            let _ = writeln!(s, "  {}: {}", Shown(&k.file), Shown(&k.reason));
         }
     }
     if !p.problems.is_empty() {
         let _ = writeln!(s, "Problems:");
         for k in &p.problems {
-            let _ = writeln!(s, "  {k}");
+            let _ = writeln!(s, "  {}", Shown(k));
         }
     }
     if !p.steps.is_empty() {
@@ -328,12 +358,13 @@ fn text(p: &DatabasePlan, options: &PlanOptions) -> String {
                 let _ = writeln!(
                     s,
                     "T-SQL (SQL Server 2022, RESTORE FROM DISK = the local files; each a SQL Server Agent job step when bakdrop runs it; files moved to {} and {}: --data-dir/--log-dir for your server's InstanceDefaultDataPath/InstanceDefaultLogPath):",
-                    options.paths.data, options.paths.log
+                    Shown(&options.paths.data),
+                    Shown(&options.paths.log)
                 );
             }
         }
-        for step in &p.steps {
-            let _ = writeln!(s, "{}\nGO", step.sql);
+        for step in p.steps.iter().filter(|step| !step.sql.is_empty()) {
+            let _ = writeln!(s, "{}\nGO", Shown(&step.sql));
         }
     }
     s.push('\n');

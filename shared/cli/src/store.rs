@@ -35,6 +35,86 @@ struct Document {
     migrations: BTreeMap<String, Entry<MigrationRecord>>,
     #[serde(default)]
     files: BTreeMap<String, BTreeMap<String, Entry<FileRecord>>>,
+    /// Folded database name → the migration that claimed it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    names: BTreeMap<String, String>,
+    /// Where `bakdrop run` restored: Complete, Cancel act there, never anywhere else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    target: Option<RememberedTarget>,
+}
+
+/// The target a folder's runs restored to, without the password: a server (and where its
+/// password comes from, when not given inline), or script-only mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RememberedTarget {
+    Server {
+        host: String,
+        port: u16,
+        user: String,
+        tls: String,
+        dialect: bakdrop_core::tsql::Dialect,
+        /// `password-env=NAME` or `password-file=PATH` as given; `None` for an inline password,
+        /// which is never stored.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_from: Option<String>,
+    },
+    Script {
+        dialect: bakdrop_core::tsql::Dialect,
+    },
+}
+
+impl RememberedTarget {
+    /// The dialect of the runs.
+    pub fn dialect(&self) -> bakdrop_core::tsql::Dialect {
+        match self {
+            RememberedTarget::Server { dialect, .. } | RememberedTarget::Script { dialect } => {
+                *dialect
+            }
+        }
+    }
+
+    /// The same server (host and port, case-insensitively for the host) in the same dialect,
+    /// or script-only mode in the same dialect.
+    pub fn same_place(&self, other: &RememberedTarget) -> bool {
+        match (self, other) {
+            (
+                RememberedTarget::Server {
+                    host,
+                    port,
+                    dialect,
+                    ..
+                },
+                RememberedTarget::Server {
+                    host: h,
+                    port: p,
+                    dialect: d,
+                    ..
+                },
+            ) => host.eq_ignore_ascii_case(h) && port == p && dialect == d,
+            (RememberedTarget::Script { dialect }, RememberedTarget::Script { dialect: d }) => {
+                dialect == d
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for RememberedTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RememberedTarget::Server {
+                host,
+                port,
+                user,
+                dialect,
+                ..
+            } => write!(f, "{host}:{port} as {user} ({dialect} dialect)"),
+            RememberedTarget::Script { dialect } => {
+                write!(f, "no server (script-only mode, {dialect} dialect)")
+            }
+        }
+    }
 }
 
 impl Default for Document {
@@ -43,6 +123,8 @@ impl Default for Document {
             schema: STATE_SCHEMA,
             migrations: BTreeMap::new(),
             files: BTreeMap::new(),
+            names: BTreeMap::new(),
+            target: None,
         }
     }
 }
@@ -128,6 +210,25 @@ impl JsonFileStore {
         Ok(result)
     }
 
+    /// The target recorded by `bakdrop run`, if any.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn remembered_target(&self) -> Result<Option<RememberedTarget>, StoreError> {
+        self.read(|doc| doc.target)
+    }
+
+    /// Records the target `bakdrop run` restores to.
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn remember_target(&self, target: RememberedTarget) -> Result<(), StoreError> {
+        self.update(|doc| {
+            doc.target = Some(target);
+            Ok(())
+        })
+    }
+
     fn read<R>(&self, f: impl FnOnce(Document) -> R) -> Result<R, StoreError> {
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(f(self.load()?))
@@ -163,6 +264,16 @@ fn versioned<T>(entry: Entry<T>) -> Versioned<T> {
 }
 
 impl StatusStore for JsonFileStore {
+    async fn claim_name(&self, folded: &str, database: &str) -> Result<String, StoreError> {
+        self.update(|doc| {
+            Ok(doc
+                .names
+                .entry(folded.to_owned())
+                .or_insert_with(|| database.to_owned())
+                .clone())
+        })
+    }
+
     async fn get_migration(
         &self,
         database: &str,

@@ -274,59 +274,225 @@ impl RestoreTarget for CliTarget {
     }
 }
 
+/// The hint every error about a part after an inline password ends with.
+const SEMICOLON_HINT: &str =
+    "a password holding ';' goes in password-env=NAME or password-file=PATH";
+
 /// Why a `--target` connection string is not usable.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+///
+/// No variant holds any text of the password: a part that comes after an inline `password=` may
+/// be the rest of a password holding `;`, so such a part is named by its position only.
+#[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
-    #[error("--target part {0:?} is not key=value")]
-    NotKeyValue(String),
-    #[error("--target has an unknown key {0:?} (use host, port, user, password, tls)")]
-    UnknownKey(String),
+    #[error("--target part {position} ({part:?}) is not key=value")]
+    NotKeyValue { position: usize, part: String },
+    #[error("--target part {0} is not key=value ({SEMICOLON_HINT})")]
+    NotKeyValueAfterPassword(usize),
+    /// A part like `passwordhunter2`: the text may be the password, so it is not shown.
+    #[error("--target part {0} starts with \"password\" but has no '=' (password=..., password-env=NAME or password-file=PATH)")]
+    PasswordNotKeyValue(usize),
+    #[error("--target has an unknown key {key:?} in part {position} (use host, port, user, password, password-env, password-file, tls)")]
+    UnknownKey { position: usize, key: String },
+    #[error("--target part {0} has an unknown key ({SEMICOLON_HINT}; the keys are host, port, user, password, password-env, password-file, tls)")]
+    UnknownKeyAfterPassword(usize),
+    #[error("--target part {0} gives a key that an earlier part gave already ({SEMICOLON_HINT})")]
+    Repeated(usize),
+    #[error("--target gives the password more than once: use one of password, password-env, password-file")]
+    PasswordTwice,
     #[error("--target is missing {0}")]
     Missing(&'static str),
     #[error("--target port {0:?} is not a port number")]
     BadPort(String),
+    #[error("--target port (part {0}) is not a port number ({SEMICOLON_HINT})")]
+    BadPortAfterPassword(usize),
     #[error("--target tls: {0}")]
     BadTls(String),
+    #[error("--target tls (part {0}) is not off, verify, trust-server-certificate or ca:<file> ({SEMICOLON_HINT})")]
+    BadTlsAfterPassword(usize),
+    #[error("--target password-env: the environment variable {0} is not set")]
+    PasswordEnvUnset(String),
+    #[error("--target password-env: the environment variable {0} is not valid Unicode")]
+    PasswordEnvNotUnicode(String),
+    #[error("--target password-file: cannot read {path}")]
+    PasswordFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--target password-file: {0} is not UTF-8 text")]
+    PasswordFileNotUtf8(String),
+    #[error("--target {0}: the password there is empty")]
+    PasswordEmpty(&'static str),
+}
+
+/// What of a `--target` string may be kept on disk: the parts but an inline password (whose
+/// value is never stored); `password-env=` and `password-file=` name where it comes from.
+/// `None` when the string has an inline password, else the source part.
+pub fn password_source(text: &str) -> Option<String> {
+    text.split(';').map(str::trim).find_map(|part| {
+        let (key, _) = part.split_once('=')?;
+        matches!(
+            key.trim().to_ascii_lowercase().as_str(),
+            "password-env" | "password-file"
+        )
+        .then(|| part.to_owned())
+    })
+}
+
+/// Where the password comes from.
+#[derive(Debug)]
+enum PasswordSource {
+    Inline(String),
+    Env(String),
+    File(String),
 }
 
 /// Parses `host=..;port=..;user=..;password=..;tls=off|verify|trust-server-certificate|ca:<file>`
-/// (port defaults to 1433, tls to verify). The error never contains the password.
+/// (port defaults to 1433, tls to verify). Instead of `password=`, `password-env=NAME` reads the
+/// password from the environment variable NAME (as it is) and `password-file=PATH` from a file
+/// (its text, less one final line break): the way to pass a password that holds `;`, and to keep
+/// it out of the shell's history and the process list. The error never contains any part of the
+/// password.
 ///
 /// # Errors
 /// [`ConnectionError`].
 pub fn parse_connection(text: &str) -> Result<TargetLogin, ConnectionError> {
+    parse_connection_with(text, |name| std::env::var_os(name))
+}
+
+/// [`parse_connection`] with the environment given as a lookup.
+///
+/// # Errors
+/// [`ConnectionError`].
+pub fn parse_connection_with(
+    text: &str,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<TargetLogin, ConnectionError> {
     let (mut host, mut port, mut user, mut password, mut tls) =
         (None, 1433u16, None, None, Tls::Verify);
-    for part in text.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+    // Once an inline password was given, any later part may be the rest of it (a password
+    // holding ';'): errors then name the part by its position only.
+    let mut after_password = false;
+    let mut seen: Vec<&str> = Vec::new();
+    let parts = text.split(';').map(str::trim).filter(|p| !p.is_empty());
+    for (i, part) in parts.enumerate() {
+        let position = i + 1;
         let Some((key, value)) = part.split_once('=') else {
-            let shown = if part.to_ascii_lowercase().starts_with("password") {
-                "password…"
+            return Err(if after_password {
+                ConnectionError::NotKeyValueAfterPassword(position)
+            } else if part.to_ascii_lowercase().starts_with("password") {
+                ConnectionError::PasswordNotKeyValue(position)
             } else {
-                part
-            };
-            return Err(ConnectionError::NotKeyValue(shown.to_owned()));
+                ConnectionError::NotKeyValue {
+                    position,
+                    part: part.to_owned(),
+                }
+            });
         };
         let value = value.trim();
-        match key.trim().to_ascii_lowercase().as_str() {
-            "host" | "server" => host = Some(value.to_owned()),
-            "port" => {
-                port = value
-                    .parse()
-                    .map_err(|_| ConnectionError::BadPort(value.to_owned()))?
+        let key = match key.trim().to_ascii_lowercase().as_str() {
+            "host" | "server" => "host",
+            "port" => "port",
+            "user" | "username" => "user",
+            "password" | "password-env" | "password-file" if password.is_some() => {
+                return Err(if after_password {
+                    ConnectionError::Repeated(position)
+                } else {
+                    ConnectionError::PasswordTwice
+                });
             }
-            "user" | "username" => user = Some(value.to_owned()),
-            "password" => password = Some(value.to_owned()),
-            "tls" => tls = value.parse().map_err(ConnectionError::BadTls)?,
-            other => return Err(ConnectionError::UnknownKey(other.to_owned())),
+            "password" => "password",
+            "password-env" => "password-env",
+            "password-file" => "password-file",
+            "tls" => "tls",
+            other => {
+                return Err(if after_password {
+                    ConnectionError::UnknownKeyAfterPassword(position)
+                } else {
+                    ConnectionError::UnknownKey {
+                        position,
+                        key: other.to_owned(),
+                    }
+                })
+            }
+        };
+        if seen.contains(&key) {
+            return Err(ConnectionError::Repeated(position));
+        }
+        seen.push(key);
+        match key {
+            "host" => host = Some(value.to_owned()),
+            "port" => {
+                port = value.parse().map_err(|_| {
+                    if after_password {
+                        ConnectionError::BadPortAfterPassword(position)
+                    } else {
+                        ConnectionError::BadPort(value.to_owned())
+                    }
+                })?;
+            }
+            "user" => user = Some(value.to_owned()),
+            "password" => {
+                password = Some(PasswordSource::Inline(value.to_owned()));
+                after_password = true;
+            }
+            "password-env" => password = Some(PasswordSource::Env(value.to_owned())),
+            "password-file" => password = Some(PasswordSource::File(value.to_owned())),
+            _ => {
+                tls = value.parse().map_err(|e: String| {
+                    if after_password {
+                        ConnectionError::BadTlsAfterPassword(position)
+                    } else {
+                        ConnectionError::BadTls(e)
+                    }
+                })?;
+            }
         }
     }
+    let host = host
+        .filter(|h| !h.is_empty())
+        .ok_or(ConnectionError::Missing("host"))?;
+    let username = user.ok_or(ConnectionError::Missing("user"))?;
+    let password = match password.ok_or(ConnectionError::Missing(
+        "password (password=, password-env=NAME or password-file=PATH)",
+    ))? {
+        PasswordSource::Inline(p) => p,
+        PasswordSource::Env(name) => {
+            let value =
+                env(&name).ok_or_else(|| ConnectionError::PasswordEnvUnset(name.clone()))?;
+            let value = value
+                .into_string()
+                .map_err(|_| ConnectionError::PasswordEnvNotUnicode(name))?;
+            if value.is_empty() {
+                return Err(ConnectionError::PasswordEmpty("password-env"));
+            }
+            value
+        }
+        PasswordSource::File(path) => {
+            let bytes = std::fs::read(&path).map_err(|source| ConnectionError::PasswordFile {
+                path: path.clone(),
+                source,
+            })?;
+            let mut value =
+                String::from_utf8(bytes).map_err(|_| ConnectionError::PasswordFileNotUtf8(path))?;
+            // `echo secret > file` adds a line break that is not part of the password.
+            if value.ends_with('\n') {
+                value.pop();
+                if value.ends_with('\r') {
+                    value.pop();
+                }
+            }
+            if value.is_empty() {
+                return Err(ConnectionError::PasswordEmpty("password-file"));
+            }
+            value
+        }
+    };
     Ok(TargetLogin {
-        host: host
-            .filter(|h| !h.is_empty())
-            .ok_or(ConnectionError::Missing("host"))?,
+        host,
         port,
-        username: user.ok_or(ConnectionError::Missing("user"))?,
-        password: password.ok_or(ConnectionError::Missing("password"))?,
+        username,
+        password,
         tls,
     })
 }
@@ -348,16 +514,149 @@ mod tests {
         assert_eq!((default.port, default.tls), (1433, Tls::Verify));
     }
 
+    /// Every text an error shows: its message, its debug form and its sources'.
+    fn everything_shown(err: &ConnectionError) -> String {
+        let mut all = format!("{err} {err:?}");
+        let mut source = std::error::Error::source(err);
+        while let Some(s) = source {
+            all.push_str(&format!(" {s} {s:?}"));
+            source = s.source();
+        }
+        all.to_lowercase()
+    }
+
     #[test]
-    fn connection_errors_never_show_the_password() {
-        for text in [
-            "host=db;user=u;password=hunter2;colour=blue",
-            "host=db;user=u;passwordhunter2",
-            "host=db;user=u;password=hunter2;port=x",
-            "user=u;password=hunter2",
+    fn connection_errors_never_show_any_part_of_the_password() {
+        // (connection string, the password's pieces that must not appear, in any case)
+        let cases: Vec<(String, Vec<&str>)> = vec![
+            (
+                "host=db;user=u;password=hunter2;colour=blue".into(),
+                vec!["hunter2"],
+            ),
+            ("host=db;user=u;passwordhunter2".into(), vec!["hunter2"]),
+            (
+                "host=db;user=u;password=hunter2;port=x".into(),
+                vec!["hunter2"],
+            ),
+            ("user=u;password=hunter2".into(), vec!["hunter2"]),
+            // Passwords holding ';' (today's leak: the part after it was printed), '=' and
+            // spaces, whatever follows.
+            ("host=db;user=u;password=Hq7;Tz4".into(), vec!["hq7", "tz4"]),
+            (
+                "host=db;user=u;password=Hq7;Tz4=Vb2 Wm4;Jp6".into(),
+                vec!["hq7", "tz4", "vb2", "wm4", "jp6"],
+            ),
+            (
+                "host=db;user=u;password=Hq7 Xr5;port=Kz9".into(),
+                vec!["hq7", "xr5", "kz9"],
+            ),
+            (
+                "host=db;user=u;password=Hq7;tls=Qv7".into(),
+                vec!["hq7", "qv7"],
+            ),
+            (
+                "host=db;user=u;password=Hq7;user=Jw2".into(),
+                vec!["hq7", "jw2"],
+            ),
+            (
+                "host=db;user=u;password=Hq7;password=Pq3".into(),
+                vec!["hq7", "pq3"],
+            ),
+            (
+                "host=db;user=u;password=Hq7;host=Nd5".into(),
+                vec!["hq7", "nd5"],
+            ),
+            (
+                "host=db;user=u;password=Hq7;password-file=Fz1".into(),
+                vec!["hq7", "fz1"],
+            ),
+            ("host=db;password=Hq7;;Zy3".into(), vec!["hq7", "zy3"]),
+            ("password=Hq7=Rt6;port=".into(), vec!["hq7", "rt6"]),
+        ];
+        for (text, pieces) in cases {
+            let err = parse_connection_with(&text, |_| None).expect_err(&text);
+            let shown = everything_shown(&err);
+            for piece in pieces {
+                assert!(!shown.contains(piece), "{text}: {piece} in {shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn errors_before_any_password_still_name_what_is_wrong() {
+        let err = parse_connection_with("host=db;colour=blue;user=u;password=p", |_| None)
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("\"colour\""), "{err}");
+        let err = parse_connection_with("host=db;port=x;user=u;password=p", |_| None)
+            .expect_err("bad port");
+        assert!(err.to_string().contains("\"x\""), "{err}");
+    }
+
+    #[test]
+    fn the_password_comes_from_an_environment_variable_as_it_is() {
+        let secret = " Se;cr=et pass;word ";
+        let env = |name: &str| (name == "BAKDROP_PW").then(|| secret.into());
+        let login = parse_connection_with("host=db;user=sa;password-env=BAKDROP_PW;tls=off", env)
+            .expect("valid");
+        assert_eq!(login.password, secret);
+        assert_eq!((login.host.as_str(), login.username.as_str()), ("db", "sa"));
+        let err =
+            parse_connection_with("host=db;user=sa;password-env=NOPE", env).expect_err("unset");
+        assert!(err.to_string().contains("NOPE"), "{err}");
+        let err = parse_connection_with("host=db;user=sa;password-env=EMPTY", |_| {
+            Some(String::new().into())
+        })
+        .expect_err("empty");
+        assert!(matches!(err, ConnectionError::PasswordEmpty(_)), "{err}");
+    }
+
+    #[test]
+    fn the_password_comes_from_a_file_less_its_final_line_break() {
+        let dir = std::env::temp_dir().join(format!("bakdrop-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        for (content, password) in [
+            ("Se;cr=et pass;word\n", "Se;cr=et pass;word"),
+            ("Se;cr=et pass;word\r\n", "Se;cr=et pass;word"),
+            (" spaced ", " spaced "),
+            ("two lines\n\n", "two lines\n"),
         ] {
-            let err = parse_connection(text).expect_err("invalid");
-            assert!(!err.to_string().contains("hunter2"), "{err}");
+            let file = dir.join("pw");
+            std::fs::write(&file, content).expect("write");
+            let login = parse_connection_with(
+                &format!("host=db;user=sa;password-file={}", file.display()),
+                |_| None,
+            )
+            .expect("valid");
+            assert_eq!(login.password, password, "{content:?}");
+        }
+        let missing = dir.join("missing");
+        let err = parse_connection_with(
+            &format!("host=db;user=sa;password-file={}", missing.display()),
+            |_| None,
+        )
+        .expect_err("missing");
+        assert!(err.to_string().contains("missing"), "{err}");
+        std::fs::write(dir.join("pw"), "\n").expect("write");
+        let err = parse_connection_with(
+            &format!("host=db;user=sa;password-file={}", dir.join("pw").display()),
+            |_| None,
+        )
+        .expect_err("empty");
+        assert!(matches!(err, ConnectionError::PasswordEmpty(_)), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_password_is_given_once() {
+        for text in [
+            "host=db;user=u;password-env=A;password=p",
+            "host=db;user=u;password-file=/x;password-env=A",
+        ] {
+            let err = parse_connection_with(text, |_| Some("x".into())).expect_err(text);
+            assert!(
+                matches!(err, ConnectionError::PasswordTwice),
+                "{text}: {err}"
+            );
         }
     }
 }

@@ -309,6 +309,60 @@ fn plan_exits_2_when_a_database_has_no_full() {
     );
 }
 
+/// A local file name may hold a newline or a terminal escape: `plan` and `inspect` show it escaped
+/// (`\n`, `\u{1b}`), in their text output and in their errors, never raw.
+#[test]
+fn plan_and_inspect_show_control_characters_in_file_names_escaped() {
+    let drop = Drop::new("escape", &[], false);
+    let db = drop.dir.join("RestoreTimeClean");
+    let hostile = "evil\n\u{1b}[31mred\r\u{202e}kab.bak";
+    let shown = "evil\\n\\u{1b}[31mred\\r\\u{202e}kab.bak";
+    std::fs::copy(Path::new(FIXTURES).join(CHAIN[0]), db.join(hostile)).expect("copy fixture");
+    let raw = |o: &Output| -> Vec<String> {
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        all.chars()
+            .filter(|c| (c.is_control() && *c != '\n') || *c == '\u{202e}')
+            .map(|c| c.escape_unicode().to_string())
+            .collect()
+    };
+    let path = db.join(hostile).display().to_string();
+    let dir = drop.dir.display().to_string();
+    for (what, out) in [
+        ("inspect", bakdrop(&["inspect", &path])),
+        ("plan rds", bakdrop(&["plan", &dir])),
+        (
+            "plan native",
+            bakdrop(&["plan", &dir, "--dialect", "native"]),
+        ),
+        (
+            "inspect error",
+            bakdrop(&["inspect", &format!("{path}.missing")]),
+        ),
+    ] {
+        let all = text(&out);
+        assert!(raw(&out).is_empty(), "{what}: raw {:?} in {all}", raw(&out));
+        assert!(all.contains(shown), "{what}: {all}");
+        assert!(!all.contains("evil\n"), "{what}: {all}");
+    }
+    // The restore's source would hold the newline: bakdrop's target refuses it, and so does the
+    // plan, which says why instead of printing T-SQL that cannot run.
+    let native = text(&bakdrop(&["plan", &dir, "--dialect", "native"]));
+    assert!(native.contains("rename it"), "{native}");
+    assert!(!native.contains("RESTORE DATABASE"), "{native}");
+    // JSON stays JSON (serde escapes): the name comes back as it is.
+    let plans = json(&bakdrop(&["plan", &dir, "--json"]));
+    assert!(
+        plans[0]["steps"][0]["files"][0]
+            .as_str()
+            .is_some_and(|f| f.ends_with(hostile)),
+        "{plans}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_against_the_tds_test_server_restores_through_tiberius() {
     let emulator = SqlServerEmulator::native();
@@ -387,6 +441,206 @@ async fn a_run_against_the_tds_test_server_restores_through_tiberius() {
     let status = status_json(&drop.dir, "RestoreTimeClean");
     assert_eq!(status["state"], "Synchronizing", "{status}");
     assert_eq!(applied_files(&status), EXPECTED_ORDER);
+
+    // Complete acts where the run restored, or refuses: never a script-only "Succeeded" for a
+    // database that is still RESTORING on that server.
+    let port = addr.port();
+    let cli = move |args: Vec<String>, env: Option<(&'static str, &'static str)>| {
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_bakdrop"));
+            command.args(&args);
+            if let Some((name, value)) = env {
+                command.env(name, value);
+            }
+            command.output().expect("bakdrop runs")
+        })
+    };
+    let complete = |extra: &[&str]| {
+        let mut args = vec![
+            "complete".to_owned(),
+            "RestoreTimeClean".to_owned(),
+            "--dir".to_owned(),
+            dir.clone(),
+        ];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args
+    };
+    let refused = cli(complete(&[]), None).await.expect("join");
+    let shown = text(&refused);
+    assert!(!refused.status.success(), "{shown}");
+    assert!(
+        shown.contains(&format!("127.0.0.1:{port}")) && shown.contains("password"),
+        "{shown}"
+    );
+    let with_env = format!("host=127.0.0.1;port={port};user=sa;password-env=BAKDROP_PW;tls=off");
+    let contradicted = cli(
+        complete(&["--target", &with_env, "--dialect", "rds"]),
+        Some(("BAKDROP_PW", "Secret-123")),
+    )
+    .await
+    .expect("join");
+    assert!(!contradicted.status.success(), "{}", text(&contradicted));
+    assert!(
+        text(&contradicted).contains("dialect"),
+        "{}",
+        text(&contradicted)
+    );
+    let elsewhere = cli(
+        complete(&[
+            "--target",
+            "host=127.0.0.2;port=1433;user=sa;password=x;tls=off",
+        ]),
+        None,
+    )
+    .await
+    .expect("join");
+    assert!(!elsewhere.status.success(), "{}", text(&elsewhere));
+    assert_eq!(
+        emulator.database("RestoreTimeClean").map(|d| d.state),
+        Some(DatabaseState::Restoring),
+        "nothing done by the refusals"
+    );
+    assert_eq!(
+        status_json(&drop.dir, "RestoreTimeClean")["state"],
+        "Synchronizing"
+    );
+
+    // A run that names where its password comes from is remembered with it: Complete needs no
+    // --target then, and brings the database online on that server.
+    let rerun = cli(
+        vec![
+            "run".into(),
+            dir.clone(),
+            "--target".into(),
+            with_env.clone(),
+            "--dialect".into(),
+            "native".into(),
+            "--policy".into(),
+            "not-newer".into(),
+        ],
+        Some(("BAKDROP_PW", "Secret-123")),
+    )
+    .await
+    .expect("join");
+    assert!(rerun.status.success(), "{}", text(&rerun));
+    let completed = cli(complete(&[]), Some(("BAKDROP_PW", "Secret-123")))
+        .await
+        .expect("join");
+    assert!(completed.status.success(), "{}", text(&completed));
+    assert_eq!(
+        emulator.database("RestoreTimeClean").map(|d| d.state),
+        Some(DatabaseState::Online)
+    );
+    assert_eq!(
+        status_json(&drop.dir, "RestoreTimeClean")["state"],
+        "Succeeded"
+    );
+    let state =
+        std::fs::read_to_string(drop.dir.join(".bakdrop").join("status.json")).expect("state file");
+    assert!(!state.contains("Secret-123"), "no password on disk");
+    handle.shutdown().await;
+}
+
+/// A copy of the drop folder made without following links (`cp -r` of the committed dropzone)
+/// holds links to nothing: each is reported by name with why, and `run` and `plan` exit non-zero.
+#[cfg(unix)]
+#[test]
+fn a_dangling_link_in_the_folder_is_reported_by_name_and_fails_the_run() {
+    let drop = Drop::new("dangling", &CHAIN[..1], false);
+    let link = drop
+        .dir
+        .join("RestoreTimeClean")
+        .join("sql2016_log_gone.trn");
+    std::os::unix::fs::symlink("../../nowhere/sql2016_log_gone.trn", &link).expect("link");
+    let dir = drop.dir.display().to_string();
+    let run = bakdrop(&["run", &dir]);
+    let shown = text(&run);
+    assert_eq!(run.status.code(), Some(1), "{shown}");
+    assert!(
+        shown.contains("unreadable RestoreTimeClean/sql2016_log_gone.trn: a link to ../../nowhere/sql2016_log_gone.trn"),
+        "{shown}"
+    );
+    let plan = bakdrop(&["plan", &dir, "--json"]);
+    assert_eq!(plan.status.code(), Some(2), "{}", text(&plan));
+    assert!(
+        text(&plan).contains("sql2016_log_gone.trn"),
+        "{}",
+        text(&plan)
+    );
+}
+
+/// `--target` takes the password from an environment variable or a file (a password holding
+/// `;`, `=` and spaces logs in), and an inline password holding `;` is refused without any part
+/// of it on the screen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_password_comes_from_the_environment_or_a_file_and_is_never_shown() {
+    let password = "Qz7;Kx9=Vb2 Wm4;Jp6";
+    let pieces = ["qz7", "kx9", "vb2", "wm4", "jp6"];
+    let emulator = SqlServerEmulator::native();
+    emulator.require_login("sa", password);
+    let (addr, handle) = emulator.start().await.expect("start the emulator");
+    // A folder without backups: `run` logs in (to read the target's version) and ends.
+    let drop = Drop::new("password", &[], false);
+    let dir = drop.dir.display().to_string();
+    let file = drop.dir.join(".password");
+    std::fs::write(&file, format!("{password}\n")).expect("password file");
+    let base = format!("host=127.0.0.1;port={};user=sa;tls=off", addr.port());
+    let run = move |target: String, env: Option<(&'static str, &'static str)>| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_bakdrop"));
+            command.args(["run", &dir, "--dialect", "native", "--target", &target]);
+            if let Some((name, value)) = env {
+                command.env(name, value);
+            }
+            command.output().expect("run bakdrop")
+        })
+    };
+    for (what, out) in [
+        (
+            "password-env",
+            run(
+                format!("{base};password-env=BAKDROP_TEST_TARGET_PASSWORD"),
+                Some(("BAKDROP_TEST_TARGET_PASSWORD", password)),
+            )
+            .await
+            .expect("join"),
+        ),
+        (
+            "password-file",
+            run(format!("{base};password-file={}", file.display()), None)
+                .await
+                .expect("join"),
+        ),
+    ] {
+        let shown = text(&out);
+        assert!(out.status.success(), "{what}: {shown}");
+        assert!(shown.contains("SQL Server 2022"), "{what}: {shown}");
+    }
+    // The wrong password from the environment: refused by the server, not shown.
+    let wrong = run(
+        format!("{base};password-env=BAKDROP_TEST_TARGET_PASSWORD"),
+        Some(("BAKDROP_TEST_TARGET_PASSWORD", "Qz7;Kx9=Vb2 Wm4;Jp7")),
+    )
+    .await
+    .expect("join");
+    assert_eq!(wrong.status.code(), Some(2), "{}", text(&wrong));
+    // Inline, the ';' cuts it: refused, and nothing of it is printed.
+    let inline = run(format!("{base};password={password}"), None)
+        .await
+        .expect("join");
+    assert_eq!(inline.status.code(), Some(2), "{}", text(&inline));
+    for out in [&wrong, &inline] {
+        let shown = text(out).to_lowercase();
+        for piece in pieces {
+            assert!(!shown.contains(piece), "{piece} shown: {shown}");
+        }
+    }
+    assert!(
+        text(&inline).contains("password-env=NAME or password-file=PATH"),
+        "{}",
+        text(&inline)
+    );
     handle.shutdown().await;
 }
 
@@ -444,9 +698,10 @@ fn event_files_parse_as_their_functions_expect() {
     ] {
         let value = read(name);
         assert_eq!(value["action"], action);
-        let request: bakdrop_core::cutover::CompleteRequest =
-            serde_json::from_value(value).expect("complete request");
-        assert_eq!(request.database, "RestoreTimeClean");
+        // As strictly as the function reads it: no field it does not know.
+        let invoke = complete_migration::handler::Invoke::parse(value)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(invoke.request.database, "RestoreTimeClean");
     }
 }
 

@@ -79,6 +79,7 @@ fn restored(database: &str, name: &str) -> FileRecord {
 async fn synchronizing(store: &DynamoStatusStore, database: &str) {
     let mut migration = MigrationRecord::new(database, time::OffsetDateTime::now_utc());
     migration.state = MigrationState::Synchronizing;
+    migration.restores_submitted = true; // its restores made the database on the target
     let files = [
         "sql2016_full_RestoreTimeClean.bak",
         "sql2016_log_RestoreTimeClean_1.trn",

@@ -338,7 +338,11 @@ pub async fn cancel<S: StatusStore, T: RestoreTarget>(
             return mark_cancelled(store, name, now, false).await;
         }
     }
-    drop_restoring(target, &database).await?;
+    // Only a database this generation may have created: a database of the same name that was
+    // there before (the migration failed TargetDatabaseExists) is not bakdrop's to drop.
+    if migration.owns_target_database() {
+        drop_restoring(target, &database).await?;
+    }
     end_restoring_files(store, name, now).await?;
     mark_cancelled(store, name, now, true).await
 }

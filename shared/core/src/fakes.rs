@@ -33,6 +33,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 pub struct MemoryObjects {
     objects: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+    /// Keys written again (another version) since their first upload.
+    replaced: Mutex<std::collections::BTreeSet<(String, String)>>,
     bytes_read: AtomicU64,
     reads: AtomicU64,
     fail_next: Mutex<u32>,
@@ -41,6 +43,15 @@ pub struct MemoryObjects {
 impl MemoryObjects {
     pub fn put(&self, bucket: &str, key: &str, body: Vec<u8>) {
         lock(&self.objects).insert((bucket.to_owned(), key.to_owned()), body);
+    }
+    /// Another upload to `key`: versions named before no longer are the key's current one.
+    pub fn replace(&self, bucket: &str, key: &str, body: Vec<u8>) {
+        lock(&self.replaced).insert((bucket.to_owned(), key.to_owned()));
+        self.put(bucket, key, body);
+    }
+    /// Deletes `key`.
+    pub fn delete(&self, bucket: &str, key: &str) {
+        lock(&self.objects).remove(&(bucket.to_owned(), key.to_owned()));
     }
     pub fn bytes_read(&self) -> u64 {
         self.bytes_read.load(Ordering::SeqCst)
@@ -81,6 +92,17 @@ impl ObjectReader for MemoryObjects {
         self.reads.fetch_add(1, Ordering::SeqCst);
         Ok(slice)
     }
+
+    async fn check_current(&self, object: &ObjectRef) -> Result<(), ReadError> {
+        let key = (object.bucket.clone(), object.key.clone());
+        if !lock(&self.objects).contains_key(&key) {
+            return Err(ReadError::NotFound(object.to_string()));
+        }
+        if lock(&self.replaced).contains(&key) {
+            return Err(ReadError::Changed(object.to_string()));
+        }
+        Ok(())
+    }
 }
 
 /// A compare-and-set store in memory.
@@ -88,6 +110,7 @@ impl ObjectReader for MemoryObjects {
 pub struct MemoryStore {
     migrations: Mutex<BTreeMap<String, Versioned<MigrationRecord>>>,
     files: Mutex<BTreeMap<(String, String), Versioned<FileRecord>>>,
+    names: Mutex<BTreeMap<String, String>>,
     fail_puts: Mutex<u32>,
     /// While set, [`StatusStore::list_files_in`] lists the files by their state at the moment
     /// of [`MemoryStore::freeze_lists`], as a lagging index would (records as stored now).
@@ -172,6 +195,14 @@ fn cas<K: Ord, T: Clone>(
 }
 
 impl StatusStore for MemoryStore {
+    async fn claim_name(&self, folded: &str, database: &str) -> Result<String, StoreError> {
+        self.injected()?;
+        Ok(lock(&self.names)
+            .entry(folded.to_owned())
+            .or_insert_with(|| database.to_owned())
+            .clone())
+    }
+
     async fn get_migration(
         &self,
         database: &str,
@@ -301,6 +332,10 @@ impl MemoryQueue {
     pub fn drain_sent(&self) -> Vec<(QueueMessage, Duration)> {
         std::mem::take(&mut *lock(&self.messages))
     }
+    /// Puts `message` back on the queue, due now.
+    pub fn send_now(&self, message: QueueMessage) {
+        lock(&self.messages).push((message, Duration::ZERO));
+    }
 }
 
 impl JobQueue for MemoryQueue {
@@ -348,6 +383,8 @@ pub struct MemoryTarget {
     pub rds: Mutex<bool>,
     /// `check_ready` answers this (`None`: ready).
     pub not_ready: Mutex<Option<crate::ports::NotReady>>,
+    /// The next `n` polls fail with SQL Server's 18456 (a login refused: a rotated secret).
+    pub refuse_polls: Mutex<u32>,
 }
 
 /// The task name the memory target gives an RDS `FINISH_RESTORE` task of `database`.
@@ -369,6 +406,7 @@ impl MemoryTarget {
             slow_cancel: Mutex::default(),
             rds: Mutex::default(),
             not_ready: Mutex::default(),
+            refuse_polls: Mutex::default(),
         }
     }
 
@@ -500,6 +538,16 @@ impl crate::ports::RestoreTarget for MemoryTarget {
         _database: &crate::names::DatabaseName,
         task: &crate::ports::TaskId,
     ) -> Result<crate::ports::TaskStatus, crate::ports::TargetError> {
+        {
+            let mut refuse = lock(&self.refuse_polls);
+            if *refuse > 0 {
+                *refuse -= 1;
+                return Err(crate::ports::TargetError::Sql {
+                    number: 18456,
+                    message: "Login failed for user 'bakdrop'.".into(),
+                });
+            }
+        }
         let name = self.name_of(task);
         lock(&self.tasks)
             .iter()

@@ -68,6 +68,16 @@ impl JobError {
 }
 
 impl QueueMessage {
+    /// The migration the message is about.
+    pub fn migration(&self) -> &str {
+        match self {
+            QueueMessage::Restore(job) => &job.migration,
+            QueueMessage::Advance { migration }
+            | QueueMessage::Poll { migration, .. }
+            | QueueMessage::Finish { migration } => migration,
+        }
+    }
+
     /// The JSON body.
     pub fn to_json(&self) -> String {
         serde_json::to_string(&Envelope {

@@ -2,7 +2,9 @@
 //!
 //! The name comes from outside (an S3 key, an invoke payload). SQL Server accepts almost any
 //! text as a delimited identifier, so the rules here are the ones that keep us and the DBA safe:
-//! 1–128 characters, no control characters, not a system database, not RDS's own `rdsadmin*`.
+//! 1–128 UTF-16 code units (SQL Server's `sysname` is `nvarchar(128)`: a character outside the
+//! Basic Multilingual Plane, such as an emoji, takes two), no control characters, not a system
+//! database, not RDS's own `rdsadmin*`.
 //! The only way to put a name into T-SQL is [`DatabaseName::quoted`], which doubles `]`.
 
 use std::fmt;
@@ -19,7 +21,8 @@ pub struct DatabaseName(String);
 pub enum DatabaseNameError {
     #[error("database name is empty")]
     Empty,
-    #[error("database name is {0} characters long; SQL Server allows at most 128")]
+    /// The length in UTF-16 code units, as SQL Server counts a `sysname`.
+    #[error("database name is {0} UTF-16 code units long (characters outside the Basic Multilingual Plane, such as emoji, count twice); SQL Server allows at most 128")]
     TooLong(usize),
     #[error("database name contains a control character (U+{0:04X})")]
     ControlCharacter(u32),
@@ -42,9 +45,9 @@ impl DatabaseName {
         if text.is_empty() {
             return Err(DatabaseNameError::Empty);
         }
-        let chars = text.chars().count();
-        if chars > 128 {
-            return Err(DatabaseNameError::TooLong(chars));
+        let units = text.encode_utf16().count();
+        if units > 128 {
+            return Err(DatabaseNameError::TooLong(units));
         }
         if let Some(c) = text.chars().find(|c| c.is_control()) {
             return Err(DatabaseNameError::ControlCharacter(u32::from(c)));
@@ -71,6 +74,25 @@ impl DatabaseName {
     pub fn quoted(&self) -> String {
         format!("[{}]", self.0.replace(']', "]]"))
     }
+
+    /// The name as SQL Server tells databases apart: see [`fold`].
+    pub fn folded(&self) -> String {
+        fold(&self.0)
+    }
+}
+
+/// A name folded so that names one target takes for the same database compare equal: lower
+/// case, accents removed (canonical decomposition, combining marks dropped). SQL Server's default
+/// collation (`SQL_Latin1_General_CP1_CI_AS`) ignores case; RDS refuses "two databases that differ
+/// only by case or accent" ("Importing and exporting SQL Server databases using native backup and
+/// restore", Troubleshooting): folding both is the reading that is safe on either target.
+pub fn fold(name: &str) -> String {
+    use unicode_normalization::char::is_combining_mark;
+    use unicode_normalization::UnicodeNormalization;
+    name.nfd()
+        .filter(|c| !is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+        .collect()
 }
 
 impl fmt::Display for DatabaseName {
@@ -112,6 +134,20 @@ mod tests {
     }
 
     #[test]
+    fn names_that_differ_only_in_case_or_accents_fold_alike() {
+        assert_eq!(fold("Sales"), fold("SALES"));
+        assert_eq!(fold("Café"), fold("CAFE"));
+        // Precomposed and decomposed é are one name too.
+        assert_eq!(fold("Caf\u{e9}"), fold("Cafe\u{301}"));
+        assert_eq!(fold("Straße"), "straße");
+        assert_ne!(fold("Sales"), fold("Sales2"));
+        assert_eq!(
+            DatabaseName::parse("QuảnLý").expect("valid").folded(),
+            "quanly"
+        );
+    }
+
+    #[test]
     fn system_and_rds_names_are_reserved_in_any_case() {
         for bad in [
             "master",
@@ -132,6 +168,21 @@ mod tests {
             DatabaseName::parse(&"a".repeat(129)),
             Err(DatabaseNameError::TooLong(129))
         );
+    }
+
+    #[test]
+    fn length_counts_utf16_units_as_sql_server_does() {
+        // U+1F642 is one character but two UTF-16 units: 64 of them fill a sysname.
+        assert!(DatabaseName::parse(&"\u{1f642}".repeat(64)).is_ok());
+        assert_eq!(
+            DatabaseName::parse(&"\u{1f642}".repeat(65)),
+            Err(DatabaseNameError::TooLong(130))
+        );
+        assert_eq!(
+            DatabaseName::parse(&format!("{}\u{1f642}", "a".repeat(127))),
+            Err(DatabaseNameError::TooLong(129))
+        );
+        assert!(DatabaseName::parse(&format!("{}\u{1f642}", "a".repeat(126))).is_ok());
     }
 
     #[test]

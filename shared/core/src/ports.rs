@@ -34,6 +34,17 @@ pub trait ObjectReader: Send + Sync {
         object: &ObjectRef,
         range: ByteRange,
     ) -> impl Future<Output = Result<Vec<u8>, ReadError>> + Send;
+
+    /// Checks that the object's key still holds exactly the version `object` names (targets
+    /// read a key's latest version, never a pinned one).
+    ///
+    /// # Errors
+    /// [`ReadError::Changed`] when the key now holds another object, [`ReadError::NotFound`]
+    /// when it holds none, [`ReadError::Unavailable`] when the store could not answer.
+    fn check_current(
+        &self,
+        object: &ObjectRef,
+    ) -> impl Future<Output = Result<(), ReadError>> + Send;
 }
 
 /// Why a range could not be read.
@@ -101,6 +112,19 @@ pub trait StatusStore: Send + Sync {
         file_id: &str,
         expected: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Claims the database name `folded` (see [`crate::names::fold`]) for the migration
+    /// `database`, once and for good; returns the migration that holds it: `database` itself
+    /// when it claimed it now or before, another folder's name when that one did (two folders
+    /// whose names SQL Server takes for one database never both migrate).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    fn claim_name(
+        &self,
+        folded: &str,
+        database: &str,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send;
 
     /// Migrations in name order, at most `limit`, after the migration named `after`.
     ///
@@ -378,6 +402,11 @@ pub enum TaskStatus {
     Cancelled,
 }
 
+/// SQL Server errors that say nothing about the request: see [`TargetError::is_transient`].
+pub const TRANSIENT_SQL_ERRORS: [u32; 14] = [
+    233, 952, 1205, 1222, 4060, 10053, 10054, 10060, 10061, 18452, 18456, 40197, 40501, 40613,
+];
+
 /// Why the target could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -395,13 +424,14 @@ pub enum TargetError {
 
 impl TargetError {
     /// True when trying again later may succeed: connection problems, a busy target, and SQL
-    /// Server errors that are about load (deadlock 1205, timeouts), not about the request.
+    /// Server errors that are about the moment, not the request: a login refused (18456, 18452:
+    /// a rotated secret is read again), the login's database unavailable (4060), a database in
+    /// transition (952), connections broken or refused (233, 10053, 10054, 10060, 10061),
+    /// deadlock and lock timeout (1205, 1222), Azure SQL's throttling (40197, 40501, 40613).
     pub fn is_transient(&self) -> bool {
         match self {
             TargetError::Busy | TargetError::Connection(_) => true,
-            TargetError::Sql { number, .. } => {
-                matches!(number, 1205 | 1222 | 40197 | 40501 | 40613)
-            }
+            TargetError::Sql { number, .. } => TRANSIENT_SQL_ERRORS.contains(number),
             TargetError::Protocol(_) => false,
             TargetError::NotReady(n) => !n.is_permanent(),
         }
@@ -417,6 +447,12 @@ impl<T: ObjectReader> ObjectReader for std::sync::Arc<T> {
         range: ByteRange,
     ) -> impl Future<Output = Result<Vec<u8>, ReadError>> + Send {
         T::read(self, object, range)
+    }
+    fn check_current(
+        &self,
+        object: &ObjectRef,
+    ) -> impl Future<Output = Result<(), ReadError>> + Send {
+        T::check_current(self, object)
     }
 }
 
@@ -461,6 +497,13 @@ impl<T: StatusStore> StatusStore for std::sync::Arc<T> {
         migration: &str,
     ) -> impl Future<Output = Result<Vec<Versioned<FileRecord>>, StoreError>> + Send {
         T::list_files(self, migration)
+    }
+    fn claim_name(
+        &self,
+        folded: &str,
+        database: &str,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send {
+        T::claim_name(self, folded, database)
     }
     fn list_migrations(
         &self,

@@ -30,7 +30,8 @@ use crate::job::QueueMessage;
 use crate::names::DatabaseName;
 use crate::plan::{self, Candidate, Decision, Step};
 use crate::ports::{
-    JobQueue, QueueError, RestoreTarget, StatusStore, StoreError, TargetError, TaskId, TaskStatus,
+    JobQueue, ObjectReader, QueueError, ReadError, RestoreTarget, StatusStore, StoreError,
+    TargetError, TaskId, TaskStatus,
 };
 use crate::status::{
     Claim, FileRecord, FileState, InFlight, MigrationRecord, MigrationState, Reason, SqlError,
@@ -91,6 +92,8 @@ pub enum WorkError {
     Queue(#[from] QueueError),
     #[error("the target SQL Server failed")]
     Target(#[from] TargetError),
+    #[error("the object store failed")]
+    Objects(#[source] ReadError),
     #[error("no record of {0}: the status table does not know this migration or file")]
     Unknown(String),
     #[error("the records of migration {0} kept changing under us")]
@@ -104,6 +107,7 @@ impl WorkError {
             WorkError::Store(e) => e.is_transient(),
             WorkError::Queue(e) => e.is_transient(),
             WorkError::Target(e) => e.is_transient(),
+            WorkError::Objects(e) => e.is_transient(),
             WorkError::Unknown(_) => false,
             WorkError::Contended(_) => true,
         }
@@ -146,12 +150,14 @@ struct Claimed {
     task_floor: Option<i64>,
 }
 
-/// The worker over its ports.
+/// The worker over its ports. `objects` tells whether an uploaded object is still the version
+/// that was validated (the target reads a key's latest version).
 #[derive(Debug)]
-pub struct Worker<S, Q, T> {
+pub struct Worker<S, Q, T, O> {
     pub store: S,
     pub queue: Q,
     pub target: T,
+    pub objects: O,
     pub config: RestoreConfig,
 }
 
@@ -160,7 +166,7 @@ const MAX_ATTEMPTS: usize = 8;
 /// SQS's longest delivery delay.
 const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
 
-impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
+impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q, T, O> {
     /// Handles one message delivered to this `attempt`. When it fails, the attempt's own claim
     /// (if it holds one without a recorded task) ends at once, so that the message's
     /// redelivery resumes it instead of waiting out the lease.
@@ -175,12 +181,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
     ) -> Result<WorkOutcome, WorkError> {
         let result = self.handle_message(message, attempt, now).await;
         if let Err(error) = &result {
-            let migration = match message {
-                QueueMessage::Restore(job) => &job.migration,
-                QueueMessage::Advance { migration }
-                | QueueMessage::Poll { migration, .. }
-                | QueueMessage::Finish { migration } => migration,
-            };
+            let migration = message.migration();
             // Best effort: if this write fails too, the lease runs out on its own.
             if let Err(e) = self.end_own_lease(migration, attempt, now).await {
                 tracing::warn!(migration = %migration, error.message = %e,
@@ -191,9 +192,61 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                     tracing::warn!(migration = %migration, error.message = %e,
                         "could not record the target's error on the migration");
                 }
+                if e.is_transient() {
+                    // A fault of the moment: try the message again later, spaced as long as the
+                    // fault has lasted, instead of letting SQS redeliver it into the DLQ.
+                    let delay = self.fault_backoff(migration, now).await;
+                    match self.queue.send(&retry_of(message), delay).await {
+                        Ok(()) => {
+                            tracing::warn!(migration = %migration, error.message = %e,
+                                delay_seconds = delay.as_secs(), "target fault; retrying later");
+                            return Ok(WorkOutcome::Deferred {
+                                migration: migration.to_owned(),
+                            });
+                        }
+                        Err(q) => tracing::warn!(migration = %migration, error.message = %q,
+                            "could not queue the retry; the message is redelivered instead"),
+                    }
+                }
             }
         }
         result
+    }
+
+    /// How long to wait before retrying after a target fault: as long as the fault has lasted
+    /// (so retries space out as 1, 2, 4, … times the busy delay), at least the busy delay, at
+    /// most SQS's longest delay.
+    async fn fault_backoff(&self, name: &str, now: OffsetDateTime) -> Duration {
+        let since = match self.store.get_migration(name).await {
+            Ok(Some(m)) => m.record.target_fault_since,
+            _ => None,
+        };
+        let lasted = since
+            .map(|s| Duration::try_from(now - s).unwrap_or(Duration::ZERO))
+            .unwrap_or(Duration::ZERO);
+        lasted.max(self.config.busy_retry).min(MAX_QUEUE_DELAY)
+    }
+
+    /// Records on the migration that one of its messages failed for the last time and is going
+    /// to the restore dead-letter queue: nothing moves the migration until it is sent back.
+    ///
+    /// # Errors
+    /// [`WorkError`] when the store failed.
+    pub async fn note_dead_letter(
+        &self,
+        name: &str,
+        error: &str,
+        now: OffsetDateTime,
+    ) -> Result<bool, WorkError> {
+        let reason = Reason::new(
+            "MessageDeadLettered",
+            format!("a restore-queue message of this migration failed on its last delivery ({error}) and went to the restore dead-letter queue; the migration does not move until it is sent back: fix the cause, then move the queue's messages back (README, \"When a message ends in a dead-letter queue\")"),
+        );
+        self.update_migration(name, now, |m| {
+            let live = m.state.accepts_uploads() || m.state == MigrationState::Completing;
+            live.then(|| m.reason = Some(reason.clone()))
+        })
+        .await
     }
 
     /// Records why the target could not be used (login refused, unreachable, certificate not
@@ -209,7 +262,13 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
         self.update_migration(name, now, |m| {
             let fresh = m.reason.as_ref().map(|r| (&r.code, &r.message))
                 != Some((&reason.code, &reason.message));
-            (m.state.accepts_uploads() && fresh).then(|| m.reason = Some(reason.clone()))
+            let first = m.target_fault_since.is_none() && error.is_transient();
+            (m.state.accepts_uploads() && (fresh || first)).then(|| {
+                m.reason = Some(reason.clone());
+                if error.is_transient() {
+                    m.target_fault_since.get_or_insert(now);
+                }
+            })
         })
         .await
     }
@@ -540,6 +599,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                 percent_complete: None,
                 submitted_at: now,
             });
+            migration.restores_submitted = true;
             migration.state = MigrationState::Restoring;
             migration.updated_at = now;
             match self.store.put_migration(&migration, Some(version)).await {
@@ -646,6 +706,12 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
         } else {
             None
         };
+        if found.is_none() {
+            let stale = self.stale_files(name, &step).await?;
+            if !stale.is_empty() {
+                return self.set_aside_stale(name, stale, attempt, now).await;
+            }
+        }
         let task = match found {
             Some(task) => task,
             None => match self.target.submit(&request, &task_name).await {
@@ -668,18 +734,20 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
                         migration: name.to_owned(),
                     });
                 }
-                Err(TargetError::Sql { number, message }) if !is_load_error(number) => {
+                // A fault of the moment (login refused, connection lost, …): recorded and
+                // retried by `handle`, never failing the migration.
+                Err(e) if e.is_transient() => return Err(e.into()),
+                Err(TargetError::Sql { number, message }) => {
                     let reason = sql_reason(number, &message);
                     return self.fail_files(name, &step.files, reason, now).await;
                 }
-                Err(e) if !e.is_transient() => {
+                Err(e) => {
                     let reason = Reason::new(
                         "TargetRefused",
                         format!("the restore could not be submitted: {e}"),
                     );
                     return self.fail_files(name, &step.files, reason, now).await;
                 }
-                Err(e) => return Err(e.into()),
             },
         };
         // Record the task on the claim.
@@ -720,6 +788,58 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget> Worker<S, Q, T> {
             migration: name.to_owned(),
             task: task.to_string(),
         })
+    }
+
+    /// The step's files whose object is no longer the version validated (replaced or deleted),
+    /// with why.
+    async fn stale_files(
+        &self,
+        name: &str,
+        step: &Step,
+    ) -> Result<Vec<(String, Reason)>, WorkError> {
+        let mut stale = Vec::new();
+        for file_id in &step.files {
+            let Some(file) = self.store.get_file(name, file_id).await? else {
+                continue;
+            };
+            let object = &file.record.object;
+            let reason = match self.objects.check_current(object).await {
+                Ok(()) => continue,
+                Err(ReadError::Changed(_)) => Reason::new(
+                    "ObjectReplaced",
+                    format!("{object} was replaced by another upload after it was validated, and the target would read the new one: bakdrop restores only bytes it validated. The new upload is validated as a file of its own; if this backup is still needed, upload it again"),
+                ),
+                Err(ReadError::NotFound(_)) => Reason::new(
+                    "ObjectDeleted",
+                    format!("{object} was deleted after it was validated: upload it again to restore it"),
+                ),
+                Err(e @ ReadError::Unavailable(_)) => return Err(WorkError::Objects(e)),
+            };
+            stale.push((file_id.clone(), reason));
+        }
+        Ok(stale)
+    }
+
+    /// Fails the files whose objects changed, lets go of the claim and plans again without them
+    /// (another upload may take their place; until then the chain waits).
+    async fn set_aside_stale(
+        &self,
+        name: &str,
+        stale: Vec<(String, Reason)>,
+        attempt: Attempt<'_>,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        for (file_id, reason) in &stale {
+            self.update_file(name, file_id, now, |f| {
+                f.state = FileState::Failed;
+                f.reason = Some(reason.clone());
+                f.restore_finished_at = Some(now);
+                Some(())
+            })
+            .await?;
+        }
+        self.release_claim(name, attempt, now).await?;
+        Box::pin(self.advance(name, attempt, now)).await
     }
 
     /// Queues a poll of the task `task_name` after the poll interval.
@@ -1097,6 +1217,17 @@ fn database_name(name: &str) -> Result<DatabaseName, WorkError> {
     DatabaseName::parse(name).map_err(|e| WorkError::Unknown(format!("migration {name:?}: {e}")))
 }
 
+/// The message that tries `message` again: a restore job's file has joined its migration
+/// already, so planning again is enough; a poll or a finish is looked at again.
+fn retry_of(message: &QueueMessage) -> QueueMessage {
+    match message {
+        QueueMessage::Restore(job) => QueueMessage::Advance {
+            migration: job.migration.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
 /// A task name that is the same for the same step of the same migration (so a redelivery finds
 /// it), differs between migrations (the name's letters and digits, which Agent job names allow,
 /// plus a hash of the whole name: `a]b` and `ab` would otherwise share a job), and fits an Agent
@@ -1119,10 +1250,6 @@ pub fn task_name(migration: &str, generation: u32, step: &Step) -> String {
         step.kind,
         step.backup_set_guid.simple()
     )
-}
-
-fn is_load_error(number: u32) -> bool {
-    matches!(number, 1205 | 1222 | 40197 | 40501 | 40613)
 }
 
 /// Codes of [`target_reason`]: a migration in progress carrying one is not failed; the reason
@@ -1181,6 +1308,7 @@ fn target_reason(error: &TargetError) -> Reason {
 
 /// Clears a [`target_reason`] from a migration in progress (a restore was just recorded).
 fn clear_target_reason(m: &mut MigrationRecord) {
+    m.target_fault_since = None;
     if m.reason
         .as_ref()
         .is_some_and(|r| TARGET_ERROR_CODES.contains(&r.code.as_str()))
@@ -1318,7 +1446,7 @@ mod tests {
 
     struct Pipeline {
         validator: Validator<Arc<MemoryObjects>, Arc<MemoryStore>, Arc<MemoryQueue>>,
-        worker: Worker<Arc<MemoryStore>, Arc<MemoryQueue>, Arc<MemoryTarget>>,
+        worker: Worker<Arc<MemoryStore>, Arc<MemoryQueue>, Arc<MemoryTarget>, Arc<MemoryObjects>>,
         objects: Arc<MemoryObjects>,
         store: Arc<MemoryStore>,
         queue: Arc<MemoryQueue>,
@@ -1349,6 +1477,7 @@ mod tests {
                 store: store.clone(),
                 queue: queue.clone(),
                 target: target.clone(),
+                objects: objects.clone(),
                 config: RestoreConfig {
                     dialect: Dialect::Native,
                     location: SourceLocation::Disk {
@@ -1805,6 +1934,133 @@ mod tests {
         assert_eq!(p.migration("Clean").state, MigrationState::Failed);
     }
 
+    /// The target reads a key's latest version: a log replaced (or deleted) after it was
+    /// validated is set aside with a named reason, never restored, and the migration goes on.
+    #[test]
+    fn an_object_replaced_or_deleted_after_validation_is_never_restored() {
+        let log = "sql2016_log_RestoreTimeClean_1.trn";
+        for change in ["replace", "delete"] {
+            let p = pipeline("2016");
+            p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+            p.run_to_quiet();
+            p.drop_file("Clean", log);
+            let key = format!("Clean/{log}");
+            match change {
+                "replace" => p.objects.replace("b", &key, b"another upload".to_vec()),
+                _ => p.objects.delete("b", &key),
+            }
+            let submitted = p.target.submitted().len();
+            p.run_to_quiet();
+            assert_eq!(
+                p.target.submitted().len(),
+                submitted,
+                "{log}: nothing restored"
+            );
+            let file = block_on(p.store.list_files("Clean"))
+                .expect("files")
+                .into_iter()
+                .find(|f| f.record.object.key == key)
+                .expect("file");
+            assert_eq!(file.record.state, FileState::Failed, "{log}");
+            let code = file.record.reason.map(|r| r.code).unwrap_or_default();
+            let expected = if change == "replace" {
+                "ObjectReplaced"
+            } else {
+                "ObjectDeleted"
+            };
+            assert_eq!(code, expected);
+            assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
+            assert!(p.migration("Clean").in_flight.is_none(), "the claim let go");
+        }
+    }
+
+    /// A database of the migration's name that was on the target before (here RESTORING, as
+    /// another tool's restore would leave it) is not the migration's: Cancel leaves it.
+    #[test]
+    fn cancel_drops_no_database_that_this_migration_did_not_restore() {
+        let p = pipeline("2016");
+        p.target
+            .databases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert("Clean".into(), "RESTORING".into());
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        p.run_to_quiet();
+        assert_eq!(p.migration("Clean").state, MigrationState::Failed);
+        let state = block_on(crate::cutover::cancel(
+            &p.store,
+            &p.target,
+            "Clean",
+            p.now(),
+        ))
+        .expect("cancelled");
+        assert_eq!(state, MigrationState::Cancelled);
+        assert_eq!(
+            block_on(
+                p.target
+                    .database_state(&DatabaseName::parse("Clean").expect("name"))
+            )
+            .expect("state")
+            .as_deref(),
+            Some("RESTORING"),
+            "not this migration's database: left as it was"
+        );
+        // A migration that restored something drops its own half-restored database.
+        p.drop_file("Other", "sql2016_full_RestoreTimeClean.bak");
+        p.run_to_quiet();
+        block_on(crate::cutover::cancel(
+            &p.store,
+            &p.target,
+            "Other",
+            p.now(),
+        ))
+        .expect("cancel");
+        assert_eq!(
+            block_on(
+                p.target
+                    .database_state(&DatabaseName::parse("Other").expect("name"))
+            )
+            .expect("state"),
+            None
+        );
+    }
+
+    /// Two folders whose names SQL Server takes for one database: the second folder's files are
+    /// rejected with a reason naming the first, and no second migration exists to cancel.
+    #[test]
+    fn a_folder_differing_only_in_case_or_accents_from_a_migrating_one_is_rejected() {
+        let p = pipeline("2016");
+        p.drop_file("Sales", "sql2016_full_RestoreTimeClean.bak");
+        for folder in ["SALES", "sàles"] {
+            let body = std::fs::read(format!("{FIXTURES}sql2016_full_RestoreTimeClean.bak"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let key = format!("{folder}/full.bak");
+            let object = ObjectRef {
+                bucket: "b".into(),
+                key: key.clone(),
+                version_id: None,
+                etag: Some(format!("e-{folder}")),
+                size: body.len() as u64,
+            };
+            p.objects.put("b", &key, body);
+            let outcome = block_on(p.validator.validate(&object, "v", p.now())).expect("validated");
+            match outcome {
+                Outcome::Rejected { reason, .. } => {
+                    assert_eq!(reason.code, "SameDatabaseName");
+                    assert!(
+                        reason.message.contains("folder Sales"),
+                        "{}",
+                        reason.message
+                    );
+                }
+                other => panic!("{folder}: {other:?}"),
+            }
+            assert!(block_on(p.store.get_migration(folder))
+                .expect("read")
+                .is_none());
+        }
+    }
+
     #[test]
     fn a_target_of_another_version_fails_the_migration_before_any_restore() {
         let p = pipeline("2019");
@@ -1892,18 +2148,31 @@ mod tests {
         arm(&p.target.cut_after_submit, 1);
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let messages = p.queue.drain_sent();
-        let err = block_on(
+        let cut = block_on(
             p.worker
                 .handle(&messages[0].0, attempt("m1", "i5"), p.now()),
         )
-        .expect_err("cut");
-        assert!(err.is_transient());
-        // SQS redelivers the same message (same id).
-        let outcome = block_on(
-            p.worker
-                .handle(&messages[0].0, attempt("m1", "i6"), p.now()),
-        )
-        .expect("resumed");
+        .expect("a fault of the moment is retried, not failed");
+        assert!(matches!(cut, WorkOutcome::Deferred { .. }), "{cut:?}");
+        let m = p.migration("Clean");
+        assert_eq!(
+            m.reason.map(|r| r.code).as_deref(),
+            Some("TargetUnreachable")
+        );
+        assert_eq!(m.state, MigrationState::Restoring);
+        // The retry: planning again after the busy delay.
+        let retry = p.queue.drain_sent();
+        assert_eq!(
+            retry,
+            vec![(
+                QueueMessage::Advance {
+                    migration: "Clean".into()
+                },
+                Duration::from_secs(120)
+            )]
+        );
+        let outcome =
+            block_on(p.worker.handle(&retry[0].0, attempt("m2", "i6"), p.now())).expect("resumed");
         assert!(
             matches!(outcome, WorkOutcome::Submitted { .. }),
             "{outcome:?}"
@@ -1913,17 +2182,78 @@ mod tests {
         assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
     }
 
+    /// A login refused (18456: the secret rotated) at any step is a fault of the moment: shown
+    /// on the migration, retried at growing intervals, and never fails it.
+    #[test]
+    fn a_login_refused_mid_migration_is_retried_with_growing_delays_and_never_fails_it() {
+        let p = pipeline("2016");
+        *p.target
+            .fail_next_submit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((18456, "Login failed for user 'bakdrop'.".into()));
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        let outcomes = p.pump();
+        assert!(
+            matches!(outcomes[..], [WorkOutcome::Deferred { .. }]),
+            "{outcomes:?}"
+        );
+        assert_eq!(p.migration("Clean").state, MigrationState::Restoring);
+        p.pump(); // the retry submits
+        assert_eq!(p.target.submitted().len(), 1);
+        arm(&p.target.refuse_polls, 3);
+        let mut delays = Vec::new();
+        for i in 0..4 {
+            let sent = p.queue.drain_sent();
+            let [(message, delay)] = sent.as_slice() else {
+                panic!("one message: {sent:?}");
+            };
+            assert!(matches!(message, QueueMessage::Poll { .. }), "{message:?}");
+            if i > 0 {
+                delays.push(*delay); // a retry's
+            }
+            if i == 3 {
+                p.queue.send_now(message.clone());
+                break;
+            }
+            p.clock.set(p.clock.get() + delay.as_secs() as i64);
+            let outcome = block_on(p.worker.handle(message, attempt("m", "i"), p.now()))
+                .expect("retried, not failed");
+            assert!(
+                matches!(outcome, WorkOutcome::Deferred { .. }),
+                "{outcome:?}"
+            );
+            let m = p.migration("Clean");
+            assert_eq!(m.state, MigrationState::Restoring);
+            let reason = m.reason.expect("shown on the migration");
+            assert_eq!(reason.code, "TargetRefused");
+            assert_eq!(reason.sql_error.map(|e| e.number), Some(18456));
+        }
+        assert_eq!(delays[0], Duration::from_secs(120), "{delays:?}");
+        assert!(delays[1] > delays[0] && delays[2] > delays[1], "{delays:?}");
+        p.run_to_quiet();
+        let m = p.migration("Clean");
+        assert_eq!(m.state, MigrationState::Synchronizing);
+        assert_eq!(
+            m.reason, None,
+            "the fault's reason goes with the next restore recorded"
+        );
+        assert_eq!(m.target_fault_since, None);
+    }
+
     /// The state two invocations holding one message at once leave: the first one's submit
     /// reached the target and it is still at work (its lease live, no task recorded yet).
     fn first_invocation_still_submitting(p: &Pipeline) -> QueueMessage {
         arm(&p.target.cut_after_submit, 1);
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let messages = p.queue.drain_sent();
-        block_on(
+        let cut = block_on(
             p.worker
                 .handle(&messages[0].0, attempt("m1", "first"), p.now()),
         )
-        .expect_err("cut");
+        .expect("retried later");
+        assert!(matches!(cut, WorkOutcome::Deferred { .. }), "{cut:?}");
+        p.queue.drain_sent(); // the retry, not wanted here
         let mut m = block_on(p.store.get_migration("Clean"))
             .expect("read")
             .expect("migration");
@@ -2218,11 +2548,12 @@ mod tests {
         arm(&p.target.lose_next_submit, 1);
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let messages = p.queue.drain_sent();
-        block_on(
+        let lost = block_on(
             p.worker
                 .handle(&messages[0].0, attempt("m1", "first"), p.now()),
         )
-        .expect_err("lost");
+        .expect("retried later");
+        assert!(matches!(lost, WorkOutcome::Deferred { .. }), "{lost:?}");
         assert_eq!(p.target.submitted().len(), 1, "lost before the server");
         let outcome = block_on(
             p.worker
@@ -2443,6 +2774,7 @@ mod tests {
         p.store.freeze_lists();
         let stripes = [stripe_file(1, 2, now), stripe_file(2, 2, now)];
         for (i, stripe) in stripes.iter().enumerate() {
+            p.objects.put("b", &stripe.object.key, vec![0]);
             block_on(p.store.put_file(stripe, None)).expect("queued");
             let job = QueueMessage::Restore(Box::new(crate::job::RestoreJob {
                 migration: "Striped".into(),

@@ -310,6 +310,18 @@ pub struct MigrationRecord {
     pub chain: ChainState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub in_flight: Option<InFlight>,
+    /// Since when the target has been failing this migration with faults of the moment (login
+    /// refused, unreachable, …); cleared by the next restore recorded. Spaces the retries.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub target_fault_since: Option<OffsetDateTime>,
+    /// This generation of the migration claimed a restore on the target (so the target's
+    /// database of this name may be its own). Cancel drops a database only then.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restores_submitted: bool,
     /// While Completing: the target's task bringing the database online (RDS
     /// `FINISH_RESTORE`), polled until it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -352,6 +364,8 @@ impl MigrationRecord {
             reason: None,
             chain: ChainState::default(),
             in_flight: None,
+            target_fault_since: None,
+            restores_submitted: false,
             finishing: None,
             generation: 0,
             task_floor: None,
@@ -360,6 +374,14 @@ impl MigrationRecord {
             created_at: now,
             updated_at: now,
         }
+    }
+
+    /// Whether the target's database of this name can be this migration's own: it claimed a
+    /// restore (records written before the flag: it restored something or has one in flight).
+    pub fn owns_target_database(&self) -> bool {
+        self.restores_submitted
+            || self.in_flight.is_some()
+            || self.chain != crate::plan::ChainState::default()
     }
 
     /// The migration that replaces this one after a reset: nothing restored, the next

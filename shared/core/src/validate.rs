@@ -338,6 +338,16 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         header: &HeaderSummary,
         now: OffsetDateTime,
     ) -> Result<Result<(), Reason>, ValidateError> {
+        let folded = crate::names::fold(database);
+        let holder = self.store.claim_name(&folded, database).await?;
+        if holder != database {
+            return Ok(Err(Reason::new(
+                "SameDatabaseName",
+                format!(
+                    "the folder {database} names the same database as the folder {holder} for SQL Server (names that differ only in case or accents are one database), and {holder} migrates it: upload to the folder {holder}, or to a folder with another name"
+                ),
+            )));
+        }
         for _ in 0..MAX_ATTEMPTS {
             let current = self.store.get_migration(database).await?;
             let (mut record, version) = match current {

@@ -2,11 +2,42 @@
 //! result set (tiberius needs a stream drained before the next statement), and translate
 //! tiberius errors into the core's [`TargetError`].
 
+use std::time::Duration;
+
 use bakdrop_core::ports::TargetError;
 use bakdrop_core::tsql::{Param, Statement};
 use tiberius::{Client, Config, Row, ToSql};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+/// How long connecting (TCP, TLS and login) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one statement (run and drained) may take. bakdrop's statements start server-side
+/// tasks and read catalog rows; none waits for a restore.
+pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The timeouts of a target's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub query: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: CONNECT_TIMEOUT,
+            query: QUERY_TIMEOUT,
+        }
+    }
+}
+
+fn timed_out(what: &str, after: Duration) -> TargetError {
+    TargetError::Connection(Box::new(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("{what} took longer than {} s", after.as_secs_f64()),
+    )))
+}
 
 /// A connected client.
 pub type Connection = Client<Compat<TcpStream>>;
@@ -16,14 +47,41 @@ pub type Connection = Client<Compat<TcpStream>>;
 /// # Errors
 /// [`TargetError::Connection`] when the server cannot be reached or refuses the login.
 pub async fn connect(config: &Config) -> Result<Connection, TargetError> {
-    let tcp = TcpStream::connect(config.get_addr())
+    connect_within(config, CONNECT_TIMEOUT).await
+}
+
+/// [`connect`] within `limit` (TCP, TLS and login together).
+///
+/// # Errors
+/// As [`connect`]; a connection that takes longer is [`TargetError::Connection`] (timed out).
+pub async fn connect_within(config: &Config, limit: Duration) -> Result<Connection, TargetError> {
+    let connecting = async {
+        let tcp = TcpStream::connect(config.get_addr())
+            .await
+            .map_err(|e| TargetError::Connection(Box::new(e)))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| TargetError::Connection(Box::new(e)))?;
+        Client::connect(config.clone(), tcp.compat_write())
+            .await
+            .map_err(translate)
+    };
+    tokio::time::timeout(limit, connecting)
         .await
-        .map_err(|e| TargetError::Connection(Box::new(e)))?;
-    tcp.set_nodelay(true)
-        .map_err(|e| TargetError::Connection(Box::new(e)))?;
-    Client::connect(config.clone(), tcp.compat_write())
+        .map_err(|_| timed_out("connecting to the target", limit))?
+}
+
+/// [`run`] within `limit`.
+///
+/// # Errors
+/// As [`run`]; a statement that takes longer is [`TargetError::Connection`] (timed out).
+pub async fn run_within(
+    client: &mut Connection,
+    statement: &Statement,
+    limit: Duration,
+) -> Result<Vec<Vec<Row>>, TargetError> {
+    tokio::time::timeout(limit, run(client, statement))
         .await
-        .map_err(translate)
+        .map_err(|_| timed_out("a statement on the target", limit))?
 }
 
 /// Runs one statement and returns every result set, fully drained.

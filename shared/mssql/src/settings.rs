@@ -86,6 +86,18 @@ mod tests {
     }
 }
 
+impl fmt::Display for Tls {
+    /// As `TARGET_TLS` and `--target tls=` take it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Tls::Off => f.write_str("off"),
+            Tls::Verify => f.write_str("verify"),
+            Tls::TrustServerCertificate => f.write_str("trust-server-certificate"),
+            Tls::VerifyWithCa(path) => write!(f, "ca:{path}"),
+        }
+    }
+}
+
 impl std::str::FromStr for Tls {
     type Err = String;
 

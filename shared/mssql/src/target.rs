@@ -19,18 +19,43 @@ use bakdrop_core::status::SqlError;
 use bakdrop_core::tsql::{self, Dialect, RestoreRequest, RestoreSource, TargetPaths};
 use tiberius::{Config, Row};
 
-use crate::connection::{connect, guid, integer, number, run, text};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use crate::connection::{
+    connect_within, guid, integer, number, run_within, text, Connection, Timeouts,
+};
+use crate::settings::TargetLogin;
+
+/// Reads the login again (e.g. from Secrets Manager) after SQL Server refused the one in use.
+pub type LoginRefresh = Arc<
+    dyn Fn() -> Pin<Box<dyn Future<Output = Result<TargetLogin, String>> + Send>> + Send + Sync,
+>;
 
 /// RDS runs at most this many restore tasks at once.
 pub const RDS_MAX_CONCURRENT_TASKS: usize = 2;
 
 /// The target SQL Server.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct TiberiusTarget {
-    config: Config,
+    config: Arc<RwLock<Config>>,
     dialect: Dialect,
     /// Where native restores put the files; `None`: the target's default directories.
     paths: Option<TargetPaths>,
+    timeouts: Timeouts,
+    refresh: Option<LoginRefresh>,
+}
+
+impl std::fmt::Debug for TiberiusTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TiberiusTarget")
+            .field("dialect", &self.dialect)
+            .field("paths", &self.paths)
+            .field("timeouts", &self.timeouts)
+            .field("refreshes_login", &self.refresh.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// SQL Server's EngineEdition of Express editions, which have no SQL Server Agent.
@@ -42,10 +67,74 @@ const RESTORE_TERMINATING: u32 = 3013;
 impl TiberiusTarget {
     pub fn new(config: Config, dialect: Dialect) -> TiberiusTarget {
         TiberiusTarget {
-            config,
+            config: Arc::new(RwLock::new(config)),
             dialect,
             paths: None,
+            timeouts: Timeouts::default(),
+            refresh: None,
         }
+    }
+
+    /// Connect and statement timeouts other than the defaults.
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> TiberiusTarget {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// When SQL Server refuses the login (18456: the secret was rotated), read the login again
+    /// through `refresh` and connect once more with it.
+    pub fn with_login_refresh(mut self, refresh: LoginRefresh) -> TiberiusTarget {
+        self.refresh = Some(refresh);
+        self
+    }
+
+    /// A connection, within the connect timeout; a refused login is read again once.
+    async fn connect(&self) -> Result<Connection, TargetError> {
+        let config = self
+            .config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match connect_within(&config, self.timeouts.connect).await {
+            Err(TargetError::Sql {
+                number: 18456,
+                message,
+            }) if self.refresh.is_some() => {
+                let refresh = self.refresh.as_ref().map(|r| r());
+                let Some(fresh) = refresh else {
+                    return Err(TargetError::Sql {
+                        number: 18456,
+                        message,
+                    });
+                };
+                let login = match fresh.await {
+                    Ok(login) => login,
+                    Err(e) => {
+                        tracing::warn!(error.message = %e, "could not read the target login again");
+                        return Err(TargetError::Sql {
+                            number: 18456,
+                            message,
+                        });
+                    }
+                };
+                let config = login.config();
+                *self.config.write().unwrap_or_else(PoisonError::into_inner) = config.clone();
+                tracing::info!(
+                    "the target refused the login; connecting with the login read again"
+                );
+                connect_within(&config, self.timeouts.connect).await
+            }
+            other => other,
+        }
+    }
+
+    /// Runs one statement on `client` within the statement timeout.
+    async fn run(
+        &self,
+        client: &mut Connection,
+        statement: &tsql::Statement,
+    ) -> Result<Vec<Vec<Row>>, TargetError> {
+        run_within(client, statement, self.timeouts.query).await
     }
 
     /// Native restores put the database's files in these directories instead of the target's
@@ -155,8 +244,8 @@ impl TiberiusTarget {
         // Boxed: a tiberius connection and query make a large future, and every target call
         // awaits this one (several times over, in debug builds, overflowed a test thread's stack).
         Box::pin(async move {
-            let mut client = connect(&self.config).await?;
-            let sets = run(&mut client, statement).await?;
+            let mut client = self.connect().await?;
+            let sets = self.run(&mut client, statement).await?;
             Ok(sets.into_iter().flatten().collect())
         })
         .await
@@ -294,24 +383,34 @@ impl RestoreTarget for TiberiusTarget {
                     .job_id(name)
                     .await?
                     .ok_or_else(|| TargetError::Protocol(format!("no Agent job named {name}")))?;
-                let mut client = connect(&self.config).await?;
+                let mut client = self.connect().await?;
                 let first = |sets: Vec<Vec<Row>>| sets.into_iter().flatten().next();
-                let session = first(run(&mut client, &tsql::native::agent_session()).await?)
-                    .and_then(|r| integer(&r, "session_id"))
-                    .and_then(|n| i32::try_from(n).ok());
+                let session = first(
+                    self.run(&mut client, &tsql::native::agent_session())
+                        .await?,
+                )
+                .and_then(|r| integer(&r, "session_id"))
+                .and_then(|n| i32::try_from(n).ok());
                 let running = match session {
                     Some(session) => {
-                        first(run(&mut client, &tsql::native::job_running(job_id, session)).await?)
-                            .and_then(|r| integer(&r, "running"))
-                            .unwrap_or(0)
+                        first(
+                            self.run(&mut client, &tsql::native::job_running(job_id, session))
+                                .await?,
+                        )
+                        .and_then(|r| integer(&r, "running"))
+                        .unwrap_or(0)
                             > 0
                     }
                     None => false,
                 };
-                let outcome = first(run(&mut client, &tsql::native::job_outcome(job_id)).await?);
+                let outcome = first(
+                    self.run(&mut client, &tsql::native::job_outcome(job_id))
+                        .await?,
+                );
                 if let (false, None, Some(session)) = (running, &outcome, session) {
                     let interrupted = first(
-                        run(&mut client, &tsql::native::job_interrupted(job_id, session)).await?,
+                        self.run(&mut client, &tsql::native::job_interrupted(job_id, session))
+                            .await?,
                     )
                     .and_then(|r| integer(&r, "interrupted"))
                     .unwrap_or(0)
@@ -325,13 +424,16 @@ impl RestoreTarget for TiberiusTarget {
                 }
                 let mut percent = None;
                 if running {
-                    let step_session =
-                        first(run(&mut client, &tsql::native::job_step_session(job_id)).await?)
-                            .and_then(|r| integer(&r, "session_id"))
-                            .and_then(|n| i32::try_from(n).ok());
+                    let step_session = first(
+                        self.run(&mut client, &tsql::native::job_step_session(job_id))
+                            .await?,
+                    )
+                    .and_then(|r| integer(&r, "session_id"))
+                    .and_then(|n| i32::try_from(n).ok());
                     if let Some(step_session) = step_session {
                         percent = first(
-                            run(&mut client, &tsql::native::restore_progress(step_session)).await?,
+                            self.run(&mut client, &tsql::native::restore_progress(step_session))
+                                .await?,
                         )
                         .and_then(|r| number(&r, "percent_complete"));
                     }

@@ -495,3 +495,90 @@ async fn a_job_interrupted_by_an_agent_restart_is_a_failure_not_running_forever(
         other => panic!("expected the interruption, got {other:?}"),
     }
 }
+
+/// The secret was rotated: SQL Server refuses the login in use (18456); the target reads the
+/// login again, once, and the call succeeds.
+#[tokio::test]
+async fn a_refused_login_is_read_again_and_the_call_goes_through() {
+    let emulator = SqlServerEmulator::native();
+    let (addr, _server) = emulator.start().await.expect("server starts");
+    emulator.require_login("admin", "Rotated#2");
+    let reads = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counter = reads.clone();
+    let port = addr.port();
+    let target =
+        emulator_target(port, Dialect::Native).with_login_refresh(std::sync::Arc::new(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                Ok(TargetLogin {
+                    host: "127.0.0.1".into(),
+                    port,
+                    username: "admin".into(),
+                    password: "Rotated#2".into(),
+                    tls: Tls::Off,
+                })
+            })
+        }));
+    target
+        .product_version()
+        .await
+        .expect("connected with the login read again");
+    target.product_version().await.expect("and keeps it");
+    assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Without a way to read it again, the refusal is a fault of the moment (retried).
+    let stale = emulator_target(port, Dialect::Native);
+    let refused = stale.product_version().await.expect_err("refused");
+    assert!(
+        matches!(refused, TargetError::Sql { number: 18456, .. }),
+        "{refused:?}"
+    );
+    assert!(refused.is_transient());
+}
+
+/// A server that accepts the connection and never answers, or answers a statement too late:
+/// the call ends as a connection error (retried), not a worker hung until Lambda kills it.
+#[tokio::test]
+async fn connecting_and_statements_time_out_as_connection_errors() {
+    use bakdrop_mssql::connection::Timeouts;
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket); // accepted, never answered
+        }
+    });
+    let timeouts = Timeouts {
+        connect: Duration::from_millis(300),
+        query: Duration::from_millis(300),
+    };
+    let target = emulator_target(port, Dialect::Native).with_timeouts(timeouts);
+    let started = std::time::Instant::now();
+    let err = target.product_version().await.expect_err("times out");
+    assert!(matches!(err, TargetError::Connection(_)), "{err:?}");
+    assert!(err.is_transient());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let emulator = SqlServerEmulator::native();
+    let (addr, _server) = emulator.start().await.expect("server starts");
+    let proxy = bakdrop_tests::proxy::TcpProxy::start(addr)
+        .await
+        .expect("proxy");
+    proxy.delay_when_client_sends(
+        "slow statement",
+        &bakdrop_tests::proxy::utf16le("SERVERPROPERTY"),
+        Duration::from_secs(2),
+    );
+    let target = emulator_target(proxy.addr().port(), Dialect::Native).with_timeouts(timeouts);
+    let err = target.product_version().await.expect_err("times out");
+    assert!(
+        matches!(&err, TargetError::Connection(e) if e.to_string().contains("statement")),
+        "{err:?}"
+    );
+}

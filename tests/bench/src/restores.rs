@@ -103,6 +103,7 @@ async fn measure(
         store: store.clone(),
         queue: queue.clone(),
         target: bakdrop_tests::tds::emulator_target(addr.port(), Dialect::Rds),
+        objects: S3ObjectReader::new(aws.s3.clone()),
         config: RestoreConfig {
             dialect: Dialect::Rds,
             location: SourceLocation::rds(None),
@@ -263,7 +264,7 @@ fn concurrency(tasks: &[RdsTask], now: Duration) -> (usize, Duration) {
 async fn work(
     aws: LocalAws,
     queue: String,
-    worker: Arc<Worker<DynamoStatusStore, SqsJobQueue, TiberiusTarget>>,
+    worker: Arc<Worker<DynamoStatusStore, SqsJobQueue, TiberiusTarget, S3ObjectReader>>,
 ) -> anyhow::Result<()> {
     loop {
         let out = aws

@@ -100,6 +100,10 @@ impl ObjectReader for Counting {
         self.reads.fetch_add(1, Ordering::SeqCst);
         Ok(bytes)
     }
+
+    async fn check_current(&self, object: &ObjectRef) -> Result<(), ReadError> {
+        self.inner.check_current(object).await
+    }
 }
 
 /// An endpoint and the two objects measured on it.

@@ -327,6 +327,12 @@ impl SqlServerEmulator {
         self.with_state(|s| s.job_activity.clone())
     }
 
+    /// Describes media nobody registered: called with a restore's source text (a path, URL or
+    /// ARN) the first time it is read; `None` is a medium that does not exist.
+    pub fn set_media_resolver(&self, resolver: state::MediaResolver) {
+        self.with_state(|s| s.media_resolver = Some(resolver));
+    }
+
     /// Every request received so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.with_state(|s| s.requests.clone())

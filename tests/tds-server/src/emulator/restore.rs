@@ -493,6 +493,7 @@ pub fn plan(
     dialect: Dialect,
     duration: Duration,
 ) -> RestoreOp {
+    state.resolve_media(&req.sources);
     let scripted = state.take_scripted_failure(&req.database);
     let checked = match &scripted {
         Some(f) => Err(engine(f.number, f.message.clone())),

@@ -724,9 +724,14 @@ pub struct RecordedRequest {
     pub spid: u16,
 }
 
+/// Describes a medium from its source text (a path, a URL, an ARN), or `None` when there is none.
+pub type MediaResolver = std::sync::Arc<dyn Fn(&str) -> Option<BackupInfo> + Send + Sync>;
+
 /// Everything the emulator knows; tests read and seed it through [`crate::SqlServerEmulator`].
-#[derive(Debug)]
 pub struct State {
+    /// Reads a medium nobody registered (the test-server binary: a backup file on this
+    /// machine's disk), as SQL Server reads a device it is given.
+    pub media_resolver: Option<MediaResolver>,
     /// Server identity.
     pub server: ServerInfo,
     /// Databases by lower-cased name.
@@ -786,12 +791,38 @@ pub struct State {
     pub(crate) next_guid: u64,
 }
 
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("server", &self.server)
+            .field("databases", &self.databases.len())
+            .field("backups", &self.backups.len())
+            .field("resolves_media", &self.media_resolver.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl State {
+    /// Describes, through the media resolver, every source of a restore nobody registered.
+    pub fn resolve_media(&mut self, sources: &[String]) {
+        let Some(resolver) = self.media_resolver.clone() else {
+            return;
+        };
+        for source in sources {
+            if !self.backups.contains_key(source) {
+                if let Some(info) = resolver(source) {
+                    self.backups.insert(source.clone(), info);
+                }
+            }
+        }
+    }
+
     /// A fresh server with the system databases.
     pub fn new(server: ServerInfo) -> Self {
         let now = OffsetDateTime::now_utc();
         let start_utc = PrimitiveDateTime::new(now.date(), now.time());
         let mut s = Self {
+            media_resolver: None,
             server,
             databases: HashMap::new(),
             rds_tasks: Vec::new(),

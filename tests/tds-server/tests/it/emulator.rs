@@ -1598,53 +1598,6 @@ async fn unquoted_database_identifiers_are_reported_even_inside_job_steps() {
 }
 
 #[tokio::test]
-async fn the_test_server_binary_prints_its_address_and_what_it_emulates() {
-    use std::io::BufRead;
-    /// Kills the server process however the test ends.
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut child = Kill(
-        std::process::Command::new(env!("CARGO_BIN_EXE_tds-test-server"))
-            .args(["--port", "0", "--native", "--version", "2019"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn"),
-    );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let addr: std::net::SocketAddr = lines
-        .next()
-        .expect("address line")
-        .expect("read")
-        .trim()
-        .parse()
-        .expect("an address");
-    let banner = lines.next().expect("banner").expect("read");
-    assert!(banner.contains("SQL Server 2019"), "{banner}");
-    assert!(banner.contains("15.0."), "{banner}");
-    assert!(banner.contains("native dialect on Linux"), "{banner}");
-    assert!(banner.contains("/var/opt/mssql/data/"), "{banner}");
-    let mut c = connect(addr).await;
-    let r = rows(
-        &mut c,
-        "SELECT SERVERPROPERTY('Edition') AS e, SERVERPROPERTY('ProductMajorVersion') AS v",
-        &[],
-    )
-    .await;
-    assert_eq!(
-        text(&r[0], "e").as_deref(),
-        Some("Developer Edition (64-bit)")
-    );
-    assert_eq!(text(&r[0], "v").as_deref(), Some("15"));
-    drop(child);
-}
-
-#[tokio::test]
 async fn an_rds_task_can_be_cancelled_and_a_database_dropped() {
     let emu = SqlServerEmulator::rds();
     emu.set_clock_mode(ClockMode::Manual);

@@ -1,10 +1,16 @@
-//! Runs the SQL Server emulator on a TDS port so a person can point a client at it.
+//! Runs the SQL Server emulator (`tests/tds-server`) on a TDS port so a person can point a
+//! client, e.g. `bakdrop run --target`, at it.
 //!
 //! Usage: `tds-test-server [--port N] [--native|--rds] [--version 2016|2017|2019|2022|2025]
-//! [--restore-secs S]` (default port 14330, RDS flavour, SQL Server 2022, 10-second restores).
-//! Prints the address on the first line and what it emulates on the second, then serves until
-//! killed. Clients must turn TLS off (tiberius: `EncryptionLevel::NotSupported`; sqlcmd:
-//! `-No`/`-N disable`).
+//! [--restore-secs S] [--media DIR]...` (default port 14330, RDS flavour, SQL Server 2022,
+//! 10-second restores). Prints the address on the first line and what it emulates on the second,
+//! then serves until killed. Clients must turn TLS off (tiberius:
+//! `EncryptionLevel::NotSupported`; sqlcmd: `-No`/`-N disable`).
+//!
+//! Media: the server reads `RESTORE … FROM DISK = '<absolute path>'` from this machine's disk
+//! (the backup's own header, as SQL Server would read it), and an RDS ARN
+//! `arn:…:s3:::<bucket>/<key>` as `DIR/<key>` under each `--media DIR` (what `bakdrop run`'s
+//! folder holds, the folder standing in for the bucket).
 
 use bakdrop_tds_server::emulator::{ServerInfo, RELEASES};
 use bakdrop_tds_server::SqlServerEmulator;
@@ -18,9 +24,10 @@ struct Options {
     native: bool,
     version: u16,
     restore_secs: u64,
+    media: Vec<std::path::PathBuf>,
 }
 
-const USAGE: &str = "usage: tds-test-server [--port N] [--native|--rds] [--version 2016|2017|2019|2022|2025] [--restore-secs S]";
+const USAGE: &str = "usage: tds-test-server [--port N] [--native|--rds] [--version 2016|2017|2019|2022|2025] [--restore-secs S] [--media DIR]...";
 
 fn parse(args: &[String]) -> Result<Options, String> {
     let mut o = Options {
@@ -28,6 +35,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
         native: false,
         version: 2022,
         restore_secs: 10,
+        media: Vec::new(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -51,6 +59,11 @@ fn parse(args: &[String]) -> Result<Options, String> {
                     .filter(|y| RELEASES.iter().any(|r| r.year == *y))
                     .ok_or("--version needs one of 2016, 2017, 2019, 2022, 2025")?
             }
+            "--media" => o.media.push(
+                it.next()
+                    .map(std::path::PathBuf::from)
+                    .ok_or("--media needs a folder")?,
+            ),
             "--native" => o.native = true,
             "--rds" => o.native = false,
             "-h" | "--help" => return Err(USAGE.to_string()),
@@ -96,6 +109,21 @@ async fn main() -> std::process::ExitCode {
     let line = describe(&info, opts.restore_secs);
     let emulator = SqlServerEmulator::new(info);
     emulator.set_restore_duration(None, Duration::from_secs(opts.restore_secs));
+    let media = opts.media.clone();
+    emulator.set_media_resolver(Arc::new(move |source: &str| {
+        if let Some((_, object)) = source.split_once(":s3:::") {
+            let key = object.split_once('/').map_or("", |(_, key)| key);
+            return media.iter().find_map(|dir| {
+                let mut path = dir.clone();
+                path.extend(key.split('/'));
+                bakdrop_tests::tds::describe_file(&path)
+            });
+        }
+        let path = std::path::Path::new(source);
+        path.is_absolute()
+            .then(|| bakdrop_tests::tds::describe_file(path))
+            .flatten()
+    }));
     let addr = SocketAddr::from(([127, 0, 0, 1], opts.port));
     match bakdrop_tds_server::TdsServer::start_on(addr, Arc::new(emulator)).await {
         Ok((addr, _handle)) => {
