@@ -3,6 +3,16 @@
 //! 400 KB as DynamoDB does), takes one more log — planned, restored, recorded — while its
 //! migration item stays a few KB and one advance reads its few files still to plan, not its
 //! 10,000 restored ones. The records are seeded through the store (no 10,000 restores).
+//!
+//! Measured here (debug build, moto 5.2.5, 2 shared cores), with the same seeding on the code
+//! before (036747a):
+//!
+//! | 10,000 restored logs          | before                                   | after                 |
+//! |-------------------------------|------------------------------------------|-----------------------|
+//! | migration item                | 2,167,811 B: refused ("Item size has exceeded the maximum allowed size"); about 1,850 steps fit | 7,574 B (7,601 B after two more restores) |
+//! | one advance (plan + submit)   | 11.9 s, 10,006 file records read (chain cut to 1,000 steps to fit) | 0.34 s, 6 records |
+//! | the poll recording it         | 12.3 s, 10,005 records                   | 0.32 s, 3 records     |
+//! | status report                 | 2,439,284 B, 10,002 records, 13.3 s      | 25,203 B, 101 records, 2.1 s |
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
