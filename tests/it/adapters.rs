@@ -429,3 +429,207 @@ async fn s3_reader_tells_whether_a_key_still_holds_the_validated_version() {
         );
     }
 }
+
+/// Through the table's files-by-state index: the files of one migration in one state, the
+/// latest first, at most the limit, each record as stored now; a file that moves leaves its
+/// old state's list; counts read keys only.
+#[tokio::test]
+async fn files_are_found_by_state_latest_first() {
+    let aws = LocalAws::get().await;
+    let table = unique_name("bystate");
+    aws.create_status_table(&table).await.expect("table");
+    let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
+    let mut waiting = Vec::new();
+    for i in 0..5i64 {
+        let mut record = queued_file("Sales", &format!("log{i}.trn"));
+        record.state = FileState::Waiting;
+        record.updated_at = now() + time::Duration::seconds(i);
+        store.put_file(&record, None).await.expect("stored");
+        waiting.push(record);
+    }
+    let mut restored = queued_file("Sales", "full.bak");
+    restored.state = FileState::Restored;
+    store.put_file(&restored, None).await.expect("stored");
+    let mut elsewhere = queued_file("Other", "log0.trn");
+    elsewhere.state = FileState::Waiting;
+    store.put_file(&elsewhere, None).await.expect("stored");
+
+    let names = |files: &[bakdrop_core::status::Versioned<FileRecord>]| -> Vec<String> {
+        files
+            .iter()
+            .map(|f| f.record.object.file_name().to_owned())
+            .collect()
+    };
+    let latest = store
+        .list_files_in("Sales", FileState::Waiting, 2)
+        .await
+        .expect("listed");
+    assert_eq!(names(&latest), ["log4.trn", "log3.trn"]);
+    let all = store
+        .list_files_in("Sales", FileState::Waiting, usize::MAX)
+        .await
+        .expect("listed");
+    assert_eq!(all.len(), 5);
+    assert!(all
+        .iter()
+        .all(|f| f.version == 1 && f.record.header.is_none()));
+    assert_eq!(
+        store
+            .count_files_in("Sales", FileState::Waiting)
+            .await
+            .expect("counted"),
+        5
+    );
+    assert_eq!(
+        store
+            .count_files_in("Sales", FileState::Queued)
+            .await
+            .expect("counted"),
+        0
+    );
+
+    // log4 is restored: it leaves the Waiting list and joins the Restored one.
+    let mut moved = waiting.pop().expect("log4");
+    moved.state = FileState::Restored;
+    moved.updated_at = now() + time::Duration::minutes(1);
+    store.put_file(&moved, Some(1)).await.expect("moved");
+    let still = store
+        .list_files_in("Sales", FileState::Waiting, usize::MAX)
+        .await
+        .expect("listed");
+    assert_eq!(
+        names(&still),
+        ["log3.trn", "log2.trn", "log1.trn", "log0.trn"]
+    );
+    let done = store
+        .list_files_in("Sales", FileState::Restored, 10)
+        .await
+        .expect("listed");
+    assert_eq!(names(&done), ["log4.trn", "full.bak"]);
+    assert_eq!(done[0].version, 2);
+    // Deleted (a reset): gone from its list.
+    store
+        .delete_file("Sales", &done[1].record.file_id, 1)
+        .await
+        .expect("deleted");
+    assert_eq!(
+        store
+            .count_files_in("Sales", FileState::Restored)
+            .await
+            .expect("counted"),
+        1
+    );
+    // More than one BatchGetItem (100 keys) and more than one page.
+    for i in 0..130i64 {
+        let mut record = queued_file("Many", &format!("log{i:03}.trn"));
+        record.updated_at = now() + time::Duration::seconds(i);
+        store.put_file(&record, None).await.expect("stored");
+    }
+    let many = store
+        .list_files_in("Many", FileState::Queued, usize::MAX)
+        .await
+        .expect("listed");
+    assert_eq!(many.len(), 130);
+    assert_eq!(many[0].record.object.file_name(), "log129.trn");
+}
+
+/// Records written before the files-by-state index: the migration (every step in its chain,
+/// no `files_indexed`) still reads, compacted, and its files are read in full, so that the
+/// worker still finds a file the index does not list.
+#[tokio::test]
+async fn a_migration_recorded_before_the_index_still_finds_its_files() {
+    let aws = LocalAws::get().await;
+    let table = unique_name("legacy");
+    aws.create_status_table(&table).await.expect("table");
+    let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
+    let guid = uuid::Uuid::from_u128(7);
+    let migration = serde_json::json!({
+        "database": "Old",
+        "state": "Synchronizing",
+        "chain": {
+            "full_backup_set_guid": guid,
+            "last_lsn": "1000",
+            "steps": [{"kind": "full", "files": ["bkt/Old/full.bak#etag=e"],
+                       "backup_set_guid": guid, "first_lsn": "900", "last_lsn": "1000"}],
+        },
+        "created_at": "2027-01-15T08:00:00Z",
+        "updated_at": "2027-01-15T08:00:00Z",
+    });
+    let mut waiting = queued_file("Old", "log1.trn");
+    waiting.state = FileState::Waiting;
+    // The items as the adapter wrote them before (no gsi2pk / gsi2sk).
+    for (sk, kind, state, record) in [
+        (
+            "MIGRATION".to_owned(),
+            "migration",
+            "Synchronizing",
+            migration.to_string(),
+        ),
+        (
+            format!("FILE#{}", waiting.file_id),
+            "file",
+            "Waiting",
+            serde_json::to_string(&waiting).expect("json"),
+        ),
+    ] {
+        aws.dynamodb
+            .put_item()
+            .table_name(&table)
+            .item(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S("MIG#Old".into()),
+            )
+            .item("sk", aws_sdk_dynamodb::types::AttributeValue::S(sk))
+            .item(
+                "kind",
+                aws_sdk_dynamodb::types::AttributeValue::S(kind.into()),
+            )
+            .item(
+                "version",
+                aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
+            )
+            .item(
+                "state",
+                aws_sdk_dynamodb::types::AttributeValue::S(state.into()),
+            )
+            .item(
+                "updated_at",
+                aws_sdk_dynamodb::types::AttributeValue::S("2027-01-15T08:00:00Z".into()),
+            )
+            .item("record", aws_sdk_dynamodb::types::AttributeValue::S(record))
+            .send()
+            .await
+            .expect("stored");
+    }
+    let old = store
+        .get_migration("Old")
+        .await
+        .expect("read")
+        .expect("there");
+    assert!(!old.record.files_indexed);
+    assert_eq!(old.record.chain.applied.steps, 1);
+    assert_eq!(old.record.chain.recent.len(), 1);
+    let in_play = bakdrop_core::files::in_play(&store, "Old", Some(&old.record))
+        .await
+        .expect("listed");
+    assert_eq!(
+        in_play.len(),
+        1,
+        "the index does not list it; the full read does"
+    );
+    assert!(store
+        .list_files_in("Old", FileState::Waiting, 10)
+        .await
+        .expect("listed")
+        .is_empty());
+    // Written back, the migration is in today's shape.
+    store
+        .put_migration(&old.record, Some(1))
+        .await
+        .expect("written");
+    let report = bakdrop_core::report::read(&store, "Old")
+        .await
+        .expect("read")
+        .expect("report");
+    assert_eq!(report.counts.waiting, 1);
+}

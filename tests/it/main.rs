@@ -2,6 +2,7 @@
 //! AWS endpoint (moto server, started by infra/test.sh) and the TDS test server.
 
 mod adapters;
+mod bounded;
 mod local_stack;
 mod real_server;
 mod restore;

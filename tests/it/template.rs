@@ -198,7 +198,8 @@ fn the_upload_bucket_aborts_incomplete_uploads_and_expires_replaced_versions() {
 
 /// The DynamoDB and SQS actions each function's code calls: the ports' adapters in
 /// shared/aws/src (DynamoStatusStore: get_migration/get_file → GetItem, put_* → PutItem,
-/// list_files → Query, list_migrations → Query on the index, delete_file → DeleteItem;
+/// list_files → Query, list_migrations → Query on the index, list_files_in → Query on the
+/// files-by-state index and BatchGetItem, count_files_in → Query, delete_file → DeleteItem;
 /// SqsJobQueue::send → SendMessage) as each function uses them, and the restore worker's event
 /// source mapping (ReceiveMessage, DeleteMessage, GetQueueAttributes). A function that starts
 /// calling another action adds it here and in template.yaml.
@@ -210,7 +211,7 @@ const EXPECTED: [(&str, &[&str], &[&str]); 4] = [
     ),
     (
         "RestoreWorkerFunction",
-        &["GetItem", "PutItem", "Query"],
+        &["BatchGetItem", "GetItem", "PutItem", "Query"],
         &[
             "DeleteMessage",
             "GetQueueAttributes",
@@ -218,10 +219,14 @@ const EXPECTED: [(&str, &[&str], &[&str]); 4] = [
             "SendMessage",
         ],
     ),
-    ("MigrationStatusFunction", &["GetItem", "Query"], &[]),
+    (
+        "MigrationStatusFunction",
+        &["BatchGetItem", "GetItem", "Query"],
+        &[],
+    ),
     (
         "CompleteMigrationFunction",
-        &["DeleteItem", "GetItem", "PutItem", "Query"],
+        &["BatchGetItem", "DeleteItem", "GetItem", "PutItem", "Query"],
         &["SendMessage"],
     ),
 ];

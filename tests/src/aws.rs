@@ -113,7 +113,7 @@ impl LocalAws {
         }
     }
 
-    /// A status table with bakdrop's key schema.
+    /// A status table with bakdrop's key schema and indexes (as template.yaml defines them).
     ///
     /// # Errors
     /// When the endpoint refuses.
@@ -137,7 +137,7 @@ impl LocalAws {
                     .map_err(refused("CreateTable (building the request)"))?,
             )
             .set_attribute_definitions(Some(
-                ["pk", "sk", "gsi1pk", "gsi1sk"]
+                ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"]
                     .into_iter()
                     .map(|name| {
                         AttributeDefinition::builder()
@@ -168,6 +168,31 @@ impl LocalAws {
                     .projection(
                         Projection::builder()
                             .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()
+                    .map_err(refused("CreateTable (building the request)"))?,
+            )
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(bakdrop_aws::dynamo::FILES_INDEX)
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name("gsi2pk")
+                            .key_type(KeyType::Hash)
+                            .build()
+                            .map_err(refused("CreateTable (building the request)"))?,
+                    )
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name("gsi2sk")
+                            .key_type(KeyType::Range)
+                            .build()
+                            .map_err(refused("CreateTable (building the request)"))?,
+                    )
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::KeysOnly)
                             .build(),
                     )
                     .build()

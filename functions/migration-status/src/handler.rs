@@ -41,7 +41,7 @@ pub struct Listed {
     pub updated_at: String,
 }
 
-/// The report of one database.
+/// The report of one database: bounded, the latest [`report::LISTED`] files per list.
 ///
 /// # Errors
 /// [`StatusError`].
@@ -49,17 +49,10 @@ pub async fn status_of<S: StatusStore>(
     store: &S,
     database: &str,
 ) -> Result<StatusReport, StatusError> {
-    let migration = store.get_migration(database).await?.map(|v| v.record);
-    let files: Vec<_> = store
-        .list_files(database)
+    // Boxed: a dozen store calls make a deep future; the handler's stays small.
+    Box::pin(report::read(store, database))
         .await?
-        .into_iter()
-        .map(|v| v.record)
-        .collect();
-    if migration.is_none() && files.is_empty() {
-        return Err(StatusError::NotFound(database.to_owned()));
-    }
-    Ok(report::build(database, migration.as_ref(), &files))
+        .ok_or_else(|| StatusError::NotFound(database.to_owned()))
 }
 
 /// One page of migrations.

@@ -5,7 +5,7 @@
 //! | item      | pk            | sk               | other attributes                                      |
 //! |-----------|---------------|------------------|-------------------------------------------------------|
 //! | migration | `MIG#<db>`    | `MIGRATION`      | kind, version, state, updated_at, record, gsi1pk, gsi1sk |
-//! | file      | `MIG#<db>`    | `FILE#<file id>` | kind, version, state, updated_at, record              |
+//! | file      | `MIG#<db>`    | `FILE#<file id>` | kind, version, state, updated_at, record, gsi2pk, gsi2sk |
 //! | name      | `NAME#<folded db>` | `NAME`      | kind, holder (the migration that claimed the name)     |
 //!
 //! `record` is the whole record as JSON (the core's serde model); `state`, `kind` and
@@ -17,15 +17,24 @@
 //! Query in name order, so that listing reads the migration items and not every file item.
 //! A GSI is eventually consistent: a migration created a moment ago may be listed a moment
 //! later (reading one migration is strongly consistent).
+//!
+//! A migration's files are found by state through the global secondary index [`FILES_INDEX`]
+//! (`gsi2pk` = `<state>#MIG#<db>`, `gsi2sk` = the record's `updated_at` in nanoseconds, keys only
+//! projected): the restore worker reads the files still to plan (Queued, Waiting) and the
+//! status report the latest of each state, however many files the migration has restored. The
+//! records themselves are then read from the table (`BatchGetItem`, strongly consistent), so
+//! a record is never older than the index entry that found it. File items written before the
+//! index existed carry no `gsi2pk`; [`MigrationRecord::files_indexed`] tells the core to read
+//! such a migration's files in full.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Select};
 use bakdrop_core::ports::{StatusStore, StoreError};
-use bakdrop_core::status::{FileRecord, MigrationRecord, Versioned};
+use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, Versioned};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// The status table on DynamoDB.
@@ -41,6 +50,23 @@ const NAME_SK: &str = "NAME";
 /// The index that lists migrations by name (template.yaml defines it with the table).
 pub const MIGRATIONS_INDEX: &str = "migrations-by-name";
 const MIGRATIONS_PARTITION: &str = "MIGRATIONS";
+
+/// The index that finds a migration's files by state (template.yaml defines it with the table).
+pub const FILES_INDEX: &str = "files-by-state";
+
+/// `BatchGetItem` reads at most this many keys per request.
+const BATCH_GET_KEYS: usize = 100;
+
+/// The files-by-state index's partition of `database`'s files in `state`.
+fn files_partition(database: &str, state: FileState) -> String {
+    format!("{state}#{}", pk(database))
+}
+
+/// The files-by-state index's sort key: when the record was last written, in nanoseconds
+/// (zero-padded, so that text order is time order).
+fn files_sort_key(updated_at: time::OffsetDateTime) -> String {
+    format!("{:020}", updated_at.unix_timestamp_nanos().max(0))
+}
 
 fn pk(database: &str) -> String {
     format!("MIG#{database}")
@@ -86,7 +112,7 @@ impl DynamoStatusStore {
         updated_at: String,
         record: &T,
         expected: Option<u64>,
-        listed_as: Option<&str>,
+        index: Index<'_>,
     ) -> Result<u64, StoreError> {
         let json = serde_json::to_string(record)
             .map_err(|e| StoreError::Corrupt(format!("cannot encode record: {e}")))?;
@@ -102,11 +128,14 @@ impl DynamoStatusStore {
             .item("state", AttributeValue::S(state))
             .item("updated_at", AttributeValue::S(updated_at))
             .item("record", AttributeValue::S(json));
-        if let Some(name) = listed_as {
-            request = request
+        request = match index {
+            Index::Migration { name } => request
                 .item("gsi1pk", AttributeValue::S(MIGRATIONS_PARTITION.into()))
-                .item("gsi1sk", AttributeValue::S(name.to_owned()));
-        }
+                .item("gsi1sk", AttributeValue::S(name.to_owned())),
+            Index::File { partition, sort } => request
+                .item("gsi2pk", AttributeValue::S(partition))
+                .item("gsi2sk", AttributeValue::S(sort)),
+        };
         request = match expected {
             None => request.condition_expression("attribute_not_exists(pk)"),
             Some(v) => request
@@ -125,6 +154,126 @@ impl DynamoStatusStore {
         }
     }
 }
+
+/// Which index an item joins.
+enum Index<'a> {
+    /// migrations-by-name, under the database's name.
+    Migration { name: &'a str },
+    /// files-by-state, in its state's partition, sorted by when it was written.
+    File { partition: String, sort: String },
+}
+
+impl DynamoStatusStore {
+    /// The keys (`pk`, `sk`) the files-by-state index lists for `database` in `state`, most
+    /// recently written first, at most `limit`.
+    async fn index_keys(
+        &self,
+        database: &str,
+        state: FileState,
+        limit: usize,
+    ) -> Result<Vec<HashMap<String, AttributeValue>>, StoreError> {
+        let mut keys = Vec::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        while keys.len() < limit {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(FILES_INDEX)
+                .key_condition_expression("gsi2pk = :p")
+                .expression_attribute_values(
+                    ":p",
+                    AttributeValue::S(files_partition(database, state)),
+                )
+                .scan_index_forward(false)
+                .limit(i32::try_from(limit - keys.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(store_error)?;
+            for item in out.items() {
+                let key: HashMap<String, AttributeValue> = item
+                    .iter()
+                    .filter(|(name, _)| *name == "pk" || *name == "sk")
+                    .map(|(name, value)| (name.clone(), value.clone()))
+                    .collect();
+                if key.len() != 2 {
+                    return Err(StoreError::Corrupt(format!(
+                        "an entry of index {FILES_INDEX} has no table key"
+                    )));
+                }
+                keys.push(key);
+            }
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        keys.truncate(limit);
+        Ok(keys)
+    }
+
+    /// The file items at `keys`, strongly consistent, in the order of `keys` (an item deleted
+    /// meanwhile is left out).
+    async fn file_items(
+        &self,
+        keys: Vec<HashMap<String, AttributeValue>>,
+    ) -> Result<Vec<Versioned<FileRecord>>, StoreError> {
+        let sk_of = |item: &HashMap<String, AttributeValue>| {
+            item.get("sk")
+                .and_then(|v| v.as_s().ok())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let order: Vec<String> = keys.iter().map(sk_of).collect();
+        let mut found: HashMap<String, Versioned<FileRecord>> = HashMap::new();
+        for chunk in keys.chunks(BATCH_GET_KEYS) {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(chunk.to_vec()))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Corrupt(format!("cannot build BatchGetItem: {e}")))?,
+            );
+            // UnprocessedKeys: DynamoDB read part of the batch (throttling, 16 MB); ask again.
+            for _ in 0..MAX_BATCH_ROUNDS {
+                let Some(request) = pending.take() else { break };
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, request)
+                    .send()
+                    .await
+                    .map_err(store_error)?;
+                for item in out
+                    .responses
+                    .as_ref()
+                    .and_then(|r| r.get(&self.table))
+                    .into_iter()
+                    .flatten()
+                {
+                    found.insert(sk_of(item), decode::<FileRecord>(item)?);
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.table))
+                    .filter(|k| !k.keys().is_empty());
+            }
+            if pending.is_some() {
+                return Err(StoreError::Unavailable(
+                    "BatchGetItem left keys unprocessed after retrying".into(),
+                ));
+            }
+        }
+        Ok(order
+            .into_iter()
+            .filter_map(|sk| found.remove(&sk))
+            .collect())
+    }
+}
+
+/// Rounds of `BatchGetItem` for one batch before giving up (transient).
+const MAX_BATCH_ROUNDS: usize = 8;
 
 /// DynamoDB's answer as a [`StoreError`]: a request DynamoDB refuses as invalid
 /// (`ValidationException`, e.g. a key over 1,024 bytes) is [`StoreError::Rejected`], not
@@ -231,7 +380,9 @@ impl StatusStore for DynamoStatusStore {
             rfc3339(record.updated_at),
             record,
             expected,
-            Some(&record.database),
+            Index::Migration {
+                name: &record.database,
+            },
         )
         .await
     }
@@ -257,7 +408,10 @@ impl StatusStore for DynamoStatusStore {
             rfc3339(record.updated_at),
             record,
             expected,
-            None,
+            Index::File {
+                partition: files_partition(&record.migration, record.state),
+                sort: files_sort_key(record.updated_at),
+            },
         )
         .await
     }
@@ -352,5 +506,48 @@ impl StatusStore for DynamoStatusStore {
         }
         files.sort_by_key(|v| v.record.created_at);
         Ok(files)
+    }
+
+    async fn list_files_in(
+        &self,
+        migration: &str,
+        state: FileState,
+        limit: usize,
+    ) -> Result<Vec<Versioned<FileRecord>>, StoreError> {
+        let keys = self.index_keys(migration, state, limit).await?;
+        self.file_items(keys).await
+    }
+
+    async fn count_files_in(&self, migration: &str, state: FileState) -> Result<usize, StoreError> {
+        let mut count = 0usize;
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(FILES_INDEX)
+                .key_condition_expression("gsi2pk = :p")
+                .expression_attribute_values(
+                    ":p",
+                    AttributeValue::S(files_partition(migration, state)),
+                )
+                .select(Select::Count)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(store_error)?;
+            count += usize::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(count)
+    }
+
+    /// The files-by-state index is a global secondary index: eventually consistent.
+    fn lists_lag(&self) -> bool {
+        true
     }
 }

@@ -34,10 +34,33 @@ fn open(path: &Path) -> anyhow::Result<JsonFileStore> {
     Ok(store)
 }
 
+/// Which files a status shows, besides the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    /// Every file (the local state file holds them all in memory anyway).
+    All,
+    /// The files still in play; the report lists the latest of the others (a status table may
+    /// hold thousands of a migration's files).
+    InPlay,
+}
+
 async fn report_of<S: StatusStore>(
     store: &S,
     name: &str,
+    shown: Shown,
 ) -> anyhow::Result<Option<(StatusReport, Vec<FileRecord>)>> {
+    if shown == Shown::InPlay {
+        let Some(report) = report::read(store, name).await? else {
+            return Ok(None);
+        };
+        let migration = store.get_migration(name).await?.map(|v| v.record);
+        let files = bakdrop_core::files::in_play(store, name, migration.as_ref())
+            .await?
+            .into_iter()
+            .map(|v| v.record)
+            .collect();
+        return Ok(Some((report, files)));
+    }
     let migration = store.get_migration(name).await?.map(|v| v.record);
     let files: Vec<FileRecord> = store
         .list_files(name)
@@ -68,7 +91,7 @@ pub async fn status(
         Some(db) => vec![db.to_owned()],
         None => store.databases()?,
     };
-    print_status(&store, database, &names, as_json).await
+    print_status(&store, database, &names, as_json, Shown::All).await
 }
 
 /// `bakdrop status --table T`: the status table of a deployed stack (or of the local AWS
@@ -99,7 +122,7 @@ pub async fn status_in_table(
             names
         }
     };
-    print_status(&store, database, &names, as_json).await
+    print_status(&store, database, &names, as_json, Shown::InPlay).await
 }
 
 /// The DynamoDB status table `table`.
@@ -113,10 +136,11 @@ async fn print_status<S: StatusStore>(
     database: Option<&str>,
     names: &[String],
     as_json: bool,
+    shown: Shown,
 ) -> anyhow::Result<ExitCode> {
     let mut reports = Vec::new();
     for name in names {
-        match report_of(store, name).await? {
+        match report_of(store, name, shown).await? {
             Some(r) => reports.push(r),
             None => {
                 eprintln!("bakdrop: no migration and no uploaded file for database {name:?}");
@@ -131,15 +155,20 @@ async fn print_status<S: StatusStore>(
         };
         crate::outln!("{}", serde_json::to_string_pretty(&value)?);
     } else {
+        let heading = match shown {
+            Shown::All => "files",
+            Shown::InPlay => "files in play",
+        };
         for (r, files) in &reports {
-            crate::out!("{}", report_text(r, files));
+            crate::out!("{}", report_text(r, files, heading));
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// A status report as text: the summary line, the restored order, and every file's state.
-pub fn report_text(r: &StatusReport, files: &[FileRecord]) -> String {
+/// A status report as text: the summary line, the restored order, and the state of `files`
+/// under `heading`.
+pub fn report_text(r: &StatusReport, files: &[FileRecord], heading: &str) -> String {
     let mut s = String::new();
     let state = r
         .state
@@ -161,7 +190,7 @@ pub fn report_text(r: &StatusReport, files: &[FileRecord]) -> String {
             );
         }
     }
-    let _ = writeln!(s, "  files:");
+    let _ = writeln!(s, "  {heading}:");
     for f in files {
         let reason = f
             .reason
@@ -269,7 +298,7 @@ async fn target_for(
     if let Some(m) = store.get_migration(database).await? {
         match m.record.state {
             MigrationState::Succeeded => script.assume_database(database, "ONLINE"),
-            _ if !m.record.chain.steps.is_empty() => script.assume_database(database, "RESTORING"),
+            _ if !m.record.chain.is_empty() => script.assume_database(database, "RESTORING"),
             _ => {}
         }
     }

@@ -142,7 +142,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
                     match m.record.state {
                         MigrationState::Succeeded => script.assume_database(&name, "ONLINE"),
                         MigrationState::Cancelled => {}
-                        _ if !m.record.chain.steps.is_empty() => {
+                        _ if !m.record.chain.is_empty() => {
                             script.assume_database(&name, "RESTORING");
                         }
                         _ => {}
@@ -401,7 +401,7 @@ async fn summary_text(store: &JsonFileStore) -> anyhow::Result<bool> {
             .collect();
         let report = report::build(&name, migration.as_ref(), &files);
         failed |= report.state == Some(MigrationState::Failed);
-        crate::out!("{}", crate::manage::report_text(&report, &files));
+        crate::out!("{}", crate::manage::report_text(&report, &files, "files"));
     }
     Ok(failed)
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use bakdrop_core::ports::{StatusStore, StoreError};
-use bakdrop_core::status::{FileRecord, MigrationRecord, Versioned};
+use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, Versioned};
 use serde::{Deserialize, Serialize};
 
 /// The state-file schema this build writes and reads.
@@ -362,6 +362,35 @@ impl StatusStore for JsonFileStore {
             files
         })
     }
+
+    async fn list_files_in(
+        &self,
+        migration: &str,
+        state: FileState,
+        limit: usize,
+    ) -> Result<Vec<Versioned<FileRecord>>, StoreError> {
+        self.read(|mut doc| {
+            let mut files: Vec<_> = doc
+                .files
+                .remove(migration)
+                .unwrap_or_default()
+                .into_values()
+                .filter(|e| e.record.state == state)
+                .map(versioned)
+                .collect();
+            files.sort_by_key(|f| std::cmp::Reverse(f.record.updated_at));
+            files.truncate(limit);
+            files
+        })
+    }
+
+    async fn count_files_in(&self, migration: &str, state: FileState) -> Result<usize, StoreError> {
+        self.read(|doc| {
+            doc.files.get(migration).map_or(0, |m| {
+                m.values().filter(|e| e.record.state == state).count()
+            })
+        })
+    }
 }
 
 impl JsonFileStore {
@@ -432,6 +461,68 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn files_are_found_by_state_latest_first_as_on_the_status_table() {
+        let dir = temp_path("bystate");
+        let store = JsonFileStore::new(dir.join("status.json"));
+        let now = OffsetDateTime::now_utc();
+        for (i, state) in [FileState::Waiting, FileState::Restored, FileState::Waiting]
+            .into_iter()
+            .enumerate()
+        {
+            let object = bakdrop_core::object::ObjectRef {
+                bucket: "b".into(),
+                key: format!("Sales/log{i}.trn"),
+                version_id: None,
+                etag: Some("e".into()),
+                size: 1,
+            };
+            let record = FileRecord {
+                migration: "Sales".into(),
+                file_id: object.file_id(),
+                object,
+                state,
+                reason: None,
+                header: None,
+                claim: None,
+                restore_started_at: None,
+                restore_finished_at: None,
+                created_at: now,
+                updated_at: now + time::Duration::seconds(i as i64),
+            };
+            store.put_file(&record, None).await.expect("stored");
+        }
+        let waiting = store
+            .list_files_in("Sales", FileState::Waiting, 10)
+            .await
+            .expect("listed");
+        let names: Vec<_> = waiting
+            .iter()
+            .map(|f| f.record.object.file_name())
+            .collect();
+        assert_eq!(names, ["log2.trn", "log0.trn"]);
+        let one = store
+            .list_files_in("Sales", FileState::Waiting, 1)
+            .await
+            .expect("listed");
+        assert_eq!(one.len(), 1);
+        assert_eq!(
+            store
+                .count_files_in("Sales", FileState::Restored)
+                .await
+                .expect("counted"),
+            1
+        );
+        assert_eq!(
+            store
+                .count_files_in("Other", FileState::Restored)
+                .await
+                .expect("counted"),
+            0
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -80,15 +80,26 @@ async fn synchronizing(store: &DynamoStatusStore, database: &str) {
     let mut migration = MigrationRecord::new(database, time::OffsetDateTime::now_utc());
     migration.state = MigrationState::Synchronizing;
     migration.restores_submitted = true; // its restores made the database on the target
-    store.put_migration(&migration, None).await.expect("stored");
-    for name in [
+    let files = [
         "sql2016_full_RestoreTimeClean.bak",
         "sql2016_log_RestoreTimeClean_1.trn",
-    ] {
-        store
-            .put_file(&restored(database, name), None)
-            .await
-            .expect("stored");
+    ]
+    .map(|name| restored(database, name));
+    // The chain the worker recorded restoring them.
+    for f in &files {
+        let h = f.header.as_ref().expect("header");
+        let step = bakdrop_core::plan::Step {
+            kind: h.backup_type,
+            files: vec![f.file_id.clone()],
+            backup_set_guid: h.backup_set_guid,
+            first_lsn: h.first_lsn,
+            last_lsn: h.last_lsn,
+        };
+        migration.chain.apply_on_fork(&step, h.recovery_fork_id);
+    }
+    store.put_migration(&migration, None).await.expect("stored");
+    for f in &files {
+        store.put_file(f, None).await.expect("stored");
     }
 }
 

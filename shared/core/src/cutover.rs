@@ -131,10 +131,9 @@ pub async fn complete<S: StatusStore, T: RestoreTarget>(
         }
         MigrationState::Completing => {} // an earlier Complete stopped half-way: finish it
         MigrationState::Synchronizing => {
-            let files = store.list_files(name).await?;
-            let busy: Vec<String> = files
+            let busy: Vec<String> = crate::files::in_play(store, name, Some(&migration))
+                .await?
                 .iter()
-                .filter(|f| matches!(f.record.state, FileState::Received | FileState::Validated | FileState::Queued | FileState::Waiting | FileState::Restoring))
                 .map(|f| format!("{} ({})", f.record.object.file_name(), f.record.state))
                 .collect();
             if !busy.is_empty() || migration.in_flight.is_some() {
@@ -146,14 +145,9 @@ pub async fn complete<S: StatusStore, T: RestoreTarget>(
                     ),
                 ));
             }
-            let mut restored: Vec<_> = files
-                .iter()
-                .filter(|f| f.record.state == FileState::Restored)
-                .collect();
-            restored.sort_by_key(|f| f.record.header.as_ref().map(|h| h.last_lsn));
-            let last = restored.last();
+            let last = last_restored(store, name, &migration).await?;
             if let Some(expected) = &request.last_backup {
-                let actual = last.map(|f| f.record.object.file_name().to_owned());
+                let actual = last.as_ref().map(|f| f.object.file_name().to_owned());
                 if actual.as_deref() != Some(expected.as_str()) {
                     return Err(refused(
                         "NotLastBackup",
@@ -165,7 +159,7 @@ pub async fn complete<S: StatusStore, T: RestoreTarget>(
                 }
             }
             if request.require_tail_log {
-                if let Some(message) = not_tail_log(name, last.map(|f| &f.record)) {
+                if let Some(message) = not_tail_log(name, last.as_ref()) {
                     return Err(refused("NotTailLog", message));
                 }
             }
@@ -385,12 +379,25 @@ pub async fn end_restoring_files<S: StatusStore>(
     name: &str,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
+    let migration = store.get_migration(name).await?.map(|v| v.record);
     for _ in 0..8 {
         let mut conflicted = false;
-        for file in store.list_files(name).await? {
-            if file.record.state != FileState::Restoring {
-                continue;
+        let mut restoring =
+            crate::files::in_states(store, name, migration.as_ref(), &[FileState::Restoring])
+                .await?;
+        // The step in flight's files, read directly (the index may not list them yet).
+        let in_flight = migration
+            .as_ref()
+            .and_then(|m| m.in_flight.as_ref())
+            .map(|f| f.step.files.clone())
+            .unwrap_or_default();
+        for id in in_flight {
+            if !restoring.iter().any(|f| f.record.file_id == id) {
+                restoring
+                    .extend(crate::files::if_in(store, name, &id, &[FileState::Restoring]).await?);
             }
+        }
+        for file in restoring {
             let mut record = file.record;
             record.state = FileState::Failed;
             record.reason = Some(Reason::new(
@@ -464,7 +471,7 @@ pub async fn reset<S: StatusStore>(
                 ))
             }
             MigrationState::AwaitingFull
-                if record.chain.steps.is_empty()
+                if record.chain.is_empty()
                     && record.in_flight.is_none()
                     && store.list_files(name).await?.is_empty() =>
             {
@@ -529,6 +536,32 @@ async fn forget_files<S: StatusStore>(
         }
     }
     Err(CutoverError::Store(StoreError::Conflict { expected: None }))
+}
+
+/// The last restored backup: of the chain's last step (the one reaching furthest), its file
+/// reaching furthest, the newest of those on a tie (a striped set's files). Read from the step's
+/// own files, not from every file the migration restored.
+async fn last_restored<S: StatusStore>(
+    store: &S,
+    name: &str,
+    migration: &MigrationRecord,
+) -> Result<Option<FileRecord>, StoreError> {
+    let Some(step) = migration.chain.last_step() else {
+        return Ok(None);
+    };
+    let mut last: Option<FileRecord> = None;
+    for file_id in &step.files {
+        let Some(file) = store.get_file(name, file_id).await? else {
+            continue;
+        };
+        let key = |f: &FileRecord| (f.header.as_ref().map(|h| h.last_lsn), f.created_at);
+        if file.record.state == FileState::Restored
+            && last.as_ref().is_none_or(|l| key(&file.record) >= key(l))
+        {
+            last = Some(file.record);
+        }
+    }
+    Ok(last)
 }
 
 /// Why the last restored file is not a tail-log backup, or `None` when it is one.
@@ -625,6 +658,23 @@ mod tests {
         let store = MemoryStore::default();
         let mut migration = MigrationRecord::new("Sales", now());
         migration.state = state;
+        // The chain of the restored files, in LSN order (as the worker records it).
+        let mut restored: Vec<&FileRecord> = files
+            .iter()
+            .filter(|f| f.state == FileState::Restored)
+            .collect();
+        restored.sort_by_key(|f| f.header.as_ref().map(|h| h.last_lsn));
+        for f in restored {
+            if let Some(h) = &f.header {
+                migration.chain.apply(&crate::plan::Step {
+                    kind: h.backup_type,
+                    files: vec![f.file_id.clone()],
+                    backup_set_guid: h.backup_set_guid,
+                    first_lsn: h.first_lsn,
+                    last_lsn: h.last_lsn,
+                });
+            }
+        }
         block_on(store.put_migration(&migration, None)).expect("stored");
         for f in files {
             block_on(store.put_file(f, None)).expect("stored");

@@ -11,7 +11,7 @@ use crate::object::ObjectRef;
 use crate::ports::{
     ByteRange, JobQueue, ObjectReader, QueueError, ReadError, StatusStore, StoreError,
 };
-use crate::status::{FileRecord, MigrationRecord, Versioned};
+use crate::status::{FileRecord, FileState, MigrationRecord, Versioned};
 
 /// Runs a future to completion on this thread. The in-memory ports never wait, so a future built
 /// only on them is ready on its first polls.
@@ -112,6 +112,9 @@ pub struct MemoryStore {
     files: Mutex<BTreeMap<(String, String), Versioned<FileRecord>>>,
     names: Mutex<BTreeMap<String, String>>,
     fail_puts: Mutex<u32>,
+    /// While set, [`StatusStore::list_files_in`] lists the files by their state at the moment
+    /// of [`MemoryStore::freeze_lists`], as a lagging index would (records as stored now).
+    frozen_lists: Mutex<Option<Vec<(String, String, FileState)>>>,
 }
 
 impl MemoryStore {
@@ -127,6 +130,38 @@ impl MemoryStore {
             return Err(StoreError::Unavailable("injected failure".into()));
         }
         Ok(())
+    }
+
+    /// From now on, files are listed by state as they are now (an eventually consistent index
+    /// that has not caught up), until [`MemoryStore::thaw_lists`].
+    pub fn freeze_lists(&self) {
+        let now: Vec<(String, String, FileState)> = lock(&self.files)
+            .iter()
+            .map(|((m, id), v)| (m.clone(), id.clone(), v.record.state))
+            .collect();
+        *lock(&self.frozen_lists) = Some(now);
+    }
+
+    /// The index has caught up.
+    pub fn thaw_lists(&self) {
+        *lock(&self.frozen_lists) = None;
+    }
+
+    /// The files the index lists for `migration` in `state` (each as stored now).
+    fn listed(&self, migration: &str, state: FileState) -> Vec<Versioned<FileRecord>> {
+        let files = lock(&self.files);
+        match &*lock(&self.frozen_lists) {
+            None => files
+                .iter()
+                .filter(|((m, _), v)| m == migration && v.record.state == state)
+                .map(|(_, v)| v.clone())
+                .collect(),
+            Some(frozen) => frozen
+                .iter()
+                .filter(|(m, _, s)| m == migration && *s == state)
+                .filter_map(|(m, id, _)| files.get(&(m.clone(), id.clone())).cloned())
+                .collect(),
+        }
     }
 
     /// Every file record, for assertions.
@@ -252,6 +287,26 @@ impl StatusStore for MemoryStore {
             .collect();
         files.sort_by_key(|v| v.record.created_at);
         Ok(files)
+    }
+
+    async fn list_files_in(
+        &self,
+        migration: &str,
+        state: FileState,
+        limit: usize,
+    ) -> Result<Vec<Versioned<FileRecord>>, StoreError> {
+        let mut files = self.listed(migration, state);
+        files.sort_by_key(|f| std::cmp::Reverse(f.record.updated_at));
+        files.truncate(limit);
+        Ok(files)
+    }
+
+    async fn count_files_in(&self, migration: &str, state: FileState) -> Result<usize, StoreError> {
+        Ok(self.listed(migration, state).len())
+    }
+
+    fn lists_lag(&self) -> bool {
+        lock(&self.frozen_lists).is_some()
     }
 }
 

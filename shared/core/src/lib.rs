@@ -10,6 +10,7 @@
 //! - [`names`]: validated target database names and how they are quoted in T-SQL.
 //! - [`object`]: uploaded object identity and the `<prefix>/<TargetDatabase>/<file>` convention.
 //! - [`status`]: migration and file records, their states and reasons.
+//! - [`files`]: a migration's files by state, read without reading every file it ever had.
 //! - [`job`]: the versioned restore-queue message.
 //! - [`plan`]: the restore-chain planner (which file to apply, wait for, skip).
 //! - [`report`]: the status document a DBA reads.
@@ -24,6 +25,7 @@ pub mod backup;
 pub mod cutover;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fakes;
+pub mod files;
 pub mod job;
 pub mod lsn;
 pub mod names;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::job::QueueMessage;
 use crate::object::ObjectRef;
-use crate::status::{FileRecord, MigrationRecord, Versioned};
+use crate::status::{FileRecord, FileState, MigrationRecord, Versioned};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -136,7 +136,8 @@ pub trait StatusStore: Send + Sync {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<MigrationRecord>, StoreError>> + Send;
 
-    /// Every file record of a migration, oldest first.
+    /// Every file record of a migration, oldest first. Reads them all: for what is in play,
+    /// prefer [`StatusStore::list_files_in`].
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
@@ -144,6 +145,42 @@ pub trait StatusStore: Send + Sync {
         &self,
         migration: &str,
     ) -> impl Future<Output = Result<Vec<Versioned<FileRecord>>, StoreError>> + Send;
+
+    /// The migration's files now in `state`, most recently updated first, at most `limit`:
+    /// what it reads follows how many files are in that state, not how many the migration has
+    /// (DynamoDB: a query of the table's files-by-state index). Each record returned is as
+    /// stored now, in `state`. A file that entered `state` a moment ago may be missing (the
+    /// index is eventually consistent): a caller that just moved a file reads it with
+    /// [`StatusStore::get_file`]. Files recorded before the store kept this index are not
+    /// found ([`MigrationRecord::files_indexed`] says whether a migration's are).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    fn list_files_in(
+        &self,
+        migration: &str,
+        state: FileState,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Versioned<FileRecord>>, StoreError>> + Send;
+
+    /// How many of the migration's files are now in `state`, as [`StatusStore::list_files_in`]
+    /// finds them (DynamoDB: a count of index keys, no record read).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] or [`StoreError::Corrupt`].
+    fn count_files_in(
+        &self,
+        migration: &str,
+        state: FileState,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// True when [`StatusStore::list_files_in`] may not list yet a file that entered its state
+    /// a moment ago (DynamoDB: the index is eventually consistent). The restore worker then
+    /// plans again a little later when a file joined and had to wait, in case another file
+    /// joined at the same moment and each missed the other. False unless said otherwise.
+    fn lists_lag(&self) -> bool {
+        false
+    }
 }
 
 /// Why the status store refused or failed.
@@ -474,6 +511,24 @@ impl<T: StatusStore> StatusStore for std::sync::Arc<T> {
         limit: usize,
     ) -> impl Future<Output = Result<Vec<MigrationRecord>, StoreError>> + Send {
         T::list_migrations(self, after, limit)
+    }
+    fn list_files_in(
+        &self,
+        migration: &str,
+        state: FileState,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Versioned<FileRecord>>, StoreError>> + Send {
+        T::list_files_in(self, migration, state, limit)
+    }
+    fn count_files_in(
+        &self,
+        migration: &str,
+        state: FileState,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        T::count_files_in(self, migration, state)
+    }
+    fn lists_lag(&self) -> bool {
+        T::lists_lag(self)
     }
 }
 

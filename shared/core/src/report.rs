@@ -1,9 +1,19 @@
 //! The status document a DBA reads (`migration-status`, `bakdrop status`): built from the
 //! migration record and its file records only (no SQL Server, no VPC).
+//!
+//! [`read`] keeps the document and what it reads bounded whatever the number of files: counts
+//! per state, and at most [`LISTED`] files per list, the latest (a migration of 10,000 log
+//! backups answers with the 100 last restored and `counts.restored` = 10,000). [`build`] makes
+//! the whole document from every file record, for stores that hold them in memory anyway.
 
 use serde::Serialize;
 
+use crate::ports::{StatusStore, StoreError};
 use crate::status::{BackupKind, FileRecord, FileState, MigrationRecord, MigrationState, Reason};
+
+/// The most files [`read`] lists per list (applied, waiting, rejected, skipped): the latest.
+/// `counts` says how many there are in all.
+pub const LISTED: usize = 100;
 
 /// One migration, as the status function answers.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -17,7 +27,7 @@ pub struct StatusReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub percent_complete: Option<f64>,
     pub counts: Counts,
-    /// Restored files in the order they were applied.
+    /// Restored files in the order they were applied ([`read`]: the latest [`LISTED`]).
     pub applied: Vec<AppliedFile>,
     pub waiting: Vec<FileNote>,
     pub rejected: Vec<FileNote>,
@@ -81,28 +91,174 @@ fn note(f: &FileRecord) -> FileNote {
     }
 }
 
-/// Builds the report. `files` in any order.
+/// What a report needs of a migration's files.
+#[derive(Debug, Clone, Default)]
+struct Files {
+    counts: Counts,
+    /// Restored files (all, or the latest), in any order.
+    restored: Vec<FileRecord>,
+    waiting: Vec<FileRecord>,
+    rejected: Vec<FileRecord>,
+    skipped: Vec<FileRecord>,
+    /// The failed file updated last.
+    last_failed: Option<FileRecord>,
+    /// Restored files by type: full, differential, log.
+    restored_kinds: [u64; 3],
+}
+
+fn kind_index(kind: BackupKind) -> usize {
+    match kind {
+        BackupKind::Full => 0,
+        BackupKind::Differential => 1,
+        BackupKind::Log => 2,
+    }
+}
+
+impl Files {
+    /// From every file record of the migration.
+    fn of(files: &[FileRecord]) -> Files {
+        let mut out = Files::default();
+        for f in files {
+            let counts = &mut out.counts;
+            match f.state {
+                FileState::Received | FileState::Validated | FileState::Queued => {
+                    counts.queued += 1;
+                }
+                FileState::Waiting => counts.waiting += 1,
+                FileState::Restoring => counts.restoring += 1,
+                FileState::Restored => counts.restored += 1,
+                FileState::Skipped => counts.skipped += 1,
+                FileState::Rejected => counts.rejected += 1,
+                FileState::Failed => counts.failed += 1,
+            }
+        }
+        let pick = |state: FileState| -> Vec<FileRecord> {
+            files.iter().filter(|f| f.state == state).cloned().collect()
+        };
+        out.restored = pick(FileState::Restored);
+        for f in &out.restored {
+            if let Some(h) = &f.header {
+                out.restored_kinds[kind_index(h.backup_type)] += 1;
+            }
+        }
+        out.waiting = pick(FileState::Waiting);
+        out.rejected = pick(FileState::Rejected);
+        out.skipped = pick(FileState::Skipped);
+        out.last_failed = files
+            .iter()
+            .filter(|f| f.state == FileState::Failed)
+            .max_by_key(|f| f.updated_at)
+            .cloned();
+        out
+    }
+}
+
+/// The report of `database` from `store`, bounded: counts per state and at most [`LISTED`]
+/// files per list, the latest, read through the store's files-by-state index
+/// ([`StatusStore::list_files_in`]); the restored counts by type come from the migration's
+/// chain. A migration whose files predate the index is read in full, as [`build`] does, its
+/// lists cut to the latest [`LISTED`] likewise. `None` when there is neither a migration nor
+/// a file.
+///
+/// # Errors
+/// [`StoreError`] as the store's.
+pub async fn read<S: StatusStore>(
+    store: &S,
+    database: &str,
+) -> Result<Option<StatusReport>, StoreError> {
+    let migration = store.get_migration(database).await?.map(|v| v.record);
+    let files = match migration.as_ref().filter(|m| m.files_indexed) {
+        Some(m) => Box::pin(indexed_files(store, database, m)).await?,
+        None => {
+            let all: Vec<FileRecord> = store
+                .list_files(database)
+                .await?
+                .into_iter()
+                .map(|v| v.record)
+                .collect();
+            if migration.is_none() && all.is_empty() {
+                return Ok(None);
+            }
+            let mut files = Files::of(&all);
+            for list in [
+                &mut files.restored,
+                &mut files.waiting,
+                &mut files.rejected,
+                &mut files.skipped,
+            ] {
+                list.sort_by_key(|f| std::cmp::Reverse(f.updated_at));
+                list.truncate(LISTED);
+            }
+            files
+        }
+    };
+    Ok(Some(compose(database, migration.as_ref(), files)))
+}
+
+/// What the report needs of an indexed migration's files, read state by state.
+async fn indexed_files<S: StatusStore>(
+    store: &S,
+    database: &str,
+    migration: &MigrationRecord,
+) -> Result<Files, StoreError> {
+    let mut files = Files::default();
+    let c = &mut files.counts;
+    for state in [FileState::Received, FileState::Validated, FileState::Queued] {
+        c.queued += store.count_files_in(database, state).await?;
+    }
+    c.waiting = store.count_files_in(database, FileState::Waiting).await?;
+    c.restoring = store.count_files_in(database, FileState::Restoring).await?;
+    c.skipped = store.count_files_in(database, FileState::Skipped).await?;
+    c.rejected = store.count_files_in(database, FileState::Rejected).await?;
+    c.failed = store.count_files_in(database, FileState::Failed).await?;
+    let applied = &migration.chain.applied;
+    c.restored = usize::try_from(applied.files()).unwrap_or(usize::MAX);
+    files.restored_kinds = [
+        applied.full_files,
+        applied.differential_files,
+        applied.log_files,
+    ];
+    files.restored = latest(store, database, FileState::Restored, LISTED).await?;
+    files.waiting = latest(store, database, FileState::Waiting, LISTED).await?;
+    files.rejected = latest(store, database, FileState::Rejected, LISTED).await?;
+    files.skipped = latest(store, database, FileState::Skipped, LISTED).await?;
+    if files.counts.failed > 0 {
+        files.last_failed = latest(store, database, FileState::Failed, 1)
+            .await?
+            .into_iter()
+            .next();
+    }
+    Ok(files)
+}
+
+/// The latest `limit` files in `state` (one listed a moment before it moved on is left out).
+async fn latest<S: StatusStore>(
+    store: &S,
+    database: &str,
+    state: FileState,
+    limit: usize,
+) -> Result<Vec<FileRecord>, StoreError> {
+    Ok(store
+        .list_files_in(database, state, limit)
+        .await?
+        .into_iter()
+        .map(|v| v.record)
+        .filter(|f| f.state == state)
+        .collect())
+}
+
+/// Builds the whole report from every file record of the migration, in any order.
 pub fn build(
     database: &str,
     migration: Option<&MigrationRecord>,
     files: &[FileRecord],
 ) -> StatusReport {
-    let mut counts = Counts::default();
-    for f in files {
-        match f.state {
-            FileState::Received | FileState::Validated | FileState::Queued => counts.queued += 1,
-            FileState::Waiting => counts.waiting += 1,
-            FileState::Restoring => counts.restoring += 1,
-            FileState::Restored => counts.restored += 1,
-            FileState::Skipped => counts.skipped += 1,
-            FileState::Rejected => counts.rejected += 1,
-            FileState::Failed => counts.failed += 1,
-        }
-    }
-    let mut restored: Vec<&FileRecord> = files
-        .iter()
-        .filter(|f| f.state == FileState::Restored)
-        .collect();
+    compose(database, migration, Files::of(files))
+}
+
+fn compose(database: &str, migration: Option<&MigrationRecord>, files: Files) -> StatusReport {
+    let counts = files.counts.clone();
+    let mut restored: Vec<&FileRecord> = files.restored.iter().collect();
     restored.sort_by_key(|f| (f.restore_finished_at, f.header.as_ref().map(|h| h.last_lsn)));
     let applied: Vec<AppliedFile> = restored
         .iter()
@@ -118,20 +274,10 @@ pub fn build(
             })
         })
         .collect();
-    let pick = |state: FileState| -> Vec<FileNote> {
-        files
-            .iter()
-            .filter(|f| f.state == state)
-            .map(note)
-            .collect()
-    };
-    let last_error = migration.and_then(|m| m.reason.clone()).or_else(|| {
-        files
-            .iter()
-            .filter(|f| f.state == FileState::Failed)
-            .max_by_key(|f| f.updated_at)
-            .and_then(|f| f.reason.clone())
-    });
+    let notes = |list: &[FileRecord]| -> Vec<FileNote> { list.iter().map(note).collect() };
+    let last_error = migration
+        .and_then(|m| m.reason.clone())
+        .or_else(|| files.last_failed.as_ref().and_then(|f| f.reason.clone()));
     let state = migration.map(|m| m.state);
     let in_flight = counts.queued + counts.waiting + counts.restoring;
     let mut actions = Vec::new();
@@ -150,12 +296,7 @@ pub fn build(
     {
         actions.push("reset");
     }
-    let kinds = |k: BackupKind| {
-        restored
-            .iter()
-            .filter(|f| f.header.as_ref().is_some_and(|h| h.backup_type == k))
-            .count()
-    };
+    let kinds = |k: BackupKind| files.restored_kinds[kind_index(k)];
     let last = applied.last();
     let mut summary = match state {
         None => format!(
@@ -225,9 +366,9 @@ pub fn build(
             .and_then(|f| f.percent_complete),
         counts,
         applied,
-        waiting: pick(FileState::Waiting),
-        rejected: pick(FileState::Rejected),
-        skipped: pick(FileState::Skipped),
+        waiting: notes(&files.waiting),
+        rejected: notes(&files.rejected),
+        skipped: notes(&files.skipped),
         last_error,
         actions,
     }

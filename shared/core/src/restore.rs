@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 
 use crate::job::QueueMessage;
 use crate::names::DatabaseName;
-use crate::plan::{self, Candidate, ChainState, Decision, Step};
+use crate::plan::{self, Candidate, Decision, Step};
 use crate::ports::{
     JobQueue, ObjectReader, QueueError, ReadError, RestoreTarget, StatusStore, StoreError,
     TargetError, TaskId, TaskStatus,
@@ -39,6 +39,9 @@ use crate::status::{
 };
 use crate::tsql::{Dialect, RestoreRequest};
 use crate::version::{SqlServerRelease, VersionPolicy};
+
+/// The states of the files the planner decides on.
+const TO_PLAN: [FileState; 2] = [FileState::Queued, FileState::Waiting];
 
 /// How long a submitter owns an in-flight claim before another delivery may resolve it.
 pub const SUBMIT_CLAIM: time::Duration = time::Duration::minutes(5);
@@ -301,7 +304,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                     })
                     .await?;
                 }
-                Box::pin(self.advance(&job.migration, attempt, now)).await
+                Box::pin(self.advance_with(&job.migration, Some(&job.file_id), attempt, now)).await
             }
             // Boxed: planning, submitting and polling make large futures; the handler's stays small.
             QueueMessage::Advance { migration } => {
@@ -352,6 +355,18 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     async fn advance(
         &self,
         name: &str,
+        attempt: Attempt<'_>,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        self.advance_with(name, None, attempt, now).await
+    }
+
+    /// Plans and, when a step is due, submits it; `joined` is the file that has just joined the
+    /// candidates (read directly: the store's files-by-state index may not list it yet).
+    async fn advance_with(
+        &self,
+        name: &str,
+        joined: Option<&str>,
         attempt: Attempt<'_>,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
@@ -457,10 +472,14 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 });
             }
 
-            let files = self.store.list_files(name).await?;
+            // Only the files still to plan (not every file the migration restored).
+            let mut files =
+                crate::files::in_states(&self.store, name, Some(&migration), &TO_PLAN).await?;
+            if let Some(id) = joined.filter(|id| !files.iter().any(|f| f.record.file_id == *id)) {
+                files.extend(crate::files::if_in(&self.store, name, id, &TO_PLAN).await?);
+            }
             let candidates: Vec<Candidate> = files
                 .iter()
-                .filter(|f| matches!(f.record.state, FileState::Queued | FileState::Waiting))
                 .filter_map(|f| {
                     f.record.header.clone().map(|header| Candidate {
                         file_id: f.record.file_id.clone(),
@@ -478,7 +497,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                         self.update_file(name, &d.file_id, now, |f| {
                             let changed = f.state != FileState::Waiting
                                 || f.reason.as_ref().map(|r| &r.message) != Some(&text);
-                            changed.then(|| {
+                            (changed && TO_PLAN.contains(&f.state)).then(|| {
                                 f.state = FileState::Waiting;
                                 f.reason = Some(Reason::new("Waiting", text.clone()));
                             })
@@ -488,10 +507,11 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                     Decision::Skip { reason } => {
                         let text = reason.to_string();
                         self.update_file(name, &d.file_id, now, |f| {
-                            f.state = FileState::Skipped;
-                            f.reason = Some(Reason::new("Skipped", text.clone()));
-                            f.restore_finished_at = Some(now);
-                            Some(())
+                            TO_PLAN.contains(&f.state).then(|| {
+                                f.state = FileState::Skipped;
+                                f.reason = Some(Reason::new("Skipped", text.clone()));
+                                f.restore_finished_at = Some(now);
+                            })
                         })
                         .await?;
                     }
@@ -504,7 +524,24 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 }
             }
             let Some(step) = planned.next else {
-                let synced = migration.chain != ChainState::default();
+                let waits = planned
+                    .decisions
+                    .iter()
+                    .any(|d| matches!(d.decision, Decision::Wait { .. }));
+                if joined.is_some() && waits && migration.files_indexed && self.store.lists_lag() {
+                    // A file that joined at the same moment (the other stripe of a set, the
+                    // log that fills a gap) may not be listed by the index yet, and its own
+                    // advance may miss this one: plan again once the index has caught up.
+                    self.queue
+                        .send(
+                            &QueueMessage::Advance {
+                                migration: name.to_owned(),
+                            },
+                            self.config.poll_interval,
+                        )
+                        .await?;
+                }
+                let synced = !migration.chain.is_empty();
                 if synced && migration.state != MigrationState::Synchronizing {
                     migration.state = MigrationState::Synchronizing;
                     migration.updated_at = now;
@@ -520,7 +557,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 });
             };
 
-            if migration.chain == ChainState::default() {
+            if migration.chain.is_empty() {
                 let checked = match self.preconditions(name, &candidates, &step).await {
                     Err(WorkError::Target(TargetError::NotReady(not_ready)))
                         if !not_ready.is_permanent() =>
@@ -2325,7 +2362,7 @@ mod tests {
         assert_eq!(
             (
                 fresh.generation,
-                fresh.chain.steps.len(),
+                fresh.chain.applied.steps,
                 fresh.in_flight.is_none()
             ),
             (1, 0, true)
@@ -2662,5 +2699,128 @@ mod tests {
             assert!(again.len() <= 128, "{again}: {}", again.len());
         }
         assert_ne!(task_name("Sales", 1, &step), task_name("Sales", 2, &step));
+    }
+
+    /// A striped log set of `count` files restored onto a chain with its full restored, in a
+    /// store whose files-by-state index lags: stripe `sequence` arrives (Queued).
+    fn stripe_file(sequence: u32, count: u32, now: OffsetDateTime) -> FileRecord {
+        let lsn = |n: u32| crate::Lsn::from_parts(n, 0, 1);
+        let object = ObjectRef {
+            bucket: "b".into(),
+            key: format!("Striped/log_{sequence}of{count}.trn"),
+            version_id: None,
+            etag: Some("e".into()),
+            size: 1,
+        };
+        FileRecord {
+            migration: "Striped".into(),
+            file_id: object.file_id(),
+            object,
+            state: FileState::Queued,
+            reason: None,
+            header: Some(crate::status::HeaderSummary {
+                backup_type: crate::status::BackupKind::Log,
+                copy_only: None,
+                source_database: "Striped".into(),
+                server_name: "S".into(),
+                software_version: "16.0.4135".into(),
+                database_version: 957,
+                compressed: false,
+                has_checksums: false,
+                tail_log: Some(false),
+                first_lsn: lsn(10),
+                last_lsn: lsn(20),
+                checkpoint_lsn: lsn(10),
+                database_backup_lsn: lsn(5),
+                differential_base_lsn: None,
+                differential_base_guid: None,
+                backup_set_guid: uuid::Uuid::from_u128(2),
+                family_guid: uuid::Uuid::from_u128(9),
+                recovery_fork_id: uuid::Uuid::from_u128(8),
+                family_count: count,
+                family_sequence: sequence,
+                backup_start_date: None,
+                backup_finish_date: None,
+                backup_size: None,
+                files: Vec::new(),
+            }),
+            claim: None,
+            restore_started_at: None,
+            restore_finished_at: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn stripes_that_join_at_once_and_miss_each_other_in_a_lagging_index_are_restored_once_it_caught_up(
+    ) {
+        let p = pipeline("2022");
+        let now = p.now();
+        let mut migration = MigrationRecord::new("Striped", now);
+        migration.state = MigrationState::Synchronizing;
+        migration.chain.apply_on_fork(
+            &Step {
+                kind: crate::status::BackupKind::Full,
+                files: vec!["b/Striped/full.bak#etag=e".into()],
+                backup_set_guid: uuid::Uuid::from_u128(1),
+                first_lsn: crate::Lsn::from_parts(5, 0, 1),
+                last_lsn: crate::Lsn::from_parts(10, 0, 1),
+            },
+            uuid::Uuid::from_u128(8),
+        );
+        block_on(p.store.put_migration(&migration, None)).expect("stored");
+        // The index has not caught up with either stripe when their jobs arrive.
+        p.store.freeze_lists();
+        let stripes = [stripe_file(1, 2, now), stripe_file(2, 2, now)];
+        for (i, stripe) in stripes.iter().enumerate() {
+            p.objects.put("b", &stripe.object.key, vec![0]);
+            block_on(p.store.put_file(stripe, None)).expect("queued");
+            let job = QueueMessage::Restore(Box::new(crate::job::RestoreJob {
+                migration: "Striped".into(),
+                file_id: stripe.file_id.clone(),
+                object: stripe.object.clone(),
+                header: stripe.header.clone().expect("header"),
+            }));
+            let id = format!("job{i}");
+            let outcome =
+                block_on(p.worker.handle(&job, attempt(&id, &id), p.now())).expect("handled");
+            assert!(matches!(outcome, WorkOutcome::Idle { .. }), "{outcome:?}");
+        }
+        assert!(
+            p.target.submitted().is_empty(),
+            "each saw only its own stripe"
+        );
+        let again = p.queue.drain_sent();
+        assert_eq!(again.len(), 2, "{again:?}");
+        assert!(again.iter().all(|(m, delay)| {
+            matches!(m, QueueMessage::Advance { .. }) && *delay == p.worker.config.poll_interval
+        }));
+        // The index caught up: the next advance sees both stripes and restores the set.
+        p.store.thaw_lists();
+        let outcome =
+            block_on(p.worker.handle(&again[0].0, attempt("a", "a"), p.now())).expect("handled");
+        assert!(
+            matches!(outcome, WorkOutcome::Submitted { .. }),
+            "{outcome:?}"
+        );
+        p.run_to_quiet();
+        assert_eq!(p.target.submitted().len(), 1);
+        assert!(p
+            .file_states("Striped")
+            .iter()
+            .all(|(_, s)| *s == FileState::Restored));
+        // With an index that keeps up (the default), no second look is queued.
+        let q = pipeline("2022");
+        block_on(q.store.put_migration(&migration, None)).expect("stored");
+        block_on(q.store.put_file(&stripes[0], None)).expect("queued");
+        let job = QueueMessage::Restore(Box::new(crate::job::RestoreJob {
+            migration: "Striped".into(),
+            file_id: stripes[0].file_id.clone(),
+            object: stripes[0].object.clone(),
+            header: stripes[0].header.clone().expect("header"),
+        }));
+        block_on(q.worker.handle(&job, attempt("j", "j"), q.now())).expect("handled");
+        assert!(q.queue.drain_sent().is_empty());
     }
 }

@@ -70,6 +70,28 @@ pub enum FileState {
 }
 
 impl FileState {
+    /// Every state, in the order of the pipeline.
+    pub const ALL: [FileState; 9] = [
+        FileState::Received,
+        FileState::Validated,
+        FileState::Queued,
+        FileState::Waiting,
+        FileState::Restoring,
+        FileState::Restored,
+        FileState::Skipped,
+        FileState::Rejected,
+        FileState::Failed,
+    ];
+
+    /// The states of a file still in play: not yet restored, skipped, rejected or failed.
+    pub const IN_PLAY: [FileState; 5] = [
+        FileState::Received,
+        FileState::Validated,
+        FileState::Queued,
+        FileState::Waiting,
+        FileState::Restoring,
+    ];
+
     /// True once validation is over for this file (it was queued or rejected, or went further).
     pub fn validation_done(self) -> bool {
         !matches!(self, FileState::Received | FileState::Validated)
@@ -315,6 +337,11 @@ pub struct MigrationRecord {
     /// The highest RDS task id this generation recorded (the next generation's floor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub highest_task: Option<i64>,
+    /// Every file record of this migration was written with the store's files-by-state index
+    /// ([`crate::ports::StatusStore::list_files_in`]): true for migrations created since the
+    /// store keeps it; those from before read their files in full ([`crate::files`]).
+    #[serde(default)]
+    pub files_indexed: bool,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -343,6 +370,7 @@ impl MigrationRecord {
             generation: 0,
             task_floor: None,
             highest_task: None,
+            files_indexed: true,
             created_at: now,
             updated_at: now,
         }

@@ -506,7 +506,8 @@ fn recording_a_step_twice_records_it_once() {
     let step = full_step(1, 100, 110);
     state.apply(&step);
     state.apply(&step);
-    assert_eq!(state.steps.len(), 1);
+    assert_eq!(state.applied.steps, 1);
+    assert_eq!(state.recent, [step]);
     assert_eq!(state.full_backup_set_guid, Some(guid(1)));
     assert_eq!(state.last_lsn, Some(lsn(110)));
 }
@@ -631,4 +632,189 @@ fn an_empty_stored_chain_reads_as_nothing_restored() {
     assert_eq!(state, ChainState::default());
     let legacy: ChainState = serde_json::from_str(r#"{"steps":[]}"#).expect("reads");
     assert_eq!(legacy, ChainState::default());
+}
+
+/// A full, then `logs` logs of one file each: log `i` (set 100 + i) covers LSN
+/// 110 + 10·i up to 120 + 10·i.
+fn long_chain(logs: u64) -> ChainState {
+    let mut state = applied(&[&full_step(1, 100, 110)]);
+    for i in 0..logs {
+        state.apply(&step_of(
+            BackupKind::Log,
+            100 + u128::from(i),
+            110 + 10 * i,
+            120 + 10 * i,
+        ));
+    }
+    state
+}
+
+#[test]
+fn the_chain_state_keeps_its_size_whatever_the_number_of_restores() {
+    let thousand = serde_json::to_string(&long_chain(1_000)).expect("json");
+    let state = long_chain(10_000);
+    let json = serde_json::to_string(&state).expect("json");
+    assert_eq!(state.recent.len(), RECENT_STEPS);
+    // Ten times the restores: only the numbers in it grew (a digit or so per LSN).
+    assert!(
+        json.len() < thousand.len() + 3 * RECENT_STEPS + 64,
+        "{} bytes, {} for 1,000",
+        json.len(),
+        thousand.len()
+    );
+    assert!(json.len() < 8 * 1024, "{} bytes", json.len());
+    assert_eq!(state.applied.steps, 10_001);
+    assert_eq!(
+        (state.applied.full_files, state.applied.log_files),
+        (1, 10_000)
+    );
+    assert_eq!(state.last_lsn, Some(lsn(120 + 10 * 9_999)));
+    assert_eq!(state.full_backup_set_guid, Some(guid(1)));
+    // The newest step no longer kept ended at the first LSN of the oldest one kept.
+    assert_eq!(
+        state.forgotten_reach,
+        state.recent.first().map(|s| s.first_lsn)
+    );
+    let round_trip: ChainState = serde_json::from_str(&json).expect("parses");
+    assert_eq!(round_trip, state);
+}
+
+#[test]
+fn the_window_of_latest_steps_is_bounded_in_bytes_but_always_keeps_the_last_step() {
+    let mut state = applied(&[&full_step(1, 100, 110)]);
+    let mut big = step_of(BackupKind::Log, 2, 110, 120);
+    big.files = (0..64).map(|i| format!("{i:0>700}")).collect();
+    state.apply(&big);
+    assert_eq!(state.recent, [big.clone()], "the full went: {state:?}");
+    assert_eq!(state.forgotten_reach, Some(lsn(110)));
+    state.apply(&step_of(BackupKind::Log, 3, 120, 130));
+    assert_eq!(state.recent.len(), 1);
+    assert_eq!(state.last_step().map(|s| s.backup_set_guid), Some(guid(3)));
+    assert_eq!(state.forgotten_reach, Some(lsn(120)));
+}
+
+#[test]
+fn a_chain_state_written_with_every_step_reads_into_the_bounded_shape() {
+    let mut steps = vec![
+        full_step(1, 100, 110),
+        step_of(BackupKind::Differential, 2, 105, 150),
+    ];
+    for i in 0..40u64 {
+        steps.push(step_of(
+            BackupKind::Log,
+            10 + u128::from(i),
+            150 + 10 * i,
+            160 + 10 * i,
+        ));
+    }
+    // The shape records had before: every step in `steps`, no counts.
+    let old = serde_json::json!({
+        "full_backup_set_guid": guid(1),
+        "differential_backup_set_guid": guid(2),
+        "last_lsn": lsn(160 + 10 * 39),
+        "recovery_fork_id": FORK,
+        "steps": steps,
+    });
+    let state: ChainState = serde_json::from_value(old).expect("old shape parses");
+    let mut expected = ChainState::default();
+    for s in &steps {
+        expected.apply_on_fork(s, FORK);
+    }
+    assert_eq!(state, expected);
+    assert_eq!(state.applied.steps, 42);
+    assert_eq!(state.differential_backup_set_guid, Some(guid(2)));
+    assert_eq!(state.recent.len(), RECENT_STEPS);
+    assert!(!serde_json::to_string(&state)
+        .expect("json")
+        .contains("\"steps\":["));
+    // Nothing restored, in the old shape too.
+    let empty: ChainState = serde_json::from_str("{\"steps\":[]}").expect("parses");
+    assert!(empty.is_empty());
+}
+
+#[test]
+fn a_log_restored_long_ago_and_uploaded_again_is_skipped_as_covered_never_restored_twice() {
+    let state = long_chain(500);
+    assert!(!state.has_restored(guid(103)), "no longer kept by GUID");
+    let again = log("log3-again", 103, 140, 150);
+    let next = log("log500", 600, 110 + 10 * 500, 120 + 10 * 500);
+    let p = plan(&state, &[again.clone(), next]);
+    assert_eq!(
+        p.next.as_ref().map(|s| s.files.clone()),
+        Some(vec!["log500".to_owned()])
+    );
+    assert_eq!(
+        skip(&p, "log3-again"),
+        SkipReason::Covered {
+            last_lsn: lsn(150),
+            restored_to: lsn(120 + 10 * 499),
+        }
+    );
+    // Even as a damaged stripe set (its two files disagree): behind the chain, it is skipped.
+    let mut odd = stripe(again.clone(), 1, 2);
+    odd.header.first_lsn = lsn(141);
+    let p = plan(&state, &[stripe(again, 2, 2), odd]);
+    assert!(p.next.is_none());
+    assert!(p
+        .decisions
+        .iter()
+        .all(|d| matches!(d.decision, Decision::Skip { .. })));
+    // A log still kept by GUID says so.
+    let recent = log("log499-again", 599, 110 + 10 * 499, 120 + 10 * 499);
+    let p = plan(&state, &[recent]);
+    assert_eq!(
+        skip(&p, "log499-again"),
+        SkipReason::AlreadyRestored {
+            backup_set_guid: guid(599),
+        }
+    );
+}
+
+#[test]
+fn a_differential_restored_long_ago_and_uploaded_again_is_skipped_as_covered() {
+    let mut state = applied(&[
+        &full_step(1, 100, 110),
+        &step_of(BackupKind::Differential, 2, 105, 150),
+        &step_of(BackupKind::Differential, 3, 105, 160),
+    ]);
+    for i in 0..100u64 {
+        state.apply(&step_of(
+            BackupKind::Log,
+            100 + u128::from(i),
+            160 + 10 * i,
+            170 + 10 * i,
+        ));
+    }
+    let p = plan(
+        &state,
+        &[
+            diff("diff2-again", 2, 1, 105, 150),
+            diff("diff3-again", 3, 1, 105, 160),
+            // Of another full: never restored, decided as always.
+            diff("other", 9, 8, 105, 150),
+        ],
+    );
+    assert!(p.next.is_none());
+    assert!(matches!(
+        skip(&p, "diff2-again"),
+        SkipReason::Covered { .. }
+    ));
+    assert_eq!(
+        skip(&p, "diff3-again"),
+        SkipReason::AlreadyRestored {
+            backup_set_guid: guid(3),
+        }
+    );
+    assert!(matches!(
+        skip(&p, "other"),
+        SkipReason::DifferentialOfAnotherFull { .. }
+    ));
+}
+
+#[test]
+fn recording_a_step_from_before_the_window_again_changes_nothing() {
+    let mut state = long_chain(100);
+    let before = state.clone();
+    state.apply(&step_of(BackupKind::Log, 103, 140, 150));
+    assert_eq!(state, before);
 }
