@@ -75,7 +75,7 @@ test_server() {
   say "the test server: SQL Server 2016 emulated, bakdrop run against it, complete there"
   local copy="$work/COPY" out port
   cp -rL tests/fixtures/dropzone "$copy"
-  "$root/target/debug/tds-test-server" --native --version 2016 --port 0 --restore-secs 1 \
+  "$root/target/debug/tds-test-server" --native --version 2016 --restore-secs 1 \
     >"$work/tds.out" 2>&1 &
   pids+=($!)
   for _ in $(seq 50); do [ -s "$work/tds.out" ] && break; sleep 0.1; done
@@ -103,8 +103,13 @@ lambda() {
   source .local/moto.env
   export PATH="$venv/bin:$PATH"
   local out
+  # As on a fresh endpoint: what an earlier run of this flow made goes first.
+  aws --endpoint-url "$AWS_ENDPOINT_URL" s3 rb --force s3://bakdrop-uploads-example >/dev/null 2>&1 || true
+  aws --endpoint-url "$AWS_ENDPOINT_URL" dynamodb delete-table --table-name bakdrop-local >/dev/null 2>&1 || true
+  aws --endpoint-url "$AWS_ENDPOINT_URL" sqs delete-queue \
+    --queue-url "$AWS_ENDPOINT_URL/123456789012/restore" >/dev/null 2>&1 || true
   aws --endpoint-url "$AWS_ENDPOINT_URL" s3 mb s3://bakdrop-uploads-example
-  aws --endpoint-url "$AWS_ENDPOINT_URL" s3 cp tests/fixtures/bak/sql2016_full_RestoreTimeClean.bak \
+  aws --endpoint-url "$AWS_ENDPOINT_URL" s3 cp --only-show-errors tests/fixtures/bak/sql2016_full_RestoreTimeClean.bak \
     s3://bakdrop-uploads-example/migrations/RestoreTimeClean/sql2016_full_RestoreTimeClean.bak
   aws --endpoint-url "$AWS_ENDPOINT_URL" dynamodb create-table --table-name bakdrop-local \
     --cli-input-json file://infra/events/status-table.json >/dev/null

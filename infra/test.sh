@@ -55,6 +55,9 @@ step "cfn-lint template.yaml"
 # cfn-lint comes with the pinned moto server (infra/constraints.txt).
 "$root/.venv-infra/bin/cfn-lint" template.yaml
 
+step "the README's flows as written (infra/readme-flows.sh: one machine, the test server, cargo-lambda with the AWS CLI, sam validate)"
+infra/readme-flows.sh all
+
 step "benchmarks: smoke run (infra/bench.sh smoke; the figures are in BENCHMARKS.md)"
 infra/bench.sh smoke
 

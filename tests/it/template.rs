@@ -397,3 +397,21 @@ fn the_rds_restore_role_is_trusted_only_from_this_account() {
         }
     }
 }
+
+/// The table the README's local flow creates (infra/events/status-table.json, for `aws dynamodb
+/// create-table --cli-input-json`) is the stack's: same keys, attributes and indexes.
+#[test]
+fn the_local_flows_status_table_is_the_stacks() {
+    let t = template();
+    let table = &t["Resources"]["StatusTable"]["Properties"];
+    let local: Value = serde_json::from_str(include_str!("../../infra/events/status-table.json"))
+        .expect("status-table.json");
+    for field in [
+        "AttributeDefinitions",
+        "KeySchema",
+        "BillingMode",
+        "GlobalSecondaryIndexes",
+    ] {
+        assert_eq!(local[field], table[field], "{field}");
+    }
+}

@@ -204,6 +204,50 @@ mod tests {
         assert_eq!(answer["actions"], json!(["cancel"]));
     }
 
+    /// Words and counts agree: a queued file is counted and named as queued, and a migration
+    /// whose full backup is accepted does not read as awaiting it.
+    #[tokio::test]
+    async fn the_summary_counts_what_the_counts_count() {
+        let store = store_with_failed_migration().await;
+        let mut awaiting = MigrationRecord::new("Fresh", now());
+        awaiting.state = MigrationState::AwaitingFull;
+        store.put_migration(&awaiting, None).await.expect("stored");
+        let mut queued = store
+            .list_files("Sales DB")
+            .await
+            .expect("files")
+            .remove(0)
+            .record;
+        queued.migration = "Fresh".into();
+        queued.state = FileState::Queued;
+        queued.reason = None;
+        store.put_file(&queued, None).await.expect("stored");
+        let answer = handle(&store, json!({"database": "Fresh"}))
+            .await
+            .expect("answer");
+        assert_eq!(answer["counts"]["queued"], 1);
+        assert_eq!(answer["counts"]["waiting"], 0);
+        assert_eq!(
+            answer["summary"],
+            "Awaiting the full backup (1 queued, 0 waiting for it)"
+        );
+        let Some(mut m) = store.get_migration("Fresh").await.expect("read") else {
+            panic!("no migration");
+        };
+        m.record.full_backup_set_guid = Some(Default::default());
+        store
+            .put_migration(&m.record, Some(m.version))
+            .await
+            .expect("stored");
+        let answer = handle(&store, json!({"database": "Fresh"}))
+            .await
+            .expect("answer");
+        assert_eq!(
+            answer["summary"],
+            "Full backup accepted; its restore starts shortly (1 queued, 0 waiting)"
+        );
+    }
+
     #[tokio::test]
     async fn an_unknown_database_is_a_clear_not_found() {
         let store = MemoryStore::default();

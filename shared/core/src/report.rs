@@ -321,9 +321,18 @@ fn compose(database: &str, migration: Option<&MigrationRecord>, files: Files) ->
             ),
             None => "Completing: bringing the database online".to_owned(),
         },
+        // Words and counts agree: queued files are queued, waiting ones wait.
+        Some(MigrationState::AwaitingFull)
+            if migration.is_some_and(|m| m.full_backup_set_guid.is_some()) =>
+        {
+            format!(
+                "Full backup accepted; its restore starts shortly ({} queued, {} waiting)",
+                counts.queued, counts.waiting
+            )
+        }
         Some(MigrationState::AwaitingFull) => format!(
-            "Awaiting the full backup ({} file(s) waiting)",
-            counts.waiting + counts.queued
+            "Awaiting the full backup ({} queued, {} waiting for it)",
+            counts.queued, counts.waiting
         ),
         Some(s) => {
             let mut line = format!(
