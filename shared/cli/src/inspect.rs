@@ -10,7 +10,7 @@ use bakdrop_core::summary::{check_file, parse_reason};
 use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 use serde_json::json;
 
-use crate::local::read_head_tail;
+use crate::local::PathReader;
 use crate::out::Shown;
 
 /// Inspects every path; exit status 0 when every file is usable, 1 otherwise.
@@ -49,6 +49,9 @@ pub fn run(
 
 struct Report {
     size: u64,
+    /// Bytes read from the file (head and tail ranges, as validation reads an upload).
+    bytes_read: u64,
+    reads: u32,
     parsed: Result<BackupFile, backup::ParseError>,
     /// `Ok` when bakdrop would take the file, else the reason.
     verdict: Result<(), String>,
@@ -59,8 +62,17 @@ fn inspect_one(
     target: Option<SqlServerRelease>,
     policy: VersionPolicy,
 ) -> anyhow::Result<Report> {
-    let bytes = read_head_tail(path)?;
-    let parsed = backup::parse(&bytes.head, bytes.tail.as_deref(), bytes.size);
+    let reader = PathReader {
+        path: path.to_owned(),
+    };
+    let object = reader.object()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .context("starting the async runtime")?;
+    let read = runtime
+        .block_on(bakdrop_core::validate::read_backup(&reader, &object))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let parsed = read.parsed;
     let verdict = match &parsed {
         Err(e) => Err(parse_reason(e).to_string()),
         Ok(file) => check_file(file)
@@ -73,7 +85,9 @@ fn inspect_one(
             }),
     };
     Ok(Report {
-        size: bytes.size,
+        size: object.size,
+        bytes_read: read.bytes_read,
+        reads: read.reads,
         parsed,
         verdict,
     })
@@ -84,6 +98,8 @@ impl Report {
         json!({
             "path": path.display().to_string(),
             "size": self.size,
+            "bytes_read": self.bytes_read,
+            "reads": self.reads,
             "usable": self.verdict.is_ok(),
             "reason": self.verdict.as_ref().err(),
             "backup": self.parsed.as_ref().ok(),

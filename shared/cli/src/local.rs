@@ -43,6 +43,56 @@ pub fn read_head_tail(path: &Path) -> anyhow::Result<HeadTail> {
     Ok(HeadTail { head, tail, size })
 }
 
+/// One file on this machine as an object store of one object: [`bakdrop_core::validate::read_backup`]
+/// reads it as validation reads an S3 object (ranged reads, counted by the caller).
+#[derive(Debug, Clone)]
+pub struct PathReader {
+    pub path: PathBuf,
+}
+
+impl PathReader {
+    /// The object standing for the file (its size read now).
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn object(&self) -> anyhow::Result<ObjectRef> {
+        let size = std::fs::metadata(&self.path)
+            .with_context(|| format!("cannot stat {}", self.path.display()))?
+            .len();
+        Ok(ObjectRef {
+            bucket: String::new(),
+            key: self.path.display().to_string(),
+            version_id: None,
+            etag: None,
+            size,
+        })
+    }
+}
+
+impl ObjectReader for PathReader {
+    async fn check_current(&self, _object: &ObjectRef) -> Result<(), ReadError> {
+        Ok(())
+    }
+
+    async fn read(&self, object: &ObjectRef, range: ByteRange) -> Result<Vec<u8>, ReadError> {
+        let mut file = File::open(&self.path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ReadError::NotFound(object.to_string()),
+            _ => unavailable(e),
+        })?;
+        let size = file.metadata().map_err(unavailable)?.len();
+        let (start, len) = match range {
+            ByteRange::Head(n) => (0, n.min(size)),
+            ByteRange::Tail(n) => (size - n.min(size), n.min(size)),
+        };
+        file.seek(SeekFrom::Start(start)).map_err(unavailable)?;
+        let mut bytes = Vec::new();
+        file.take(len)
+            .read_to_end(&mut bytes)
+            .map_err(unavailable)?;
+        Ok(bytes)
+    }
+}
+
 /// What is under some paths: the files to read, and the entries that cannot be read as files,
 /// each with why (a link to nothing, a link to a folder, a special file).
 #[derive(Debug, Default)]

@@ -842,3 +842,36 @@ fn native_plans_move_every_file_and_verify_checksums_only_where_the_backup_has_t
     );
     assert!(a.iter().all(|p| !b.contains(p)), "{a:?} vs {b:?}");
 }
+
+/// `inspect --json` says how many bytes it read per file: validation's reads (the first 64 KiB
+/// and the last 64 KiB), also for compressed backups, whose header blocks are in their first
+/// chunks.
+#[test]
+fn inspect_reports_the_bytes_it_read_per_file() {
+    let compressed = [
+        "sql2014_compressed_full_1set_SharePoint_Config.bak",
+        "sql2014_compressed_full_2sets_SharePoint_Config.bak",
+        "sql2022_compressed_full_Library.bak",
+        "sql2016_full_RestoreTimeClean.bak",
+    ];
+    let paths: Vec<String> = compressed
+        .iter()
+        .map(|n| format!("{FIXTURES}/{n}"))
+        .collect();
+    let mut args = vec!["inspect", "--json"];
+    args.extend(paths.iter().map(String::as_str));
+    let out = bakdrop(&args);
+    let inspected = json(&out);
+    for (name, report) in compressed
+        .iter()
+        .zip(inspected.as_array().expect("reports"))
+    {
+        let read = report["bytes_read"].as_u64().expect("bytes_read");
+        assert_eq!(read, 128 << 10, "{name}: {report}");
+        assert_eq!(report["reads"].as_u64(), Some(2), "{name}");
+        assert!(
+            report["backup"]["sets"][0]["database_name"].is_string(),
+            "{name}: {report}"
+        );
+    }
+}

@@ -149,16 +149,24 @@ pub fn parse(head: &[u8], tail: Option<&[u8]>, total_size: u64) -> Result<Backup
     )
 }
 
-/// `MSSQLBAK`: decompress what the head and tail hold, then read the MTF stream inside.
+/// `MSSQLBAK`: decompress the head's chunks until the header blocks are read (and the tail's),
+/// then read the MTF stream inside.
+///
+/// Only the chunks whose output the walk of the header blocks reaches are decoded: the result
+/// is the one decoding every whole chunk of the head would give, at a fraction of the work (the
+/// header blocks are in the first few KiB of the stream; a head of 1 MiB decodes to up to
+/// 4 MiB). Without a tail and with a head that is the whole object, the whole stream is decoded
+/// (its end is read from it).
 fn parse_compressed(
     head: &[u8],
     tail: Option<&[u8]>,
     total_size: u64,
 ) -> Result<BackupFile, ParseError> {
     let whole = head.len() as u64 == total_size;
-    let mtf = compressed::decompress_head(head, DECOMPRESSED_LIMIT)?;
-    if !mtf.starts_with(b"TAPE") {
-        if mtf.len() < 4 {
+    let mut stream = compressed::HeadStream::new(head, DECOMPRESSED_LIMIT)?;
+    stream.extend_to(if whole { usize::MAX } else { 4 })?;
+    if !stream.bytes().starts_with(b"TAPE") {
+        if stream.bytes().len() < 4 {
             return Err(compressed_short(head.len(), whole, total_size));
         }
         return Err(ParseError::Damaged {
@@ -166,12 +174,25 @@ fn parse_compressed(
             offset: 0,
         });
     }
-    let info = read_head(&mtf).map_err(|f| match f {
+    // Walk, decode as far as the walk stopped, walk again: the walk's result on a prefix that
+    // covers every byte it read is its result on the whole stream.
+    let walked = loop {
+        let needed = match read_head(stream.bytes()) {
+            Ok(info) => match info.stopped_short_at {
+                Some(needed) if stream.can_reach(needed) => needed,
+                _ => break Ok(info),
+            },
+            Err(Fault::Short { needed }) if stream.can_reach(needed) => needed,
+            Err(f) => break Err(f),
+        };
+        stream.extend_to(usize::try_from(needed).unwrap_or(usize::MAX))?;
+    };
+    let info = walked.map_err(|f| match f {
         Fault::Short { .. } => compressed_short(head.len(), whole, total_size),
         Fault::Damaged { what, offset } => ParseError::Damaged { what, offset },
     })?;
     let tail_info = if whole {
-        Some(scan_tail(&mtf, 0, true)?)
+        Some(scan_tail(stream.bytes(), 0, true)?)
     } else if let Some(tail) = tail {
         match compressed::decompress_tail(tail, total_size, DECOMPRESSED_LIMIT)? {
             Some(bytes) => Some(scan_tail(&bytes, 0, false)?),
@@ -210,7 +231,9 @@ fn short_head(f: Fault, have: usize, whole: bool, total_size: u64) -> ParseError
     }
 }
 
-/// A compressed head that decompressed to too little MTF: ask for the full head limit.
+/// A compressed head that decompressed to too little MTF: ask for four times as much (where
+/// the header blocks end in the compressed bytes cannot be known before they are decoded), up
+/// to the head limit.
 fn compressed_short(have: usize, whole: bool, total_size: u64) -> ParseError {
     if whole {
         ParseError::Truncated
@@ -220,7 +243,7 @@ fn compressed_short(have: usize, whole: bool, total_size: u64) -> ParseError {
             offset: HEAD_LIMIT as u64,
         }
     } else {
-        need_more(HEAD_LIMIT as u64, total_size)
+        need_more(have.saturating_mul(4).min(HEAD_LIMIT) as u64, total_size)
     }
 }
 
@@ -239,6 +262,9 @@ struct HeadInfo {
     sets: Vec<RawSet>,
     /// True when the head held more sets than [`MAX_SETS`].
     too_many_sets: bool,
+    /// Where the walk stopped for want of bytes, having read a set's metadata: the stream
+    /// offset it would have needed to go on.
+    stopped_short_at: Option<u64>,
 }
 
 /// Walks the block chain of the head.
@@ -252,6 +278,7 @@ fn read_head(data: &[u8]) -> Result<HeadInfo, Fault> {
         tape,
         sets: Vec::new(),
         too_many_sets: false,
+        stopped_short_at: None,
     };
     let mut current: Option<RawSet> = None;
     let mut off = tape_block.end;
@@ -270,7 +297,10 @@ fn read_head(data: &[u8]) -> Result<HeadInfo, Fault> {
                 ))
             }
             Ok(None) => break,
-            Err(Fault::Short { .. }) if complete => break,
+            Err(Fault::Short { needed }) if complete => {
+                info.stopped_short_at = Some(needed);
+                break;
+            }
             Err(f) => return Err(f),
         }
         if info.too_many_sets {

@@ -97,7 +97,7 @@ pub enum CompressedError {
 }
 
 /// True when the bytes start with the `MSSQLBAK` container signature: a compressed backup, whose
-/// metadata is inside compressed chunks (reading it takes up to [`super::HEAD_LIMIT`] bytes).
+/// metadata is inside compressed chunks (the first few of them: the parser decodes only those).
 pub fn is_compressed_container(head: &[u8]) -> bool {
     head.starts_with(SIGNATURE)
 }
@@ -108,20 +108,100 @@ pub fn is_compressed_container(head: &[u8]) -> bool {
 ///
 /// # Errors
 /// [`CompressedError`] when the head is not a container or a record in it is damaged.
+#[cfg(test)]
 pub(crate) fn decompress_head(head: &[u8], limit: usize) -> Result<Vec<u8>, CompressedError> {
-    if !is_compressed_container(head) {
-        return Err(CompressedError::NotCompressed);
+    let mut stream = HeadStream::new(head, limit)?;
+    stream.extend_to(usize::MAX)?;
+    Ok(stream.out)
+}
+
+/// The MTF stream of a compressed backup's head, decompressed only as far as a reader asks:
+/// each chunk decodes on its own, so the header blocks at the start of the stream need the
+/// first few chunks, not the whole head. Records are read in order; a damaged record is
+/// reported when the decoding reaches it (a chunk never decoded is never checked, as the data
+/// of an uncompressed backup is not).
+#[derive(Debug)]
+pub(crate) struct HeadStream<'a> {
+    head: &'a [u8],
+    /// Head offset of the next record to decode.
+    at: usize,
+    out: Vec<u8>,
+    limit: usize,
+    /// Output the head's whole records declare, from the start up to the first record that is
+    /// incomplete or damaged, at most `limit`: how far decoding can go without meeting either.
+    declared: usize,
+    /// The declared output stops at a damaged record (not at the end of the head).
+    damaged_after: bool,
+}
+
+impl<'a> HeadStream<'a> {
+    /// A stream over `head` (the first bytes of the object), to be cut at `limit` bytes.
+    ///
+    /// # Errors
+    /// [`CompressedError::NotCompressed`] when the head is not a container.
+    pub(crate) fn new(head: &'a [u8], limit: usize) -> Result<HeadStream<'a>, CompressedError> {
+        if !is_compressed_container(head) {
+            return Err(CompressedError::NotCompressed);
+        }
+        // Record headers only (no decoding): how much output the head can give.
+        let (mut declared, mut at, mut damaged_after) = (0usize, FIRST_RECORD, false);
+        while at < head.len() && declared < limit {
+            match read_record(head, at) {
+                Ok(Some(record)) => {
+                    declared = declared.saturating_add(record.output_len());
+                    at = record.end;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    damaged_after = true;
+                    break;
+                }
+            }
+        }
+        Ok(HeadStream {
+            head,
+            at: FIRST_RECORD,
+            out: Vec::new(),
+            limit,
+            declared: declared.min(limit),
+            damaged_after,
+        })
     }
-    let mut out = Vec::new();
-    let mut at = FIRST_RECORD;
-    while at < head.len() && out.len() < limit {
-        let Some(record) = read_record(head, at).map_err(|f| f.at(at as u64))? else {
-            break; // the head ends inside this record
-        };
-        append_output(head, at, &record, limit - out.len(), &mut out, at as u64)?;
-        at = record.end;
+
+    /// The stream decoded so far.
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.out
     }
-    Ok(out)
+
+    /// Decodes whole records until at least `n` bytes are out (or the head, or the limit, ends
+    /// first). Asking for more than the head's undamaged records declare decodes up to the
+    /// damaged record and reports it, as decoding the whole head would.
+    ///
+    /// # Errors
+    /// [`CompressedError`] when a record reached is damaged.
+    pub(crate) fn extend_to(&mut self, n: usize) -> Result<(), CompressedError> {
+        let want = n.min(self.limit);
+        while self.at < self.head.len() && self.out.len() < want {
+            let at = self.at;
+            let Some(record) = read_record(self.head, at).map_err(|f| f.at(at as u64))? else {
+                break; // the head ends inside this record
+            };
+            let room = self.limit - self.out.len();
+            append_output(self.head, at, &record, room, &mut self.out, at as u64)?;
+            self.at = record.end;
+        }
+        Ok(())
+    }
+
+    /// Whether decoding on to `n` bytes of output would give the reader more: `n` lies beyond
+    /// what is decoded, within what the head declares, or behind a damaged record (which
+    /// decoding the whole head would have reported).
+    pub(crate) fn can_reach(&self, n: u64) -> bool {
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        n > self.out.len()
+            && self.out.len() < self.limit
+            && (n <= self.declared || self.damaged_after)
+    }
 }
 
 /// The decompressed MTF bytes of the whole records found in `tail` (the last bytes of an object of
