@@ -300,6 +300,7 @@ async fn a_migration_of_ten_thousand_restored_logs_takes_one_more_with_a_bounded
             policy: VersionPolicy::Same,
             poll_interval: Duration::from_secs(30),
             busy_retry: Duration::from_secs(120),
+            settle: None,
         },
     };
     let job = QueueMessage::Restore(Box::new(RestoreJob {

@@ -122,6 +122,7 @@ impl Rig {
                     policy: VersionPolicy::NotNewer,
                     poll_interval: Duration::from_secs(1),
                     busy_retry: Duration::from_secs(1),
+                    settle: None,
                 },
             },
             objects,

@@ -450,10 +450,7 @@ async fn on_rds_complete_brings_the_database_online_and_refusals_change_nothing(
     // FINISH_RESTORE task; the migration is Completing until it succeeded, followed by the
     // restore worker from the message the function queued.
     let payload = json!({"database": "Clean", "last_backup": "sql2016_log_RestoreTimeClean_1.trn"});
-    let followup = complete_migration::handler::Followup {
-        queue: &m.worker.queue,
-        delay: Duration::ZERO,
-    };
+    let followup = complete_migration::handler::Followup::queued(&m.worker.queue, Duration::ZERO);
     let answer = complete_migration::handler::handle(store, target, &followup, payload, now())
         .await
         .expect("completing");

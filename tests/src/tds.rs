@@ -47,6 +47,7 @@ pub fn emulator_restore_config(dialect: Dialect) -> RestoreConfig {
         policy: VersionPolicy::NotNewer,
         poll_interval: Duration::ZERO,
         busy_retry: Duration::ZERO,
+        settle: None,
     }
 }
 

@@ -6,14 +6,16 @@
 //! A field the payload should not have is refused (`BadRequest`, naming it) before anything is
 //! done: a misspelt guard (`"require_tail_logs": true`) must not let Complete run unguarded.
 //! A Complete that leaves the migration `Completing` (RDS brings the database online in a
-//! `FINISH_RESTORE` task) queues a `Finish` message for the restore worker, which follows the
-//! task until the migration is Succeeded or Failed.
+//! `FINISH_RESTORE` task) follows the task itself for a few seconds (it is often that short, and
+//! the caller then learns at once that the database is online), then queues a `Finish` message
+//! for the restore worker, which follows the task until the migration is Succeeded or Failed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bakdrop_core::cutover::{self, CompleteRequest, CutoverError};
 use bakdrop_core::job::QueueMessage;
+use bakdrop_core::pace;
 use bakdrop_core::ports::{JobQueue, QueueError, RestoreTarget, StatusStore};
 use bakdrop_core::status::MigrationState;
 use lambda_runtime::Diagnostic;
@@ -103,12 +105,28 @@ impl From<HandlerError> for Diagnostic {
     }
 }
 
-/// Where a Completing migration's finish task is followed: the restore queue, and the delay
-/// between looks.
+/// How a Completing migration's finish task is followed: here, every `look_every` for at most
+/// `wait`; then by the restore worker through the restore queue, its looks spaced by
+/// [`pace::backoff`] up to `delay` (the poll interval) apart.
 #[derive(Debug)]
 pub struct Followup<'a, Q> {
     pub queue: &'a Q,
     pub delay: Duration,
+    /// How long this invocation follows the task itself (zero: not at all).
+    pub wait: Duration,
+    pub look_every: Duration,
+}
+
+impl<'a, Q> Followup<'a, Q> {
+    /// A follow-up by the restore worker alone, every `delay` at most.
+    pub fn queued(queue: &'a Q, delay: Duration) -> Followup<'a, Q> {
+        Followup {
+            queue,
+            delay,
+            wait: Duration::ZERO,
+            look_every: Duration::ZERO,
+        }
+    }
 }
 
 /// Handles one invoke.
@@ -130,11 +148,24 @@ pub async fn handle<S: StatusStore, T: RestoreTarget, Q: JobQueue>(
         Action::Reset => cutover::reset(store, &database, now).await,
     }
     .inspect_err(|e| tracing::warn!(%database, error.type = e.error_type(), error.message = %e, "refused or failed"))?;
+    let mut state = state;
+    let started = std::time::Instant::now();
+    while state == MigrationState::Completing
+        && !followup.look_every.is_zero()
+        && started.elapsed() + followup.look_every <= followup.wait
+    {
+        tokio::time::sleep(followup.look_every).await;
+        state = cutover::follow_finish(store, target, &database, now + started.elapsed())
+            .await
+            .inspect_err(|e| tracing::warn!(%database, error.message = %e, "following the finish task failed"))?;
+    }
     if state == MigrationState::Completing {
         let message = QueueMessage::Finish {
             migration: database.clone(),
+            since: Some(now),
         };
-        followup.queue.send(&message, followup.delay).await?;
+        let delay = pace::backoff(started.elapsed(), followup.delay);
+        followup.queue.send(&message, delay).await?;
     }
     tracing::info!(%database, %state, "done");
     Ok(json!({ "database": database, "state": state }))
@@ -153,10 +184,7 @@ mod tests {
         now: OffsetDateTime,
     ) -> Result<Value, HandlerError> {
         let queue = MemoryQueue::default();
-        let followup = Followup {
-            queue: &queue,
-            delay: Duration::from_secs(60),
-        };
+        let followup = Followup::queued(&queue, Duration::from_secs(60));
         super::handle(store, target, &followup, payload, now).await
     }
 
@@ -311,10 +339,7 @@ mod tests {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert("Sales".into(), "RESTORING".into());
         let queue = MemoryQueue::default();
-        let followup = Followup {
-            queue: &queue,
-            delay: Duration::from_secs(45),
-        };
+        let followup = Followup::queued(&queue, Duration::from_secs(45));
         let answer = super::handle(
             &store,
             &target,
@@ -329,9 +354,10 @@ mod tests {
             queue.drain_sent(),
             vec![(
                 QueueMessage::Finish {
-                    migration: "Sales".into()
+                    migration: "Sales".into(),
+                    since: Some(now()),
                 },
-                Duration::from_secs(45)
+                Duration::from_secs(1)
             )]
         );
     }

@@ -34,9 +34,13 @@ async fn main() -> Result<(), Error> {
     let store = DynamoStatusStore::new(aws_sdk_dynamodb::Client::new(&sdk), table);
     let target = TiberiusTarget::new(login.config(), target.dialect).with_login_refresh(refresh);
     let queue = SqsJobQueue::new(aws_sdk_sqs::Client::new(&sdk), &queue_url);
+    // A finish task is followed here for up to 10 s (a quarter-second apart), then by the
+    // restore worker.
     let followup = Followup {
         queue: &queue,
         delay: std::time::Duration::from_secs(poll),
+        wait: std::time::Duration::from_secs(10),
+        look_every: std::time::Duration::from_millis(250),
     };
     let (store, target, followup) = (&store, &target, &followup);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {

@@ -150,6 +150,7 @@ mod tests {
                 policy: VersionPolicy::Same,
                 poll_interval: Duration::from_secs(60),
                 busy_retry: Duration::from_secs(120),
+                settle: None,
             },
         }
     }

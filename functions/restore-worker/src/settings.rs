@@ -74,6 +74,7 @@ impl Settings {
                 policy,
                 poll_interval: seconds("POLL_INTERVAL_SECONDS", 60)?,
                 busy_retry: seconds("BUSY_RETRY_SECONDS", 120)?,
+                settle: settle(seconds("SETTLE_SECONDS", 2)?),
             },
         })
     }
@@ -85,6 +86,15 @@ impl Settings {
     pub fn from_env() -> Result<Settings, SettingsError> {
         Settings::from_lookup(|name| std::env::var(name).ok())
     }
+}
+
+/// A poll waits in the invocation for a restore ending within `longest` (`SETTLE_SECONDS`,
+/// default 2; 0: never), on tokio's timer.
+pub fn settle(longest: Duration) -> Option<bakdrop_core::restore::Settle> {
+    (!longest.is_zero()).then(|| bakdrop_core::restore::Settle {
+        longest,
+        pause: std::sync::Arc::new(|d| Box::pin(tokio::time::sleep(d))),
+    })
 }
 
 #[cfg(test)]

@@ -188,6 +188,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             policy: options.policy,
             poll_interval: options.poll_interval,
             busy_retry: options.poll_interval.max(Duration::from_secs(1)),
+            settle: None,
         },
     };
 

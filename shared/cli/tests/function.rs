@@ -158,10 +158,10 @@ async fn complete_cancel_and_status_invoke_a_stacks_functions() {
                 let now = time::OffsetDateTime::now_utc();
                 // Native: Complete ends Succeeded or Failed, never Completing; nothing is queued.
                 let queue = bakdrop_core::fakes::MemoryQueue::default();
-                let followup = complete_migration::handler::Followup {
-                    queue: &queue,
-                    delay: std::time::Duration::from_secs(1),
-                };
+                let followup = complete_migration::handler::Followup::queued(
+                    &queue,
+                    std::time::Duration::from_secs(1),
+                );
                 match complete_migration::handler::handle(&store, &target, &followup, payload, now)
                     .await
                 {

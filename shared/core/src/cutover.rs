@@ -898,6 +898,9 @@ mod tests {
                 until: now(),
             },
             percent_complete: None,
+            seen_running_at: None,
+            looks: 0,
+            bytes: None,
             submitted_at: now(),
         });
         block_on(store.put_migration(&migration.record, Some(migration.version))).expect("stored");

@@ -32,7 +32,17 @@ pub enum QueueMessage {
     Advance { migration: String },
     /// Look at the task bringing a Completing migration's database online (RDS
     /// `FINISH_RESTORE`; sent delayed, again and again, until it ends).
-    Finish { migration: String },
+    Finish {
+        migration: String,
+        /// When Complete started the task: looks come at 1, 2, 3, 5 … seconds after it (at most
+        /// the poll interval apart); without it, every poll interval.
+        #[serde(
+            default,
+            with = "time::serde::rfc3339::option",
+            skip_serializing_if = "Option::is_none"
+        )]
+        since: Option<time::OffsetDateTime>,
+    },
 }
 
 /// A validated file, with what the worker needs from its header.
@@ -74,7 +84,7 @@ impl QueueMessage {
             QueueMessage::Restore(job) => &job.migration,
             QueueMessage::Advance { migration }
             | QueueMessage::Poll { migration, .. }
-            | QueueMessage::Finish { migration } => migration,
+            | QueueMessage::Finish { migration, .. } => migration,
         }
     }
 

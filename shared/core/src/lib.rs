@@ -13,6 +13,7 @@
 //! - [`files`]: a migration's files by state, read without reading every file it ever had.
 //! - [`job`]: the versioned restore-queue message.
 //! - [`plan`]: the restore-chain planner (which file to apply, wait for, skip).
+//! - [`pace`]: when to look at a running restore again (from its progress and earlier speeds).
 //! - [`report`]: the status document a DBA reads.
 //! - [`restore`]: the restore worker's core (submit, poll, advance the chain).
 //! - [`source`]: where the target reads a backup (ARN, URL, path) and what each allows.
@@ -30,6 +31,7 @@ pub mod job;
 pub mod lsn;
 pub mod names;
 pub mod object;
+pub mod pace;
 pub mod plan;
 pub mod ports;
 pub mod report;

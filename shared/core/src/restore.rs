@@ -28,6 +28,7 @@ use time::OffsetDateTime;
 
 use crate::job::QueueMessage;
 use crate::names::DatabaseName;
+use crate::pace;
 use crate::plan::{self, Candidate, Decision, Step};
 use crate::ports::{
     JobQueue, ObjectReader, QueueError, ReadError, RestoreTarget, StatusStore, StoreError,
@@ -54,11 +55,39 @@ pub struct RestoreConfig {
     pub dialect: Dialect,
     pub location: SourceLocation,
     pub policy: VersionPolicy,
-    /// Delay between polls of a task in flight.
+    /// The longest delay between polls of a task in flight (they come sooner when the task's
+    /// progress says it ends sooner: [`pace`]).
     pub poll_interval: Duration,
     /// Delay before planning again when the target is busy.
     pub busy_retry: Duration,
+    /// Waiting in the invocation for a restore about to end; `None`: never.
+    pub settle: Option<Settle>,
 }
+
+/// How a poll that finds a restore about to end waits for it in the same invocation instead of
+/// queueing its next look (SQS delays are whole seconds, and a look is an invocation): when the
+/// progress says it ends within `longest`, the poll pauses until then and looks again, for at
+/// most `longest` in all; the next restore is then submitted moments after the last one ended.
+#[derive(Clone)]
+pub struct Settle {
+    pub longest: Duration,
+    /// Waits this long (the Lambda's runtime timer; the core has no clock of its own).
+    pub pause: std::sync::Arc<
+        dyn Fn(Duration) -> futures_util::future::BoxFuture<'static, ()> + Send + Sync,
+    >,
+}
+
+impl std::fmt::Debug for Settle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settle")
+            .field("longest", &self.longest)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shortest pause of a settling poll: looks closer together than this would only load the
+/// target.
+const SETTLE_STEP: Duration = Duration::from_millis(200);
 
 /// What handling one message did.
 #[derive(Debug, Clone, PartialEq)]
@@ -314,12 +343,20 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 migration,
                 task_name,
             } => Box::pin(self.poll(migration, task_name, attempt, now)).await,
-            QueueMessage::Finish { migration } => Box::pin(self.finish(migration, now)).await,
+            QueueMessage::Finish { migration, since } => {
+                Box::pin(self.finish(migration, *since, now)).await
+            }
         }
     }
 
-    /// Follows the task bringing a Completing migration online; polls again later while it runs.
-    async fn finish(&self, name: &str, now: OffsetDateTime) -> Result<WorkOutcome, WorkError> {
+    /// Follows the task bringing a Completing migration online (started at `since`); polls again
+    /// later while it runs.
+    async fn finish(
+        &self,
+        name: &str,
+        since: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
         use crate::cutover::CutoverError;
         let state = match crate::cutover::follow_finish(&self.store, &self.target, name, now).await
         {
@@ -335,8 +372,13 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         if state == MigrationState::Completing {
             let message = QueueMessage::Finish {
                 migration: name.to_owned(),
+                since,
             };
-            self.queue.send(&message, self.config.poll_interval).await?;
+            let delay = since.map_or(self.config.poll_interval, |since| {
+                let elapsed = Duration::try_from(now - since).unwrap_or(Duration::ZERO);
+                pace::backoff(elapsed, self.config.poll_interval)
+            });
+            self.queue.send(&message, delay).await?;
         }
         Ok(WorkOutcome::Idle {
             migration: name.to_owned(),
@@ -417,7 +459,8 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                         // This message submitted the task, then failed before its first poll
                         // was queued (or while queueing it): nothing else would ever poll the
                         // task, so queue the poll (again; a duplicate poll is harmless).
-                        self.poll_later(name, &in_flight.task_name).await?;
+                        let delay = self.unknown_progress(in_flight, now);
+                        self.poll_later(name, &in_flight.task_name, delay).await?;
                     }
                     return Ok(WorkOutcome::Idle {
                         migration: name.to_owned(),
@@ -597,6 +640,9 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 task: None,
                 claim: attempt.claim(now),
                 percent_complete: None,
+                seen_running_at: None,
+                looks: 0,
+                bytes: None,
                 submitted_at: now,
             });
             migration.restores_submitted = true;
@@ -696,7 +742,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
             task_name,
             task_floor,
         } = claimed;
-        let request = self.request(name, &step).await?;
+        let (request, bytes) = self.request_sized(name, &step).await?;
         let found = if resuming {
             match self.target.find_task(&request, &task_name).await? {
                 // A task of the migration before a reset (same S3 object), not this one's.
@@ -751,11 +797,13 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
             },
         };
         // Record the task on the claim.
+        let mut first_look = pace::MIN_DELAY;
         for _ in 0..MAX_ATTEMPTS {
             let Versioned {
                 mut record,
                 version,
             } = self.migration(name).await?;
+            let expected = record.rates.expected(step.kind, bytes);
             let Some(in_flight) = record.in_flight.as_mut() else {
                 return Ok(WorkOutcome::Stale {
                     migration: name.to_owned(),
@@ -763,6 +811,11 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
             };
             in_flight.task = Some(task.clone());
             in_flight.submitted_at = now;
+            in_flight.bytes = Some(bytes);
+            first_look = self.look_delay(&pace::Progress {
+                expected,
+                ..pace::Progress::default()
+            });
             if let TaskId::Rds(id) = task {
                 record.highest_task = record.highest_task.max(Some(id));
             }
@@ -783,7 +836,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
             })
             .await?;
         }
-        self.poll_later(name, &task_name).await?;
+        self.poll_later(name, &task_name, first_look).await?;
         Ok(WorkOutcome::Submitted {
             migration: name.to_owned(),
             task: task.to_string(),
@@ -842,17 +895,49 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         Box::pin(self.advance(name, attempt, now)).await
     }
 
-    /// Queues a poll of the task `task_name` after the poll interval.
-    async fn poll_later(&self, name: &str, task_name: &str) -> Result<(), WorkError> {
+    /// Queues a poll of the task `task_name` after `delay`.
+    async fn poll_later(
+        &self,
+        name: &str,
+        task_name: &str,
+        delay: Duration,
+    ) -> Result<(), WorkError> {
         let poll = QueueMessage::Poll {
             migration: name.to_owned(),
             task_name: task_name.to_owned(),
         };
-        Ok(self.queue.send(&poll, self.config.poll_interval).await?)
+        Ok(self.queue.send(&poll, delay).await?)
+    }
+
+    /// The next look at a task in flight: when a look may wait in its invocation, a second
+    /// before the expected end (it waits out the rest), else at the expected end.
+    fn look_delay(&self, progress: &pace::Progress) -> Duration {
+        match &self.config.settle {
+            Some(settle) => {
+                pace::next_look_ahead(progress, self.config.poll_interval, settle.longest / 2)
+            }
+            None => pace::next_look(progress, self.config.poll_interval),
+        }
+    }
+
+    /// The next look at a task in flight whose progress this look did not read.
+    fn unknown_progress(&self, in_flight: &InFlight, now: OffsetDateTime) -> Duration {
+        let elapsed = Duration::try_from(now - in_flight.submitted_at).unwrap_or(Duration::ZERO);
+        pace::backoff(elapsed, self.config.poll_interval)
     }
 
     /// What the target is asked to restore for `step`.
     async fn request(&self, name: &str, step: &Step) -> Result<RestoreRequest, WorkError> {
+        Ok(self.request_sized(name, step).await?.0)
+    }
+
+    /// What the target is asked to restore for `step`, and the bytes of its backup files.
+    async fn request_sized(
+        &self,
+        name: &str,
+        step: &Step,
+    ) -> Result<(RestoreRequest, u64), WorkError> {
+        let mut bytes = 0u64;
         let mut request = RestoreRequest::new(database_name(name)?, step.kind, Vec::new());
         request.s3_region = self.config.location.s3_region().cloned();
         for file_id in &step.files {
@@ -861,6 +946,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 .get_file(name, file_id)
                 .await?
                 .ok_or_else(|| WorkError::Unknown(format!("file {file_id}")))?;
+            bytes = bytes.saturating_add(file.record.object.size);
             request
                 .sources
                 .push(self.config.location.source(&file.record.object));
@@ -872,7 +958,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 }
             }
         }
-        Ok(request)
+        Ok((request, bytes))
     }
 
     async fn poll(
@@ -909,16 +995,58 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         if record.state == MigrationState::Cancelled {
             return self.finish_cancel(name, task_name, &task, now).await;
         }
-        match self.target.poll(&database, &task).await? {
+        let expected = in_flight
+            .bytes
+            .and_then(|b| record.rates.expected(in_flight.step.kind, b));
+        let mut previous = in_flight.percent_complete.zip(in_flight.seen_running_at);
+        let mut seen_running = in_flight.seen_running_at;
+        let mut status = self.target.poll(&database, &task).await?;
+        let mut now = now;
+        let mut waited = Duration::ZERO;
+        let progress = loop {
+            let since = |at: OffsetDateTime| Duration::try_from(now - at).unwrap_or_default();
+            let TaskStatus::Running { percent } = status else {
+                break None;
+            };
+            seen_running = Some(now);
+            let progress = pace::Progress {
+                elapsed: since(in_flight.submitted_at),
+                percent,
+                previous: previous.map(|(p, at)| (p, since(at))),
+                expected,
+            };
+            let Some(settle) = &self.config.settle else {
+                break Some(progress);
+            };
+            let pause = pace::remaining(&progress).max(SETTLE_STEP);
+            if waited + pause > settle.longest {
+                break Some(progress);
+            }
+            // About to end: wait for it here.
+            (settle.pause)(pause).await;
+            waited += pause;
+            if let Some(p) = percent {
+                previous = Some((p, now));
+            }
+            now += pause;
+            status = self.target.poll(&database, &task).await?;
+        };
+        match status {
             TaskStatus::Running { percent } => {
+                let progress = progress.unwrap_or_default();
                 self.update_migration(name, now, |m| {
                     m.in_flight
                         .as_mut()
                         .filter(|f| f.task_name == task_name)
-                        .map(|f| f.percent_complete = percent)
+                        .map(|f| {
+                            f.percent_complete = percent;
+                            f.seen_running_at = Some(now);
+                            f.looks = f.looks.saturating_add(1);
+                        })
                 })
                 .await?;
-                self.poll_later(name, task_name).await?;
+                let delay = self.look_delay(&progress);
+                self.poll_later(name, task_name, delay).await?;
                 Ok(WorkOutcome::Running {
                     migration: name.to_owned(),
                     percent,
@@ -945,6 +1073,14 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                             match fork {
                                 Some(fork) => m.chain.apply_on_fork(&step, fork),
                                 None => m.chain.apply(&step),
+                            }
+                            if let Some(f) = m.in_flight.as_ref() {
+                                let since = |at: OffsetDateTime| {
+                                    Duration::try_from(at - f.submitted_at).unwrap_or_default()
+                                };
+                                let running = seen_running.map(since).unwrap_or_default();
+                                let bytes = f.bytes.unwrap_or(0);
+                                m.rates.learn(step.kind, bytes, running, since(now));
                             }
                             m.in_flight = None;
                             m.state = MigrationState::Synchronizing;
@@ -1063,7 +1199,8 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                         .map(|f| f.task = Some(task.clone()))
                 })
                 .await?;
-                self.poll_later(name, task_name).await?;
+                self.poll_later(name, task_name, self.config.poll_interval)
+                    .await?;
             }
             None => return self.let_go_cancelled(name, task_name, now).await,
         }
@@ -1112,7 +1249,8 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 tracing::info!(migration = %name, %task, error.message = %e,
                     "asking the target again to stop the cancelled migration's task");
             }
-            self.poll_later(name, task_name).await?;
+            self.poll_later(name, task_name, self.config.poll_interval)
+                .await?;
             return Ok(WorkOutcome::Idle {
                 migration: name.to_owned(),
                 state: MigrationState::Cancelled,
@@ -1486,6 +1624,7 @@ mod tests {
                     policy: VersionPolicy::Same,
                     poll_interval: Duration::from_secs(30),
                     busy_retry: Duration::from_secs(120),
+                    settle: None,
                 },
             },
             objects,
@@ -1599,7 +1738,8 @@ mod tests {
         // The poll finds it running, then done.
         let polls = p.queue.drain_sent();
         assert_eq!(polls.len(), 1);
-        assert_eq!(polls[0].1, Duration::from_secs(30));
+        // Nothing known of how long it takes: the first look comes a second later.
+        assert_eq!(polls[0].1, pace::MIN_DELAY);
         let running =
             block_on(p.worker.handle(&polls[0].0, attempt("m2", "i3"), p.now())).expect("polled");
         assert!(
@@ -1645,6 +1785,172 @@ mod tests {
             .collect();
         assert_eq!(logical, ["RestoreTimeClean", "RestoreTimeClean_log"]);
         assert!(!request.checksums);
+    }
+
+    /// The only message waiting: the next look at the task in flight, and its delay.
+    fn next_look(p: &Pipeline) -> (QueueMessage, Duration) {
+        let mut sent = p.queue.drain_sent();
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        sent.remove(0)
+    }
+
+    #[test]
+    fn looks_at_a_restore_follow_its_progress_then_the_speed_of_earlier_restores() {
+        let p = pipeline("2016");
+        let start = p.clock.get();
+        let at = |secs: i64| {
+            p.clock.set(start + secs - 1);
+            p.now()
+        };
+        let running = |task: &str, percent: f64| {
+            p.target.finish(
+                task,
+                TaskStatus::Running {
+                    percent: Some(percent),
+                },
+            );
+        };
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        let (job, _) = next_look(&p);
+        block_on(p.worker.handle(&job, attempt("m1", "i1"), at(10))).expect("submitted");
+        let full = p.target.submitted()[0].clone();
+        // Nothing known: a second later.
+        let (poll, delay) = next_look(&p);
+        assert_eq!(delay, Duration::from_secs(1));
+        // 25 % after 4 s: 12 s left.
+        running(&full, 25.0);
+        block_on(p.worker.handle(&poll, attempt("m2", "i2"), at(14))).expect("polled");
+        assert_eq!(next_look(&p).1, Duration::from_secs(12));
+        // 50 % 4 s later: 25 % per 4 s, 8 s left (the rate between the two readings).
+        running(&full, 50.0);
+        block_on(p.worker.handle(&poll, attempt("m3", "i3"), at(18))).expect("polled");
+        assert_eq!(next_look(&p).1, Duration::from_secs(8));
+        let migration = p.migration("Clean");
+        let in_flight = migration.in_flight.expect("in flight");
+        assert_eq!(in_flight.looks, 2);
+        assert_eq!(in_flight.percent_complete, Some(50.0));
+        p.target.finish(&full, TaskStatus::Succeeded);
+        block_on(p.worker.handle(&poll, attempt("m4", "i4"), at(26))).expect("done");
+        let _ = p.queue.drain_sent();
+        let migration = p.migration("Clean");
+        assert_eq!(migration.state, MigrationState::Synchronizing);
+        // Learnt: the full ran at least until 8 s after its submission.
+        assert!(migration.rates.full.is_some_and(|r| r > 0.0));
+        assert_eq!(migration.rates.log, None);
+
+        // The first log: no log restored yet, a second later; done 3 s after its submission.
+        p.drop_file("Clean", "sql2016_log_RestoreTimeClean_1.trn");
+        let (job, _) = next_look(&p);
+        block_on(p.worker.handle(&job, attempt("m5", "i5"), at(40))).expect("submitted");
+        let (poll, delay) = next_look(&p);
+        assert_eq!(delay, Duration::from_secs(1));
+        let log = p.target.submitted()[1].clone();
+        p.target.finish(&log, TaskStatus::Succeeded);
+        block_on(p.worker.handle(&poll, attempt("m6", "i6"), at(43))).expect("done");
+        let _ = p.queue.drain_sent();
+        // The next log, of the same size: looked at when it should be done, 3 s on.
+        p.drop_file("Clean", "sql2016_log_RestoreTimeClean_2.trn");
+        let (job, _) = next_look(&p);
+        block_on(p.worker.handle(&job, attempt("m7", "i7"), at(50))).expect("submitted");
+        assert_eq!(next_look(&p).1, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn a_poll_waits_in_its_invocation_for_a_restore_about_to_end() {
+        let mut p = pipeline("2016");
+        let start = p.clock.get();
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        let (job, _) = next_look(&p);
+        p.clock.set(start + 9);
+        block_on(p.worker.handle(&job, attempt("m1", "i1"), p.now())).expect("submitted");
+        let full = p.target.submitted()[0].clone();
+        let (poll, _) = next_look(&p);
+        // The pause ends the restore (the target finishes while the poll waits).
+        let pauses = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (seen, target, task) = (pauses.clone(), p.target.clone(), full.clone());
+        p.worker.config.settle = Some(Settle {
+            longest: Duration::from_secs(2),
+            pause: Arc::new(move |d| {
+                seen.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(d);
+                target.finish(&task, TaskStatus::Succeeded);
+                Box::pin(std::future::ready(()))
+            }),
+        });
+        // 90 % after 9 s: 1 s left, within the 2 s a poll may wait.
+        p.target.finish(
+            &full,
+            TaskStatus::Running {
+                percent: Some(90.0),
+            },
+        );
+        p.clock.set(start + 18);
+        let outcome =
+            block_on(p.worker.handle(&poll, attempt("m2", "i2"), p.now())).expect("polled");
+        assert_eq!(
+            outcome,
+            WorkOutcome::Idle {
+                migration: "Clean".into(),
+                state: MigrationState::Synchronizing
+            }
+        );
+        assert_eq!(
+            *pauses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            vec![Duration::from_secs(1)]
+        );
+        // No further look queued: the restore was seen done in this invocation.
+        assert!(p.queue.drain_sent().is_empty());
+        assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
+        // Too far from its end to wait: a later look, a second before the expected end.
+        p.drop_file("Clean", "sql2016_log_RestoreTimeClean_1.trn");
+        let (job, _) = next_look(&p);
+        block_on(p.worker.handle(&job, attempt("m3", "i3"), p.now())).expect("submitted");
+        let (poll, _) = next_look(&p);
+        let log = p.target.submitted()[1].clone();
+        p.target.finish(
+            &log,
+            TaskStatus::Running {
+                percent: Some(20.0),
+            },
+        );
+        block_on(p.worker.handle(&poll, attempt("m4", "i4"), p.now())).expect("polled");
+        let (_, delay) = next_look(&p);
+        assert!(delay >= Duration::from_secs(1), "{delay:?}");
+        assert_eq!(
+            pauses
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len(),
+            1,
+            "no wait for a restore far from its end"
+        );
+    }
+
+    #[test]
+    fn a_finish_task_is_looked_at_sooner_the_sooner_it_started() {
+        let (p, request) = rds_synchronizing_clean();
+        let started = p.now();
+        let state = block_on(crate::cutover::complete(
+            &p.store, &p.target, &request, started,
+        ))
+        .expect("complete");
+        assert_eq!(state, MigrationState::Completing);
+        let finish = QueueMessage::Finish {
+            migration: "Clean".into(),
+            since: Some(started),
+        };
+        for (after, delay) in [(1, 1), (6, 3), (20, 10), (600, 30)] {
+            let now = started + time::Duration::seconds(after);
+            block_on(p.worker.handle(&finish, attempt("f", "f"), now)).expect("followed");
+            assert_eq!(
+                p.queue.drain_sent(),
+                vec![(finish.clone(), Duration::from_secs(delay))],
+                "{after} s after Complete"
+            );
+        }
     }
 
     #[test]
@@ -1742,6 +2048,7 @@ mod tests {
         // The worker follows it: still running, so it looks again later.
         let finish = QueueMessage::Finish {
             migration: "Clean".into(),
+            since: None,
         };
         let outcome =
             block_on(p.worker.handle(&finish, attempt("f1", "f1"), p.now())).expect("followed");

@@ -6,6 +6,7 @@
 //! The state machines are in DESIGN.md section 3.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -286,8 +287,84 @@ pub struct InFlight {
     pub claim: Claim,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent_complete: Option<f64>,
+    /// When the task was last seen running (and `percent_complete` read).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub seen_running_at: Option<OffsetDateTime>,
+    /// Looks at the task that found it running.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub looks: u32,
+    /// Bytes of the backup files the step restores (what its expected time is reckoned from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
     #[serde(with = "time::serde::rfc3339")]
     pub submitted_at: OffsetDateTime,
+}
+
+/// Restore speed this migration's target showed, per backup type, in bytes per second of the
+/// backup files restored (a full copies pages, a log replays them: their speeds differ).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Rates {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub differential: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<f64>,
+}
+
+impl Rates {
+    fn is_empty(&self) -> bool {
+        *self == Rates::default()
+    }
+
+    fn of(&mut self, kind: BackupKind) -> &mut Option<f64> {
+        match kind {
+            BackupKind::Full => &mut self.full,
+            BackupKind::Differential => &mut self.differential,
+            BackupKind::Log => &mut self.log,
+        }
+    }
+
+    /// How long restoring `bytes` of `kind` should take, once a restore of that type was seen.
+    pub fn expected(&self, kind: BackupKind, bytes: u64) -> Option<Duration> {
+        let rate = match kind {
+            BackupKind::Full => self.full,
+            BackupKind::Differential => self.differential,
+            BackupKind::Log => self.log,
+        }?;
+        (rate > 0.0 && rate.is_finite()).then(|| Duration::from_secs_f64(bytes as f64 / rate))
+    }
+
+    /// Learns from a restore of `bytes` of `kind` that ended between `seen_running` (the last
+    /// look that found it running, or its submission) and `seen_done` after its submission:
+    /// the end is taken at the first of the two (a later end would make every next look late),
+    /// and the new rate weighs as much as those before.
+    pub fn learn(
+        &mut self,
+        kind: BackupKind,
+        bytes: u64,
+        seen_running: Duration,
+        seen_done: Duration,
+    ) {
+        let took = if seen_running.is_zero() {
+            seen_done
+        } else {
+            seen_running
+        };
+        if bytes == 0 || took.is_zero() {
+            return;
+        }
+        let observed = bytes as f64 / took.as_secs_f64();
+        let rate = self.of(kind);
+        *rate = Some(match *rate {
+            Some(before) if before.is_finite() && before > 0.0 => (before + observed) / 2.0,
+            _ => observed,
+        });
+    }
 }
 
 /// One migration (one target database).
@@ -342,6 +419,9 @@ pub struct MigrationRecord {
     /// store keeps it; those from before read their files in full ([`crate::files`]).
     #[serde(default)]
     pub files_indexed: bool,
+    /// How fast the target restored this migration's backups so far (when to look at the next).
+    #[serde(default, skip_serializing_if = "Rates::is_empty")]
+    pub rates: Rates,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -371,6 +451,7 @@ impl MigrationRecord {
             task_floor: None,
             highest_task: None,
             files_indexed: true,
+            rates: Rates::default(),
             created_at: now,
             updated_at: now,
         }
@@ -399,4 +480,36 @@ impl MigrationRecord {
 pub struct Versioned<T> {
     pub record: T,
     pub version: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn rates_are_learnt_per_backup_type_from_the_first_end_seen() {
+        let mut rates = Rates::default();
+        assert_eq!(rates.expected(BackupKind::Log, 1000), None);
+        // 100 MB seen running at 9 s, done at 10 s: 100 MB / 9 s.
+        rates.learn(BackupKind::Log, 100_000_000, secs(9.0), secs(10.0));
+        let expected = rates.expected(BackupKind::Log, 50_000_000).expect("learnt");
+        assert!((expected.as_secs_f64() - 4.5).abs() < 1e-6, "{expected:?}");
+        assert_eq!(rates.expected(BackupKind::Full, 1000), None);
+        // Never seen running (done at the first look): the look's time.
+        rates.learn(BackupKind::Full, 4_000, Duration::ZERO, secs(2.0));
+        assert_eq!(rates.expected(BackupKind::Full, 2_000), Some(secs(1.0)));
+        // A second log restore at twice the speed: the mean of the two rates.
+        rates.learn(BackupKind::Log, 100_000_000, secs(4.5), secs(5.0));
+        let expected = rates
+            .expected(BackupKind::Log, 100_000_000)
+            .expect("learnt");
+        assert!((expected.as_secs_f64() - 6.0).abs() < 1e-6, "{expected:?}");
+        // Nothing learnt from nothing.
+        rates.learn(BackupKind::Differential, 0, secs(1.0), secs(2.0));
+        assert_eq!(rates.differential, None);
+    }
 }

@@ -10,13 +10,20 @@
 //! - [`validation`]: bytes read and wall time of one validation against the local S3, by size.
 //! - [`ingest`]: many backups dropped at once, through the real S3 → SQS notification path.
 //! - [`restores`]: many migrations restored at once against the TDS emulator (RDS dialect).
+//! - [`synth`]: a long log chain made from one real log backup.
+//! - [`flow`]: the whole pipeline (validate and restore fleets, production delays), every AWS
+//!   request its functions make counted.
+//! - [`catchup`]: a full and a day of logs uploaded at once, until the last log is restored.
 
+pub mod catchup;
 pub mod cleanup;
 pub mod endpoint;
 pub mod fixtures;
+pub mod flow;
 pub mod ingest;
 pub mod parser;
 pub mod restores;
 pub mod splice;
 pub mod stats;
+pub mod synth;
 pub mod validation;

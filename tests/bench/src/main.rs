@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use bakdrop_bench::catchup::{self, CatchupPlan};
 use bakdrop_bench::ingest::{self, IngestPlan};
 use bakdrop_bench::parser::{self, ParserPlan};
 use bakdrop_bench::restores::{self, RestorePlan};
@@ -65,6 +66,29 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         poll_secs: u64,
         #[arg(long, default_value_t = 900)]
+        timeout_secs: u64,
+    },
+    /// Figure 6: a full and a day of logs uploaded at once, until the last log is restored,
+    /// against the sum of the target's own restore times (production delays).
+    Catchup {
+        /// rds, native or both.
+        #[arg(long, default_value = "both")]
+        dialect: String,
+        #[arg(long, default_value_t = 96)]
+        logs: u32,
+        /// The full's restore time, in milliseconds.
+        #[arg(long, default_value_t = 30_000)]
+        full_ms: u64,
+        /// The logs' restore times, from night to midday, in milliseconds.
+        #[arg(long, default_value_t = 3_000)]
+        log_min_ms: u64,
+        #[arg(long, default_value_t = 9_000)]
+        log_max_ms: u64,
+        #[arg(long, default_value_t = 5)]
+        workers: usize,
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
+        #[arg(long, default_value_t = 3600)]
         timeout_secs: u64,
     },
     /// Figure 4: headers per second per core of the parser on every fixture.
@@ -136,6 +160,39 @@ async fn run_aws(command: Command) -> anyhow::Result<()> {
                 );
             }
         }
+        Command::Catchup {
+            dialect,
+            logs,
+            full_ms,
+            log_min_ms,
+            log_max_ms,
+            workers,
+            runs,
+            timeout_secs,
+        } => {
+            let mut figures = Vec::new();
+            let mut last_plan = None;
+            for run in 0..runs {
+                for dialect in dialects(&dialect)? {
+                    let plan = CatchupPlan {
+                        dialect,
+                        logs,
+                        full: Duration::from_millis(full_ms),
+                        log_min: Duration::from_millis(log_min_ms),
+                        log_max: Duration::from_millis(log_max_ms),
+                        workers,
+                        validators: 10,
+                        timeout: Duration::from_secs(timeout_secs),
+                    };
+                    eprintln!("catchup: run {} of {runs}, {dialect:?}", run + 1);
+                    figures.push(catchup::run(&aws, &plan).await?);
+                    last_plan = Some(plan);
+                }
+            }
+            if let Some(plan) = last_plan {
+                println!("{}", catchup::table(&plan, &figures));
+            }
+        }
         Command::Restores {
             migrations,
             workers,
@@ -167,4 +224,15 @@ async fn run_aws(command: Command) -> anyhow::Result<()> {
         Command::Parser { .. } => {}
     }
     Ok(())
+}
+
+/// The dialects a `--dialect` names: `rds`, `native` or `both`.
+fn dialects(name: &str) -> anyhow::Result<Vec<bakdrop_core::tsql::Dialect>> {
+    use bakdrop_core::tsql::Dialect;
+    match name {
+        "rds" => Ok(vec![Dialect::Rds]),
+        "native" => Ok(vec![Dialect::Native]),
+        "both" => Ok(vec![Dialect::Rds, Dialect::Native]),
+        other => anyhow::bail!("--dialect {other}: rds, native or both"),
+    }
 }

@@ -110,6 +110,7 @@ async fn measure(
             policy: VersionPolicy::NotNewer,
             poll_interval: plan.poll_interval,
             busy_retry: plan.poll_interval,
+            settle: None,
         },
     });
     let validator = Validator {

@@ -351,7 +351,7 @@ fn restore_exec(ctx: &mut Ctx<'_>, r: &RestoreStmt) -> Reply {
     }
     if let Some(step) = ctx.step.as_mut() {
         // An Agent job step: the restore runs over simulated time.
-        let duration = ctx.state.restore_duration(&req.database);
+        let duration = ctx.state.restore_duration_of(&req.database, &req.sources);
         step.op = Some(restore::plan(ctx.state, &req, Dialect::Native, duration));
         return Reply::empty();
     }

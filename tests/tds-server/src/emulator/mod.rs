@@ -200,6 +200,15 @@ impl SqlServerEmulator {
         });
     }
 
+    /// Sets how long a restore from `source` (an ARN, URL or disk path as the restore names it)
+    /// takes, whatever the database: a model of each backup's own restore time.
+    pub fn set_restore_duration_of(&self, source: &str, duration: Duration) {
+        self.with_state(|s| {
+            s.source_restore_durations
+                .insert(source.to_owned(), duration);
+        });
+    }
+
     /// Adds a database (e.g. one that already exists on the target).
     pub fn add_database(&self, name: &str, state: DatabaseState) {
         self.with_state(|s| {
@@ -400,10 +409,12 @@ impl Handler for SqlServerEmulator {
     fn handle(&self, session: &mut Session, req: &Request) -> Reply {
         let mut state = self.lock();
         procs::refresh(&mut state);
+        let at = state.now();
         state.requests.push(RecordedRequest {
             request: req.clone(),
             normalised: sql::normalise(&req.sql),
             spid: session.spid,
+            at,
         });
         let mut ctx = exec::Ctx::new(&mut state, session, Some(req));
         match &req.kind {

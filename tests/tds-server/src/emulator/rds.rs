@@ -82,7 +82,7 @@ pub fn submit(
             req.database
         )));
     }
-    let duration = ctx.state.restore_duration(&req.database);
+    let duration = ctx.state.restore_duration_of(&req.database, &req.sources);
     let op = restore::plan(ctx.state, &req, Dialect::Rds, duration);
     let now = ctx.state.now();
     let task = push_task(ctx.state, task_type, arn, kms, op);

@@ -722,6 +722,8 @@ pub struct RecordedRequest {
     pub normalised: String,
     /// Connection it came on.
     pub spid: u16,
+    /// When it arrived, on the emulator's clock ([`State::now`]).
+    pub at: Duration,
 }
 
 /// Describes a medium from its source text (a path, a URL, an ARN), or `None` when there is none.
@@ -750,6 +752,9 @@ pub struct State {
     pub default_restore_duration: Duration,
     /// Per-database restore length (lower-cased name).
     pub restore_durations: HashMap<String, Duration>,
+    /// Per-backup restore length, by source (ARN, URL or disk path) as given: before the
+    /// database's (a model of a restore's time from its backup's size, e.g.).
+    pub source_restore_durations: HashMap<String, Duration>,
     /// How long an RDS task stays CREATED before IN_PROGRESS.
     pub rds_queue_delay: Duration,
     /// RDS's concurrent task limit.
@@ -832,6 +837,7 @@ impl State {
             scripted_failures: Vec::new(),
             default_restore_duration: Duration::from_secs(2),
             restore_durations: HashMap::new(),
+            source_restore_durations: HashMap::new(),
             rds_queue_delay: Duration::from_millis(100),
             rds_max_concurrent_tasks: 2,
             requests: Vec::new(),
@@ -1024,6 +1030,16 @@ impl State {
             .get(&database.to_lowercase())
             .copied()
             .unwrap_or(self.default_restore_duration)
+    }
+
+    /// Restore length of a restore from `sources` into `database`: the longest set for one of
+    /// its sources (stripes are read side by side), else the database's.
+    pub fn restore_duration_of(&self, database: &str, sources: &[String]) -> Duration {
+        sources
+            .iter()
+            .filter_map(|s| self.source_restore_durations.get(s).copied())
+            .max()
+            .unwrap_or_else(|| self.restore_duration(database))
     }
 
     /// Takes the scripted failure for a database, if any.
