@@ -149,22 +149,37 @@ pub async fn handle<S: StatusStore, T: RestoreTarget, Q: JobQueue>(
     }
     .inspect_err(|e| tracing::warn!(%database, error.type = e.error_type(), error.message = %e, "refused or failed"))?;
     let mut state = state;
+    let mut percent = None;
     let started = std::time::Instant::now();
     while state == MigrationState::Completing
         && !followup.look_every.is_zero()
         && started.elapsed() + followup.look_every <= followup.wait
     {
         tokio::time::sleep(followup.look_every).await;
-        state = cutover::follow_finish(store, target, &database, now + started.elapsed())
-            .await
-            .inspect_err(|e| tracing::warn!(%database, error.message = %e, "following the finish task failed"))?;
+        (state, percent) = cutover::look_at_finish(
+            store,
+            target,
+            &database,
+            now + started.elapsed(),
+        )
+        .await
+        .inspect_err(
+            |e| tracing::warn!(%database, error.message = %e, "following the finish task failed"),
+        )?;
     }
     if state == MigrationState::Completing {
         let message = QueueMessage::Finish {
             migration: database.clone(),
             since: Some(now),
         };
-        let delay = pace::backoff(started.elapsed(), followup.delay);
+        // The worker's look comes a second before the percent says the task ends, and waits
+        // out the rest (SETTLE_SECONDS); without a percent, half the time it ran so far.
+        let progress = pace::Progress {
+            elapsed: started.elapsed(),
+            percent,
+            ..pace::Progress::default()
+        };
+        let delay = pace::next_look_ahead(&progress, followup.delay, Duration::from_secs(1));
         followup.queue.send(&message, delay).await?;
     }
     tracing::info!(%database, %state, "done");

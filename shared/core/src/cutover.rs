@@ -245,6 +245,20 @@ pub async fn follow_finish<S: StatusStore, T: RestoreTarget>(
     name: &str,
     now: OffsetDateTime,
 ) -> Result<MigrationState, CutoverError> {
+    Ok(look_at_finish(store, target, name, now).await?.0)
+}
+
+/// [`follow_finish`], with the finish task's percent complete while it runs (when the target
+/// reports it).
+///
+/// # Errors
+/// [`CutoverError`] when the store or the target failed (nothing changed then).
+pub async fn look_at_finish<S: StatusStore, T: RestoreTarget>(
+    store: &S,
+    target: &T,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<(MigrationState, Option<f64>), CutoverError> {
     let database = parse_name(name)?;
     let migration = load(store, name).await?.record;
     let Some(task) = migration
@@ -252,14 +266,14 @@ pub async fn follow_finish<S: StatusStore, T: RestoreTarget>(
         .clone()
         .filter(|_| migration.state == MigrationState::Completing)
     else {
-        return Ok(migration.state);
+        return Ok((migration.state, None));
     };
-    match target.poll(&database, &task).await? {
-        TaskStatus::Running { .. } => Ok(MigrationState::Completing),
+    let state = match target.poll(&database, &task).await? {
+        TaskStatus::Running { percent } => return Ok((MigrationState::Completing, percent)),
         TaskStatus::Succeeded => {
             // The task's end and the database's state are two reads: wait for both.
             if target.database_state(&database).await?.as_deref() != Some("ONLINE") {
-                return Ok(MigrationState::Completing);
+                return Ok((MigrationState::Completing, None));
             }
             let record = set_state(store, name, now, |m| {
                 (m.state == MigrationState::Completing && m.finishing.as_ref() == Some(&task))
@@ -287,7 +301,8 @@ pub async fn follow_finish<S: StatusStore, T: RestoreTarget>(
             );
             complete_failed(store, name, reason, now).await
         }
-    }
+    }?;
+    Ok((state, None))
 }
 
 /// Cancels a migration: stops its task, drops the half-restored database, ends Cancelled.

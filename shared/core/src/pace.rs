@@ -26,6 +26,15 @@ pub struct Progress {
     pub expected: Option<Duration>,
 }
 
+impl Progress {
+    /// Whether the time left is estimated (a percent between 0 and 100, or an expected time not
+    /// yet reached), not only backed off from the time run so far.
+    pub fn is_estimated(&self) -> bool {
+        self.percent.is_some_and(|p| p > 0.0 && p < 100.0)
+            || self.expected.is_some_and(|e| e > self.elapsed)
+    }
+}
+
 /// The delay before the next look at a task, at most `longest` (the configured poll interval).
 pub fn next_look(progress: &Progress, longest: Duration) -> Duration {
     let longest = longest.max(MIN_DELAY);
@@ -38,9 +47,7 @@ pub fn next_look(progress: &Progress, longest: Duration) -> Duration {
 /// (the end seen to a fraction of a second rather than up to a second late). Without an
 /// estimate (no percent, no expected time) as [`next_look`].
 pub fn next_look_ahead(progress: &Progress, longest: Duration, lead: Duration) -> Duration {
-    let estimated = progress.percent.is_some_and(|p| p > 0.0 && p < 100.0)
-        || progress.expected.is_some_and(|e| e > progress.elapsed);
-    if !estimated || lead.is_zero() {
+    if !progress.is_estimated() || lead.is_zero() {
         return next_look(progress, longest);
     }
     let ahead = remaining(progress).saturating_sub(lead);

@@ -349,8 +349,9 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         }
     }
 
-    /// Follows the task bringing a Completing migration online (started at `since`); polls again
-    /// later while it runs.
+    /// Follows the task bringing a Completing migration online (started at `since`); looks again
+    /// later while it runs, paced by its percent complete as restores are (without `since`,
+    /// every poll interval), and waits in the invocation for one about to end.
     async fn finish(
         &self,
         name: &str,
@@ -358,15 +359,36 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
         use crate::cutover::CutoverError;
-        let state = match crate::cutover::follow_finish(&self.store, &self.target, name, now).await
-        {
-            Ok(state) => state,
-            Err(CutoverError::Store(e)) => return Err(e.into()),
-            Err(CutoverError::Target(e)) => return Err(e.into()),
-            Err(CutoverError::NotFound(_) | CutoverError::Refused { .. }) => {
-                return Ok(WorkOutcome::Stale {
-                    migration: name.to_owned(),
-                })
+        let mut now = now;
+        let mut waited = Duration::ZERO;
+        let (state, delay) = loop {
+            let (state, percent) =
+                match crate::cutover::look_at_finish(&self.store, &self.target, name, now).await {
+                    Ok(looked) => looked,
+                    Err(CutoverError::Store(e)) => return Err(e.into()),
+                    Err(CutoverError::Target(e)) => return Err(e.into()),
+                    Err(CutoverError::NotFound(_) | CutoverError::Refused { .. }) => {
+                        return Ok(WorkOutcome::Stale {
+                            migration: name.to_owned(),
+                        })
+                    }
+                };
+            let Some(since) = since.filter(|_| state == MigrationState::Completing) else {
+                break (state, self.config.poll_interval);
+            };
+            let progress = pace::Progress {
+                elapsed: Duration::try_from(now - since).unwrap_or(Duration::ZERO),
+                percent,
+                ..pace::Progress::default()
+            };
+            let pause = pace::remaining(&progress).max(SETTLE_STEP);
+            match &self.config.settle {
+                Some(settle) if progress.is_estimated() && waited + pause <= settle.longest => {
+                    (settle.pause)(pause).await;
+                    waited += pause;
+                    now += pause;
+                }
+                _ => break (state, self.look_delay(&progress)),
             }
         };
         if state == MigrationState::Completing {
@@ -374,10 +396,6 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 migration: name.to_owned(),
                 since,
             };
-            let delay = since.map_or(self.config.poll_interval, |since| {
-                let elapsed = Duration::try_from(now - since).unwrap_or(Duration::ZERO);
-                pace::backoff(elapsed, self.config.poll_interval)
-            });
             self.queue.send(&message, delay).await?;
         }
         Ok(WorkOutcome::Idle {
@@ -1015,7 +1033,12 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 previous: previous.map(|(p, at)| (p, since(at))),
                 expected,
             };
-            let Some(settle) = &self.config.settle else {
+            let Some(settle) = self
+                .config
+                .settle
+                .as_ref()
+                .filter(|_| progress.is_estimated())
+            else {
                 break Some(progress);
             };
             let pause = pace::remaining(&progress).max(SETTLE_STEP);

@@ -14,6 +14,7 @@
 //! - [`flow`]: the whole pipeline (validate and restore fleets, production delays), every AWS
 //!   request its functions make counted.
 //! - [`catchup`]: a full and a day of logs uploaded at once, until the last log is restored.
+//! - [`latency`]: upload → RESTORE submitted, and Complete → ONLINE, one at a time.
 
 pub mod catchup;
 pub mod cleanup;
@@ -21,6 +22,7 @@ pub mod endpoint;
 pub mod fixtures;
 pub mod flow;
 pub mod ingest;
+pub mod latency;
 pub mod parser;
 pub mod restores;
 pub mod splice;

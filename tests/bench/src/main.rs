@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use bakdrop_bench::catchup::{self, CatchupPlan};
 use bakdrop_bench::ingest::{self, IngestPlan};
+use bakdrop_bench::latency::{self, LatencyPlan};
 use bakdrop_bench::parser::{self, ParserPlan};
 use bakdrop_bench::restores::{self, RestorePlan};
 use bakdrop_bench::validation::{self, ValidationPlan};
@@ -89,6 +90,27 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         runs: usize,
         #[arg(long, default_value_t = 3600)]
+        timeout_secs: u64,
+    },
+    /// Figure 7: upload → RESTORE submitted and Complete → ONLINE (production delays).
+    Latency {
+        /// rds, native or both.
+        #[arg(long, default_value = "both")]
+        dialect: String,
+        #[arg(long, default_value_t = 100)]
+        uploads: u32,
+        #[arg(long, default_value_t = 10)]
+        completes: u32,
+        /// How long the test server takes to restore one backup, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        restore_ms: u64,
+        /// How long an RDS FINISH_RESTORE task runs, in milliseconds (comma-separated: one run
+        /// each).
+        #[arg(long, value_delimiter = ',', default_value = "2000,30000")]
+        finish_ms: Vec<u64>,
+        #[arg(long, default_value_t = 5)]
+        workers: usize,
+        #[arg(long, default_value_t = 1800)]
         timeout_secs: u64,
     },
     /// Figure 4: headers per second per core of the parser on every fixture.
@@ -192,6 +214,41 @@ async fn run_aws(command: Command) -> anyhow::Result<()> {
             if let Some(plan) = last_plan {
                 println!("{}", catchup::table(&plan, &figures));
             }
+        }
+        Command::Latency {
+            dialect,
+            uploads,
+            completes,
+            restore_ms,
+            finish_ms,
+            workers,
+            timeout_secs,
+        } => {
+            let mut figures = Vec::new();
+            for dialect in dialects(&dialect)? {
+                // The finish task's length matters on RDS only; native runs once.
+                let finishes = match dialect {
+                    bakdrop_core::tsql::Dialect::Rds => finish_ms.clone(),
+                    bakdrop_core::tsql::Dialect::Native => {
+                        finish_ms.iter().take(1).copied().collect()
+                    }
+                };
+                for (n, finish) in finishes.into_iter().enumerate() {
+                    let plan = LatencyPlan {
+                        dialect,
+                        // Uploads are timed once per dialect.
+                        uploads: if n == 0 { uploads } else { 0 },
+                        completes,
+                        restore_time: Duration::from_millis(restore_ms),
+                        finish_time: Duration::from_millis(finish),
+                        workers,
+                        timeout: Duration::from_secs(timeout_secs),
+                    };
+                    eprintln!("latency: {dialect:?}, finish task {finish} ms");
+                    figures.push(latency::run(&aws, &plan).await?);
+                }
+            }
+            println!("{}", latency::table(&figures));
         }
         Command::Restores {
             migrations,
