@@ -55,6 +55,9 @@ pub struct LatencyFigure {
     /// What complete-migration's invocations did.
     pub complete_usage: KindStats,
     pub finish_time: Duration,
+    /// What the fleets did from the first upload on (the setup's fulls left out).
+    pub kinds: std::collections::BTreeMap<String, KindStats>,
+    pub worker_invocations: u64,
 }
 
 /// The `p`-th percentile (0–100) of `samples`, nearest rank.
@@ -122,6 +125,7 @@ async fn measure(
         &target,
         &catchup::fleet_plan(plan.dialect, plan.workers, 4),
     );
+    let ledger = fleet.ledger.clone();
     let result = async {
         let store = DynamoStatusStore::new(aws.dynamodb.clone(), &stack.table);
         let deadline = Instant::now() + plan.timeout;
@@ -151,6 +155,7 @@ async fn measure(
             "latency: {} fulls restored; uploading logs one at a time",
             1 + completes.len()
         );
+        ledger.reset();
 
         // Upload → RESTORE submitted.
         let needles: &[&str] = match plan.dialect {
@@ -257,6 +262,10 @@ async fn measure(
             completes: done,
             complete_usage: usage,
             finish_time: plan.finish_time,
+            kinds: ledger.kinds(),
+            worker_invocations: ledger
+                .worker_invocations
+                .load(std::sync::atomic::Ordering::SeqCst),
         })
     }
     .await;

@@ -15,9 +15,11 @@
 //!   request its functions make counted.
 //! - [`catchup`]: a full and a day of logs uploaded at once, until the last log is restored.
 //! - [`latency`]: upload → RESTORE submitted, and Complete → ONLINE, one at a time.
+//! - [`cost`]: what a validated file, a restored step, a poll and a migration cost.
 
 pub mod catchup;
 pub mod cleanup;
+pub mod cost;
 pub mod endpoint;
 pub mod fixtures;
 pub mod flow;

@@ -113,6 +113,23 @@ enum Command {
         #[arg(long, default_value_t = 1800)]
         timeout_secs: u64,
     },
+    /// Figure 8: cost per unit of work and per migration, from the counts of a catch-up run and
+    /// of Completes (RDS, production delays).
+    Cost {
+        #[arg(long, default_value_t = 24)]
+        logs: u32,
+        /// The target's speed restoring the 1 TB full (an assumption), MB/s.
+        #[arg(long, default_value_t = 200.0)]
+        full_mb_per_s: f64,
+        /// Start-up (init) of bakdrop's functions and of the Python peer, in milliseconds
+        /// (figure 2's medians: validate-upload 6.0, restore-worker 9.6; peer 264.5).
+        #[arg(long, default_value_t = 7.8)]
+        ours_init_ms: f64,
+        #[arg(long, default_value_t = 264.5)]
+        peer_init_ms: f64,
+        #[arg(long, default_value_t = 1800)]
+        timeout_secs: u64,
+    },
     /// Figure 4: headers per second per core of the parser on every fixture.
     Parser {
         #[arg(long, default_value_t = 7)]
@@ -249,6 +266,55 @@ async fn run_aws(command: Command) -> anyhow::Result<()> {
                 }
             }
             println!("{}", latency::table(&figures));
+        }
+        Command::Cost {
+            logs,
+            full_mb_per_s,
+            ours_init_ms,
+            peer_init_ms,
+            timeout_secs,
+        } => {
+            use bakdrop_bench::cost;
+            use bakdrop_core::tsql::Dialect;
+            let plan = CatchupPlan {
+                dialect: Dialect::Rds,
+                logs,
+                full: Duration::from_secs(20),
+                log_min: Duration::from_secs(2),
+                log_max: Duration::from_secs(6),
+                workers: 5,
+                validators: 10,
+                timeout: Duration::from_secs(timeout_secs),
+            };
+            eprintln!("cost: a catch-up of {logs} logs (RDS)");
+            let restored = catchup::run(&aws, &plan).await?;
+            eprintln!("cost: {logs} logs one at a time, then Completes (RDS, 2 s finish task)");
+            let steady = latency::run(
+                &aws,
+                &LatencyPlan {
+                    dialect: Dialect::Rds,
+                    uploads: logs,
+                    completes: 3,
+                    restore_time: Duration::from_secs(3),
+                    finish_time: Duration::from_secs(2),
+                    workers: 5,
+                    timeout: Duration::from_secs(timeout_secs),
+                },
+            )
+            .await?;
+            println!("{}", catchup::table(&plan, std::slice::from_ref(&restored)));
+            let units = cost::units(&steady, &restored);
+            println!(
+                "{}",
+                cost::table(
+                    &units,
+                    &cost::Migration::one_terabyte(full_mb_per_s),
+                    &cost::StartUp {
+                        ours: Duration::from_secs_f64(ours_init_ms / 1e3),
+                        peer: Duration::from_secs_f64(peer_init_ms / 1e3),
+                    },
+                )
+            );
         }
         Command::Restores {
             migrations,
