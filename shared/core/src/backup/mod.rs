@@ -149,8 +149,8 @@ pub fn parse(head: &[u8], tail: Option<&[u8]>, total_size: u64) -> Result<Backup
     )
 }
 
-/// `MSSQLBAK`: decompress the head's chunks until the header blocks are read (and the tail's),
-/// then read the MTF stream inside.
+/// `MSSQLBAK`: decompress the head's chunks until the header blocks are read, and the tail's
+/// last chunks until the end-of-set blocks are, then read the MTF stream inside.
 ///
 /// Only the chunks whose output the walk of the header blocks reaches are decoded: the result
 /// is the one decoding every whole chunk of the head would give, at a fraction of the work (the
@@ -194,7 +194,14 @@ fn parse_compressed(
     let tail_info = if whole {
         Some(scan_tail(stream.bytes(), 0, true)?)
     } else if let Some(tail) = tail {
-        match compressed::decompress_tail(tail, total_size, DECOMPRESSED_LIMIT)? {
+        // Decoded from the end until the end-of-set blocks are read (what a longer decode
+        // would scan adds nothing once they are).
+        let read_the_end = |bytes: &[u8]| {
+            scan_tail(bytes, 0, false)
+                .is_ok_and(|t| t.end_of_set.is_some() && t.set_count().is_some())
+        };
+        match compressed::decompress_tail_until(tail, total_size, DECOMPRESSED_LIMIT, read_the_end)?
+        {
             Some(bytes) => Some(scan_tail(&bytes, 0, false)?),
             None => None,
         }
@@ -686,6 +693,39 @@ mod tests {
             ),
             "{err:?}"
         );
+    }
+
+    /// The parse of a compressed backup as it was before it decoded only what it reads: every
+    /// whole chunk of the head, every whole record of the tail.
+    fn parse_decoding_everything(head: &[u8], tail: &[u8], size: u64) -> BackupFile {
+        let mtf = compressed::decompress_head(head, DECOMPRESSED_LIMIT).expect("head decodes");
+        let info = read_head(&mtf).expect("header blocks");
+        let end = compressed::decompress_tail(tail, size, DECOMPRESSED_LIMIT)
+            .expect("tail decodes")
+            .map(|bytes| scan_tail(&bytes, 0, false).expect("tail scans"));
+        assemble(info, end, Container::Compressed { block_size: 0 }).expect("assembles")
+    }
+
+    #[test]
+    fn compressed_backups_read_from_their_first_and_last_chunks_as_from_every_chunk() {
+        const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/bak/");
+        for name in [
+            "sql2014_compressed_full_1set_SharePoint_Config.bak",
+            "sql2014_compressed_full_2sets_SharePoint_Config.bak",
+            "sql2022_compressed_full_Library.bak",
+        ] {
+            let file = std::fs::read(format!("{FIXTURES}{name}")).expect("fixture");
+            let size = file.len() as u64;
+            let tail = &file[file.len() - TAIL_LIMIT..];
+            for head_len in [MIN_HEAD, 256 << 10, HEAD_LIMIT] {
+                let head = &file[..head_len.min(file.len() - 1)];
+                assert_eq!(
+                    parse(head, Some(tail), size),
+                    Ok(parse_decoding_everything(head, tail, size)),
+                    "{name}, head of {head_len} bytes"
+                );
+            }
+        }
     }
 
     #[test]

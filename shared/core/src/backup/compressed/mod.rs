@@ -211,10 +211,32 @@ impl<'a> HeadStream<'a> {
 ///
 /// # Errors
 /// [`CompressedError`] when a record in the tail is damaged or the last one exceeds `limit`.
+#[cfg(test)]
 pub(crate) fn decompress_tail(
     tail: &[u8],
     total_size: u64,
     limit: usize,
+) -> Result<Option<Vec<u8>>, CompressedError> {
+    decompress_tail_until(tail, total_size, limit, |_| false)
+}
+
+/// Output decoded from the end of a tail first: the end-of-set blocks are in the last few KiB
+/// of the stream.
+const TAIL_STEP: usize = 64 << 10;
+
+/// [`decompress_tail`], decoding only as much of the tail's end as `enough` needs: the last
+/// records giving at most 64 KiB of output, then 256 KiB, 1 MiB … up to `limit`, until `enough`
+/// says the bytes decoded hold what it looks for (a tail of 64 KiB can decode to 2 MiB and
+/// more, and the end of a backup is in its last few KiB). What it returns is what
+/// [`decompress_tail`] would, when `enough` is never satisfied.
+///
+/// # Errors
+/// As [`decompress_tail`].
+pub(crate) fn decompress_tail_until(
+    tail: &[u8],
+    total_size: u64,
+    limit: usize,
+    mut enough: impl FnMut(&[u8]) -> bool,
 ) -> Result<Option<Vec<u8>>, CompressedError> {
     let base = usize::try_from(total_size)
         .ok()
@@ -233,7 +255,16 @@ pub(crate) fn decompress_tail(
         let Some(records) = chain_to_end(tail, start) else {
             continue;
         };
-        return decode_suffix(tail, base, &records, limit).map(Some);
+        let all: usize = records.iter().map(|(_, r)| r.output_len()).sum();
+        let mut step = TAIL_STEP;
+        loop {
+            let bounded = step.min(limit);
+            let out = decode_suffix(tail, base, &records, bounded)?;
+            if bounded >= limit || all <= bounded || enough(&out) {
+                return Ok(Some(out));
+            }
+            step = step.saturating_mul(4);
+        }
     }
     Ok(None)
 }
