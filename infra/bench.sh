@@ -11,10 +11,13 @@
 #   infra/bench.sh coldstart    figure 2: cold start, binary size, RSS; Python peer (boto3)
 #   infra/bench.sh parser       figure 4: headers per second per core, every fixture
 #   infra/bench.sh fuzz         figure 5: the parser's fuzz target, 10,000,000 executions
-#   infra/bench.sh smoke        every benchmark but fuzz, tiny sizes, one run each (< 60 s once built)
+#   infra/bench.sh catchup      figure 6: a full and 96 logs uploaded at once, until the last is restored
+#   infra/bench.sh latency      figure 7: upload → RESTORE submitted (100 uploads), Complete → ONLINE
+#   infra/bench.sh cost         figure 8: requests and Lambda time per file, step, poll; a 1 TB migration
+#   infra/bench.sh smoke        every benchmark but fuzz, tiny sizes, one run each (~2 min once built)
 #
 # Environment: BENCH_RUNS (validation and parser runs, default 7), BENCH_THROUGHPUT_RUNS
-# (default 3), BENCH_SIZES_MIB (default 1,256,2048), BENCH_FIRST_BYTE_MS (the modelled round trip
+# (default 3), BENCH_CATCHUP_RUNS (default 1), BENCH_SIZES_MIB (default 1,256,2048), BENCH_FIRST_BYTE_MS (the modelled round trip
 # of figure 1's second table, default 20), BENCH_FUZZ_RUNS (default
 # 10000000), BENCH_FUZZ_SANITIZER (cargo fuzz -s, default none), BENCH_OUT (results directory,
 # default target/bench-results), CARGO_TARGET_DIR (as usual). `smoke` uses the dev profile (what
@@ -202,6 +205,27 @@ fuzz() {
   rm -rf "$corpus"
 }
 
+catchup() {
+  say "## Figure 6: catch-up of a long chain (production delays)"
+  say ""
+  aws_up
+  bench catchup --dialect both --logs 96 --runs "${BENCH_CATCHUP_RUNS:-1}"
+}
+
+latency() {
+  say "## Figure 7: latency (production delays)"
+  say ""
+  aws_up
+  bench latency --dialect both --uploads 100 --completes 10 --finish-ms 2000,30000
+}
+
+cost() {
+  say "## Figure 8: cost per migration"
+  say ""
+  aws_up
+  bench cost --logs 24
+}
+
 smoke() {
   profile_flags=()
   say "## Smoke run (tiny sizes, one run each; figures not meaningful)"
@@ -212,11 +236,16 @@ smoke() {
   bench ingest --uploads 20 --consumers 4 --timeout-secs 60
   bench restores --migrations 4 --workers 2 --restore-ms 100 --timeout-secs 60
   bench parser --runs 1 --min-run-ms 5
+  bench catchup --dialect both --logs 3 --full-ms 1000 --log-min-ms 500 --log-max-ms 1500 \
+    --timeout-secs 120
+  bench latency --dialect both --uploads 3 --completes 1 --restore-ms 200 --finish-ms 1000 \
+    --timeout-secs 120
+  bench cost --logs 2 --full-ms 1000 --log-ms 1000 --timeout-secs 120
   coldstart
 }
 
 case "$command" in
-  validation | coldstart | throughput | parser | fuzz | smoke) ;;
+  validation | coldstart | throughput | parser | fuzz | catchup | latency | cost | smoke) ;;
   all) ;;
   *) usage ;;
 esac
@@ -228,6 +257,9 @@ case "$command" in
     coldstart
     throughput
     parser
+    catchup
+    latency
+    cost
     fuzz
     ;;
   *) "$command" ;;

@@ -555,10 +555,21 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                     Decision::ApplyNow => {}
                     Decision::Wait { reason } => {
                         let text = reason.to_string();
+                        let changed = |f: &FileRecord| {
+                            f.state != FileState::Waiting
+                                || f.reason.as_ref().map(|r| &r.message) != Some(&text)
+                        };
+                        // The records just read say whether anything changes: a long line of
+                        // waiting logs is not read again at every step.
+                        let unchanged = files
+                            .iter()
+                            .find(|f| f.record.file_id == d.file_id)
+                            .is_some_and(|f| !changed(&f.record));
+                        if unchanged {
+                            continue;
+                        }
                         self.update_file(name, &d.file_id, now, |f| {
-                            let changed = f.state != FileState::Waiting
-                                || f.reason.as_ref().map(|r| &r.message) != Some(&text);
-                            (changed && TO_PLAN.contains(&f.state)).then(|| {
+                            (changed(f) && TO_PLAN.contains(&f.state)).then(|| {
                                 f.state = FileState::Waiting;
                                 f.reason = Some(Reason::new("Waiting", text.clone()));
                             })

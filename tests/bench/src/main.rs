@@ -121,6 +121,13 @@ enum Command {
         /// The target's speed restoring the 1 TB full (an assumption), MB/s.
         #[arg(long, default_value_t = 200.0)]
         full_mb_per_s: f64,
+        /// The catch-up run's modelled restore times: the full's, and the longest log's (the
+        /// logs run from a third of it to all of it), in milliseconds; the steady run's logs
+        /// take half of it.
+        #[arg(long, default_value_t = 20_000)]
+        full_ms: u64,
+        #[arg(long, default_value_t = 6_000)]
+        log_ms: u64,
         /// Start-up (init) of bakdrop's functions and of the Python peer, in milliseconds
         /// (figure 2's medians: validate-upload 6.0, restore-worker 9.6; peer 264.5).
         #[arg(long, default_value_t = 7.8)]
@@ -270,6 +277,8 @@ async fn run_aws(command: Command) -> anyhow::Result<()> {
         Command::Cost {
             logs,
             full_mb_per_s,
+            full_ms,
+            log_ms,
             ours_init_ms,
             peer_init_ms,
             timeout_secs,
@@ -279,9 +288,9 @@ async fn run_aws(command: Command) -> anyhow::Result<()> {
             let plan = CatchupPlan {
                 dialect: Dialect::Rds,
                 logs,
-                full: Duration::from_secs(20),
-                log_min: Duration::from_secs(2),
-                log_max: Duration::from_secs(6),
+                full: Duration::from_millis(full_ms),
+                log_min: Duration::from_millis(log_ms / 3),
+                log_max: Duration::from_millis(log_ms),
                 workers: 5,
                 validators: 10,
                 timeout: Duration::from_secs(timeout_secs),
@@ -295,7 +304,7 @@ async fn run_aws(command: Command) -> anyhow::Result<()> {
                     dialect: Dialect::Rds,
                     uploads: logs,
                     completes: 3,
-                    restore_time: Duration::from_secs(3),
+                    restore_time: Duration::from_millis(log_ms / 2),
                     finish_time: Duration::from_secs(2),
                     workers: 5,
                     timeout: Duration::from_secs(timeout_secs),

@@ -320,7 +320,7 @@ pub enum WaitReason {
     },
     /// The chain has a gap: no log backup covering these LSNs has arrived.
     MissingLogs { from: Lsn, to: Lsn },
-    /// Applicable later, after the step applied now.
+    /// Applicable later, right after `after` (the step applied now, or one in line behind it).
     Queued { after: String },
     /// Another file breaks the chain, so nothing is applied.
     ChainBroken { at: String },
@@ -497,11 +497,14 @@ pub fn plan(state: &ChainState, candidates: &[Candidate]) -> Plan {
         }
     }
 
-    // Pending files: in line behind the next step, or stranded behind a gap.
+    // Pending files: in line behind the next step, or stranded behind a gap. A file in line
+    // names the set it comes right after (not the next step: its reason then stays the same
+    // while the line moves, and a long line is not written again at every step).
     let mut simulated = state.clone();
-    let mut queued: BTreeSet<usize> = BTreeSet::new();
+    let mut queued: BTreeMap<usize, String> = BTreeMap::new();
     if let (Some(first), None) = (next, &broken_at) {
         simulated.apply_on_fork(&first.step(), first.fork());
+        let mut before = first.name();
         let mut remaining = pending.clone();
         // Each round applies one set or stops: bounded by the number of sets.
         for _ in 0..=remaining.len() {
@@ -512,11 +515,14 @@ pub fn plan(state: &ChainState, candidates: &[Candidate]) -> Plan {
                 if matches!(verdict, Verdict::Pending) {
                     still.push(i);
                 } else {
-                    queued.insert(i);
+                    queued.insert(i, before.clone());
                 }
             }
             match sim.next {
-                Some(n) => simulated.apply_on_fork(&subset[n].step(), subset[n].fork()),
+                Some(n) => {
+                    simulated.apply_on_fork(&subset[n].step(), subset[n].fork());
+                    before = subset[n].name();
+                }
                 None => break,
             }
             remaining = still;
@@ -525,12 +531,14 @@ pub fn plan(state: &ChainState, candidates: &[Candidate]) -> Plan {
     let stranded: Vec<usize> = pending
         .iter()
         .copied()
-        .filter(|i| !queued.contains(i))
+        .filter(|i| !queued.contains_key(i))
         .collect();
     let gap_end = stranded.iter().map(|&i| sets[i].first_lsn()).min();
     for &i in &pending {
-        let reason = match (queued.contains(&i), next, gap_end) {
-            (true, Some(n), _) => WaitReason::Queued { after: n.name() },
+        let reason = match (queued.get(&i), next, gap_end) {
+            (Some(after), Some(_), _) => WaitReason::Queued {
+                after: after.clone(),
+            },
             (_, _, Some(to)) if broken_at.is_none() => WaitReason::MissingLogs {
                 from: simulated.reach(),
                 to,

@@ -208,6 +208,31 @@ fn logs_behind_the_next_step_are_queued_not_reported_as_a_gap() {
 }
 
 #[test]
+fn each_log_in_line_waits_for_the_one_before_it_so_its_reason_stays_while_the_line_moves() {
+    let state = applied(&[&full_step(1, 100, 110)]);
+    let files = [
+        log("L1", 2, 90, 200),
+        log("L2", 3, 200, 300),
+        log("L3", 4, 300, 400),
+    ];
+    let p = plan(&state, &files);
+    assert_eq!(decision_of(&p, "L1"), &Decision::ApplyNow);
+    let after = |name: &str| WaitReason::Queued {
+        after: format!("{name}.bak"),
+    };
+    assert_eq!(wait(&p, "L2"), after("L1"));
+    assert_eq!(wait(&p, "L3"), after("L2"));
+    // L1 restored: L3's reason is unchanged.
+    let state = applied(&[
+        &full_step(1, 100, 110),
+        &step_of(BackupKind::Log, 2, 90, 200),
+    ]);
+    let p = plan(&state, &files[1..]);
+    assert_eq!(decision_of(&p, "L2"), &Decision::ApplyNow);
+    assert_eq!(wait(&p, "L3"), after("L2"));
+}
+
+#[test]
 fn when_the_full_is_next_logs_it_covers_are_superseded_by_it() {
     let files = [
         full("F", 1, 100, 110),
