@@ -6,7 +6,8 @@
 //! target reports (RDS `% complete`, native `percent_complete`), the reading before that one, and
 //! how long the restore should take from its bytes and the rate this migration's earlier restores
 //! of the same backup type showed ([`crate::status::Rates`]). The answer is a delay for the restore queue: whole
-//! seconds (SQS's unit), at least [`MIN_DELAY`], at most the configured poll interval.
+//! seconds (SQS's unit), at least [`MIN_DELAY`], at most the configured poll interval (a poll
+//! interval below a second, as tests that drive time themselves set, is the delay).
 
 use std::time::Duration;
 
@@ -37,8 +38,7 @@ impl Progress {
 
 /// The delay before the next look at a task, at most `longest` (the configured poll interval).
 pub fn next_look(progress: &Progress, longest: Duration) -> Duration {
-    let longest = longest.max(MIN_DELAY);
-    whole_seconds(remaining(progress)).clamp(MIN_DELAY, longest)
+    whole_seconds(remaining(progress)).clamp(MIN_DELAY.min(longest), longest)
 }
 
 /// The delay before the next look when a look may wait in its invocation for what remains
@@ -51,7 +51,7 @@ pub fn next_look_ahead(progress: &Progress, longest: Duration, lead: Duration) -
         return next_look(progress, longest);
     }
     let ahead = remaining(progress).saturating_sub(lead);
-    Duration::from_secs(ahead.as_secs()).clamp(MIN_DELAY, longest.max(MIN_DELAY))
+    Duration::from_secs(ahead.as_secs()).clamp(MIN_DELAY.min(longest), longest)
 }
 
 /// The delay before the next look at a task whose progress is unknown, `elapsed` after it
@@ -180,8 +180,9 @@ mod tests {
     }
 
     #[test]
-    fn a_poll_interval_below_a_second_still_waits_a_second() {
-        assert_eq!(backoff(Duration::ZERO, Duration::ZERO), MIN_DELAY);
+    fn a_poll_interval_below_a_second_is_the_delay() {
+        assert_eq!(backoff(Duration::ZERO, Duration::ZERO), Duration::ZERO);
+        assert_eq!(backoff(secs(8.0), secs(0.5)), secs(0.5));
         assert_eq!(backoff(secs(500.0), secs(30.0)), secs(30.0));
     }
 }
