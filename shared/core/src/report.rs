@@ -9,7 +9,9 @@
 use serde::Serialize;
 
 use crate::ports::{StatusStore, StoreError};
-use crate::status::{BackupKind, FileRecord, FileState, MigrationRecord, MigrationState, Reason};
+use crate::status::{
+    ArmedComplete, BackupKind, FileRecord, FileState, MigrationRecord, MigrationState, Reason,
+};
 
 /// The most files [`read`] lists per list (applied, waiting, rejected, skipped): the latest.
 /// `counts` says how many there are in all.
@@ -34,7 +36,11 @@ pub struct StatusReport {
     pub skipped: Vec<FileNote>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<Reason>,
-    /// What may be done now: "complete", "cancel".
+    /// Complete armed in advance: the backup it waits for, and its refusal once it ran and was
+    /// refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub armed: Option<ArmedComplete>,
+    /// What may be done now: "complete", "arm", "disarm", "cancel", "reset".
     pub actions: Vec<&'static str>,
 }
 
@@ -247,6 +253,21 @@ async fn latest<S: StatusStore>(
         .collect())
 }
 
+/// The status line of a migration from its record alone (no file read): what the events say.
+/// Counts that only the files know (queued, waiting) are left out.
+pub fn headline(migration: &MigrationRecord) -> String {
+    let applied = &migration.chain.applied;
+    let files = Files {
+        restored_kinds: [
+            applied.full_files,
+            applied.differential_files,
+            applied.log_files,
+        ],
+        ..Files::default()
+    };
+    compose(&migration.database, Some(migration), files).summary
+}
+
 /// Builds the whole report from every file record of the migration, in any order.
 pub fn build(
     database: &str,
@@ -283,6 +304,13 @@ fn compose(database: &str, migration: Option<&MigrationRecord>, files: Files) ->
     let mut actions = Vec::new();
     if state == Some(MigrationState::Synchronizing) && in_flight == 0 {
         actions.push("complete");
+    }
+    let armed = migration.and_then(|m| m.armed.clone());
+    if state.is_some_and(MigrationState::accepts_uploads) {
+        actions.push("arm");
+    }
+    if armed.as_ref().is_some_and(ArmedComplete::pending) {
+        actions.push("disarm");
     }
     if state.is_some_and(|s| {
         !matches!(
@@ -366,6 +394,30 @@ fn compose(database: &str, migration: Option<&MigrationRecord>, files: Files) ->
     {
         summary.push_str(&format!(" — retrying: {reason}"));
     }
+    if let Some(a) = armed
+        .as_ref()
+        .filter(|_| state.is_some_and(MigrationState::accepts_uploads))
+    {
+        let tail = if a.require_tail_log {
+            " (a tail-log backup required)"
+        } else {
+            ""
+        };
+        summary.push_str(&match &a.refused {
+            Some(reason) => format!(
+                "; the armed Complete was refused ({}): {}",
+                reason.code, reason.message
+            ),
+            None if a.reached => format!(
+                "; Complete armed{tail}: {} is restored, Complete runs once nothing is in flight",
+                a.last_backup
+            ),
+            None => format!(
+                "; Complete armed{tail}: waits for {} to be restored",
+                a.last_backup
+            ),
+        });
+    }
     StatusReport {
         database: database.to_owned(),
         state,
@@ -379,6 +431,7 @@ fn compose(database: &str, migration: Option<&MigrationRecord>, files: Files) ->
         rejected: notes(&files.rejected),
         skipped: notes(&files.skipped),
         last_error,
+        armed,
         actions,
     }
 }

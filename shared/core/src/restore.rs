@@ -344,6 +344,34 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         })
     }
 
+    /// Runs the migration's armed Complete (its backup is restored, nothing is in flight), with
+    /// the guards of a manual one; a refusal is recorded on the arm. On RDS the migration is then
+    /// Completing: its finish task is followed like one a manual Complete started.
+    async fn fire_armed(&self, name: &str, now: OffsetDateTime) -> Result<WorkOutcome, WorkError> {
+        use crate::cutover::CutoverError;
+        let state = match crate::cutover::fire_armed(&self.store, &self.target, name, now).await {
+            Ok(Some(state)) => state,
+            Ok(None) => self.migration(name).await?.record.state,
+            Err(CutoverError::Store(e)) => return Err(e.into()),
+            Err(CutoverError::Target(e)) => return Err(e.into()),
+            Err(CutoverError::NotFound(_) | CutoverError::Refused { .. }) => {
+                return Ok(WorkOutcome::Stale {
+                    migration: name.to_owned(),
+                })
+            }
+        };
+        if state == MigrationState::Completing {
+            let message = QueueMessage::Finish {
+                migration: name.to_owned(),
+            };
+            self.queue.send(&message, self.config.poll_interval).await?;
+        }
+        Ok(WorkOutcome::Idle {
+            migration: name.to_owned(),
+            state,
+        })
+    }
+
     async fn migration(&self, name: &str) -> Result<Versioned<MigrationRecord>, WorkError> {
         self.store
             .get_migration(name)
@@ -550,6 +578,9 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                         Err(StoreError::Conflict { .. }) => continue,
                         Err(e) => return Err(e.into()),
                     }
+                }
+                if crate::cutover::armed_due(&migration) {
+                    return Box::pin(self.fire_armed(name, now)).await;
                 }
                 return Ok(WorkOutcome::Idle {
                     migration: name.to_owned(),
@@ -927,13 +958,15 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
             TaskStatus::Succeeded => {
                 let step = in_flight.step.clone();
                 let mut fork = None;
-                if let Some(first) = step.files.first() {
-                    fork = self
-                        .store
-                        .get_file(name, first)
-                        .await?
-                        .and_then(|f| f.record.header)
-                        .map(|h| h.recovery_fork_id);
+                // The step's file names: a Complete armed with one of them is due once recorded.
+                let mut names = Vec::new();
+                for file_id in &step.files {
+                    if let Some(file) = self.store.get_file(name, file_id).await? {
+                        names.push(file.record.object.file_name().to_owned());
+                        if fork.is_none() {
+                            fork = file.record.header.map(|h| h.recovery_fork_id);
+                        }
+                    }
                 }
                 let applied = self
                     .update_migration(name, now, |m| {
@@ -949,6 +982,13 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                             m.in_flight = None;
                             m.state = MigrationState::Synchronizing;
                             clear_target_reason(m);
+                            if let Some(armed) = m
+                                .armed
+                                .as_mut()
+                                .filter(|a| a.pending() && names.contains(&a.last_backup))
+                            {
+                                armed.reached = true;
+                            }
                         })
                     })
                     .await?;
