@@ -110,6 +110,8 @@ struct Files {
     last_failed: Option<FileRecord>,
     /// Restored files by type: full, differential, log.
     restored_kinds: [u64; 3],
+    /// The counts are known (false for [`headline`], which reads no file).
+    counted: bool,
 }
 
 fn kind_index(kind: BackupKind) -> usize {
@@ -123,7 +125,10 @@ fn kind_index(kind: BackupKind) -> usize {
 impl Files {
     /// From every file record of the migration.
     fn of(files: &[FileRecord]) -> Files {
-        let mut out = Files::default();
+        let mut out = Files {
+            counted: true,
+            ..Files::default()
+        };
         for f in files {
             let counts = &mut out.counts;
             match f.state {
@@ -207,7 +212,10 @@ async fn indexed_files<S: StatusStore>(
     database: &str,
     migration: &MigrationRecord,
 ) -> Result<Files, StoreError> {
-    let mut files = Files::default();
+    let mut files = Files {
+        counted: true,
+        ..Files::default()
+    };
     let c = &mut files.counts;
     for state in [FileState::Received, FileState::Validated, FileState::Queued] {
         c.queued += store.count_files_in(database, state).await?;
@@ -353,15 +361,25 @@ fn compose(database: &str, migration: Option<&MigrationRecord>, files: Files) ->
         Some(MigrationState::AwaitingFull)
             if migration.is_some_and(|m| m.full_backup_set_guid.is_some()) =>
         {
-            format!(
-                "Full backup accepted; its restore starts shortly ({} queued, {} waiting)",
-                counts.queued, counts.waiting
-            )
+            let mut line = "Full backup accepted; its restore starts shortly".to_owned();
+            if files.counted {
+                line.push_str(&format!(
+                    " ({} queued, {} waiting)",
+                    counts.queued, counts.waiting
+                ));
+            }
+            line
         }
-        Some(MigrationState::AwaitingFull) => format!(
-            "Awaiting the full backup ({} queued, {} waiting for it)",
-            counts.queued, counts.waiting
-        ),
+        Some(MigrationState::AwaitingFull) => {
+            let mut line = "Awaiting the full backup".to_owned();
+            if files.counted {
+                line.push_str(&format!(
+                    " ({} queued, {} waiting for it)",
+                    counts.queued, counts.waiting
+                ));
+            }
+            line
+        }
         Some(s) => {
             let mut line = format!(
                 "{} — {} full, {} differential, {} log restored",
