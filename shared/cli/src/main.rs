@@ -127,6 +127,11 @@ enum Command {
         /// Delay between polls of a running restore, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         poll_interval_ms: u64,
+        /// A file named bakdrop-complete.json in a database folder arms (or disarms) its
+        /// Complete, as the stack's CompleteByUpload=enabled does; without this flag it is
+        /// ignored.
+        #[arg(long)]
+        complete_by_upload: bool,
         #[command(flatten)]
         directories: PathArgs,
     },
@@ -310,9 +315,11 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             target_version,
             policy,
             poll_interval_ms,
+            complete_by_upload,
             directories,
         } => {
             pipeline::run(pipeline::RunOptions {
+                complete_by_upload,
                 dir,
                 target,
                 dialect,

@@ -1506,6 +1506,7 @@ mod tests {
                 store: store.clone(),
                 queue: queue.clone(),
                 config: ValidateConfig {
+                    arm_by_upload: false,
                     target: release,
                     policy: VersionPolicy::NotNewer,
                     location: SourceLocation::Disk {
