@@ -553,6 +553,7 @@ async fn connecting_and_statements_time_out_as_connection_errors() {
     let timeouts = Timeouts {
         connect: Duration::from_millis(300),
         query: Duration::from_millis(300),
+        recovery: Duration::from_millis(300),
     };
     let target = emulator_target(port, Dialect::Native).with_timeouts(timeouts);
     let started = std::time::Instant::now();
@@ -580,5 +581,51 @@ async fn connecting_and_statements_time_out_as_connection_errors() {
     assert!(
         matches!(&err, TargetError::Connection(e) if e.to_string().contains("statement")),
         "{err:?}"
+    );
+}
+
+/// `RESTORE … WITH RECOVERY` runs the undo phase in the caller's session: it has its own, long
+/// timeout, not the one of a catalog read.
+#[tokio::test]
+async fn native_recovery_waits_longer_than_a_statement_may() {
+    use bakdrop_mssql::connection::Timeouts;
+    let emulator = SqlServerEmulator::native();
+    emulator.set_clock_mode(ClockMode::Manual);
+    emulator.set_restore_duration(None, Duration::from_secs(60));
+    let (addr, _server) = emulator.start().await.expect("server starts");
+    let direct = emulator_target(addr.port(), Dialect::Native);
+    let full = described(
+        &emulator,
+        "Sales",
+        BackupKind::Full,
+        RestoreSource::Disk("/b/f.bak".into()),
+    );
+    let task = direct
+        .submit(&full, "job-recovery")
+        .await
+        .expect("submitted");
+    emulator.advance(Duration::from_secs(120));
+    assert_eq!(
+        direct.poll(&db("Sales"), &task).await.expect("poll"),
+        TaskStatus::Succeeded
+    );
+    let proxy = bakdrop_tests::proxy::TcpProxy::start(addr)
+        .await
+        .expect("proxy");
+    proxy.delay_when_client_sends(
+        "slow recovery",
+        &bakdrop_tests::proxy::utf16le("WITH RECOVERY"),
+        Duration::from_millis(800),
+    );
+    // Every other statement would time out after 200 ms; recovery waits its 800 ms.
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(5),
+        query: Duration::from_millis(200),
+        recovery: Duration::from_secs(10),
+    };
+    let target = emulator_target(proxy.addr().port(), Dialect::Native).with_timeouts(timeouts);
+    assert_eq!(
+        target.bring_online(&db("Sales")).await.expect("online"),
+        Online::Now
     );
 }
