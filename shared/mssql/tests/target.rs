@@ -15,10 +15,15 @@ use bakdrop_tds_server::{FaultTiming, ServerHandle, SqlServerEmulator};
 use bakdrop_tests::tds::emulator_target;
 
 async fn start(emulator: &SqlServerEmulator, dialect: Dialect) -> (TiberiusTarget, ServerHandle) {
+    let (addr, handle) = start_manual(emulator).await;
+    (emulator_target(addr.port(), dialect), handle)
+}
+
+/// The server on a manual clock, each restore taking 60 s of it.
+async fn start_manual(emulator: &SqlServerEmulator) -> (std::net::SocketAddr, ServerHandle) {
     emulator.set_clock_mode(ClockMode::Manual);
     emulator.set_restore_duration(None, Duration::from_secs(60));
-    let (addr, handle) = emulator.start().await.expect("server starts");
-    (emulator_target(addr.port(), dialect), handle)
+    emulator.start().await.expect("server starts")
 }
 
 fn db(name: &str) -> DatabaseName {
@@ -143,9 +148,7 @@ async fn rds_refuses_a_third_concurrent_task_as_busy() {
 #[tokio::test]
 async fn an_rds_submit_racing_another_worker_for_the_last_slot_is_queued_by_rds() {
     let emulator = SqlServerEmulator::rds();
-    emulator.set_clock_mode(ClockMode::Manual);
-    emulator.set_restore_duration(None, Duration::from_secs(60));
-    let (addr, _server) = emulator.start().await.expect("server starts");
+    let (addr, _server) = start_manual(&emulator).await;
     let target = |port: u16| emulator_target(port, Dialect::Rds);
     let direct = target(addr.port());
     direct
@@ -590,9 +593,7 @@ async fn connecting_and_statements_time_out_as_connection_errors() {
 async fn native_recovery_waits_longer_than_a_statement_may() {
     use bakdrop_mssql::connection::Timeouts;
     let emulator = SqlServerEmulator::native();
-    emulator.set_clock_mode(ClockMode::Manual);
-    emulator.set_restore_duration(None, Duration::from_secs(60));
-    let (addr, _server) = emulator.start().await.expect("server starts");
+    let (addr, _server) = start_manual(&emulator).await;
     let direct = emulator_target(addr.port(), Dialect::Native);
     let full = described(
         &emulator,
