@@ -1786,7 +1786,7 @@ mod tests {
     fn an_armed_migration_completes_by_itself_once_its_named_backup_is_restored() {
         for rds in [false, true] {
             let p = pipeline("2016");
-            p.worker.target.rds.lock().map(|mut r| *r = rds).ok();
+            set(&p.worker.target.rds, rds);
             p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
             arm_clean(&p, "sql2016_log_RestoreTimeClean2_3.trn");
             p.run_to_quiet();
