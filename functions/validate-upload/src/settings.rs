@@ -18,6 +18,9 @@ pub struct Settings {
     /// Where the target will read the backups (`TARGET_DIALECT`, `SOURCE_LOCATION`,
     /// `AWS_REGION`), so that an upload it could never read is rejected at once.
     pub location: SourceLocation,
+    /// An uploaded `bakdrop-complete.json` arms Complete (`COMPLETE_BY_UPLOAD`: `enabled`;
+    /// default `disabled`, when such an object is ignored).
+    pub arm_by_upload: bool,
 }
 
 /// A setting that is missing or invalid.
@@ -56,7 +59,17 @@ impl Settings {
             optional("AWS_REGION").as_deref(),
         )
         .map_err(SettingsError)?;
+        let arm_by_upload = match optional("COMPLETE_BY_UPLOAD").as_deref() {
+            None | Some("disabled") => false,
+            Some("enabled") => true,
+            Some(other) => {
+                return Err(SettingsError(format!(
+                    "COMPLETE_BY_UPLOAD: {other:?} is neither enabled nor disabled"
+                )))
+            }
+        };
         Ok(Settings {
+            arm_by_upload,
             status_table: required("STATUS_TABLE")?,
             restore_queue_url: required("RESTORE_QUEUE_URL")?,
             target,

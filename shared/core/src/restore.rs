@@ -404,6 +404,37 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         })
     }
 
+    /// Runs the migration's armed Complete (its backup is restored, nothing is in flight), with
+    /// the guards of a manual one; a refusal is recorded on the arm. On RDS the migration is then
+    /// Completing: its finish task is followed like one a manual Complete started.
+    async fn fire_armed(&self, name: &str, now: OffsetDateTime) -> Result<WorkOutcome, WorkError> {
+        use crate::cutover::CutoverError;
+        let state = match crate::cutover::fire_armed(&self.store, &self.target, name, now).await {
+            Ok(Some(state)) => state,
+            Ok(None) => self.migration(name).await?.record.state,
+            Err(CutoverError::Store(e)) => return Err(e.into()),
+            Err(CutoverError::Target(e)) => return Err(e.into()),
+            Err(CutoverError::NotFound(_) | CutoverError::Refused { .. }) => {
+                return Ok(WorkOutcome::Stale {
+                    migration: name.to_owned(),
+                })
+            }
+        };
+        if state == MigrationState::Completing {
+            // Followed as a manual Complete's task is: looks at 1, 2, 3, 5 … s after it started.
+            let message = QueueMessage::Finish {
+                migration: name.to_owned(),
+                since: Some(now),
+            };
+            let delay = pace::backoff(Duration::ZERO, self.config.poll_interval);
+            self.queue.send(&message, delay).await?;
+        }
+        Ok(WorkOutcome::Idle {
+            migration: name.to_owned(),
+            state,
+        })
+    }
+
     async fn migration(&self, name: &str) -> Result<Versioned<MigrationRecord>, WorkError> {
         self.store
             .get_migration(name)
@@ -622,6 +653,9 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                         Err(StoreError::Conflict { .. }) => continue,
                         Err(e) => return Err(e.into()),
                     }
+                }
+                if crate::cutover::armed_due(&migration) {
+                    return Box::pin(self.fire_armed(name, now)).await;
                 }
                 return Ok(WorkOutcome::Idle {
                     migration: name.to_owned(),
@@ -1089,13 +1123,15 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
             TaskStatus::Succeeded => {
                 let step = in_flight.step.clone();
                 let mut fork = None;
-                if let Some(first) = step.files.first() {
-                    fork = self
-                        .store
-                        .get_file(name, first)
-                        .await?
-                        .and_then(|f| f.record.header)
-                        .map(|h| h.recovery_fork_id);
+                // The step's file names: a Complete armed with one of them is due once recorded.
+                let mut names = Vec::new();
+                for file_id in &step.files {
+                    if let Some(file) = self.store.get_file(name, file_id).await? {
+                        names.push(file.record.object.file_name().to_owned());
+                        if fork.is_none() {
+                            fork = file.record.header.map(|h| h.recovery_fork_id);
+                        }
+                    }
                 }
                 let applied = self
                     .update_migration(name, now, |m| {
@@ -1119,6 +1155,13 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                             m.in_flight = None;
                             m.state = MigrationState::Synchronizing;
                             clear_target_reason(m);
+                            if let Some(armed) = m
+                                .armed
+                                .as_mut()
+                                .filter(|a| a.pending() && names.contains(&a.last_backup))
+                            {
+                                armed.reached = true;
+                            }
                         })
                     })
                     .await?;
@@ -1596,9 +1639,14 @@ mod tests {
 
     /// Sets a fault counter of the in-memory target: the next `n` calls fail that way.
     fn arm(fault: &std::sync::Mutex<u32>, n: u32) {
-        *fault
+        set(fault, n);
+    }
+
+    /// Sets a setting of the in-memory target.
+    fn set<T>(setting: &std::sync::Mutex<T>, value: T) {
+        *setting
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = n;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = value;
     }
 
     /// The stable code of a Complete/Cancel/Reset refusal (panics on anything else).
@@ -1638,6 +1686,7 @@ mod tests {
                 store: store.clone(),
                 queue: queue.clone(),
                 config: ValidateConfig {
+                    arm_by_upload: false,
                     target: release,
                     policy: VersionPolicy::NotNewer,
                     location: SourceLocation::Disk {
@@ -1990,11 +2039,10 @@ mod tests {
     #[test]
     fn a_target_whose_agent_is_stopped_holds_the_first_restore_and_says_why_until_it_runs() {
         let p = pipeline("2016");
-        *p.target
-            .not_ready
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(crate::ports::NotReady::AgentNotRunning);
+        set(
+            &p.target.not_ready,
+            Some(crate::ports::NotReady::AgentNotRunning),
+        );
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let outcomes = p.pump();
         assert!(
@@ -2009,10 +2057,7 @@ mod tests {
         assert_eq!(retry.len(), 1, "{retry:?}");
         assert_eq!(retry[0].1, Duration::from_secs(120), "after the busy delay");
         // The DBA starts Agent: the retry submits, and the reason goes.
-        *p.target
-            .not_ready
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        set(&p.target.not_ready, None);
         let id = "m-retry";
         let outcome =
             block_on(p.worker.handle(&retry[0].0, attempt(id, id), p.now())).expect("handled");
@@ -2028,13 +2073,12 @@ mod tests {
     #[test]
     fn an_edition_without_agent_fails_the_migration_before_any_restore() {
         let p = pipeline("2016");
-        *p.target
-            .not_ready
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+        set(
+            &p.target.not_ready,
             Some(crate::ports::NotReady::EditionWithoutAgent {
                 edition: "Express Edition (64-bit)".into(),
-            });
+            }),
+        );
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         p.run_to_quiet();
         let m = p.migration("Clean");
@@ -2047,6 +2091,182 @@ mod tests {
             reason.message
         );
         assert!(p.target.submitted().is_empty());
+    }
+
+    /// The 2016 chain of "Clean" after its full: the differential and the logs (three of which
+    /// the differential supersedes); the last one restored is `…Clean2_3.trn`.
+    const REST_OF_CHAIN: [&str; 7] = [
+        "sql2016_diff_RestoreTimeClean2.bak",
+        "sql2016_log_RestoreTimeClean_1.trn",
+        "sql2016_log_RestoreTimeClean_2.trn",
+        "sql2016_log_RestoreTimeClean_3.trn",
+        "sql2016_log_RestoreTimeClean2_1.trn",
+        "sql2016_log_RestoreTimeClean2_2.trn",
+        "sql2016_log_RestoreTimeClean2_3.trn",
+    ];
+
+    fn arm_clean(p: &Pipeline, last_backup: &str) {
+        block_on(crate::cutover::arm(
+            &p.store,
+            "Clean",
+            last_backup,
+            false,
+            "test",
+            p.now(),
+        ))
+        .expect("armed");
+    }
+
+    fn summary(p: &Pipeline, name: &str) -> String {
+        block_on(crate::report::read(&p.store, name))
+            .ok()
+            .flatten()
+            .map(|r| r.summary)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_armed_migration_completes_by_itself_once_its_named_backup_is_restored() {
+        for rds in [false, true] {
+            let p = pipeline("2016");
+            set(&p.worker.target.rds, rds);
+            p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+            arm_clean(&p, "sql2016_log_RestoreTimeClean2_3.trn");
+            p.run_to_quiet();
+            assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
+            let line = summary(&p, "Clean");
+            assert!(
+                line.contains(
+                    "Complete armed: waits for sql2016_log_RestoreTimeClean2_3.trn to be restored"
+                ),
+                "{line}"
+            );
+            for file in REST_OF_CHAIN {
+                p.drop_file("Clean", file);
+            }
+            // RDS: the finish task is followed until it succeeded.
+            for _ in 0..10 {
+                p.run_to_quiet();
+                p.target.finish(
+                    &crate::fakes::finish_task_name("Clean"),
+                    TaskStatus::Succeeded,
+                );
+            }
+            p.run_to_quiet();
+            let m = p.migration("Clean");
+            assert_eq!(m.state, MigrationState::Succeeded, "rds {rds}: {m:?}");
+            assert_eq!(
+                p.target
+                    .databases
+                    .lock()
+                    .ok()
+                    .and_then(|d| d.get("Clean").cloned())
+                    .as_deref(),
+                Some("ONLINE")
+            );
+            assert_eq!(m.armed.map(|a| (a.reached, a.refused)), Some((true, None)));
+        }
+    }
+
+    #[test]
+    fn armed_with_a_backup_that_never_arrives_the_migration_stays_synchronizing_and_says_so() {
+        let p = pipeline("2016");
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        arm_clean(&p, "Clean_tail.trn");
+        for file in REST_OF_CHAIN {
+            p.drop_file("Clean", file);
+        }
+        p.run_to_quiet();
+        let m = p.migration("Clean");
+        assert_eq!(m.state, MigrationState::Synchronizing);
+        assert_eq!(
+            m.armed.as_ref().map(|a| (a.reached, a.refused.is_some())),
+            Some((false, false))
+        );
+        let line = summary(&p, "Clean");
+        assert!(
+            line.contains("Complete armed: waits for Clean_tail.trn to be restored"),
+            "{line}"
+        );
+        assert_eq!(
+            p.target
+                .databases
+                .lock()
+                .ok()
+                .and_then(|d| d.get("Clean").cloned())
+                .as_deref(),
+            Some("RESTORING")
+        );
+        // Disarmed: nothing waits any more.
+        block_on(crate::cutover::disarm(&p.store, "Clean", p.now())).expect("disarmed");
+        assert!(p.migration("Clean").armed.is_none());
+        assert!(!summary(&p, "Clean").contains("armed"));
+    }
+
+    #[test]
+    fn an_armed_complete_has_the_guards_of_a_manual_one_and_a_refusal_is_recorded() {
+        let p = pipeline("2016");
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        // Armed with a log that is restored, but not last: Complete's NotLastBackup guard.
+        arm_clean(&p, "sql2016_log_RestoreTimeClean2_1.trn");
+        for file in REST_OF_CHAIN {
+            p.drop_file("Clean", file);
+        }
+        p.run_to_quiet();
+        let m = p.migration("Clean");
+        assert_eq!(m.state, MigrationState::Synchronizing);
+        let refused = m.armed.and_then(|a| a.refused).expect("refusal recorded");
+        assert_eq!(refused.code, "NotLastBackup");
+        let line = summary(&p, "Clean");
+        assert!(
+            line.contains("the armed Complete was refused (NotLastBackup)"),
+            "{line}"
+        );
+        // Armed again with the last one: due at once, and runs when the worker looks again.
+        arm_clean(&p, "sql2016_log_RestoreTimeClean2_3.trn");
+        assert!(crate::cutover::armed_due(&p.migration("Clean")));
+        let advance = QueueMessage::Advance {
+            migration: "Clean".into(),
+        };
+        block_on(p.worker.handle(&advance, attempt("a", "a"), p.now())).expect("handled");
+        assert_eq!(p.migration("Clean").state, MigrationState::Succeeded);
+    }
+
+    #[test]
+    fn complete_is_not_armed_on_a_migration_that_takes_no_more_backups() {
+        let p = pipeline("2016");
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        p.run_to_quiet();
+        let request = crate::cutover::CompleteRequest {
+            database: "Clean".into(),
+            last_backup: None,
+            require_tail_log: false,
+        };
+        block_on(crate::cutover::complete(
+            &p.store,
+            &p.target,
+            &request,
+            p.now(),
+        ))
+        .expect("completed");
+        let refused = block_on(crate::cutover::arm(
+            &p.store,
+            "Clean",
+            "x.trn",
+            false,
+            "test",
+            p.now(),
+        ));
+        assert_eq!(refusal(refused.map(|m| m.state)), "NotArmable");
+        let refused = block_on(crate::cutover::arm(
+            &p.store,
+            "Clean",
+            "a/b.trn",
+            false,
+            "test",
+            p.now(),
+        ));
+        assert_eq!(refusal(refused.map(|m| m.state)), "InvalidLastBackup");
     }
 
     /// An RDS-like target with the 2016 full restored as "Clean", and a plain Complete of it.
@@ -2417,13 +2637,13 @@ mod tests {
     #[test]
     fn a_sql_server_refusal_fails_the_migration_with_its_number_and_message() {
         let p = pipeline("2016");
-        *p.target
-            .fail_next_submit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((
-            3201,
-            "Cannot open backup device '/backups/x'. Operating system error 2".into(),
-        ));
+        set(
+            &p.target.fail_next_submit,
+            Some((
+                3201,
+                "Cannot open backup device '/backups/x'. Operating system error 2".into(),
+            )),
+        );
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         p.pump();
         let migration = p.migration("Clean");
@@ -2528,11 +2748,10 @@ mod tests {
     #[test]
     fn a_login_refused_mid_migration_is_retried_with_growing_delays_and_never_fails_it() {
         let p = pipeline("2016");
-        *p.target
-            .fail_next_submit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((18456, "Login failed for user 'bakdrop'.".into()));
+        set(
+            &p.target.fail_next_submit,
+            Some((18456, "Login failed for user 'bakdrop'.".into())),
+        );
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let outcomes = p.pump();
         assert!(
@@ -2747,10 +2966,7 @@ mod tests {
     fn a_migration_cancelled_while_its_restore_runs_drops_the_database_once_the_task_stopped() {
         use crate::cutover;
         let p = pipeline("2016");
-        *p.target
-            .slow_cancel
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        set(&p.target.slow_cancel, true);
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         p.pump();
         let task = p.target.submitted()[0].clone();
