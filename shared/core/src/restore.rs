@@ -496,10 +496,11 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                         let text = reason.to_string();
                         self.update_file(name, &d.file_id, now, |f| {
                             let changed = f.state != FileState::Waiting
-                                || f.reason.as_ref().map(|r| &r.message) != Some(&text);
+                                || f.reason.as_ref().map(|r| (r.code.as_str(), &r.message))
+                                    != Some((reason.code(), &text));
                             (changed && TO_PLAN.contains(&f.state)).then(|| {
                                 f.state = FileState::Waiting;
-                                f.reason = Some(Reason::new("Waiting", text.clone()));
+                                f.reason = Some(Reason::new(reason.code(), text.clone()));
                             })
                         })
                         .await?;
@@ -509,7 +510,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                         self.update_file(name, &d.file_id, now, |f| {
                             TO_PLAN.contains(&f.state).then(|| {
                                 f.state = FileState::Skipped;
-                                f.reason = Some(Reason::new("Skipped", text.clone()));
+                                f.reason = Some(Reason::new(reason.code(), text.clone()));
                                 f.restore_finished_at = Some(now);
                             })
                         })
@@ -942,10 +943,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                             .as_ref()
                             .is_some_and(|f| f.task_name == task_name);
                         ours.then(|| {
-                            match fork {
-                                Some(fork) => m.chain.apply_on_fork(&step, fork),
-                                None => m.chain.apply(&step),
-                            }
+                            m.chain.record_restored(&step, fork);
                             m.in_flight = None;
                             m.state = MigrationState::Synchronizing;
                             clear_target_reason(m);

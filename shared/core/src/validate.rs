@@ -1,8 +1,8 @@
 //! Validation of one uploaded object: the core of the `validate-upload` function.
 //!
 //! Reads the head and the tail of the object concurrently (never the whole object), parses the
-//! backup, checks the preconditions (one backup set, version policy, database name, first full
-//! wins, same source database), records the file and its migration with compare-and-set, and
+//! backup, checks the preconditions (one backup set, version policy, database name, same source
+//! database), records the file and its migration with compare-and-set, and
 //! queues a restore job. Every rejection is recorded with a reason; infrastructure failures are
 //! returned as errors so that the caller (Lambda) retries, and a retry continues where the failed
 //! attempt stopped: a file is recorded once and queued once however often its event arrives.
@@ -256,16 +256,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
             self.config
                 .policy
                 .check(header.database_version, self.config.target)
-                .map_err(|e| {
-                    let code = match &e {
-                        crate::version::VersionMismatch::BackupNewerThanTarget { .. } => {
-                            "BackupNewerThanTarget"
-                        }
-                        crate::version::VersionMismatch::NotSameVersion { .. } => "VersionNotSame",
-                        crate::version::VersionMismatch::BackupTooOld { .. } => "BackupTooOld",
-                    };
-                    Reason::new(code, e.to_string())
-                })?;
+                .map_err(|e| Reason::new(e.code(), e.to_string()))?;
             Ok(header)
         }))
     }
@@ -360,7 +351,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
             let before = record.clone();
             record.family_guid = Some(header.family_guid);
             record.source_database = Some(header.source_database.clone());
-            if header.backup_type == BackupKind::Full {
+            if header.backup_type == BackupKind::Full && record.full_backup_set_guid.is_none() {
                 record.full_backup_set_guid = Some(header.backup_set_guid);
             }
             if version.is_some() && record == before {
@@ -416,19 +407,8 @@ fn admit(migration: &MigrationRecord, header: &HeaderSummary) -> Result<(), Reas
             ));
         }
     }
-    if header.backup_type == BackupKind::Full {
-        if let Some(full) = migration.full_backup_set_guid {
-            if full != header.backup_set_guid {
-                return Err(Reason::new(
-                    "SecondFullBackup",
-                    format!(
-                        "the migration of {} already has a full backup (BackupSetGUID {full}); the first full wins. Upload differential and log backups taken after it, or cancel the migration and start again with this full",
-                        migration.database
-                    ),
-                ));
-            }
-        }
-    }
+    // A second full backup is not refused here: which full starts the chain is the planner's
+    // decision (plan::plan), the same for `bakdrop plan`, `bakdrop run` and the restore worker.
     Ok(())
 }
 
@@ -739,6 +719,48 @@ mod tests {
     }
 
     #[test]
+    fn an_ola_hallengren_tree_migrates_the_database_folder_above_full_diff_and_log() {
+        let v = validator("2016", VersionPolicy::Same);
+        for (key, file) in [
+            (
+                "SQL01$PROD/RestoreTimeClean/FULL/full.bak",
+                "sql2016_full_RestoreTimeClean.bak",
+            ),
+            (
+                "SQL01$PROD/RestoreTimeClean/DIFF/diff.bak",
+                "sql2016_diff_RestoreTimeClean2.bak",
+            ),
+            (
+                "SQL01$PROD/RestoreTimeClean/LOG/log1.trn",
+                "sql2016_log_RestoreTimeClean_1.trn",
+            ),
+        ] {
+            let object = upload(&v, key, fixture(file));
+            let outcome = block_on(v.validate(&object, key, now())).expect("validated");
+            assert!(
+                matches!(outcome, Outcome::Queued { ref migration, .. } if migration == "RestoreTimeClean"),
+                "{key}: {outcome:?}"
+            );
+        }
+        for kind in ["FULL", "DIFF", "LOG"] {
+            assert!(
+                block_on(v.store.get_migration(kind))
+                    .ok()
+                    .flatten()
+                    .is_none(),
+                "no migration named {kind}"
+            );
+        }
+        let stray = upload(
+            &v,
+            "LOG/log2.trn",
+            fixture("sql2016_log_RestoreTimeClean_2.trn"),
+        );
+        let outcome = block_on(v.validate(&stray, "r", now())).expect("recorded");
+        assert_eq!(reason_code(&outcome), "InvalidKey");
+    }
+
+    #[test]
     fn garbage_is_rejected_as_unreadable() {
         let v = validator("2016", VersionPolicy::Same);
         let object = upload(&v, "Clean/notes.bak", b"this is not a backup".repeat(100));
@@ -747,18 +769,20 @@ mod tests {
     }
 
     #[test]
-    fn a_second_full_backup_is_rejected_and_the_first_full_wins() {
+    fn a_full_of_another_database_in_the_folder_is_refused() {
         let v = validator("2008R2", VersionPolicy::Same);
-        let stripe = upload(&v, "Diff/full.bak", fixture("sql2008r2_full_difftest.bak"));
+        let full = upload(
+            &v,
+            "DiffTest/full.bak",
+            fixture("sql2008r2_full_difftest.bak"),
+        );
         assert!(matches!(
-            block_on(v.validate(&stripe, "r1", now())),
+            block_on(v.validate(&full, "r1", now())),
             Ok(Outcome::Queued { .. })
         ));
-        // A full of the same database family? Our fixtures hold no second full of doublediff, so use
-        // a file from another database: it is refused for being another database first.
         let other = upload(
             &v,
-            "Diff/other-full.bak",
+            "DiffTest/other-full.bak",
             fixture("sql2008r2_full_singlerestore.bak"),
         );
         let outcome = block_on(v.validate(&other, "r2", now())).expect("recorded");
@@ -766,21 +790,12 @@ mod tests {
     }
 
     #[test]
-    fn admit_refuses_a_second_full_of_the_same_database() {
+    fn admit_takes_a_second_full_of_the_same_database_the_planner_decides() {
         let mut migration = MigrationRecord::new("Clean", now());
         let header = sample_header(BackupKind::Full);
         migration.family_guid = Some(header.family_guid);
         migration.full_backup_set_guid = Some(uuid::Uuid::from_u128(1));
-        assert_eq!(
-            admit(&migration, &header).map_err(|r| r.code),
-            Err("SecondFullBackup".into())
-        );
-        migration.full_backup_set_guid = Some(header.backup_set_guid);
-        assert_eq!(
-            admit(&migration, &header),
-            Ok(()),
-            "a stripe of the same full is fine"
-        );
+        assert_eq!(admit(&migration, &header), Ok(()));
         migration.state = MigrationState::Succeeded;
         assert_eq!(
             admit(&migration, &header).map_err(|r| r.code),
