@@ -106,7 +106,7 @@ impl Rig {
                 store: store.clone(),
                 queue: queue.clone(),
                 config: ValidateConfig {
-                    target: "2022".parse().expect("release"),
+                    target: Some("2022".parse().expect("release")),
                     policy: VersionPolicy::NotNewer,
                     location: location.clone(),
                 },
@@ -120,6 +120,7 @@ impl Rig {
                     dialect: Dialect::Native,
                     location,
                     policy: VersionPolicy::NotNewer,
+                    check_version: true,
                     poll_interval: Duration::from_secs(1),
                     busy_retry: Duration::from_secs(1),
                 },

@@ -72,7 +72,7 @@ impl Migrated {
             store: store.clone(),
             queue: queue.clone(),
             config: ValidateConfig {
-                target: "2022".parse().expect("release"),
+                target: Some("2022".parse().expect("release")),
                 policy: VersionPolicy::NotNewer,
                 location: emulator_restore_config(dialect).location,
             },

@@ -214,7 +214,7 @@ mod tests {
             store: MemoryStore::default(),
             queue: MemoryQueue::default(),
             config: ValidateConfig {
-                target: "2016".parse().unwrap_or_else(|e| panic!("{e}")),
+                target: Some("2016".parse().unwrap_or_else(|e| panic!("{e}"))),
                 policy: VersionPolicy::Same,
                 location: bakdrop_core::source::SourceLocation::rds(None),
             },

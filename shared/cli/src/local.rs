@@ -179,14 +179,6 @@ impl LocalBucket {
         })
     }
 
-    /// Every object in the folder (hidden entries skipped).
-    ///
-    /// # Errors
-    /// When the folder cannot be listed.
-    pub fn objects(&self) -> anyhow::Result<Vec<ObjectRef>> {
-        Ok(self.contents()?.0)
-    }
-
     /// Every object in the folder, and every entry that cannot be read as one (key, reason).
     ///
     /// # Errors

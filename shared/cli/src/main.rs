@@ -117,8 +117,10 @@ enum Command {
         /// State file (default DIR/.bakdrop/status.json).
         #[arg(long)]
         state: Option<PathBuf>,
-        /// Validate against this SQL Server version (2016, 16, 957, ...). Default: the target's
-        /// own version with --target, else the version of the first full backup found.
+        /// Validate against this SQL Server version (2017, 2019, 2022, 2025, 16, 957, ...).
+        /// Default: the target's own version with --target; without --target, no version check
+        /// (said once). Files rejected for the version or policy are checked again when a run
+        /// gives other settings.
         #[arg(long)]
         target_version: Option<String>,
         /// Version policy: same (default) or not-newer.

@@ -291,7 +291,7 @@ async fn target_for(
         .context("no SQL Server release is known")?;
     let script = ScriptTarget::new(
         dialect,
-        newest,
+        Some(newest),
         dir.join("restore.sql"),
         bakdrop_core::tsql::TargetPaths::linux_default(),
     );

@@ -14,14 +14,13 @@ use anyhow::Context;
 use bakdrop_core::ports::{RestoreTarget, StatusStore};
 use bakdrop_core::report;
 use bakdrop_core::restore::{Attempt, RestoreConfig, SourceLocation, WorkOutcome, Worker};
-use bakdrop_core::status::{BackupKind, FileState, MigrationState};
-use bakdrop_core::summary;
+use bakdrop_core::status::{FileState, MigrationState};
 use bakdrop_core::tsql::{Dialect, TargetPaths};
 use bakdrop_core::validate::{Outcome, ValidateConfig, Validator};
 use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 use bakdrop_mssql::TiberiusTarget;
 
-use crate::local::{read_head_tail, LocalBucket};
+use crate::local::LocalBucket;
 use crate::queue::{Clock, LocalQueue};
 use crate::store::{JsonFileStore, RememberedTarget};
 use crate::target::{parse_connection, password_source, CliTarget, ScriptTarget};
@@ -117,12 +116,15 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
                     release
                 }
             };
-            (CliTarget::Server(Box::new(server)), release)
+            (CliTarget::Server(Box::new(server)), Some(release))
         }
         None => {
             let release = match &options.target_version {
-                Some(v) => given_version(v)?,
-                None => version_of_first_full(&bucket)?,
+                Some(v) => Some(given_version(v)?),
+                None => {
+                    crate::outln!("{NO_VERSION}");
+                    None
+                }
             };
             crate::outln!(
                 "script-only mode: no --target, nothing is executed; the T-SQL goes to {}",
@@ -186,6 +188,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             dialect: options.dialect,
             location,
             policy: options.policy,
+            check_version: release.is_some(),
             poll_interval: options.poll_interval,
             busy_retry: options.poll_interval.max(Duration::from_secs(1)),
         },
@@ -309,31 +312,8 @@ fn given_version(text: &str) -> anyhow::Result<SqlServerRelease> {
     Ok(release)
 }
 
-fn version_of_first_full(bucket: &LocalBucket) -> anyhow::Result<SqlServerRelease> {
-    for object in bucket.objects()? {
-        let mut path = bucket.root().to_path_buf();
-        path.extend(object.key.split('/'));
-        let Ok(data) = read_head_tail(&path) else {
-            continue;
-        };
-        let Ok(header) = summary::summarize(&data.head, data.tail.as_deref(), data.size) else {
-            continue;
-        };
-        if header.backup_type != BackupKind::Full {
-            continue;
-        }
-        if let Some(release) = SqlServerRelease::by_database_version(header.database_version) {
-            crate::outln!(
-                "no --target-version: validating against {release}, the version of the first full backup found ({})",
-                object.key
-            );
-            return Ok(release);
-        }
-    }
-    anyhow::bail!(
-        "no --target and no full backup of a known SQL Server version in the folder: give --target-version (e.g. 2022)"
-    )
-}
+/// What a run or plan without a target version says, once.
+pub const NO_VERSION: &str = "no target version: the version check is skipped (each backup is taken at its own version); give --target-version (e.g. 2022), or --target to use the server's own";
 
 /// Progress lines, one per event.
 #[derive(Debug, Default)]

@@ -54,6 +54,10 @@ pub struct RestoreConfig {
     pub dialect: Dialect,
     pub location: SourceLocation,
     pub policy: VersionPolicy,
+    /// Check the backup's `DatabaseVersion` against the live target's own version before the
+    /// first restore of a migration. False only for a target without a version: `bakdrop run`'s
+    /// script-only preview without `--target-version`.
+    pub check_version: bool,
     /// Delay between polls of a task in flight.
     pub poll_interval: Duration,
     /// Delay before planning again when the target is busy.
@@ -628,25 +632,25 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 ),
             )));
         }
-        let product = self.target.product_version().await?;
-        let release: SqlServerRelease = match product.parse() {
-            Ok(r) => r,
-            Err(_) => {
-                return Ok(Err(Reason::new(
+        if self.config.check_version {
+            let product = self.target.product_version().await?;
+            let release: SqlServerRelease = match product.parse() {
+                Ok(r) => r,
+                Err(_) => return Ok(Err(Reason::new(
                     "UnknownTargetVersion",
                     format!(
                         "the target reports ProductVersion {product}, which bakdrop does not know"
                     ),
-                )))
-            }
-        };
-        let backup_version = candidates
-            .iter()
-            .find(|c| step.files.contains(&c.file_id))
-            .map(|c| c.header.database_version);
-        if let Some(v) = backup_version {
-            if let Err(e) = self.config.policy.check(v, release) {
-                return Ok(Err(Reason::new("TargetVersionMismatch", e.to_string())));
+                ))),
+            };
+            let backup_version = candidates
+                .iter()
+                .find(|c| step.files.contains(&c.file_id))
+                .map(|c| c.header.database_version);
+            if let Some(v) = backup_version {
+                if let Err(e) = self.config.policy.check(v, release) {
+                    return Ok(Err(Reason::new("TargetVersionMismatch", e.to_string())));
+                }
             }
         }
         match self
@@ -1464,7 +1468,7 @@ mod tests {
                 store: store.clone(),
                 queue: queue.clone(),
                 config: ValidateConfig {
-                    target: release,
+                    target: Some(release),
                     policy: VersionPolicy::NotNewer,
                     location: SourceLocation::Disk {
                         directory: "/backups".into(),
@@ -1482,6 +1486,7 @@ mod tests {
                         directory: "/backups".into(),
                     },
                     policy: VersionPolicy::Same,
+                    check_version: true,
                     poll_interval: Duration::from_secs(30),
                     busy_retry: Duration::from_secs(120),
                 },

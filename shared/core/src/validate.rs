@@ -30,11 +30,72 @@ pub const CLAIM_DURATION: time::Duration = time::Duration::seconds(120);
 /// What validation needs to know about the target.
 #[derive(Debug, Clone)]
 pub struct ValidateConfig {
-    pub target: SqlServerRelease,
+    /// The target's version; `None` skips the version check (a preview without a target: each
+    /// folder's backups are taken at their own version, and the check is left to the worker's
+    /// look at the live target before the first restore).
+    pub target: Option<SqlServerRelease>,
     pub policy: VersionPolicy,
     /// Where the target will read the backup: an upload it could never read (a wildcard in an
     /// RDS key, a URL over SQL Server's length limit, too many stripes) is rejected now.
     pub location: crate::source::SourceLocation,
+}
+
+/// The codes of rejections that depend only on the settings (the target's version, the version
+/// policy, where the target reads the backups), not on the file: a file rejected with one of
+/// them keeps its header and is checked again under other settings ([`Validator::validate`] of
+/// the same object again, [`Validator::revalidate`] for a migration's files).
+pub const SETTINGS_CODES: [&str; 7] = [
+    "VersionNotSame",
+    "BackupNewerThanTarget",
+    "BackupTooOld",
+    "WildcardInKey",
+    "TooManyStripes",
+    "SourceUrlTooLong",
+    "InvalidSource",
+];
+
+impl ValidateConfig {
+    /// The checks that depend on these settings: where the target reads the object, and the
+    /// backup's version against the target's (when one is known).
+    ///
+    /// # Errors
+    /// The rejection, with one of [`SETTINGS_CODES`].
+    pub fn check_settings(&self, object: &ObjectRef, header: &HeaderSummary) -> Result<(), Reason> {
+        self.location
+            .check(object, header.family_count)
+            .map_err(|refusal| refusal.reason())?;
+        if let Some(target) = self.target {
+            self.policy
+                .check(header.database_version, target)
+                .map_err(|e| Reason::new(e.code(), e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// What re-checking a file rejected under other settings came to.
+enum Recheck {
+    /// Not a settings rejection, or the same verdict: nothing to do.
+    Unchanged,
+    /// Someone changed the record meanwhile: read it again.
+    Retry,
+    /// Rejected again, for another reason (recorded).
+    Rejected(Reason),
+    /// Accepted now: the record is Validated and claimed, at this version.
+    Accepted(FileRecord, u64),
+}
+
+/// What [`Validator::revalidate`] did to a migration's rejected files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Revalidated {
+    /// Files rejected only because of the settings, checked again.
+    pub rechecked: usize,
+    /// Of those, accepted and queued now.
+    pub queued: usize,
+    /// Of those, still rejected (possibly for another reason).
+    pub still_rejected: usize,
+    /// Files rejected for what they are (not the settings): left as they are.
+    pub left: usize,
 }
 
 /// What became of one object.
@@ -91,6 +152,9 @@ pub struct Validator<R, S, Q> {
 
 const MAX_ATTEMPTS: usize = 5;
 
+/// The most rejected files of one migration [`Validator::revalidate`] looks at in one call.
+pub const REVALIDATE_LIMIT: usize = 1000;
+
 /// The head bytes read first, beside the tail: enough for a plain backup's metadata in every
 /// fixture; the parser asks for more when a file's metadata is larger.
 pub const FIRST_HEAD: usize = 64 << 10;
@@ -117,11 +181,22 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         for _ in 0..MAX_ATTEMPTS {
             let existing = self.store.get_file(&migration, &file_id).await?;
             let (record, version) = match existing {
-                Some(Versioned { record, .. }) if record.state.validation_done() => {
-                    return Ok(Outcome::Duplicate {
-                        file_id,
-                        state: record.state,
-                    });
+                Some(Versioned { record, version }) if record.state.validation_done() => {
+                    let state = record.state;
+                    match self.recheck(record, version, attempt_id, now).await? {
+                        Recheck::Unchanged => {
+                            return Ok(Outcome::Duplicate { file_id, state });
+                        }
+                        Recheck::Retry => continue,
+                        Recheck::Rejected(reason) => {
+                            return Ok(Outcome::Rejected {
+                                migration,
+                                file_id,
+                                reason,
+                            });
+                        }
+                        Recheck::Accepted(record, version) => (record, version),
+                    }
                 }
                 Some(Versioned {
                     mut record,
@@ -143,10 +218,16 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                     }
                 }
                 None => {
-                    let checked = match &key {
+                    let (header, checked) = match &key {
                         // Boxed: the reads and the parse make a large future (deep in debug builds).
-                        Ok(_) => Box::pin(self.read_and_check(object)).await?,
-                        Err(e) => Err(Reason::new("InvalidKey", e.to_string())),
+                        Ok(_) => match Box::pin(self.read_header(object)).await? {
+                            Ok(header) => {
+                                let verdict = self.config.check_settings(object, &header);
+                                (Some(header), verdict)
+                            }
+                            Err(reason) => (None, Err(reason)),
+                        },
+                        Err(e) => (None, Err(Reason::new("InvalidKey", e.to_string()))),
                     };
                     let mut record = FileRecord {
                         migration: migration.clone(),
@@ -161,8 +242,11 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                         created_at: now,
                         updated_at: now,
                     };
+                    // A file rejected for the settings keeps its header: it is checked again
+                    // under other settings without reading it again.
+                    record.header = header;
                     match checked {
-                        Ok(header) => record.header = Some(header),
+                        Ok(()) => {}
                         Err(reason) => {
                             record.state = FileState::Rejected;
                             record.reason = Some(reason.clone());
@@ -194,7 +278,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
     /// when the parser asks for it (a compressed container always needs [`backup::HEAD_LIMIT`];
     /// a plain backup's metadata usually fits the first read), parses and checks what needs only
     /// the file itself. `Ok(Err(reason))` is a rejection; `Err` an infrastructure failure.
-    async fn read_and_check(
+    async fn read_header(
         &self,
         object: &ObjectRef,
     ) -> Result<Result<HeaderSummary, Reason>, ValidateError> {
@@ -242,23 +326,92 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                 _ => break,
             }
         }
-        let checked = parsed
+        Ok(parsed
             .map_err(|e| summary::parse_reason(&e))
-            .and_then(|file| summary::check_file(&file))
-            .and_then(|header| {
-                self.config
-                    .location
-                    .check(object, header.family_count)
-                    .map_err(|refusal| refusal.reason())?;
-                Ok(header)
-            });
-        Ok(checked.and_then(|header| {
-            self.config
-                .policy
-                .check(header.database_version, self.config.target)
-                .map_err(|e| Reason::new(e.code(), e.to_string()))?;
-            Ok(header)
-        }))
+            .and_then(|file| summary::check_file(&file)))
+    }
+
+    /// Checks again a file rejected only because of the settings ([`SETTINGS_CODES`]), under
+    /// the settings of now: accepted (Validated and claimed by `attempt_id`), rejected for
+    /// another reason, or unchanged.
+    async fn recheck(
+        &self,
+        mut record: FileRecord,
+        version: u64,
+        attempt_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Recheck, ValidateError> {
+        let settings_only = record.state == FileState::Rejected
+            && record
+                .reason
+                .as_ref()
+                .is_some_and(|r| SETTINGS_CODES.contains(&r.code.as_str()));
+        let Some(header) = record.header.as_ref().filter(|_| settings_only) else {
+            return Ok(Recheck::Unchanged);
+        };
+        let verdict = self.config.check_settings(&record.object, header);
+        match verdict {
+            Err(reason) if Some(&reason) == record.reason.as_ref() => Ok(Recheck::Unchanged),
+            Err(reason) => {
+                record.reason = Some(reason.clone());
+                record.updated_at = now;
+                match self.store.put_file(&record, Some(version)).await {
+                    Ok(_) => Ok(Recheck::Rejected(reason)),
+                    Err(StoreError::Conflict { .. }) => Ok(Recheck::Retry),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Ok(()) => {
+                record.state = FileState::Validated;
+                record.reason = None;
+                record.claim = Some(claim(attempt_id, now));
+                record.updated_at = now;
+                match self.store.put_file(&record, Some(version)).await {
+                    Ok(v) => Ok(Recheck::Accepted(record, v)),
+                    Err(StoreError::Conflict { .. }) => Ok(Recheck::Retry),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// Checks again, under the settings of now, the files of `database` that were rejected only
+    /// because of the settings (the target's version, the version policy, where the target
+    /// reads them): those the settings now allow are queued, as a new upload would be. Reads no
+    /// object (such files keep their header). What the complete-migration function's
+    /// `revalidate` action runs after the stack's settings changed.
+    ///
+    /// # Errors
+    /// [`ValidateError`] when the store or the queue failed; running it again continues.
+    pub async fn revalidate(
+        &self,
+        database: &str,
+        now: OffsetDateTime,
+    ) -> Result<Revalidated, ValidateError> {
+        let mut done = Revalidated::default();
+        let rejected = self
+            .store
+            .list_files_in(database, FileState::Rejected, REVALIDATE_LIMIT)
+            .await?;
+        let attempt = format!("revalidate-{}", now.unix_timestamp_nanos());
+        for file in rejected {
+            let settings_only = file.record.header.is_some()
+                && file
+                    .record
+                    .reason
+                    .as_ref()
+                    .is_some_and(|r| SETTINGS_CODES.contains(&r.code.as_str()));
+            if !settings_only {
+                done.left += 1;
+                continue;
+            }
+            done.rechecked += 1;
+            match self.validate(&file.record.object, &attempt, now).await? {
+                Outcome::Queued { .. } => done.queued += 1,
+                Outcome::Rejected { .. } | Outcome::Duplicate { .. } => done.still_rejected += 1,
+            }
+        }
+        Ok(done)
     }
 
     /// Joins the file to its migration (creating it), then queues the job and marks it Queued.
@@ -456,7 +609,7 @@ mod tests {
             store: MemoryStore::default(),
             queue: MemoryQueue::default(),
             config: ValidateConfig {
-                target: target.parse().unwrap_or_else(|e| panic!("{e}")),
+                target: Some(target.parse().unwrap_or_else(|e| panic!("{e}"))),
                 policy,
                 location: crate::source::SourceLocation::rds(None),
             },
@@ -570,7 +723,7 @@ mod tests {
             let expected = summary::summarize(head, Some(tail), size);
             let v = validator("2022", VersionPolicy::NotNewer);
             let object = upload(&v, &format!("Db/{name}"), body);
-            let got = block_on(v.read_and_check(&object)).expect("read");
+            let got = block_on(v.read_header(&object)).expect("read");
             // Every fixture is at most a 2022 backup, fine for a 2022 target with NotNewer;
             // what matters is the same header or the same reason.
             assert_eq!(got, expected, "{name}");
@@ -758,6 +911,163 @@ mod tests {
         );
         let outcome = block_on(v.validate(&stray, "r", now())).expect("recorded");
         assert_eq!(reason_code(&outcome), "InvalidKey");
+    }
+
+    #[test]
+    fn a_file_rejected_for_the_settings_is_taken_when_validated_again_under_other_settings() {
+        let mut v = validator("2012", VersionPolicy::NotNewer);
+        let object = upload(
+            &v,
+            "Clean/full.bak",
+            fixture("sql2016_full_RestoreTimeClean.bak"),
+        );
+        let outcome = block_on(v.validate(&object, "r1", now())).expect("recorded");
+        assert_eq!(reason_code(&outcome), "BackupNewerThanTarget");
+        let kept = &v.store.all_files()[0];
+        assert!(
+            kept.header.is_some(),
+            "a settings rejection keeps the header"
+        );
+        // The same event again, same settings: nothing changes.
+        let again = block_on(v.validate(&object, "r2", now())).expect("again");
+        assert!(
+            matches!(
+                again,
+                Outcome::Duplicate {
+                    state: FileState::Rejected,
+                    ..
+                }
+            ),
+            "{again:?}"
+        );
+        // Other settings: a wrong one gives the new reason, the right one queues the file.
+        v.config.policy = VersionPolicy::Same;
+        v.config.target = Some("2019".parse().unwrap_or_else(|e| panic!("{e}")));
+        let other = block_on(v.validate(&object, "r3", now())).expect("other");
+        assert_eq!(reason_code(&other), "VersionNotSame");
+        v.config.target = Some("2016".parse().unwrap_or_else(|e| panic!("{e}")));
+        let reads = v.reader.reads();
+        let right = block_on(v.validate(&object, "r4", now())).expect("right");
+        assert!(matches!(right, Outcome::Queued { .. }), "{right:?}");
+        assert_eq!(
+            v.reader.reads(),
+            reads,
+            "the kept header is checked, the object not read"
+        );
+        assert_eq!(v.store.all_files()[0].state, FileState::Queued);
+        assert_eq!(v.queue.messages().len(), 1);
+        // A file rejected for what it is stays rejected.
+        let garbage = upload(&v, "Clean/notes.bak", b"not a backup".repeat(50));
+        block_on(v.validate(&garbage, "r5", now())).expect("recorded");
+        v.config.target = None;
+        let still = block_on(v.validate(&garbage, "r6", now())).expect("again");
+        assert!(
+            matches!(
+                still,
+                Outcome::Duplicate {
+                    state: FileState::Rejected,
+                    ..
+                }
+            ),
+            "{still:?}"
+        );
+    }
+
+    #[test]
+    fn without_a_target_version_folders_of_different_versions_are_both_taken() {
+        let mut v = validator("2016", VersionPolicy::Same);
+        v.config.target = None;
+        for (key, file) in [
+            ("Clean/full.bak", "sql2016_full_RestoreTimeClean.bak"),
+            ("School/full.bak", "sql2019_full_School.bak"),
+            ("Library/full.bak", "sql2022_compressed_full_Library.bak"),
+        ] {
+            let object = upload(&v, key, fixture(file));
+            let outcome = block_on(v.validate(&object, key, now())).expect("validated");
+            assert!(
+                matches!(outcome, Outcome::Queued { .. }),
+                "{key}: {outcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn revalidate_queues_the_files_of_a_migration_rejected_only_for_the_settings() {
+        let mut v = validator("2014", VersionPolicy::Same);
+        for (key, body) in [
+            (
+                "Clean/full.bak",
+                fixture("sql2016_full_RestoreTimeClean.bak"),
+            ),
+            (
+                "Clean/log1.trn",
+                fixture("sql2016_log_RestoreTimeClean_1.trn"),
+            ),
+            ("Clean/notes.bak", b"not a backup".repeat(50)),
+        ] {
+            let object = upload(&v, key, body);
+            block_on(v.validate(&object, key, now())).expect("recorded");
+        }
+        assert!(v
+            .store
+            .all_files()
+            .iter()
+            .all(|f| f.state == FileState::Rejected));
+        assert!(block_on(v.store.get_migration("Clean"))
+            .ok()
+            .flatten()
+            .is_none());
+        v.config.target = Some("2016".parse().unwrap_or_else(|e| panic!("{e}")));
+        let done = block_on(v.revalidate("Clean", now())).expect("revalidated");
+        assert_eq!(
+            done,
+            Revalidated {
+                rechecked: 2,
+                queued: 2,
+                still_rejected: 0,
+                left: 1
+            }
+        );
+        assert_eq!(v.queue.messages().len(), 2);
+        let again = block_on(v.revalidate("Clean", now())).expect("again");
+        assert_eq!(again.rechecked, 0, "{again:?}");
+    }
+
+    #[test]
+    fn a_folder_whose_files_were_all_rejected_can_be_reset_and_not_cancelled() {
+        let v = validator("2014", VersionPolicy::Same);
+        let object = upload(
+            &v,
+            "Clean/full.bak",
+            fixture("sql2016_full_RestoreTimeClean.bak"),
+        );
+        block_on(v.validate(&object, "r", now())).expect("recorded");
+        let target = crate::fakes::MemoryTarget::new("12.0.2000.8");
+        let cancel = block_on(crate::cutover::cancel(&v.store, &target, "Clean", now()));
+        assert!(
+            matches!(
+                cancel,
+                Err(crate::cutover::CutoverError::Refused {
+                    code: "NothingAccepted",
+                    ..
+                })
+            ),
+            "{cancel:?}"
+        );
+        let reset = block_on(crate::cutover::reset(&v.store, "Clean", now()));
+        assert_eq!(reset.ok(), Some(MigrationState::AwaitingFull));
+        assert!(
+            v.store.all_files().is_empty(),
+            "the rejected files are forgotten"
+        );
+        // Validated again afresh (here under the same settings: rejected again).
+        let outcome = block_on(v.validate(&object, "r2", now())).expect("recorded");
+        assert_eq!(reason_code(&outcome), "BackupNewerThanTarget");
+        let unknown = block_on(crate::cutover::reset(&v.store, "Nobody", now()));
+        assert!(
+            matches!(unknown, Err(crate::cutover::CutoverError::NotFound(_))),
+            "{unknown:?}"
+        );
     }
 
     #[test]

@@ -267,7 +267,7 @@ async fn validate_once(
         store: MemoryStore::default(),
         queue: MemoryQueue::default(),
         config: ValidateConfig {
-            target: "2022".parse()?,
+            target: Some("2022".parse()?),
             policy: VersionPolicy::NotNewer,
             location: bakdrop_core::source::SourceLocation::rds(None),
         },
