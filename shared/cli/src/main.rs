@@ -68,12 +68,17 @@ enum Command {
         #[arg(long, default_value = "same")]
         policy: String,
     },
-    /// Plan the restore chain of the backups under some paths, per source database.
+    /// Plan what `run` would restore from the backups under some paths, per target database.
     ///
-    /// Reads every backup (head and tail only) under the files and folders given, groups them by
-    /// source database (FamilyGUID) and prints, per database, the restore sequence (file, type,
-    /// LSN range), the files it would skip or cannot use and why, and the T-SQL to run.
-    /// Exit status 2 when a database has no usable chain (e.g. no full backup).
+    /// Reads every backup (head and tail only) and validates it as `run` does (nothing is
+    /// written): a folder's files are keyed as `run` keys them (DIR/<TargetDatabase>/<file>, or
+    /// the backup-type layout DIR/<Server$Instance>/<Database>/FULL|DIFF|LOG/<file>; a folder
+    /// holding backups itself is their database folder); files given one by one are planned as
+    /// the database inside them. Prints, per database, the restore sequence (file, type, LSN
+    /// range) — the one the restore worker applies —, the files it would reject or skip and
+    /// why (with stable codes), what stops it, and the T-SQL to run.
+    /// Exit status 2 when a file would be rejected or a database cannot proceed (no full, a
+    /// gap, a broken chain), 0 otherwise.
     Plan {
         /// Backup files or folders (searched recursively; hidden entries skipped).
         #[arg(required = true)]
@@ -84,13 +89,22 @@ enum Command {
         /// Bucket name in RDS ARNs (default: the placeholder <bucket>).
         #[arg(long, default_value = planning::DEFAULT_BUCKET)]
         bucket: String,
-        /// Print JSON: [{"database", "steps": [{"files", "backup_type", "first_lsn", "last_lsn", "sql"}], "skipped": [{"file", "reason"}], "problems": [..]}].
+        /// Print JSON (schemas/plan.schema.json): [{"database", "steps": [{"files",
+        /// "backup_type", "first_lsn", "last_lsn", "sql"}], "skipped"/"rejected": [{"file",
+        /// "code", "reason"}], "problems": [{"code", "message", "file"}]}].
         #[arg(long)]
         json: bool,
-        /// Restore as this target database (default: each backup's own database name). Native
-        /// restores name the database's files after it.
+        /// Restore every file as this target database. Native restores name the database's
+        /// files after it.
         #[arg(long)]
         database: Option<String>,
+        /// Validate against this SQL Server version, as `run --target-version` (default: no
+        /// version check, said once).
+        #[arg(long)]
+        target_version: Option<String>,
+        /// Version policy: same (default) or not-newer.
+        #[arg(long, default_value = "same")]
+        policy: VersionPolicy,
         #[command(flatten)]
         directories: PathArgs,
     },
@@ -256,23 +270,6 @@ fn main() -> ExitCode {
             target,
             policy,
         } => inspect::run(&paths, json, target.as_deref(), &policy),
-        Command::Plan {
-            paths,
-            dialect,
-            bucket,
-            json,
-            database,
-            directories,
-        } => planning::run(
-            &paths,
-            &planning::PlanOptions {
-                dialect,
-                bucket,
-                database,
-                paths: directories.or_default(),
-            },
-            json,
-        ),
         other => match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -367,7 +364,34 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             };
             cutover(request, CutoverAction::Reset, state, target).await
         }
-        Command::Inspect { .. } | Command::Plan { .. } => {
+        Command::Plan {
+            paths,
+            dialect,
+            bucket,
+            json,
+            database,
+            target_version,
+            policy,
+            directories,
+        } => {
+            let target_version = target_version
+                .map(|v| v.parse().context("--target-version"))
+                .transpose()?;
+            planning::run(
+                &paths,
+                &planning::PlanOptions {
+                    dialect,
+                    bucket,
+                    database,
+                    paths: directories.or_default(),
+                    target_version,
+                    policy,
+                },
+                json,
+            )
+            .await
+        }
+        Command::Inspect { .. } => {
             anyhow::bail!("internal: synchronous command routed to the async runner")
         }
     }

@@ -49,7 +49,8 @@ pub fn default_state(dir: &std::path::Path) -> PathBuf {
     dir.join(".bakdrop").join("status.json")
 }
 
-/// Runs the pipeline; exit status 1 when a migration failed.
+/// Runs the pipeline; exit status 1 when a file was rejected, a migration failed or cannot
+/// proceed (no full, a gap), or an entry of the folder cannot be read.
 ///
 /// # Errors
 /// When the folder, the state file or the target cannot be used at all.
@@ -281,7 +282,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let failed = summary_text(store.as_ref()).await?;
+    let stopped = summary_text(store.as_ref()).await?;
     if !unreadable.is_empty() {
         crate::outln!(
             "\n{} file(s) could not be read: {}",
@@ -299,7 +300,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             script_path.display()
         );
     }
-    Ok(if failed || !unreadable.is_empty() {
+    Ok(if stopped || !unreadable.is_empty() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -367,9 +368,11 @@ impl Progress {
     }
 }
 
-/// Prints the final summary of every migration in the store; true when one failed.
+/// Prints the final summary of every migration in the store; true when a file was rejected or
+/// a migration cannot proceed: it failed, has no full backup restored, or a file waits for
+/// something that has not arrived (a gap, missing stripes) rather than for its turn.
 async fn summary_text(store: &JsonFileStore) -> anyhow::Result<bool> {
-    let mut failed = false;
+    let mut stopped = false;
     crate::outln!("\nSummary");
     for name in store.databases()? {
         let migration = store.get_migration(&name).await?.map(|v| v.record);
@@ -380,8 +383,28 @@ async fn summary_text(store: &JsonFileStore) -> anyhow::Result<bool> {
             .map(|v| v.record)
             .collect();
         let report = report::build(&name, migration.as_ref(), &files);
-        failed |= report.state == Some(MigrationState::Failed);
+        stopped |= cannot_proceed(migration.as_ref(), &files);
         crate::out!("{}", crate::manage::report_text(&report, &files, "files"));
     }
-    Ok(failed)
+    Ok(stopped)
+}
+
+/// True when a file was rejected, the migration failed, nothing is restored, or a file waits
+/// for a backup that has not arrived.
+fn cannot_proceed(
+    migration: Option<&bakdrop_core::status::MigrationRecord>,
+    files: &[bakdrop_core::status::FileRecord],
+) -> bool {
+    let blocked = |f: &bakdrop_core::status::FileRecord| {
+        f.state == FileState::Waiting && f.reason.as_ref().is_none_or(|r| r.code != "Queued")
+    };
+    files
+        .iter()
+        .any(|f| matches!(f.state, FileState::Rejected | FileState::Failed) || blocked(f))
+        || migration.is_some_and(|m| {
+            matches!(
+                m.state,
+                MigrationState::Failed | MigrationState::AwaitingFull
+            )
+        })
 }

@@ -636,12 +636,14 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
             let product = self.target.product_version().await?;
             let release: SqlServerRelease = match product.parse() {
                 Ok(r) => r,
-                Err(_) => return Ok(Err(Reason::new(
-                    "UnknownTargetVersion",
-                    format!(
+                Err(_) => {
+                    return Ok(Err(Reason::new(
+                        "UnknownTargetVersion",
+                        format!(
                         "the target reports ProductVersion {product}, which bakdrop does not know"
                     ),
-                ))),
+                    )))
+                }
             };
             let backup_version = candidates
                 .iter()
