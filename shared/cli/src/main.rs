@@ -54,8 +54,11 @@ const CONNECTION_HELP: &str = "Target SQL Server: host=..;port=..;user=..;passwo
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Read backup headers (head and tail of each file only) and say whether bakdrop takes them.
+    ///
+    /// Exit status 0 when every file is usable, 1 when one is not (its reason has a stable
+    /// code), 2 when a path cannot be read at all.
     Inspect {
-        /// Backup files (.bak, .trn).
+        /// Backup files (.bak, .trn) or folders (searched recursively; hidden entries skipped).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Print JSON (one object per file) instead of text.

@@ -246,9 +246,9 @@ fn an_ola_hallengren_tree_migrates_one_database_per_database_folder() {
         [
             "SQL01$PROD_RestoreTimeClean_FULL_20190502_210055.bak",
             "SQL01$PROD_RestoreTimeClean_DIFF_20190502_211556.bak",
-            "SQL01$PROD_RestoreTimeClean_LOG_20190502_2103.trn",
-            "SQL01$PROD_RestoreTimeClean_LOG_20190502_2104.trn",
-            "SQL01$PROD_RestoreTimeClean_LOG_20190502_2105.trn",
+            "SQL01$PROD_RestoreTimeClean_LOG_20190502_210300.trn",
+            "SQL01$PROD_RestoreTimeClean_LOG_20190502_210400.trn",
+            "SQL01$PROD_RestoreTimeClean_LOG_20190502_210500.trn",
         ]
     );
     // The same tree copied under a bucket prefix, and a stray type folder at the top: the
@@ -411,7 +411,8 @@ fn a_wrong_target_version_then_the_right_one_migrates_the_chain_without_touching
     assert_eq!(stamp(&f), before, "no file was touched");
     // Listed once each.
     let listed = bakdrop(&["status", "Clean", "--dir", &f.arg()]);
-    assert_eq!(text(&listed).matches(FULL).count(), 1, "{}", text(&listed));
+    let key = format!("Clean/{FULL}");
+    assert_eq!(text(&listed).matches(&key).count(), 1, "{}", text(&listed));
 }
 
 #[test]

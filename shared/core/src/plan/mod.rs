@@ -122,6 +122,18 @@ pub struct Applied {
     pub differential_files: u64,
     #[serde(default)]
     pub log_files: u64,
+    /// RESTORE statements by backup type (a striped set is one). Zero in records written before
+    /// they were counted: [`Applied::steps_of`] then counts files.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub full_steps: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub differential_steps: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub log_steps: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Applied {
@@ -135,6 +147,18 @@ impl Applied {
             BackupKind::Full => self.full_files,
             BackupKind::Differential => self.differential_files,
             BackupKind::Log => self.log_files,
+        }
+    }
+
+    /// RESTORE statements of one backup type (a striped set counts once).
+    pub fn steps_of(&self, kind: BackupKind) -> u64 {
+        if self.full_steps + self.differential_steps + self.log_steps == 0 && self.steps > 0 {
+            return self.files_of(kind);
+        }
+        match kind {
+            BackupKind::Full => self.full_steps,
+            BackupKind::Differential => self.differential_steps,
+            BackupKind::Log => self.log_steps,
         }
     }
 
@@ -216,9 +240,18 @@ impl ChainState {
         let files = step.files.len() as u64;
         self.applied.steps += 1;
         match step.kind {
-            BackupKind::Full => self.applied.full_files += files,
-            BackupKind::Differential => self.applied.differential_files += files,
-            BackupKind::Log => self.applied.log_files += files,
+            BackupKind::Full => {
+                self.applied.full_files += files;
+                self.applied.full_steps += 1;
+            }
+            BackupKind::Differential => {
+                self.applied.differential_files += files;
+                self.applied.differential_steps += 1;
+            }
+            BackupKind::Log => {
+                self.applied.log_files += files;
+                self.applied.log_steps += 1;
+            }
         }
         self.recent.push(step.clone());
         let bytes = |steps: &[Step]| -> usize {
