@@ -1,7 +1,6 @@
 //! Configuration from the environment, read once per cold start.
 
 use bakdrop_core::source::SourceLocation;
-use bakdrop_core::tsql::Dialect;
 use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 
 /// What the function needs to know.
@@ -36,26 +35,12 @@ impl Settings {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or_else(|| SettingsError(format!("{name} is not set")))
         };
-        let target = required("TARGET_SQLSERVER_VERSION")?
-            .parse()
-            .map_err(|e| SettingsError(format!("TARGET_SQLSERVER_VERSION: {e}")))?;
-        let policy = match get("VERSION_POLICY").filter(|v| !v.trim().is_empty()) {
-            Some(text) => text
-                .parse()
-                .map_err(|e| SettingsError(format!("VERSION_POLICY: {e}")))?,
-            None => VersionPolicy::Same,
-        };
-        let optional = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let dialect: Dialect = optional("TARGET_DIALECT")
-            .unwrap_or_else(|| "rds".into())
-            .parse()
-            .map_err(|e| SettingsError(format!("TARGET_DIALECT: {e}")))?;
-        let location = SourceLocation::from_settings(
-            dialect,
-            optional("SOURCE_LOCATION").as_deref(),
-            optional("AWS_REGION").as_deref(),
-        )
-        .map_err(SettingsError)?;
+        let config =
+            bakdrop_core::validate::ValidateConfig::from_lookup(&get).map_err(SettingsError)?;
+        let target = config
+            .target
+            .ok_or_else(|| SettingsError("TARGET_SQLSERVER_VERSION is not set".into()))?;
+        let (policy, location) = (config.policy, config.location);
         Ok(Settings {
             status_table: required("STATUS_TABLE")?,
             restore_queue_url: required("RESTORE_QUEUE_URL")?,

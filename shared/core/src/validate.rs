@@ -55,6 +55,39 @@ pub const SETTINGS_CODES: [&str; 7] = [
 ];
 
 impl ValidateConfig {
+    /// The settings a function reads (through `get`, the process environment in production):
+    /// `TARGET_SQLSERVER_VERSION` (required: a deployed stack names its target's version),
+    /// `VERSION_POLICY` (`same` by default), `TARGET_DIALECT` (`rds` by default),
+    /// `SOURCE_LOCATION`, `AWS_REGION`.
+    ///
+    /// # Errors
+    /// A sentence naming the missing or invalid variable.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<ValidateConfig, String> {
+        let optional = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let target = optional("TARGET_SQLSERVER_VERSION")
+            .ok_or("TARGET_SQLSERVER_VERSION is not set")?
+            .parse::<SqlServerRelease>()
+            .map_err(|e| format!("TARGET_SQLSERVER_VERSION: {e}"))?;
+        let policy = match optional("VERSION_POLICY") {
+            Some(text) => text.parse().map_err(|e| format!("VERSION_POLICY: {e}"))?,
+            None => VersionPolicy::Same,
+        };
+        let dialect: crate::tsql::Dialect = optional("TARGET_DIALECT")
+            .unwrap_or_else(|| "rds".into())
+            .parse()
+            .map_err(|e| format!("TARGET_DIALECT: {e}"))?;
+        let location = crate::source::SourceLocation::from_settings(
+            dialect,
+            optional("SOURCE_LOCATION").as_deref(),
+            optional("AWS_REGION").as_deref(),
+        )?;
+        Ok(ValidateConfig {
+            target: Some(target),
+            policy,
+            location,
+        })
+    }
+
     /// The checks that depend on these settings: where the target reads the object, and the
     /// backup's version against the target's (when one is known).
     ///
