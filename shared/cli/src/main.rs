@@ -113,6 +113,10 @@ enum Command {
     },
     /// Run the whole pipeline on one machine over a folder standing in for the bucket.
     ///
+    /// Exit status 0 when every migration proceeds and no file was rejected; 1 when a file was
+    /// rejected, a migration failed or cannot proceed (no full, a gap), or an entry cannot be
+    /// read; 2 when it could not run at all.
+    ///
     /// Every file DIR/<TargetDatabase>/<file> is an upload event: it is validated (the same
     /// Validator as the validate-upload function), queued in memory, and restored by the same
     /// Worker as the restore-worker function. State goes to a JSON file (default
@@ -128,7 +132,8 @@ enum Command {
         /// a local SQL Server 2022).
         #[arg(long, default_value = "rds")]
         dialect: Dialect,
-        /// Keep watching DIR (every second; a new or changed file is a new event) until Ctrl-C.
+        /// Keep watching DIR (every second; a new or changed file is a new event) until Ctrl-C;
+        /// on a terminal, a live line shows each migration's progress.
         #[arg(long)]
         watch: bool,
         /// State file (default DIR/.bakdrop/status.json).
@@ -150,12 +155,19 @@ enum Command {
         directories: PathArgs,
     },
     /// Show the status of one migration or of all (from the local state file).
+    ///
+    /// Exit status 1 when the named database is unknown.
     Status {
         /// Target database (default: every migration).
         database: Option<String>,
-        /// Print the status document as JSON (as the migration-status function answers).
+        /// Print the status document as JSON (as the migration-status function answers;
+        /// schemas/status.schema.json).
         #[arg(long)]
         json: bool,
+        /// Keep showing the status of the local state file (every 2 s; on a terminal redrawn in
+        /// place, with the percent complete of the restore in flight) until Ctrl-C.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -320,8 +332,16 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status {
             database,
             json,
+            watch,
             state,
         } => match (state.function, state.table) {
+            (None, None) if watch => {
+                let path = manage::state_file(state.state, state.dir);
+                manage::status_watch(&path, database.as_deref(), Duration::from_secs(2)).await
+            }
+            (Some(_), _) | (_, Some(_)) if watch => anyhow::bail!(
+                "--watch follows the local state file (--dir/--state); for a deployed stack, run status again"
+            ),
             (Some(function), _) => invoke::status(&function, database.as_deref(), json).await,
             (None, Some(table)) => manage::status_in_table(&table, database.as_deref(), json).await,
             (None, None) => {

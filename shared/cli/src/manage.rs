@@ -94,6 +94,57 @@ pub async fn status(
     print_status(&store, database, &names, as_json, Shown::All).await
 }
 
+/// `bakdrop status --watch`: the status again every `every`, until Ctrl-C. On a terminal the
+/// screen is redrawn in place (percent complete of the restore in flight, what comes next);
+/// otherwise a status is printed again only when it changed.
+///
+/// # Errors
+/// When the state file cannot be read.
+pub async fn status_watch(
+    path: &Path,
+    database: Option<&str>,
+    every: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
+    let store = open(path)?;
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut stop = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut last = String::new();
+    loop {
+        let names = match database {
+            Some(db) => vec![db.to_owned()],
+            None => store.databases()?,
+        };
+        let mut text = String::new();
+        let mut document = Vec::new();
+        for name in &names {
+            match report_of(&store, name, Shown::All).await? {
+                Some((r, files)) => {
+                    document.push(serde_json::to_string(&r)?);
+                    text.push_str(&report_text(&r, &files, "files"));
+                }
+                None => {
+                    eprintln!("bakdrop: no migration and no uploaded file for database {name:?}");
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        let document = document.join("\n");
+        if terminal {
+            crate::out!(
+                "\x1b[2J\x1b[H{text}[watching {}; Ctrl-C to stop]\n",
+                path.display()
+            );
+        } else if document != last {
+            crate::out!("{text}");
+        }
+        last = document;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = &mut stop => return Ok(ExitCode::SUCCESS),
+        }
+    }
+}
+
 /// `bakdrop status --table T`: the status table of a deployed stack (or of the local AWS
 /// endpoint, with `AWS_ENDPOINT_URL`), read through the AWS SDK with the caller's credentials.
 ///

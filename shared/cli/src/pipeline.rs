@@ -201,7 +201,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let mut event = 0u64;
     let mut deliveries = 0u64;
     let mut unreadable: BTreeMap<String, String> = BTreeMap::new();
+    // On a terminal, --watch keeps one live line of progress under the events, redrawn in place.
+    let live = options.watch && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut live_shown = false;
     loop {
+        if live_shown {
+            crate::out!("\r\x1b[K");
+            live_shown = false;
+        }
         // New or changed files are new ObjectCreated events; what cannot be read is said once.
         let (objects, cannot) = bucket.contents()?;
         for (key, why) in cannot {
@@ -269,6 +276,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             Some(d) => d.min(Duration::from_secs(1)),
             None => Duration::from_secs(1),
         };
+        if live {
+            crate::out!("{}", live_line(store.as_ref()).await?);
+            live_shown = true;
+        }
         if options.watch {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -366,6 +377,36 @@ impl Progress {
         }
         Ok(())
     }
+}
+
+/// One line of progress for a terminal: each migration's state, the restore in flight with its
+/// percent, and what comes next.
+async fn live_line(store: &JsonFileStore) -> anyhow::Result<String> {
+    let mut parts = Vec::new();
+    for name in store.databases()? {
+        if name.is_empty() {
+            continue;
+        }
+        let migration = store.get_migration(&name).await?.map(|v| v.record);
+        let files: Vec<_> = store
+            .list_files(&name)
+            .await?
+            .into_iter()
+            .map(|v| v.record)
+            .collect();
+        let r = report::build(&name, migration.as_ref(), &files);
+        let state = r.state.map_or("rejected".to_owned(), |s| s.to_string());
+        parts.push(match (&r.restoring, r.percent_complete) {
+            (Some(file), Some(p)) => format!("{name}: restoring {file} {p:.0}%"),
+            (Some(file), None) => format!("{name}: restoring {file}"),
+            _ => format!("{name}: {state}, next {}", r.next),
+        });
+    }
+    let mut line = format!("[watching, Ctrl-C to stop] {}", parts.join(" · "));
+    if line.chars().count() > 200 {
+        line = line.chars().take(199).collect::<String>() + "…";
+    }
+    Ok(crate::out::Shown(&line).to_string())
 }
 
 /// Prints the final summary of every migration in the store; true when a file was rejected or

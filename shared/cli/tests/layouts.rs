@@ -466,3 +466,42 @@ fn run_and_plan_exit_non_zero_on_a_gap_and_inspect_reads_a_folder() {
     assert_eq!(inspect.status.code(), Some(1), "{}", text(&inspect));
     assert_eq!(json(&inspect)[0]["reason"]["code"], "MoreThanOneBackupSet");
 }
+
+/// `status --watch` off a terminal prints the status, then again only when it changed; the text
+/// says how far the data goes and what comes next.
+#[test]
+fn status_watch_prints_a_readable_status_and_again_only_when_it_changed() {
+    let f = Folder::new("watch");
+    f.put(&format!("Clean/{FULL}"), FULL)
+        .put(&format!("Clean/{}", LOGS[0]), LOGS[0])
+        .put(&format!("Clean/{}", LOGS[2]), LOGS[2]);
+    let run = bakdrop(&["run", &f.arg()]);
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bakdrop"))
+        .args(["status", "--watch", "--dir", &f.arg()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("watch");
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    child.kill().expect("stop watching");
+    let out = child.wait_with_output().expect("output");
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        shown.matches("== Clean [Synchronizing]").count(),
+        1,
+        "{shown}"
+    );
+    assert!(shown.contains("data as of 2019-05-02T21:05:55"), "{shown}");
+    assert!(shown.contains("last restore finished"), "{shown}");
+    assert!(
+        shown.contains(
+            "next: sql2016_log_RestoreTimeClean_3.trn: waiting for the log backups covering LSN"
+        ),
+        "{shown}"
+    );
+    assert!(
+        !shown.contains('\u{1b}'),
+        "no terminal codes off a terminal: {shown}"
+    );
+}
