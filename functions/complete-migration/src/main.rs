@@ -27,8 +27,7 @@ async fn main() -> Result<(), Error> {
         .unwrap_or(60);
     let target = TargetSettings::from_lookup(&get).map_err(|e| format!("configuration: {e}"))?;
     // The revalidate action validates as the validate-upload function does.
-    let validation =
-        ValidateConfig::from_lookup(&get).map_err(|e| format!("configuration: {e}"))?;
+    let validation = ValidateConfig::from_lookup(get).map_err(|e| format!("configuration: {e}"))?;
     let sdk = config::load().await;
     let secrets_client = aws_sdk_secretsmanager::Client::new(&sdk);
     let login = target_login(secrets_client.clone(), target.clone()).await?;

@@ -167,7 +167,7 @@ fn names_no_database(relative: &str) -> bool {
 fn inputs(
     paths: &[PathBuf],
     database: Option<&str>,
-) -> anyhow::Result<(Vec<Input>, Vec<(String, String)>)> {
+) -> anyhow::Result<(Vec<Input>, crate::local::Unreadable)> {
     let mut found = Vec::new();
     let mut unreadable = Vec::new();
     for path in paths {

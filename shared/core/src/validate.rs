@@ -115,7 +115,7 @@ enum Recheck {
     /// Rejected again, for another reason (recorded).
     Rejected(Reason),
     /// Accepted now: the record is Validated and claimed, at this version.
-    Accepted(FileRecord, u64),
+    Accepted(Box<FileRecord>, u64),
 }
 
 /// What [`Validator::revalidate`] did to a migration's rejected files.
@@ -228,7 +228,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                                 reason,
                             });
                         }
-                        Recheck::Accepted(record, version) => (record, version),
+                        Recheck::Accepted(record, version) => (*record, version),
                     }
                 }
                 Some(Versioned {
@@ -400,7 +400,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                 record.claim = Some(claim(attempt_id, now));
                 record.updated_at = now;
                 match self.store.put_file(&record, Some(version)).await {
-                    Ok(v) => Ok(Recheck::Accepted(record, v)),
+                    Ok(v) => Ok(Recheck::Accepted(Box::new(record), v)),
                     Err(StoreError::Conflict { .. }) => Ok(Recheck::Retry),
                     Err(e) => Err(e.into()),
                 }
