@@ -701,6 +701,7 @@ fn event_files_parse_as_their_functions_expect() {
         ("complete-migration-complete.json", "complete"),
         ("complete-migration-cancel.json", "cancel"),
         ("complete-migration-reset.json", "reset"),
+        ("complete-migration-revalidate.json", "revalidate"),
     ] {
         let value = read(name);
         assert_eq!(value["action"], action);
