@@ -68,7 +68,7 @@ one_machine() {
   echo "$out" | tail -n 12
   expect "$out" "RestoreTimeClean"
   expect "$out" "Synchronizing"
-  expect "$out" "MoreThanOneBackupSet"
+  expect "$out" "the file holds 2 backup sets"
 }
 
 test_server() {

@@ -1428,9 +1428,14 @@ mod tests {
 
     /// Sets a fault counter of the in-memory target: the next `n` calls fail that way.
     fn arm(fault: &std::sync::Mutex<u32>, n: u32) {
-        *fault
+        set(fault, n);
+    }
+
+    /// Sets a setting of the in-memory target.
+    fn set<T>(setting: &std::sync::Mutex<T>, value: T) {
+        *setting
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = n;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = value;
     }
 
     /// The stable code of a Complete/Cancel/Reset refusal (panics on anything else).
@@ -1655,11 +1660,10 @@ mod tests {
     #[test]
     fn a_target_whose_agent_is_stopped_holds_the_first_restore_and_says_why_until_it_runs() {
         let p = pipeline("2016");
-        *p.target
-            .not_ready
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(crate::ports::NotReady::AgentNotRunning);
+        set(
+            &p.target.not_ready,
+            Some(crate::ports::NotReady::AgentNotRunning),
+        );
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let outcomes = p.pump();
         assert!(
@@ -1674,10 +1678,7 @@ mod tests {
         assert_eq!(retry.len(), 1, "{retry:?}");
         assert_eq!(retry[0].1, Duration::from_secs(120), "after the busy delay");
         // The DBA starts Agent: the retry submits, and the reason goes.
-        *p.target
-            .not_ready
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        set(&p.target.not_ready, None);
         let id = "m-retry";
         let outcome =
             block_on(p.worker.handle(&retry[0].0, attempt(id, id), p.now())).expect("handled");
@@ -1693,13 +1694,12 @@ mod tests {
     #[test]
     fn an_edition_without_agent_fails_the_migration_before_any_restore() {
         let p = pipeline("2016");
-        *p.target
-            .not_ready
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+        set(
+            &p.target.not_ready,
             Some(crate::ports::NotReady::EditionWithoutAgent {
                 edition: "Express Edition (64-bit)".into(),
-            });
+            }),
+        );
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         p.run_to_quiet();
         let m = p.migration("Clean");
@@ -2081,13 +2081,13 @@ mod tests {
     #[test]
     fn a_sql_server_refusal_fails_the_migration_with_its_number_and_message() {
         let p = pipeline("2016");
-        *p.target
-            .fail_next_submit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((
-            3201,
-            "Cannot open backup device '/backups/x'. Operating system error 2".into(),
-        ));
+        set(
+            &p.target.fail_next_submit,
+            Some((
+                3201,
+                "Cannot open backup device '/backups/x'. Operating system error 2".into(),
+            )),
+        );
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         p.pump();
         let migration = p.migration("Clean");
@@ -2192,11 +2192,10 @@ mod tests {
     #[test]
     fn a_login_refused_mid_migration_is_retried_with_growing_delays_and_never_fails_it() {
         let p = pipeline("2016");
-        *p.target
-            .fail_next_submit
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((18456, "Login failed for user 'bakdrop'.".into()));
+        set(
+            &p.target.fail_next_submit,
+            Some((18456, "Login failed for user 'bakdrop'.".into())),
+        );
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         let outcomes = p.pump();
         assert!(
@@ -2411,10 +2410,7 @@ mod tests {
     fn a_migration_cancelled_while_its_restore_runs_drops_the_database_once_the_task_stopped() {
         use crate::cutover;
         let p = pipeline("2016");
-        *p.target
-            .slow_cancel
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+        set(&p.target.slow_cancel, true);
         p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
         p.pump();
         let task = p.target.submitted()[0].clone();

@@ -511,7 +511,13 @@ impl RestoreTarget for TiberiusTarget {
                     })
             }
             Dialect::Native => {
-                self.execute(&tsql::native::recover(database)).await?;
+                // Not `execute`: recovery runs in this session and may take minutes.
+                let statement = tsql::native::recover(database);
+                Box::pin(async {
+                    let mut client = self.connect().await?;
+                    run_within(&mut client, &statement, self.timeouts.recovery).await
+                })
+                .await?;
                 Ok(Online::Now)
             }
         }

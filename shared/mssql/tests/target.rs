@@ -15,10 +15,15 @@ use bakdrop_tds_server::{FaultTiming, ServerHandle, SqlServerEmulator};
 use bakdrop_tests::tds::emulator_target;
 
 async fn start(emulator: &SqlServerEmulator, dialect: Dialect) -> (TiberiusTarget, ServerHandle) {
+    let (addr, handle) = start_manual(emulator).await;
+    (emulator_target(addr.port(), dialect), handle)
+}
+
+/// The server on a manual clock, each restore taking 60 s of it.
+async fn start_manual(emulator: &SqlServerEmulator) -> (std::net::SocketAddr, ServerHandle) {
     emulator.set_clock_mode(ClockMode::Manual);
     emulator.set_restore_duration(None, Duration::from_secs(60));
-    let (addr, handle) = emulator.start().await.expect("server starts");
-    (emulator_target(addr.port(), dialect), handle)
+    emulator.start().await.expect("server starts")
 }
 
 fn db(name: &str) -> DatabaseName {
@@ -143,9 +148,7 @@ async fn rds_refuses_a_third_concurrent_task_as_busy() {
 #[tokio::test]
 async fn an_rds_submit_racing_another_worker_for_the_last_slot_is_queued_by_rds() {
     let emulator = SqlServerEmulator::rds();
-    emulator.set_clock_mode(ClockMode::Manual);
-    emulator.set_restore_duration(None, Duration::from_secs(60));
-    let (addr, _server) = emulator.start().await.expect("server starts");
+    let (addr, _server) = start_manual(&emulator).await;
     let target = |port: u16| emulator_target(port, Dialect::Rds);
     let direct = target(addr.port());
     direct
@@ -553,6 +556,7 @@ async fn connecting_and_statements_time_out_as_connection_errors() {
     let timeouts = Timeouts {
         connect: Duration::from_millis(300),
         query: Duration::from_millis(300),
+        recovery: Duration::from_millis(300),
     };
     let target = emulator_target(port, Dialect::Native).with_timeouts(timeouts);
     let started = std::time::Instant::now();
@@ -580,5 +584,49 @@ async fn connecting_and_statements_time_out_as_connection_errors() {
     assert!(
         matches!(&err, TargetError::Connection(e) if e.to_string().contains("statement")),
         "{err:?}"
+    );
+}
+
+/// `RESTORE … WITH RECOVERY` runs the undo phase in the caller's session: it has its own, long
+/// timeout, not the one of a catalog read.
+#[tokio::test]
+async fn native_recovery_waits_longer_than_a_statement_may() {
+    use bakdrop_mssql::connection::Timeouts;
+    let emulator = SqlServerEmulator::native();
+    let (addr, _server) = start_manual(&emulator).await;
+    let direct = emulator_target(addr.port(), Dialect::Native);
+    let full = described(
+        &emulator,
+        "Sales",
+        BackupKind::Full,
+        RestoreSource::Disk("/b/f.bak".into()),
+    );
+    let task = direct
+        .submit(&full, "job-recovery")
+        .await
+        .expect("submitted");
+    emulator.advance(Duration::from_secs(120));
+    assert_eq!(
+        direct.poll(&db("Sales"), &task).await.expect("poll"),
+        TaskStatus::Succeeded
+    );
+    let proxy = bakdrop_tests::proxy::TcpProxy::start(addr)
+        .await
+        .expect("proxy");
+    proxy.delay_when_client_sends(
+        "slow recovery",
+        &bakdrop_tests::proxy::utf16le("WITH RECOVERY"),
+        Duration::from_millis(800),
+    );
+    // Every other statement would time out after 200 ms; recovery waits its 800 ms.
+    let timeouts = Timeouts {
+        connect: Duration::from_secs(5),
+        query: Duration::from_millis(200),
+        recovery: Duration::from_secs(10),
+    };
+    let target = emulator_target(proxy.addr().port(), Dialect::Native).with_timeouts(timeouts);
+    assert_eq!(
+        target.bring_online(&db("Sales")).await.expect("online"),
+        Online::Now
     );
 }
