@@ -452,5 +452,5 @@ async fn a_migration_of_ten_thousand_restored_logs_takes_one_more_with_a_bounded
         report.summary
     );
     assert!(json.len() < 64 * 1024, "{} bytes", json.len());
-    assert_eq!(report.actions, ["complete", "cancel"]);
+    assert_eq!(report.actions, ["complete", "arm", "cancel"]);
 }

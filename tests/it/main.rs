@@ -3,6 +3,7 @@
 
 mod adapters;
 mod bounded;
+mod events;
 mod local_stack;
 mod real_server;
 mod restore;

@@ -106,6 +106,7 @@ impl Rig {
                 store: store.clone(),
                 queue: queue.clone(),
                 config: ValidateConfig {
+                    arm_by_upload: false,
                     target: Some("2022".parse().expect("release")),
                     policy: VersionPolicy::NotNewer,
                     location: location.clone(),

@@ -72,6 +72,7 @@ impl Migrated {
             store: store.clone(),
             queue: queue.clone(),
             config: ValidateConfig {
+                arm_by_upload: false,
                 target: Some("2022".parse().expect("release")),
                 policy: VersionPolicy::NotNewer,
                 location: emulator_restore_config(dialect).location,

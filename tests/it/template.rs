@@ -145,22 +145,43 @@ fn the_status_table_and_every_dead_letter_queue_outlive_the_stack() {
     let t = template();
     // Dead-letter queues: every queue a redrive policy or an on-failure destination names.
     let mut kept: BTreeSet<String> = BTreeSet::from(["StatusTable".to_owned()]);
+    let mut queues: BTreeSet<String> = BTreeSet::new();
     for (_, r) in resources(&t) {
         let redrive = &r["Properties"]["RedrivePolicy"]["deadLetterTargetArn"];
         let on_failure =
             &r["Properties"]["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Destination"];
-        kept.extend(referenced(redrive));
-        kept.extend(referenced(on_failure));
+        // An event source mapping's (the status table's stream).
+        let mapping_failure = &r["Properties"]["DestinationConfig"]["OnFailure"]["Destination"];
+        queues.extend(referenced(redrive));
+        queues.extend(referenced(on_failure));
+        queues.extend(referenced(mapping_failure));
     }
-    assert!(
-        kept.contains("RestoreDeadLetterQueue") && kept.contains("ValidateFailureQueue"),
-        "{kept:?}"
+    assert_eq!(
+        queues,
+        BTreeSet::from(
+            [
+                "PublishFailureQueue",
+                "RestoreDeadLetterQueue",
+                "ValidateFailureQueue"
+            ]
+            .map(str::to_owned)
+        )
     );
+    kept.extend(queues.iter().cloned());
     for name in &kept {
         let r = &t["Resources"][name];
         for policy in ["DeletionPolicy", "UpdateReplacePolicy"] {
             assert_eq!(r[policy], "Retain", "{name}: {policy}");
         }
+    }
+    // Each waits for an operator: an alarm says so.
+    for queue in &queues {
+        let alarmed = resources(&t).into_iter().any(|(_, r)| {
+            r["Type"] == "AWS::CloudWatch::Alarm"
+                && r["Properties"]["Dimensions"][0]["Value"]
+                    == json!({"Fn::GetAtt": [queue, "QueueName"]})
+        });
+        assert!(alarmed, "no alarm on {queue}");
     }
 }
 
@@ -203,11 +224,14 @@ fn the_upload_bucket_aborts_incomplete_uploads_and_expires_replaced_versions() {
 /// SqsJobQueue::send → SendMessage) as each function uses them, and the restore worker's event
 /// source mapping (ReceiveMessage, DeleteMessage, GetQueueAttributes). A function that starts
 /// calling another action adds it here and in template.yaml.
-const EXPECTED: [(&str, &[&str], &[&str]); 4] = [
+/// The publisher reads the table's stream (its mapping's calls) and sends its mapping's failure
+/// records to the publish failure queue.
+const EXPECTED: [(&str, &[&str], &[&str], &str); 5] = [
     (
         "ValidateUploadFunction",
         &["GetItem", "PutItem"],
         &["SendMessage"],
+        "RestoreQueue",
     ),
     (
         "RestoreWorkerFunction",
@@ -218,16 +242,30 @@ const EXPECTED: [(&str, &[&str], &[&str]); 4] = [
             "ReceiveMessage",
             "SendMessage",
         ],
+        "RestoreQueue",
     ),
     (
         "MigrationStatusFunction",
         &["BatchGetItem", "GetItem", "Query"],
         &[],
+        "RestoreQueue",
     ),
     (
         "CompleteMigrationFunction",
         &["BatchGetItem", "DeleteItem", "GetItem", "PutItem", "Query"],
         &["SendMessage"],
+        "RestoreQueue",
+    ),
+    (
+        "PublishEventsFunction",
+        &[
+            "DescribeStream",
+            "GetRecords",
+            "GetShardIterator",
+            "ListStreams",
+        ],
+        &["SendMessage"],
+        "PublishFailureQueue",
     ),
 ];
 
@@ -256,7 +294,7 @@ fn each_function_has_only_the_dynamodb_and_sqs_actions_its_code_calls() {
         EXPECTED.len(),
         "a function without expectations"
     );
-    for (name, dynamodb, sqs) in EXPECTED {
+    for (name, dynamodb, sqs, queue) in EXPECTED {
         let f = &t["Resources"][name];
         let policies = &f["Properties"]["Policies"];
         for policy in policies.as_array().expect("Policies") {
@@ -289,7 +327,7 @@ fn each_function_has_only_the_dynamodb_and_sqs_actions_its_code_calls() {
                     "sqs" => {
                         assert_eq!(
                             targets,
-                            BTreeSet::from(["RestoreQueue".to_owned()]),
+                            BTreeSet::from([queue.to_owned()]),
                             "{name}: {action}"
                         );
                         seen_sqs.insert(call);
@@ -308,7 +346,10 @@ fn each_function_has_only_the_dynamodb_and_sqs_actions_its_code_calls() {
     // The restore worker's queue reaches it through a mapping of its own.
     let mapping = resources(&t)
         .into_iter()
-        .find(|(_, r)| r["Type"] == "AWS::Lambda::EventSourceMapping")
+        .find(|(_, r)| {
+            r["Type"] == "AWS::Lambda::EventSourceMapping"
+                && r["Properties"]["FunctionName"] == json!({"Ref": "RestoreWorkerFunction"})
+        })
         .map(|(_, r)| &r["Properties"])
         .expect("the restore queue's event source mapping");
     assert_eq!(
@@ -414,4 +455,153 @@ fn the_local_flows_status_table_is_the_stacks() {
     ] {
         assert_eq!(local[field], table[field], "{field}");
     }
+    // The stream (CreateTable also needs StreamEnabled, which CloudFormation's table lacks).
+    let stream = &local["StreamSpecification"];
+    assert_eq!(stream["StreamEnabled"], true);
+    assert_eq!(
+        stream["StreamViewType"],
+        table["StreamSpecification"]["StreamViewType"]
+    );
+}
+
+/// Every write reaches the publisher: the table's stream carries the item before and after,
+/// its mapping keeps order, retries from the first record not published and hands what it
+/// could not publish in 12 hours to the failure queue; the function may put events on its
+/// bus only.
+#[test]
+fn the_status_tables_stream_feeds_the_publisher_in_order_with_retries_and_a_failure_queue() {
+    let t = template();
+    assert_eq!(
+        t["Resources"]["StatusTable"]["Properties"]["StreamSpecification"]["StreamViewType"],
+        "NEW_AND_OLD_IMAGES"
+    );
+    let mapping = &t["Resources"]["PublishEventsFunctionStatusStream"]["Properties"];
+    assert_eq!(
+        mapping["FunctionName"],
+        json!({"Ref": "PublishEventsFunction"})
+    );
+    assert_eq!(
+        mapping["EventSourceArn"],
+        json!({"Fn::GetAtt": ["StatusTable", "StreamArn"]})
+    );
+    assert_eq!(mapping["StartingPosition"], "TRIM_HORIZON");
+    assert_eq!(
+        mapping["FunctionResponseTypes"],
+        json!(["ReportBatchItemFailures"])
+    );
+    assert_eq!(mapping["ParallelizationFactor"], 1, "in order per item");
+    assert_eq!(mapping["MaximumRetryAttempts"], -1);
+    let age = mapping["MaximumRecordAgeInSeconds"]
+        .as_i64()
+        .expect("an age");
+    assert!(
+        (3600..86400).contains(&age),
+        "retried for hours, failed while the stream still holds the records: {age}"
+    );
+    let publisher = &t["Resources"]["PublishEventsFunction"]["Properties"];
+    assert_eq!(
+        publisher["Environment"]["Variables"]["EVENT_BUS_NAME"],
+        json!({"Fn::If": ["CreatesEventBus", {"Ref": "EventBus"}, "default"]})
+    );
+    let puts: Vec<&Value> = statements(&publisher["Policies"])
+        .into_iter()
+        .filter(|s| {
+            strings(&s["Action"])
+                .iter()
+                .any(|a| a.starts_with("events:"))
+        })
+        .collect();
+    assert_eq!(puts.len(), 1);
+    assert_eq!(strings(&puts[0]["Action"]), ["events:PutEvents"]);
+    assert_eq!(
+        puts[0]["Resource"]["Fn::Sub"],
+        "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
+    );
+    for (name, f) in functions(&t) {
+        for s in statements(&f["Properties"]["Policies"]) {
+            let events = strings(&s["Action"])
+                .into_iter()
+                .any(|a| a.starts_with("events:"));
+            assert!(!events || name == "PublishEventsFunction", "{name}");
+        }
+    }
+}
+
+/// The optional e-mail: a topic and its subscription only when an address is given, told of
+/// Synchronizing, Failed and Succeeded through a rule on bakdrop's bus, which alone may publish.
+#[test]
+fn the_notification_email_hears_synchronizing_failed_and_succeeded_when_an_address_is_set() {
+    let t = template();
+    assert_eq!(t["Parameters"]["NotificationEmail"]["Default"], "");
+    for name in [
+        "NotificationTopic",
+        "NotificationSubscription",
+        "NotificationTopicPolicy",
+        "NotificationRule",
+    ] {
+        assert_eq!(
+            t["Resources"][name]["Condition"], "HasNotificationEmail",
+            "{name}"
+        );
+    }
+    let subscription = &t["Resources"]["NotificationSubscription"]["Properties"];
+    assert_eq!(subscription["Protocol"], "email");
+    assert_eq!(
+        subscription["Endpoint"],
+        json!({"Ref": "NotificationEmail"})
+    );
+    let rule = &t["Resources"]["NotificationRule"]["Properties"];
+    assert_eq!(
+        rule["EventPattern"],
+        json!({
+            "source": ["bakdrop"],
+            "detail-type": ["Migration State Changed"],
+            "detail": {"new_state": ["Synchronizing", "Failed", "Succeeded"]}
+        })
+    );
+    assert_eq!(
+        rule["EventBusName"],
+        json!({"Fn::If": ["CreatesEventBus", {"Ref": "EventBus"}, "default"]})
+    );
+    assert_eq!(
+        rule["Targets"][0]["Arn"],
+        json!({"Ref": "NotificationTopic"})
+    );
+    let policy =
+        &t["Resources"]["NotificationTopicPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(
+        policy["Principal"],
+        json!({"Service": "events.amazonaws.com"})
+    );
+    assert_eq!(
+        policy["Condition"]["ArnEquals"]["aws:SourceArn"],
+        json!({"Fn::GetAtt": ["NotificationRule", "Arn"]})
+    );
+    // The rule's pattern matches the events bakdrop publishes.
+    let states: Vec<&str> = rule["EventPattern"]["detail"]["new_state"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let schema: Value =
+        serde_json::from_str(bakdrop_core::events::SCHEMA).expect("the events' schema");
+    let known = schema["$defs"]["migrationState"]["enum"].to_string();
+    for state in states {
+        assert!(known.contains(&format!("\"{state}\"")), "{state}");
+    }
+}
+
+/// Arming Complete by upload lets anyone who may upload cut over: off unless the stack says so.
+#[test]
+fn arming_complete_by_upload_is_off_unless_the_stack_enables_it() {
+    let t = template();
+    let parameter = &t["Parameters"]["CompleteByUpload"];
+    assert_eq!(parameter["Default"], "disabled");
+    assert_eq!(parameter["AllowedValues"], json!(["disabled", "enabled"]));
+    assert_eq!(
+        t["Resources"]["ValidateUploadFunction"]["Properties"]["Environment"]["Variables"]
+            ["COMPLETE_BY_UPLOAD"],
+        json!({"Ref": "CompleteByUpload"})
+    );
 }

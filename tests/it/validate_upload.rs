@@ -73,6 +73,7 @@ async fn stack(target: &str) -> Stack {
         store: store.clone(),
         queue: SqsJobQueue::new(aws.sqs.clone(), &jobs),
         config: ValidateConfig {
+            arm_by_upload: false,
             target: Some(target.parse().expect("release")),
             policy: VersionPolicy::Same,
             location: bakdrop_core::source::SourceLocation::rds(None),

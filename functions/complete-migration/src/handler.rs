@@ -1,7 +1,9 @@
-//! Translates `{"action": "complete" | "cancel" | "reset" | "revalidate", "database": "...",
-//! "last_backup": "...", "require_tail_log": true}` into the core's Complete, Cancel, Reset, or
-//! the re-check of the migration's files rejected only for the settings (after the stack's
-//! `TargetSqlServerVersion` or `VersionPolicy` changed). `action` defaults to complete.
+//! Translates `{"action": "complete" | "arm" | "disarm" | "cancel" | "reset" | "revalidate",
+//! "database": "...", "last_backup": "...", "require_tail_log": true}` into the core's Complete,
+//! Complete armed in advance (`arm`: `last_backup` names the last backup; Complete runs by itself,
+//! with the same guards, once it is restored), its cancellation (`disarm`), Cancel, Reset, or the
+//! re-check of the migration's files rejected only for the settings (`revalidate`, after the
+//! stack's `TargetSqlServerVersion` or `VersionPolicy` changed). `action` defaults to complete.
 //! Refusals and failures come back as errors with a stable `errorType` (e.g. `FilesInFlight`,
 //! `NotSynchronizing`, `MigrationNotFound`), so that callers can branch on them.
 //! A field the payload should not have is refused (`BadRequest`, naming it) before anything is
@@ -69,6 +71,10 @@ pub enum Action {
     /// Check again, under the function's settings of now, the migration's files rejected only
     /// because of the settings (target version, version policy, where the target reads them).
     Revalidate,
+    /// Complete by itself once `last_backup` is restored (with `require_tail_log`).
+    Arm,
+    /// Cancel an armed Complete.
+    Disarm,
 }
 
 /// Why the invoke failed.
@@ -87,6 +93,9 @@ pub enum HandlerError {
         "re-checking the rejected files could not finish (invoke revalidate again to resume): {0}"
     )]
     Revalidate(#[from] ValidateError),
+    /// `arm` needs the name of the last backup.
+    #[error("action arm needs last_backup: the file name of the migration's last backup; nothing was done")]
+    ArmWithoutLastBackup,
 }
 
 /// `"a", "b"`: field names as JSON strings, so that an odd one reads unambiguously.
@@ -101,7 +110,9 @@ fn quoted(fields: &[String]) -> String {
 impl From<HandlerError> for Diagnostic {
     fn from(error: HandlerError) -> Diagnostic {
         let error_type = match &error {
-            HandlerError::BadRequest(_) | HandlerError::UnknownFields(_) => "BadRequest",
+            HandlerError::BadRequest(_)
+            | HandlerError::UnknownFields(_)
+            | HandlerError::ArmWithoutLastBackup => "BadRequest",
             HandlerError::Cutover(e) => e.error_type(),
             HandlerError::Queue(_) => "QueueUnavailable",
             HandlerError::Revalidate(_) => "RevalidateUnavailable",
@@ -144,8 +155,13 @@ pub async fn handle<S: StatusStore, T: RestoreTarget, Q: JobQueue, R: ObjectRead
 ) -> Result<Value, HandlerError> {
     let invoke = Invoke::parse(payload)?;
     let database = invoke.request.database.clone();
+    if invoke.action == Action::Arm && invoke.request.last_backup.is_none() {
+        return Err(HandlerError::ArmWithoutLastBackup);
+    }
     let state = match invoke.action {
         Action::Complete => cutover::complete(store, target, &invoke.request, now).await,
+        Action::Arm => arm(store, target, &invoke.request, now).await,
+        Action::Disarm => cutover::disarm(store, &database, now).await,
         Action::Cancel => cutover::cancel(store, target, &database, now).await,
         Action::Reset => cutover::reset(store, &database, now).await,
         Action::Revalidate => {
@@ -170,7 +186,38 @@ pub async fn handle<S: StatusStore, T: RestoreTarget, Q: JobQueue, R: ObjectRead
         followup.queue.send(&message, followup.delay).await?;
     }
     tracing::info!(%database, %state, "done");
-    Ok(json!({ "database": database, "state": state }))
+    let mut answer = json!({ "database": database, "state": state });
+    if matches!(invoke.action, Action::Arm | Action::Disarm) {
+        let armed = store
+            .get_migration(&database)
+            .await
+            .map_err(CutoverError::from)?
+            .and_then(|m| m.record.armed);
+        answer["armed"] = serde_json::to_value(armed).unwrap_or(Value::Null);
+    }
+    Ok(answer)
+}
+
+/// Arms Complete, then runs it at once when its backup is already the last one restored.
+async fn arm<S: StatusStore, T: RestoreTarget>(
+    store: &S,
+    target: &T,
+    request: &CompleteRequest,
+    now: OffsetDateTime,
+) -> Result<MigrationState, CutoverError> {
+    let last_backup = request.last_backup.as_deref().unwrap_or_default();
+    let armed = cutover::arm(
+        store,
+        &request.database,
+        last_backup,
+        request.require_tail_log,
+        "invoke",
+        now,
+    )
+    .await?;
+    Ok(cutover::fire_armed(store, target, &request.database, now)
+        .await?
+        .unwrap_or(armed.state))
 }
 
 #[cfg(test)]
@@ -181,6 +228,7 @@ mod tests {
 
     fn config(target: &str) -> ValidateConfig {
         ValidateConfig {
+            arm_by_upload: false,
             target: Some(target.parse().unwrap_or_else(|e| panic!("{e}"))),
             policy: bakdrop_core::version::VersionPolicy::Same,
             location: bakdrop_core::source::SourceLocation::rds(None),
@@ -317,6 +365,76 @@ mod tests {
                 .expect("kept");
             assert_eq!(migration.record.state, MigrationState::Synchronizing);
         }
+    }
+
+    #[tokio::test]
+    async fn arm_records_the_last_backup_disarm_forgets_it_and_arm_needs_one() {
+        let store = store(MigrationState::Restoring).await;
+        let target = MemoryTarget::new("16.0.4135.4");
+        let answer = handle(
+            &store,
+            &target,
+            json!({"database": "Sales", "action": "arm", "last_backup": "Sales_tail.trn", "require_tail_log": true}),
+            now(),
+        )
+        .await
+        .expect("armed");
+        assert_eq!(answer["state"], "Restoring", "{answer}");
+        assert_eq!(answer["armed"]["last_backup"], "Sales_tail.trn", "{answer}");
+        assert_eq!(answer["armed"]["require_tail_log"], true, "{answer}");
+        let migration = store
+            .get_migration("Sales")
+            .await
+            .expect("read")
+            .expect("kept");
+        assert_eq!(
+            migration.record.armed.map(|a| a.last_backup).as_deref(),
+            Some("Sales_tail.trn")
+        );
+        let err = handle(
+            &store,
+            &target,
+            json!({"database": "Sales", "action": "arm"}),
+            now(),
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(Diagnostic::from(err).error_type, "BadRequest");
+        let answer = handle(
+            &store,
+            &target,
+            json!({"database": "Sales", "action": "disarm"}),
+            now(),
+        )
+        .await
+        .expect("disarmed");
+        assert_eq!(answer["armed"], Value::Null, "{answer}");
+        let err = handle(
+            &store,
+            &target,
+            json!({"database": "Sales", "action": "arm", "last_backup": "x.trn", "when": "now"}),
+            now(),
+        )
+        .await
+        .expect_err("refused");
+        let d = Diagnostic::from(err);
+        assert_eq!(d.error_type, "BadRequest");
+        assert!(d.error_message.contains("\"when\""), "{}", d.error_message);
+    }
+
+    #[tokio::test]
+    async fn arm_is_refused_once_the_migration_takes_no_more_backups() {
+        let store = store(MigrationState::Succeeded).await;
+        let target = MemoryTarget::new("16.0.4135.4");
+        let err = handle(
+            &store,
+            &target,
+            json!({"database": "Sales", "action": "arm", "last_backup": "x.trn"}),
+            now(),
+        )
+        .await
+        .expect_err("refused");
+        assert_eq!(Diagnostic::from(err).error_type, "NotArmable");
     }
 
     #[test]

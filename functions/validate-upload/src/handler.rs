@@ -142,6 +142,32 @@ pub async fn handle<R: ObjectReader, S: StatusStore, Q: JobQueue>(
                     reason: Some(format!("{}: {}", reason.code, reason.message)),
                 }
             }
+            Outcome::Armed {
+                migration,
+                last_backup,
+            } => {
+                tracing::info!(key = %object.key, %migration, armed = ?last_backup, "arm request applied");
+                RecordResult {
+                    key: object.key,
+                    outcome: if last_backup.is_some() {
+                        "armed"
+                    } else {
+                        "disarmed"
+                    },
+                    migration: Some(migration),
+                    reason: last_backup.map(|b| format!("Complete runs once {b} is restored")),
+                }
+            }
+            Outcome::Ignored { reason } => {
+                summary.ignored += 1;
+                tracing::info!(key = %object.key, reason.code = %reason.code, "ignored");
+                RecordResult {
+                    key: object.key,
+                    outcome: "ignored",
+                    migration: None,
+                    reason: Some(format!("{}: {}", reason.code, reason.message)),
+                }
+            }
             Outcome::Duplicate { state, .. } => {
                 summary.duplicates += 1;
                 tracing::info!(key = %object.key, %state, "duplicate delivery ignored");
@@ -214,6 +240,7 @@ mod tests {
             store: MemoryStore::default(),
             queue: MemoryQueue::default(),
             config: ValidateConfig {
+                arm_by_upload: false,
                 target: Some("2016".parse().unwrap_or_else(|e| panic!("{e}"))),
                 policy: VersionPolicy::Same,
                 location: bakdrop_core::source::SourceLocation::rds(None),

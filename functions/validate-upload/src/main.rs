@@ -16,6 +16,7 @@ async fn main() -> Result<(), Error> {
         store: DynamoStatusStore::new(aws_sdk_dynamodb::Client::new(&sdk), &settings.status_table),
         queue: SqsJobQueue::new(aws_sdk_sqs::Client::new(&sdk), &settings.restore_queue_url),
         config: ValidateConfig {
+            arm_by_upload: settings.arm_by_upload,
             target: Some(settings.target),
             policy: settings.policy,
             location: settings.location.clone(),

@@ -17,6 +17,9 @@ pub struct Settings {
     /// Where the target will read the backups (`TARGET_DIALECT`, `SOURCE_LOCATION`,
     /// `AWS_REGION`), so that an upload it could never read is rejected at once.
     pub location: SourceLocation,
+    /// An uploaded `bakdrop-complete.json` arms Complete (`COMPLETE_BY_UPLOAD`: `enabled`;
+    /// default `disabled`, when such an object is ignored).
+    pub arm_by_upload: bool,
 }
 
 /// A setting that is missing or invalid.
@@ -40,8 +43,10 @@ impl Settings {
         let target = config
             .target
             .ok_or_else(|| SettingsError("TARGET_SQLSERVER_VERSION is not set".into()))?;
-        let (policy, location) = (config.policy, config.location);
+        let (policy, location, arm_by_upload) =
+            (config.policy, config.location, config.arm_by_upload);
         Ok(Settings {
+            arm_by_upload,
             status_table: required("STATUS_TABLE")?,
             restore_queue_url: required("RESTORE_QUEUE_URL")?,
             target,

@@ -8,9 +8,11 @@
 //! - [`staging`]: [`staging::S3StripeStaging`], striped sets staged for RDS.
 //! - [`sqs`]: [`sqs::SqsJobQueue`], the restore queue.
 //! - [`dynamo`]: [`dynamo::DynamoStatusStore`], migration and file records with compare-and-set.
+//! - [`eventbridge`]: [`eventbridge::EventBridgeBus`], bakdrop's events on an EventBridge bus.
 
 pub mod config;
 pub mod dynamo;
+pub mod eventbridge;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;

@@ -67,6 +67,13 @@ pub fn cutover_payload(request: &CompleteRequest, action: CutoverAction) -> Valu
     match action {
         CutoverAction::Cancel => json!({"action": "cancel", "database": request.database}),
         CutoverAction::Reset => json!({"action": "reset", "database": request.database}),
+        CutoverAction::Disarm => json!({"action": "disarm", "database": request.database}),
+        CutoverAction::Arm => json!({
+            "action": "arm",
+            "database": request.database,
+            "last_backup": request.last_backup,
+            "require_tail_log": request.require_tail_log,
+        }),
         CutoverAction::Complete => json!({
             "action": "complete",
             "database": request.database,

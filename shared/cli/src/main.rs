@@ -151,6 +151,11 @@ enum Command {
         /// Delay between polls of a running restore, in milliseconds.
         #[arg(long, default_value_t = 1000)]
         poll_interval_ms: u64,
+        /// A file named bakdrop-complete.json in a database folder arms (or disarms) its
+        /// Complete, as the stack's CompleteByUpload=enabled does; without this flag it is
+        /// ignored.
+        #[arg(long)]
+        complete_by_upload: bool,
         #[command(flatten)]
         directories: PathArgs,
     },
@@ -174,14 +179,24 @@ enum Command {
     /// Complete a migration: bring the database online (WITH RECOVERY).
     ///
     /// Refused unless the migration is Synchronizing with nothing queued, waiting or restoring.
+    /// With --when-restored FILE, Complete is armed instead: it runs by itself, with the same
+    /// guards (FILE as --last-backup), once FILE is restored and nothing is in flight (the
+    /// restore worker, or the next `bakdrop run`, runs it); --disarm cancels that.
     Complete {
         /// Target database.
         database: String,
         /// Refuse unless this file name is the last one restored.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["when_restored", "disarm"])]
         last_backup: Option<String>,
-        /// Refuse unless the last restored backup is a tail-log backup.
+        /// Arm Complete: run it by itself once this file (the last backup's file name) is
+        /// restored.
+        #[arg(long, value_name = "FILE", conflicts_with = "disarm")]
+        when_restored: Option<String>,
+        /// Cancel an armed Complete.
         #[arg(long)]
+        disarm: bool,
+        /// Refuse unless the last restored backup is a tail-log backup.
+        #[arg(long, conflicts_with = "disarm")]
         require_tail_log: bool,
         #[command(flatten)]
         state: StateArgs,
@@ -314,9 +329,11 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             target_version,
             policy,
             poll_interval_ms,
+            complete_by_upload,
             directories,
         } => {
             pipeline::run(pipeline::RunOptions {
+                complete_by_upload,
                 dir,
                 target,
                 dialect,
@@ -352,16 +369,23 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Complete {
             database,
             last_backup,
+            when_restored,
+            disarm,
             require_tail_log,
             state,
             target,
         } => {
+            let action = match (&when_restored, disarm) {
+                (Some(_), _) => CutoverAction::Arm,
+                (None, true) => CutoverAction::Disarm,
+                (None, false) => CutoverAction::Complete,
+            };
             let request = CompleteRequest {
                 database,
-                last_backup,
+                last_backup: when_restored.or(last_backup),
                 require_tail_log,
             };
-            cutover(request, CutoverAction::Complete, state, target).await
+            cutover(request, action, state, target).await
         }
         Command::Cancel {
             database,
@@ -437,7 +461,9 @@ async fn cutover(
     }
     if let Some(table) = state.table {
         let connection = match action {
-            CutoverAction::Reset => None,
+            CutoverAction::Reset | CutoverAction::Disarm => None,
+            // Only when the armed backup is already the last one restored.
+            CutoverAction::Arm => target.target,
             _ => Some(target.target.with_context(|| {
                 format!("--table needs --target: {action} runs on the target SQL Server")
             })?),
@@ -458,6 +484,8 @@ async fn cutover(
     };
     match action {
         CutoverAction::Complete => manage::complete(&path, request, &choice).await,
+        CutoverAction::Arm => manage::arm(&path, request, &choice).await,
+        CutoverAction::Disarm => manage::disarm(&path, &request.database).await,
         CutoverAction::Cancel => manage::cancel(&path, &request.database, &choice).await,
         CutoverAction::Reset => manage::reset(&path, &request.database).await,
     }

@@ -546,6 +546,10 @@ pub async fn reset(path: &Path, database: &str) -> anyhow::Result<ExitCode> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CutoverAction {
     Complete,
+    /// Complete by itself once `last_backup` is restored.
+    Arm,
+    /// Cancel an armed Complete.
+    Disarm,
     Cancel,
     Reset,
 }
@@ -554,6 +558,8 @@ impl std::fmt::Display for CutoverAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             CutoverAction::Complete => "Complete",
+            CutoverAction::Arm => "Arm",
+            CutoverAction::Disarm => "Disarm",
             CutoverAction::Cancel => "Cancel",
             CutoverAction::Reset => "Reset",
         })
@@ -584,6 +590,8 @@ pub async fn cutover_in_table(
     };
     let result = match (action, &target) {
         (CutoverAction::Reset, _) => cutover::reset(&store, &request.database, now).await,
+        (CutoverAction::Disarm, _) => cutover::disarm(&store, &request.database, now).await,
+        (CutoverAction::Arm, target) => arm_and_fire(&store, target.as_ref(), &request).await,
         (CutoverAction::Cancel, Some(target)) => {
             cutover::cancel(&store, target, &request.database, now).await
         }
@@ -595,6 +603,117 @@ pub async fn cutover_in_table(
     match result {
         Ok(state) => {
             crate::outln!("{}: {state}", request.database);
+            if matches!(action, CutoverAction::Arm | CutoverAction::Disarm) {
+                print_headline(&store, &request.database).await?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Ok(refused(&e)),
+    }
+}
+
+/// The migration's status line (what an armed Complete waits for).
+async fn print_headline<S: StatusStore>(store: &S, database: &str) -> anyhow::Result<()> {
+    if let Some(report) = report::read(store, database).await? {
+        crate::outln!("{}", crate::out::Shown(&report.summary));
+    }
+    Ok(())
+}
+
+/// Arms Complete; when its backup is already the last one restored, runs it now on `target`
+/// (and waits, as `complete` does). Without a target, a due arm is refused with what to add.
+async fn arm_and_fire<S: StatusStore, T: RestoreTarget>(
+    store: &S,
+    target: Option<&T>,
+    request: &CompleteRequest,
+) -> Result<MigrationState, CutoverError> {
+    let now = time::OffsetDateTime::now_utc();
+    let armed = cutover::arm(
+        store,
+        &request.database,
+        request.last_backup.as_deref().unwrap_or_default(),
+        request.require_tail_log,
+        "cli",
+        now,
+    )
+    .await?;
+    if !cutover::armed_due(&armed) {
+        return Ok(armed.state);
+    }
+    let Some(target) = target else {
+        return Err(CutoverError::Refused {
+            code: "TargetNeeded",
+            message: format!(
+                "Complete of {} is armed and due now (its backup is the last one restored): give --target to run it, or invoke the complete-migration function",
+                request.database
+            ),
+        });
+    };
+    let mut state = cutover::fire_armed(store, target, &request.database, now)
+        .await?
+        .unwrap_or(armed.state);
+    while state == MigrationState::Completing {
+        tokio::time::sleep(FINISH_POLL).await;
+        state = cutover::follow_finish(
+            store,
+            target,
+            &request.database,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await?;
+    }
+    Ok(state)
+}
+
+/// `bakdrop complete --when-restored FILE`: arms Complete on the local state file; when the
+/// file is already the last one restored, Complete runs now where the folder was migrated.
+///
+/// # Errors
+/// When the state file or the target cannot be used.
+pub async fn arm(
+    path: &Path,
+    request: CompleteRequest,
+    choice: &TargetChoice,
+) -> anyhow::Result<ExitCode> {
+    let store = open(path)?;
+    let now = time::OffsetDateTime::now_utc();
+    let armed = match cutover::arm(
+        &store,
+        &request.database,
+        request.last_backup.as_deref().unwrap_or_default(),
+        request.require_tail_log,
+        "cli",
+        now,
+    )
+    .await
+    {
+        Ok(armed) => armed,
+        Err(e) => return Ok(refused(&e)),
+    };
+    let state = if cutover::armed_due(&armed) {
+        let target = target_for(choice, &store, &request.database).await?;
+        match arm_and_fire(&store, Some(&target), &request).await {
+            Ok(state) => state,
+            Err(e) => return Ok(refused(&e)),
+        }
+    } else {
+        armed.state
+    };
+    crate::outln!("{}: {state}", request.database);
+    print_headline(&store, &request.database).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bakdrop complete --disarm`.
+///
+/// # Errors
+/// When the state file cannot be used.
+pub async fn disarm(path: &Path, database: &str) -> anyhow::Result<ExitCode> {
+    let store = open(path)?;
+    match cutover::disarm(&store, database, time::OffsetDateTime::now_utc()).await {
+        Ok(state) => {
+            crate::outln!("{database}: {state}");
+            print_headline(&store, database).await?;
             Ok(ExitCode::SUCCESS)
         }
         Err(e) => Ok(refused(&e)),

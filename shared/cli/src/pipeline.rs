@@ -39,6 +39,8 @@ pub struct RunOptions {
     /// Where native full restores put the files (default: the target's own directories; in
     /// script-only mode SQL Server on Linux's).
     pub paths: Option<TargetPaths>,
+    /// `bakdrop-complete.json` arms Complete (else it is ignored).
+    pub complete_by_upload: bool,
 }
 
 /// A redelivered message gives up after this many transient failures (the DLQ's role).
@@ -175,6 +177,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         store: store.clone(),
         queue: queue.clone(),
         config: ValidateConfig {
+            arm_by_upload: options.complete_by_upload,
             target: release,
             policy: options.policy,
             location: location.clone(),
@@ -340,6 +343,16 @@ impl Progress {
             Outcome::Rejected { reason, .. } => crate::outln!("rejected   {key}: {reason}"),
             Outcome::Duplicate { state, .. } => {
                 crate::outln!("unchanged  {key}: already handled ({state})");
+            }
+            Outcome::Armed {
+                last_backup: Some(last),
+                ..
+            } => crate::outln!("armed      {key}: Complete runs once {last} is restored"),
+            Outcome::Armed { .. } => {
+                crate::outln!("disarmed   {key}: the armed Complete is cancelled")
+            }
+            Outcome::Ignored { reason } => {
+                crate::outln!("ignored    {key}: {}", reason.message);
             }
         }
     }

@@ -267,6 +267,8 @@ pub async fn plan_paths(
         store: JsonFileStore::in_memory(),
         queue: NoQueue,
         config: ValidateConfig {
+            // The preview plans restores; an arm request changes no chain.
+            arm_by_upload: false,
             target: options.target_version,
             policy: options.policy,
             location,

@@ -9,18 +9,27 @@
 //! ```
 //! Every write re-reads the file, checks the expected version, and replaces the file atomically
 //! (temporary file in the same folder, then rename), so a reader never sees half a document.
+//!
+//! Every write of a migration or file record then appends its events (the core's
+//! [`bakdrop_core::events`], the ones the stack publishes to EventBridge from the status table's
+//! stream) to `events.jsonl` beside the state file, one JSON object a line; their `sequence` is
+//! the document's write counter. A process stopped between the two loses that write's events.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
+use bakdrop_core::events::{self, Event};
 use bakdrop_core::ports::{StatusStore, StoreError};
 use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, Versioned};
 use serde::{Deserialize, Serialize};
 
 /// The state-file schema this build writes and reads.
 pub const STATE_SCHEMA: u32 = 1;
+
+/// The events file's name, beside the state file.
+pub const EVENTS_FILE: &str = "events.jsonl";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Entry<T> {
@@ -41,6 +50,13 @@ struct Document {
     /// Where `bakdrop run` restored: Complete, Cancel act there, never anywhere else.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     target: Option<RememberedTarget>,
+    /// Record writes so far: the `sequence` of the next write's events.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    writes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The target a folder's runs restored to, without the password: a server (and where its
@@ -125,6 +141,7 @@ impl Default for Document {
             files: BTreeMap::new(),
             names: BTreeMap::new(),
             target: None,
+            writes: 0,
         }
     }
 }
@@ -252,6 +269,46 @@ impl JsonFileStore {
         })
     }
 
+    /// Where the events of this store's writes go: `events.jsonl` beside the state file.
+    pub fn events_path(&self) -> PathBuf {
+        self.path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join(EVENTS_FILE)
+    }
+
+    /// A record write (`change` returns the new version and the write's events, given the
+    /// write's sequence number), then its events appended to [`JsonFileStore::events_path`].
+    fn write_record(
+        &self,
+        change: impl FnOnce(&mut Document, &str) -> Result<(u64, Vec<Event>), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut doc = self.load()?;
+        let sequence = events::sequence(&(doc.writes + 1).to_string())
+            .ok_or_else(|| StoreError::Corrupt("the write counter overflowed".into()))?;
+        let (version, written) = change(&mut doc, &sequence)?;
+        doc.writes += 1;
+        self.save(&doc)?;
+        if !written.is_empty() {
+            let mut lines = String::new();
+            for event in &written {
+                let line = serde_json::to_string(&event.envelope())
+                    .map_err(|e| StoreError::Corrupt(format!("cannot encode an event: {e}")))?;
+                lines.push_str(&line);
+                lines.push('\n');
+            }
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.events_path())
+                .map_err(unavailable)?;
+            file.write_all(lines.as_bytes()).map_err(unavailable)?;
+        }
+        Ok(version)
+    }
+
     fn read<R>(&self, f: impl FnOnce(Document) -> R) -> Result<R, StoreError> {
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
         Ok(f(self.load()?))
@@ -309,7 +366,15 @@ impl StatusStore for JsonFileStore {
         record: &MigrationRecord,
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
-        self.update(|doc| cas(&mut doc.migrations, &record.database, record, expected))
+        self.write_record(|doc, sequence| {
+            let old = doc
+                .migrations
+                .get(&record.database)
+                .map(|e| e.record.clone());
+            let version = cas(&mut doc.migrations, &record.database, record, expected)?;
+            let written = events::migration_events(old.as_ref(), record, version, sequence);
+            Ok((version, written))
+        })
     }
 
     async fn get_file(
@@ -330,9 +395,12 @@ impl StatusStore for JsonFileStore {
         record: &FileRecord,
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
-        self.update(|doc| {
+        self.write_record(|doc, sequence| {
             let files = doc.files.entry(record.migration.clone()).or_default();
-            cas(files, &record.file_id, record, expected)
+            let old = files.get(&record.file_id).map(|e| e.record.clone());
+            let version = cas(files, &record.file_id, record, expected)?;
+            let written = events::file_events(old.as_ref(), record, version, sequence);
+            Ok((version, written))
         })
     }
 

@@ -177,6 +177,212 @@ fn script_only_run_synchronizes_the_chain_and_lists_the_rejected_file() {
     );
 }
 
+/// The events `bakdrop run` wrote (`.bakdrop/events.jsonl`), each checked against the schema.
+fn events(dir: &Path) -> Vec<Value> {
+    let schema = bakdrop_core::events::SchemaValidator::new();
+    let text = std::fs::read_to_string(dir.join(".bakdrop/events.jsonl")).expect("events.jsonl");
+    text.lines()
+        .map(|line| {
+            let event: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if let Err(e) = schema.check(&event) {
+                panic!("{e}\n{event}");
+            }
+            event
+        })
+        .collect()
+}
+
+/// The states a migration passed through, as its events say, in their order; checks that
+/// each event starts where the one before ended (no state is missing) and that the file's
+/// order is the order of `(sequence, index)`.
+fn states_of(events: &[Value], database: &str) -> Vec<String> {
+    let mine: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["detail"]["database"] == database)
+        .collect();
+    let key = |e: &&Value| {
+        (
+            e["detail"]["sequence"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            e["detail"]["index"].as_u64().unwrap_or_default(),
+        )
+    };
+    let mut sorted = mine.clone();
+    sorted.sort_by_key(key);
+    assert_eq!(sorted, mine, "the events of {database} are in their order");
+    let mut states: Vec<String> = Vec::new();
+    for e in mine
+        .iter()
+        .filter(|e| e["detail-type"] == "Migration State Changed")
+    {
+        let old = e["detail"]["old_state"].as_str().map(str::to_owned);
+        assert_eq!(old, states.last().cloned(), "{database}: {e}");
+        states.push(
+            e["detail"]["new_state"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    states
+}
+
+#[test]
+fn a_run_writes_every_state_of_each_migration_in_order_and_one_rejection_to_events_jsonl() {
+    let drop = Drop::new("events", CHAIN, true);
+    let hostile = "Evil]Näme'; DROP DATABASE x--\u{202e}";
+    std::fs::create_dir_all(drop.dir.join(hostile)).expect("mkdir");
+    std::fs::copy(
+        Path::new(FIXTURES).join(CHAIN[0]),
+        drop.dir.join(hostile).join(CHAIN[0]),
+    )
+    .expect("copy fixture");
+    let dir = drop.dir.display().to_string();
+    let out = bakdrop(&["run", &dir]);
+    assert!(out.status.success(), "{}", text(&out));
+    let all = events(&drop.dir);
+
+    assert_eq!(
+        states_of(&all, hostile),
+        ["AwaitingFull", "Restoring", "Synchronizing"]
+    );
+    let chain = states_of(&all, "RestoreTimeClean");
+    assert_eq!(chain.first().map(String::as_str), Some("AwaitingFull"));
+    // Full, differential and three logs: a restore each, Synchronizing after each.
+    assert_eq!(
+        chain.iter().filter(|s| *s == "Restoring").count(),
+        EXPECTED_ORDER.len(),
+        "{chain:?}"
+    );
+    assert_eq!(chain.last().map(String::as_str), Some("Synchronizing"));
+    assert_eq!(
+        status_json(&drop.dir, "RestoreTimeClean")["state"],
+        "Synchronizing"
+    );
+    let restored: Vec<&str> = all
+        .iter()
+        .filter(|e| {
+            e["detail-type"] == "File Restored" && e["detail"]["database"] == "RestoreTimeClean"
+        })
+        .filter_map(|e| e["detail"]["file"]["name"].as_str())
+        .collect();
+    assert_eq!(restored, EXPECTED_ORDER);
+    let rejected: Vec<&Value> = all
+        .iter()
+        .filter(|e| e["detail-type"] == "File Rejected")
+        .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(
+        rejected[0]["detail"]["file"]["key"],
+        format!("SP/{TWO_SETS}")
+    );
+    assert_eq!(
+        rejected[0]["detail"]["reason"]["code"],
+        "MoreThanOneBackupSet"
+    );
+    assert!(states_of(&all, "SP").is_empty(), "no migration of SP");
+    let ids: std::collections::BTreeSet<&str> = all
+        .iter()
+        .filter_map(|e| e["detail"]["id"].as_str())
+        .collect();
+    assert_eq!(ids.len(), all.len(), "one id per event");
+
+    // Complete: the rest of the way, on the same file.
+    let done = bakdrop(&["complete", "RestoreTimeClean", "--dir", &dir]);
+    assert!(done.status.success(), "{}", text(&done));
+    let chain = states_of(&events(&drop.dir), "RestoreTimeClean");
+    assert_eq!(
+        chain[chain.len() - 3..],
+        ["Synchronizing", "Completing", "Succeeded"]
+    );
+}
+
+#[test]
+fn an_armed_complete_runs_by_itself_once_its_backup_is_restored_and_says_what_it_waits_for() {
+    let drop = Drop::new("armed", &CHAIN[..2], false);
+    let dir = drop.dir.display().to_string();
+    let first = bakdrop(&["run", &dir]);
+    assert!(first.status.success(), "{}", text(&first));
+    let last = CHAIN[CHAIN.len() - 1];
+    let armed = bakdrop(&[
+        "complete",
+        "RestoreTimeClean",
+        "--when-restored",
+        last,
+        "--dir",
+        &dir,
+    ]);
+    let shown = text(&armed);
+    assert!(armed.status.success(), "{shown}");
+    assert!(
+        shown.contains(&format!("Complete armed: waits for {last} to be restored")),
+        "{shown}"
+    );
+    let status = status_json(&drop.dir, "RestoreTimeClean");
+    assert_eq!(status["armed"]["last_backup"], last, "{status}");
+    for f in &CHAIN[2..] {
+        std::fs::copy(
+            Path::new(FIXTURES).join(f),
+            drop.dir.join("RestoreTimeClean").join(f),
+        )
+        .expect("copy fixture");
+    }
+    let second = bakdrop(&["run", &dir]);
+    assert!(second.status.success(), "{}", text(&second));
+    assert_eq!(
+        status_json(&drop.dir, "RestoreTimeClean")["state"],
+        "Succeeded"
+    );
+    let all = events(&drop.dir);
+    let chain = states_of(&all, "RestoreTimeClean");
+    assert_eq!(
+        chain[chain.len() - 3..],
+        ["Synchronizing", "Completing", "Succeeded"]
+    );
+    assert_eq!(
+        all.iter()
+            .filter(|e| e["detail-type"] == "Complete Armed")
+            .count(),
+        1
+    );
+
+    // Armed with a backup that never arrives: Synchronizing, and the status says what for.
+    let never = Drop::new("armed-never", CHAIN, false);
+    let dir = never.dir.display().to_string();
+    assert!(bakdrop(&["run", &dir]).status.success());
+    let armed = bakdrop(&[
+        "complete",
+        "RestoreTimeClean",
+        "--when-restored",
+        "tail.trn",
+        "--dir",
+        &dir,
+    ]);
+    assert!(armed.status.success(), "{}", text(&armed));
+    assert!(bakdrop(&["run", &dir]).status.success());
+    let status = status_json(&never.dir, "RestoreTimeClean");
+    assert_eq!(status["state"], "Synchronizing", "{status}");
+    assert!(
+        status["summary"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Complete armed: waits for tail.trn to be restored"),
+        "{status}"
+    );
+    let disarmed = bakdrop(&["complete", "RestoreTimeClean", "--disarm", "--dir", &dir]);
+    assert!(disarmed.status.success(), "{}", text(&disarmed));
+    assert!(status_json(&never.dir, "RestoreTimeClean")["armed"].is_null());
+    assert_eq!(
+        events(&never.dir)
+            .iter()
+            .filter(|e| e["detail-type"] == "Complete Disarmed")
+            .count(),
+        1
+    );
+}
+
 #[test]
 fn a_second_run_applies_nothing_again() {
     let drop = Drop::new("twice", CHAIN, false);
@@ -702,6 +908,8 @@ fn event_files_parse_as_their_functions_expect() {
         ("complete-migration-cancel.json", "cancel"),
         ("complete-migration-reset.json", "reset"),
         ("complete-migration-revalidate.json", "revalidate"),
+        ("complete-migration-arm.json", "arm"),
+        ("complete-migration-disarm.json", "disarm"),
     ] {
         let value = read(name);
         assert_eq!(value["action"], action);

@@ -164,6 +164,7 @@ async fn complete_cancel_and_status_invoke_a_stacks_functions() {
                 };
                 let reader = bakdrop_core::fakes::MemoryObjects::default();
                 let config = bakdrop_core::validate::ValidateConfig {
+                    arm_by_upload: false,
                     target: Some(bakdrop_core::version::NEWEST),
                     policy: bakdrop_core::version::VersionPolicy::Same,
                     location: bakdrop_core::source::SourceLocation::rds(None),

@@ -58,7 +58,10 @@ async fn status_and_complete_work_on_a_stacks_status_table() {
     );
     let doc: serde_json::Value = serde_json::from_slice(&status.stdout).expect("json");
     assert_eq!(doc["state"], "Synchronizing");
-    assert_eq!(doc["actions"], serde_json::json!(["complete", "cancel"]));
+    assert_eq!(
+        doc["actions"],
+        serde_json::json!(["complete", "arm", "cancel"])
+    );
     let listed = bakdrop(&["status", "--table", &table]);
     assert!(String::from_utf8_lossy(&listed.stdout).contains("== Sales [Synchronizing]"));
 

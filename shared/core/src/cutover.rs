@@ -1,4 +1,5 @@
-//! Complete, Cancel and Reset: the explicit end of a migration, and a new start.
+//! Complete, Cancel and Reset: the explicit end of a migration, and a new start; Complete armed
+//! in advance ([`arm`], [`fire_armed`]).
 //!
 //! Complete is the moment of downtime, so it is guarded: it is refused, with a stable code and a
 //! sentence, unless the migration is Synchronizing with nothing queued, waiting or restoring (a
@@ -14,7 +15,8 @@ use time::OffsetDateTime;
 use crate::names::DatabaseName;
 use crate::ports::{Online, RestoreTarget, StatusStore, StoreError, TargetError, TaskStatus};
 use crate::status::{
-    BackupKind, FileRecord, FileState, MigrationRecord, MigrationState, Reason, SqlError, Versioned,
+    ArmedComplete, BackupKind, FileRecord, FileState, MigrationRecord, MigrationState, Reason,
+    SqlError, Versioned,
 };
 
 /// The Complete invoke.
@@ -210,6 +212,150 @@ pub async fn complete<S: StatusStore, T: RestoreTarget>(
             complete_failed(store, name, reason, now).await
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Arms Complete in advance: it runs by itself, with exactly the guards of a manual Complete
+/// (`last_backup` = the armed name, and `require_tail_log`), once the backup named
+/// `last_backup` (a file name, the key's last segment) is restored and nothing is in flight
+/// ([`fire_armed`], which the restore worker calls each time it has nothing left to restore).
+/// Arming again replaces the arm; arming the same again changes nothing. When that backup is
+/// already the last one restored, the arm is due at once: call [`fire_armed`].
+///
+/// # Errors
+/// [`CutoverError::Refused`]: `InvalidLastBackup` for a name that cannot be a file name,
+/// `NotArmable` for a migration that takes no more backups (Completing, Succeeded, Failed,
+/// Cancelled); [`CutoverError::NotFound`]; others when the store failed.
+pub async fn arm<S: StatusStore>(
+    store: &S,
+    name: &str,
+    last_backup: &str,
+    require_tail_log: bool,
+    by: &str,
+    now: OffsetDateTime,
+) -> Result<MigrationRecord, CutoverError> {
+    parse_name(name)?;
+    if last_backup.is_empty()
+        || last_backup.contains('/')
+        || last_backup.len() > 1024
+        || last_backup.chars().any(char::is_control)
+    {
+        return Err(refused(
+            "InvalidLastBackup",
+            format!("cannot arm Complete of {name}: {last_backup:?} is not the file name of a backup (the last part of its key)"),
+        ));
+    }
+    let migration = load(store, name).await?.record;
+    if !migration.state.accepts_uploads() {
+        return Err(refused(
+            "NotArmable",
+            format!(
+                "cannot arm Complete of {name}: the migration is {}; Complete is armed while backups are still being restored",
+                migration.state
+            ),
+        ));
+    }
+    let reached = last_restored(store, name, &migration)
+        .await?
+        .is_some_and(|f| f.object.file_name() == last_backup);
+    let record = set_state(store, name, now, |m| {
+        if !m.state.accepts_uploads() {
+            return false;
+        }
+        let same = m.armed.as_ref().is_some_and(|a| {
+            a.pending() && a.last_backup == last_backup && a.require_tail_log == require_tail_log
+        });
+        if same {
+            return false;
+        }
+        m.armed = Some(ArmedComplete {
+            last_backup: last_backup.to_owned(),
+            require_tail_log,
+            by: by.to_owned(),
+            armed_at: now,
+            reached,
+            refused: None,
+        });
+        true
+    })
+    .await?;
+    if !record.state.accepts_uploads() {
+        return Err(refused(
+            "NotArmable",
+            format!(
+                "cannot arm Complete of {name}: the migration is {}; Complete is armed while backups are still being restored",
+                record.state
+            ),
+        ));
+    }
+    Ok(record)
+}
+
+/// Cancels an armed Complete (harmless when none is armed).
+///
+/// # Errors
+/// [`CutoverError::NotFound`]; others when the store failed.
+pub async fn disarm<S: StatusStore>(
+    store: &S,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<MigrationState, CutoverError> {
+    parse_name(name)?;
+    load(store, name).await?;
+    let record = set_state(store, name, now, |m| m.armed.take().is_some()).await?;
+    Ok(record.state)
+}
+
+/// True when the migration's armed Complete is due: its backup is restored, the migration is
+/// Synchronizing and no restore is in flight.
+pub fn armed_due(migration: &MigrationRecord) -> bool {
+    migration
+        .armed
+        .as_ref()
+        .is_some_and(|a| a.pending() && a.reached)
+        && migration.state == MigrationState::Synchronizing
+        && migration.in_flight.is_none()
+}
+
+/// Runs the migration's armed Complete when it is due ([`armed_due`]): [`complete`] with the
+/// armed name as `last_backup` and its `require_tail_log`, so exactly the guards of a manual
+/// Complete. A refusal is recorded on the arm (`refused`, which spends it) and the state is
+/// returned unchanged. `None` when nothing was due.
+///
+/// # Errors
+/// [`CutoverError`] when the store or the target failed (the arm stays due: call again).
+pub async fn fire_armed<S: StatusStore, T: RestoreTarget>(
+    store: &S,
+    target: &T,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<Option<MigrationState>, CutoverError> {
+    let migration = load(store, name).await?.record;
+    let Some(armed) = migration.armed.clone().filter(|_| armed_due(&migration)) else {
+        return Ok(None);
+    };
+    let request = CompleteRequest {
+        database: name.to_owned(),
+        last_backup: Some(armed.last_backup.clone()),
+        require_tail_log: armed.require_tail_log,
+    };
+    match complete(store, target, &request, now).await {
+        Ok(state) => Ok(Some(state)),
+        Err(CutoverError::Refused { code, message }) => {
+            let reason = Reason::new(code, message);
+            tracing::warn!(migration = %name, error.type = code, error.message = %reason.message,
+                "the armed Complete was refused");
+            let record = set_state(store, name, now, |m| {
+                m.armed
+                    .as_mut()
+                    .filter(|a| a.pending() && a.last_backup == armed.last_backup)
+                    .map(|a| a.refused = Some(reason.clone()))
+                    .is_some()
+            })
+            .await?;
+            Ok(Some(record.state))
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -645,3 +645,34 @@ impl crate::ports::RestoreTarget for MemoryTarget {
         Ok(())
     }
 }
+
+/// An event bus in memory: what was published, and faults to inject.
+#[derive(Debug, Default)]
+pub struct MemoryBus {
+    pub published: Mutex<Vec<crate::events::Event>>,
+    /// Publishing fails after this many more events are taken (`None`: never).
+    pub fail_after: Mutex<Option<usize>>,
+}
+
+impl crate::ports::EventBus for MemoryBus {
+    async fn publish(
+        &self,
+        events: &[crate::events::Event],
+    ) -> Result<(), crate::ports::PublishError> {
+        let mut published = lock(&self.published);
+        let mut fail_after = lock(&self.fail_after);
+        for (i, event) in events.iter().enumerate() {
+            if let Some(left) = fail_after.as_mut() {
+                if *left == 0 {
+                    return Err(crate::ports::PublishError {
+                        published: i,
+                        source: "the memory bus is failing".into(),
+                    });
+                }
+                *left -= 1;
+            }
+            published.push(event.clone());
+        }
+        Ok(())
+    }
+}

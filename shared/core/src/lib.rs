@@ -3,7 +3,8 @@
 //! # Layout
 //! - [`backup`]: reads SQL Server native backups (MTF / compressed MSSQLBAK) from a bounded head
 //!   and tail, without a SQL Server.
-//! - [`cutover`]: Complete (guarded) and Cancel.
+//! - [`cutover`]: Complete (guarded, or armed in advance), Cancel and Reset.
+//! - [`events`]: the events of each write (state changes, file verdicts), their JSON Schema.
 //! - [`summary`]: the file-level preconditions on a parsed backup (one set, supported type).
 //! - [`version`]: SQL Server releases and the version policy (`same` / `not-newer`).
 //! - [`lsn`]: log sequence numbers as `RESTORE HEADERONLY` prints them.
@@ -23,6 +24,7 @@
 
 pub mod backup;
 pub mod cutover;
+pub mod events;
 #[cfg(any(test, feature = "test-support"))]
 pub mod fakes;
 pub mod files;

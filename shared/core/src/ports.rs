@@ -1,6 +1,6 @@
 //! Ports: the small traits the core needs from the outside world, each with its error contract.
 //!
-//! Adapters live in other crates (`bakdrop-aws`: S3, SQS, DynamoDB). In-memory fakes for unit
+//! Adapters live in other crates (`bakdrop-aws`: S3, SQS, DynamoDB, EventBridge). In-memory fakes for unit
 //! tests are in [`crate::fakes`] (feature `test-support`). Dependency injection style for the
 //! whole workspace: generics over these traits, methods returning `impl Future + Send`.
 
@@ -227,6 +227,38 @@ pub enum QueueError {
 
 impl QueueError {
     /// True when trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        true
+    }
+}
+
+/// Publishes events (Amazon EventBridge in production).
+pub trait EventBus: Send + Sync {
+    /// Publishes `events`, in their order as far as the bus keeps one.
+    ///
+    /// # Errors
+    /// [`PublishError`] saying how many of the first events were published before it failed
+    /// (those after may have been too: publishing again is harmless, each event keeps its
+    /// `detail.id`).
+    fn publish(
+        &self,
+        events: &[crate::events::Event],
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+}
+
+/// Why events were not all published.
+#[derive(Debug, thiserror::Error)]
+#[error("the event bus took {published} event(s), then failed")]
+pub struct PublishError {
+    /// The first `published` events were published.
+    pub published: usize,
+    #[source]
+    pub source: BoxError,
+}
+
+impl PublishError {
+    /// Always: the bus refused for the moment (our events are well-formed), so publishing again
+    /// later may succeed.
     pub fn is_transient(&self) -> bool {
         true
     }

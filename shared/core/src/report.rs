@@ -11,7 +11,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::ports::{StatusStore, StoreError};
-use crate::status::{BackupKind, FileRecord, FileState, MigrationRecord, MigrationState, Reason};
+use crate::status::{
+    ArmedComplete, BackupKind, FileRecord, FileState, MigrationRecord, MigrationState, Reason,
+};
 
 /// The most files [`read`] lists per list (applied, waiting, rejected, skipped): the latest.
 /// `counts` says how many there are in all.
@@ -52,7 +54,11 @@ pub struct StatusReport {
     pub skipped: Vec<FileNote>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<Reason>,
-    /// What may be done now: "complete", "cancel", "reset".
+    /// Complete armed in advance: the backup it waits for, and its refusal once it ran and was
+    /// refused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub armed: Option<ArmedComplete>,
+    /// What may be done now: "complete", "arm", "disarm", "cancel", "reset".
     pub actions: Vec<&'static str>,
 }
 
@@ -141,6 +147,8 @@ struct Files {
     last_failed: Option<FileRecord>,
     /// Restore steps by type: full, differential, log (a striped set counts once).
     restored_kinds: [u64; 3],
+    /// The counts are known (false for [`headline`], which reads no file).
+    counted: bool,
 }
 
 fn kind_index(kind: BackupKind) -> usize {
@@ -154,7 +162,10 @@ fn kind_index(kind: BackupKind) -> usize {
 impl Files {
     /// From every file record of the migration.
     fn of(files: &[FileRecord]) -> Files {
-        let mut out = Files::default();
+        let mut out = Files {
+            counted: true,
+            ..Files::default()
+        };
         for f in files {
             let counts = &mut out.counts;
             match f.state {
@@ -242,7 +253,10 @@ async fn indexed_files<S: StatusStore>(
     database: &str,
     migration: &MigrationRecord,
 ) -> Result<Files, StoreError> {
-    let mut files = Files::default();
+    let mut files = Files {
+        counted: true,
+        ..Files::default()
+    };
     let c = &mut files.counts;
     for state in [FileState::Received, FileState::Validated, FileState::Queued] {
         c.queued += store.count_files_in(database, state).await?;
@@ -286,6 +300,21 @@ async fn latest<S: StatusStore>(
         .map(|v| v.record)
         .filter(|f| f.state == state)
         .collect())
+}
+
+/// The status line of a migration from its record alone (no file read): what the events say.
+/// Counts that only the files know (queued, waiting) are left out.
+pub fn headline(migration: &MigrationRecord) -> String {
+    let applied = &migration.chain.applied;
+    let files = Files {
+        restored_kinds: [
+            applied.full_files,
+            applied.differential_files,
+            applied.log_files,
+        ],
+        ..Files::default()
+    };
+    compose(&migration.database, Some(migration), files).summary
 }
 
 /// Builds the whole report from every file record of the migration, in any order.
@@ -339,6 +368,13 @@ fn compose(database: &str, migration: Option<&MigrationRecord>, files: Files) ->
     if state == Some(MigrationState::Synchronizing) && in_flight == 0 {
         actions.push("complete");
     }
+    let armed = migration.and_then(|m| m.armed.clone());
+    if state.is_some_and(MigrationState::accepts_uploads) {
+        actions.push("arm");
+    }
+    if armed.as_ref().is_some_and(ArmedComplete::pending) {
+        actions.push("disarm");
+    }
     if state.is_some_and(|s| {
         !matches!(
             s,
@@ -384,15 +420,25 @@ fn compose(database: &str, migration: Option<&MigrationRecord>, files: Files) ->
         Some(MigrationState::AwaitingFull)
             if migration.is_some_and(|m| m.full_backup_set_guid.is_some()) =>
         {
-            format!(
-                "Full backup accepted; its restore starts shortly ({} queued, {} waiting)",
-                counts.queued, counts.waiting
-            )
+            let mut line = "Full backup accepted; its restore starts shortly".to_owned();
+            if files.counted {
+                line.push_str(&format!(
+                    " ({} queued, {} waiting)",
+                    counts.queued, counts.waiting
+                ));
+            }
+            line
         }
-        Some(MigrationState::AwaitingFull) => format!(
-            "Awaiting the full backup ({} queued, {} waiting for it)",
-            counts.queued, counts.waiting
-        ),
+        Some(MigrationState::AwaitingFull) => {
+            let mut line = "Awaiting the full backup".to_owned();
+            if files.counted {
+                line.push_str(&format!(
+                    " ({} queued, {} waiting for it)",
+                    counts.queued, counts.waiting
+                ));
+            }
+            line
+        }
         Some(s) => {
             let mut line = format!(
                 "{} — {} full, {} differential, {} log restored",
@@ -424,6 +470,30 @@ fn compose(database: &str, migration: Option<&MigrationRecord>, files: Files) ->
         .and_then(|m| m.reason.as_ref())
     {
         summary.push_str(&format!(" — retrying: {reason}"));
+    }
+    if let Some(a) = armed
+        .as_ref()
+        .filter(|_| state.is_some_and(MigrationState::accepts_uploads))
+    {
+        let tail = if a.require_tail_log {
+            " (a tail-log backup required)"
+        } else {
+            ""
+        };
+        summary.push_str(&match &a.refused {
+            Some(reason) => format!(
+                "; the armed Complete was refused ({}): {}",
+                reason.code, reason.message
+            ),
+            None if a.reached => format!(
+                "; Complete armed{tail}: {} is restored, Complete runs once nothing is in flight",
+                a.last_backup
+            ),
+            None => format!(
+                "; Complete armed{tail}: waits for {} to be restored",
+                a.last_backup
+            ),
+        });
     }
     let in_flight = migration.and_then(|m| m.in_flight.as_ref());
     let percent_complete = in_flight.and_then(|f| f.percent_complete);
@@ -465,6 +535,7 @@ fn compose(database: &str, migration: Option<&MigrationRecord>, files: Files) ->
         rejected_by_code,
         skipped: notes(&files.skipped),
         last_error,
+        armed,
         actions,
     }
 }

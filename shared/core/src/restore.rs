@@ -348,6 +348,34 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         })
     }
 
+    /// Runs the migration's armed Complete (its backup is restored, nothing is in flight), with
+    /// the guards of a manual one; a refusal is recorded on the arm. On RDS the migration is then
+    /// Completing: its finish task is followed like one a manual Complete started.
+    async fn fire_armed(&self, name: &str, now: OffsetDateTime) -> Result<WorkOutcome, WorkError> {
+        use crate::cutover::CutoverError;
+        let state = match crate::cutover::fire_armed(&self.store, &self.target, name, now).await {
+            Ok(Some(state)) => state,
+            Ok(None) => self.migration(name).await?.record.state,
+            Err(CutoverError::Store(e)) => return Err(e.into()),
+            Err(CutoverError::Target(e)) => return Err(e.into()),
+            Err(CutoverError::NotFound(_) | CutoverError::Refused { .. }) => {
+                return Ok(WorkOutcome::Stale {
+                    migration: name.to_owned(),
+                })
+            }
+        };
+        if state == MigrationState::Completing {
+            let message = QueueMessage::Finish {
+                migration: name.to_owned(),
+            };
+            self.queue.send(&message, self.config.poll_interval).await?;
+        }
+        Ok(WorkOutcome::Idle {
+            migration: name.to_owned(),
+            state,
+        })
+    }
+
     async fn migration(&self, name: &str) -> Result<Versioned<MigrationRecord>, WorkError> {
         self.store
             .get_migration(name)
@@ -555,6 +583,9 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                         Err(StoreError::Conflict { .. }) => continue,
                         Err(e) => return Err(e.into()),
                     }
+                }
+                if crate::cutover::armed_due(&migration) {
+                    return Box::pin(self.fire_armed(name, now)).await;
                 }
                 return Ok(WorkOutcome::Idle {
                     migration: name.to_owned(),
@@ -934,13 +965,15 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
             TaskStatus::Succeeded => {
                 let step = in_flight.step.clone();
                 let mut fork = None;
-                if let Some(first) = step.files.first() {
-                    fork = self
-                        .store
-                        .get_file(name, first)
-                        .await?
-                        .and_then(|f| f.record.header)
-                        .map(|h| h.recovery_fork_id);
+                // The step's file names: a Complete armed with one of them is due once recorded.
+                let mut names = Vec::new();
+                for file_id in &step.files {
+                    if let Some(file) = self.store.get_file(name, file_id).await? {
+                        names.push(file.record.object.file_name().to_owned());
+                        if fork.is_none() {
+                            fork = file.record.header.map(|h| h.recovery_fork_id);
+                        }
+                    }
                 }
                 let applied = self
                     .update_migration(name, now, |m| {
@@ -953,6 +986,13 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                             m.in_flight = None;
                             m.state = MigrationState::Synchronizing;
                             clear_target_reason(m);
+                            if let Some(armed) = m
+                                .armed
+                                .as_mut()
+                                .filter(|a| a.pending() && names.contains(&a.last_backup))
+                            {
+                                armed.reached = true;
+                            }
                         })
                     })
                     .await?;
@@ -1475,6 +1515,7 @@ mod tests {
                 store: store.clone(),
                 queue: queue.clone(),
                 config: ValidateConfig {
+                    arm_by_upload: false,
                     target: Some(release),
                     policy: VersionPolicy::NotNewer,
                     location: SourceLocation::Disk {
@@ -1712,6 +1753,182 @@ mod tests {
             reason.message
         );
         assert!(p.target.submitted().is_empty());
+    }
+
+    /// The 2016 chain of "Clean" after its full: the differential and the logs (three of which
+    /// the differential supersedes); the last one restored is `…Clean2_3.trn`.
+    const REST_OF_CHAIN: [&str; 7] = [
+        "sql2016_diff_RestoreTimeClean2.bak",
+        "sql2016_log_RestoreTimeClean_1.trn",
+        "sql2016_log_RestoreTimeClean_2.trn",
+        "sql2016_log_RestoreTimeClean_3.trn",
+        "sql2016_log_RestoreTimeClean2_1.trn",
+        "sql2016_log_RestoreTimeClean2_2.trn",
+        "sql2016_log_RestoreTimeClean2_3.trn",
+    ];
+
+    fn arm_clean(p: &Pipeline, last_backup: &str) {
+        block_on(crate::cutover::arm(
+            &p.store,
+            "Clean",
+            last_backup,
+            false,
+            "test",
+            p.now(),
+        ))
+        .expect("armed");
+    }
+
+    fn summary(p: &Pipeline, name: &str) -> String {
+        block_on(crate::report::read(&p.store, name))
+            .ok()
+            .flatten()
+            .map(|r| r.summary)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn an_armed_migration_completes_by_itself_once_its_named_backup_is_restored() {
+        for rds in [false, true] {
+            let p = pipeline("2016");
+            set(&p.worker.target.rds, rds);
+            p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+            arm_clean(&p, "sql2016_log_RestoreTimeClean2_3.trn");
+            p.run_to_quiet();
+            assert_eq!(p.migration("Clean").state, MigrationState::Synchronizing);
+            let line = summary(&p, "Clean");
+            assert!(
+                line.contains(
+                    "Complete armed: waits for sql2016_log_RestoreTimeClean2_3.trn to be restored"
+                ),
+                "{line}"
+            );
+            for file in REST_OF_CHAIN {
+                p.drop_file("Clean", file);
+            }
+            // RDS: the finish task is followed until it succeeded.
+            for _ in 0..10 {
+                p.run_to_quiet();
+                p.target.finish(
+                    &crate::fakes::finish_task_name("Clean"),
+                    TaskStatus::Succeeded,
+                );
+            }
+            p.run_to_quiet();
+            let m = p.migration("Clean");
+            assert_eq!(m.state, MigrationState::Succeeded, "rds {rds}: {m:?}");
+            assert_eq!(
+                p.target
+                    .databases
+                    .lock()
+                    .ok()
+                    .and_then(|d| d.get("Clean").cloned())
+                    .as_deref(),
+                Some("ONLINE")
+            );
+            assert_eq!(m.armed.map(|a| (a.reached, a.refused)), Some((true, None)));
+        }
+    }
+
+    #[test]
+    fn armed_with_a_backup_that_never_arrives_the_migration_stays_synchronizing_and_says_so() {
+        let p = pipeline("2016");
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        arm_clean(&p, "Clean_tail.trn");
+        for file in REST_OF_CHAIN {
+            p.drop_file("Clean", file);
+        }
+        p.run_to_quiet();
+        let m = p.migration("Clean");
+        assert_eq!(m.state, MigrationState::Synchronizing);
+        assert_eq!(
+            m.armed.as_ref().map(|a| (a.reached, a.refused.is_some())),
+            Some((false, false))
+        );
+        let line = summary(&p, "Clean");
+        assert!(
+            line.contains("Complete armed: waits for Clean_tail.trn to be restored"),
+            "{line}"
+        );
+        assert_eq!(
+            p.target
+                .databases
+                .lock()
+                .ok()
+                .and_then(|d| d.get("Clean").cloned())
+                .as_deref(),
+            Some("RESTORING")
+        );
+        // Disarmed: nothing waits any more.
+        block_on(crate::cutover::disarm(&p.store, "Clean", p.now())).expect("disarmed");
+        assert!(p.migration("Clean").armed.is_none());
+        assert!(!summary(&p, "Clean").contains("armed"));
+    }
+
+    #[test]
+    fn an_armed_complete_has_the_guards_of_a_manual_one_and_a_refusal_is_recorded() {
+        let p = pipeline("2016");
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        // Armed with a log that is restored, but not last: Complete's NotLastBackup guard.
+        arm_clean(&p, "sql2016_log_RestoreTimeClean2_1.trn");
+        for file in REST_OF_CHAIN {
+            p.drop_file("Clean", file);
+        }
+        p.run_to_quiet();
+        let m = p.migration("Clean");
+        assert_eq!(m.state, MigrationState::Synchronizing);
+        let refused = m.armed.and_then(|a| a.refused).expect("refusal recorded");
+        assert_eq!(refused.code, "NotLastBackup");
+        let line = summary(&p, "Clean");
+        assert!(
+            line.contains("the armed Complete was refused (NotLastBackup)"),
+            "{line}"
+        );
+        // Armed again with the last one: due at once, and runs when the worker looks again.
+        arm_clean(&p, "sql2016_log_RestoreTimeClean2_3.trn");
+        assert!(crate::cutover::armed_due(&p.migration("Clean")));
+        let advance = QueueMessage::Advance {
+            migration: "Clean".into(),
+        };
+        block_on(p.worker.handle(&advance, attempt("a", "a"), p.now())).expect("handled");
+        assert_eq!(p.migration("Clean").state, MigrationState::Succeeded);
+    }
+
+    #[test]
+    fn complete_is_not_armed_on_a_migration_that_takes_no_more_backups() {
+        let p = pipeline("2016");
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        p.run_to_quiet();
+        let request = crate::cutover::CompleteRequest {
+            database: "Clean".into(),
+            last_backup: None,
+            require_tail_log: false,
+        };
+        block_on(crate::cutover::complete(
+            &p.store,
+            &p.target,
+            &request,
+            p.now(),
+        ))
+        .expect("completed");
+        let refused = block_on(crate::cutover::arm(
+            &p.store,
+            "Clean",
+            "x.trn",
+            false,
+            "test",
+            p.now(),
+        ));
+        assert_eq!(refusal(refused.map(|m| m.state)), "NotArmable");
+        let refused = block_on(crate::cutover::arm(
+            &p.store,
+            "Clean",
+            "a/b.trn",
+            false,
+            "test",
+            p.now(),
+        ));
+        assert_eq!(refusal(refused.map(|m| m.state)), "InvalidLastBackup");
     }
 
     /// An RDS-like target with the 2016 full restored as "Clean", and a plain Complete of it.

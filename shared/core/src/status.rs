@@ -342,10 +342,43 @@ pub struct MigrationRecord {
     /// store keeps it; those from before read their files in full ([`crate::files`]).
     #[serde(default)]
     pub files_indexed: bool,
+    /// Complete armed in advance: it runs by itself, with the guards of a manual Complete, once
+    /// the named backup is restored and nothing is in flight ([`crate::cutover::arm`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub armed: Option<ArmedComplete>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+/// A Complete armed in advance with the name of the migration's last backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArmedComplete {
+    /// The file name (the key's last segment) of the last backup: Complete runs once it is
+    /// restored, and only if it is then the last one restored (`last_backup` of a manual one).
+    pub last_backup: String,
+    /// Complete only if that backup is a tail-log backup.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_tail_log: bool,
+    /// Who armed it: `invoke` (complete-migration), `cli`, or the key of the uploaded request.
+    pub by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub armed_at: OffsetDateTime,
+    /// The named backup has been restored: Complete runs when nothing is in flight.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reached: bool,
+    /// The armed Complete ran and was refused (its guard's code and sentence): the arm is
+    /// spent; arm again, or complete by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Reason>,
+}
+
+impl ArmedComplete {
+    /// Waiting for its backup, or due: not yet run.
+    pub fn pending(&self) -> bool {
+        self.refused.is_none()
+    }
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -371,6 +404,7 @@ impl MigrationRecord {
             task_floor: None,
             highest_task: None,
             files_indexed: true,
+            armed: None,
             created_at: now,
             updated_at: now,
         }

@@ -38,6 +38,35 @@ pub struct ValidateConfig {
     /// Where the target will read the backup: an upload it could never read (a wildcard in an
     /// RDS key, a URL over SQL Server's length limit, too many stripes) is rejected now.
     pub location: crate::source::SourceLocation,
+    /// An uploaded [`ARM_REQUEST_FILE`] arms (or disarms) its migration's Complete. Off by
+    /// default: anyone who may upload could then cut over. Off, such an object is ignored
+    /// (never validated as a backup, never recorded).
+    pub arm_by_upload: bool,
+}
+
+/// The name (any case) of the object that arms Complete by upload, next to the backups:
+/// `<prefix>/<TargetDatabase>/bakdrop-complete.json` holding `{"last_backup": "<file name>",
+/// "require_tail_log": false}` (arm) or `{"disarm": true}`. See [`ValidateConfig::arm_by_upload`].
+pub const ARM_REQUEST_FILE: &str = "bakdrop-complete.json";
+
+/// The largest arm request read (it is a few dozen bytes).
+const ARM_REQUEST_MAX: u64 = 4096;
+
+/// What an uploaded [`ARM_REQUEST_FILE`] asks.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ArmRequest {
+    #[serde(default)]
+    last_backup: Option<String>,
+    #[serde(default)]
+    require_tail_log: bool,
+    #[serde(default)]
+    disarm: bool,
+}
+
+/// True when `object` is an arm request by its name ([`ARM_REQUEST_FILE`], any case).
+pub fn is_arm_request(object: &ObjectRef) -> bool {
+    object.file_name().eq_ignore_ascii_case(ARM_REQUEST_FILE)
 }
 
 /// The codes of rejections that depend only on the settings (the target's version, the version
@@ -58,7 +87,7 @@ impl ValidateConfig {
     /// The settings a function reads (through `get`, the process environment in production):
     /// `TARGET_SQLSERVER_VERSION` (required: a deployed stack names its target's version),
     /// `VERSION_POLICY` (`same` by default), `TARGET_DIALECT` (`rds` by default),
-    /// `SOURCE_LOCATION`, `AWS_REGION`.
+    /// `SOURCE_LOCATION`, `AWS_REGION`, `COMPLETE_BY_UPLOAD` (`enabled` or `disabled`, the default).
     ///
     /// # Errors
     /// A sentence naming the missing or invalid variable.
@@ -81,7 +110,17 @@ impl ValidateConfig {
             optional("SOURCE_LOCATION").as_deref(),
             optional("AWS_REGION").as_deref(),
         )?;
+        let arm_by_upload = match optional("COMPLETE_BY_UPLOAD").as_deref() {
+            None | Some("disabled") => false,
+            Some("enabled") => true,
+            Some(other) => {
+                return Err(format!(
+                    "COMPLETE_BY_UPLOAD: {other:?} is neither enabled nor disabled"
+                ))
+            }
+        };
         Ok(ValidateConfig {
+            arm_by_upload,
             target: Some(target),
             policy,
             location,
@@ -144,6 +183,14 @@ pub enum Outcome {
     },
     /// Already handled by an earlier delivery of the same event; nothing was done.
     Duplicate { file_id: String, state: FileState },
+    /// An arm request ([`ARM_REQUEST_FILE`]) armed the migration's Complete for `last_backup`,
+    /// or disarmed it (`None`).
+    Armed {
+        migration: String,
+        last_backup: Option<String>,
+    },
+    /// Not a backup and not handled: an arm request while arming by upload is off.
+    Ignored { reason: Reason },
 }
 
 /// Why validation could not finish: the event must be retried.
@@ -204,6 +251,9 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         attempt_id: &str,
         now: OffsetDateTime,
     ) -> Result<Outcome, ValidateError> {
+        if is_arm_request(object) {
+            return Box::pin(self.arm_request(object, attempt_id, now)).await;
+        }
         let file_id = object.file_id();
         let key = MigrationKey::parse(&object.key);
         let migration = key
@@ -441,7 +491,12 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
             done.rechecked += 1;
             match self.validate(&file.record.object, &attempt, now).await? {
                 Outcome::Queued { .. } => done.queued += 1,
-                Outcome::Rejected { .. } | Outcome::Duplicate { .. } => done.still_rejected += 1,
+                // An arm request is never recorded as a rejected file (it has no header), so
+                // `Armed` and `Ignored` do not come back here; were one to, it is not queued.
+                Outcome::Rejected { .. }
+                | Outcome::Duplicate { .. }
+                | Outcome::Armed { .. }
+                | Outcome::Ignored { .. } => done.still_rejected += 1,
             }
         }
         Ok(done)
@@ -505,6 +560,192 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
             migration: file.migration,
             file_id: file.file_id,
         })
+    }
+
+    /// An uploaded [`ARM_REQUEST_FILE`]: ignored while arming by upload is off; else it arms or
+    /// disarms Complete of its folder's migration (created, as a backup would create it, when
+    /// the request comes first). A request that cannot be read or is refused is recorded as a
+    /// rejected file, with its reason.
+    async fn arm_request(
+        &self,
+        object: &ObjectRef,
+        attempt_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Outcome, ValidateError> {
+        if !self.config.arm_by_upload {
+            return Ok(Outcome::Ignored {
+                reason: Reason::new(
+                    "ArmByUploadDisabled",
+                    format!("{ARM_REQUEST_FILE} arms Complete only when the stack enables it (parameter CompleteByUpload); ignored, not a backup"),
+                ),
+            });
+        }
+        let key = match MigrationKey::parse(&object.key) {
+            Ok(key) => key,
+            Err(e) => {
+                return self
+                    .reject_request(object, "", Reason::new("InvalidKey", e.to_string()), now)
+                    .await
+            }
+        };
+        let database = key.database.as_str().to_owned();
+        let request = match self.read_arm_request(object).await? {
+            Ok(request) => request,
+            Err(reason) => return self.reject_request(object, &database, reason, now).await,
+        };
+        use crate::cutover::{self, CutoverError};
+        let result = if request.disarm {
+            match self.store.get_migration(&database).await? {
+                Some(_) => cutover::disarm(&self.store, &database, now)
+                    .await
+                    .map(|_| None),
+                None => Ok(None),
+            }
+        } else {
+            let last_backup = request.last_backup.clone().unwrap_or_default();
+            if let Err(reason) = self.ensure_migration(&database, now).await? {
+                return self.reject_request(object, &database, reason, now).await;
+            }
+            match cutover::arm(
+                &self.store,
+                &database,
+                &last_backup,
+                request.require_tail_log,
+                &object.key,
+                now,
+            )
+            .await
+            {
+                // Due at once (its backup is the last one restored): the worker runs it.
+                Ok(armed) if cutover::armed_due(&armed) => {
+                    let advance = QueueMessage::Advance {
+                        migration: database.clone(),
+                    };
+                    self.queue.send(&advance, Duration::ZERO).await?;
+                    Ok(Some(last_backup))
+                }
+                Ok(_) => Ok(Some(last_backup)),
+                Err(e) => Err(e),
+            }
+        };
+        match result {
+            Ok(last_backup) => {
+                tracing::info!(migration = %database, key = %object.key, attempt = attempt_id,
+                    armed = ?last_backup, "Complete armed by upload");
+                Ok(Outcome::Armed {
+                    migration: database,
+                    last_backup,
+                })
+            }
+            Err(CutoverError::Store(e)) => Err(e.into()),
+            Err(e @ (CutoverError::Target(_) | CutoverError::NotFound(_))) => {
+                let reason = Reason::new(e.error_type(), e.to_string());
+                self.reject_request(object, &database, reason, now).await
+            }
+            Err(CutoverError::Refused { code, message }) => {
+                self.reject_request(object, &database, Reason::new(code, message), now)
+                    .await
+            }
+        }
+    }
+
+    /// The arm request's JSON, or why it is not one.
+    async fn read_arm_request(
+        &self,
+        object: &ObjectRef,
+    ) -> Result<Result<ArmRequest, Reason>, ValidateError> {
+        let invalid = |why: String| {
+            Reason::new(
+                "InvalidArmRequest",
+                format!("{ARM_REQUEST_FILE} must hold {{\"last_backup\": \"<file name>\", \"require_tail_log\": false}} or {{\"disarm\": true}}: {why}"),
+            )
+        };
+        if object.size > ARM_REQUEST_MAX {
+            return Ok(Err(invalid(format!(
+                "it has {} bytes (at most {ARM_REQUEST_MAX})",
+                object.size
+            ))));
+        }
+        let body = match self.reader.read(object, ByteRange::Head(object.size)).await {
+            Ok(body) => body,
+            Err(e @ (ReadError::NotFound(_) | ReadError::Changed(_))) => {
+                return Ok(Err(Reason::new("ObjectGone", e.to_string())))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let request: ArmRequest = match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => return Ok(Err(invalid(e.to_string()))),
+        };
+        if request.disarm == request.last_backup.is_some() {
+            return Ok(Err(invalid("give either last_backup or disarm".to_owned())));
+        }
+        Ok(Ok(request))
+    }
+
+    /// Records a refused arm request as a rejected file (its status shows why).
+    async fn reject_request(
+        &self,
+        object: &ObjectRef,
+        database: &str,
+        reason: Reason,
+        now: OffsetDateTime,
+    ) -> Result<Outcome, ValidateError> {
+        let file_id = object.file_id();
+        let record = FileRecord {
+            migration: database.to_owned(),
+            file_id: file_id.clone(),
+            object: object.clone(),
+            state: FileState::Rejected,
+            reason: Some(reason.clone()),
+            header: None,
+            claim: None,
+            restore_started_at: None,
+            restore_finished_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.put_file(&record, None).await {
+            Ok(_) => Ok(Outcome::Rejected {
+                migration: database.to_owned(),
+                file_id,
+                reason,
+            }),
+            Err(StoreError::Conflict { .. }) => Ok(Outcome::Duplicate {
+                file_id,
+                state: FileState::Rejected,
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The migration of `database`, created (its name claimed) when it does not exist yet.
+    async fn ensure_migration(
+        &self,
+        database: &str,
+        now: OffsetDateTime,
+    ) -> Result<Result<(), Reason>, ValidateError> {
+        let holder = self
+            .store
+            .claim_name(&crate::names::fold(database), database)
+            .await?;
+        if holder != database {
+            return Ok(Err(Reason::new(
+                "SameDatabaseName",
+                format!("the folder {database} names the same database as the folder {holder}, which migrates it: upload {ARM_REQUEST_FILE} to the folder {holder}"),
+            )));
+        }
+        if self.store.get_migration(database).await?.is_some() {
+            return Ok(Ok(()));
+        }
+        match self
+            .store
+            .put_migration(&MigrationRecord::new(database, now), None)
+            .await
+        {
+            Ok(_) | Err(StoreError::Conflict { .. }) => Ok(Ok(())),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Creates or updates the migration record for a validated file. `Ok(Err(reason))` when the
@@ -642,6 +883,7 @@ mod tests {
             store: MemoryStore::default(),
             queue: MemoryQueue::default(),
             config: ValidateConfig {
+                arm_by_upload: false,
                 target: Some(target.parse().unwrap_or_else(|e| panic!("{e}"))),
                 policy,
                 location: crate::source::SourceLocation::rds(None),
@@ -1206,6 +1448,92 @@ mod tests {
             backup_start_date: None,
             backup_finish_date: None,
             backup_size: None,
+        }
+    }
+
+    #[test]
+    fn an_arm_request_is_ignored_while_arming_by_upload_is_off() {
+        let v = validator("2016", VersionPolicy::Same);
+        let object = upload(
+            &v,
+            "in/Clean/bakdrop-complete.json",
+            br#"{"last_backup": "log.trn"}"#.to_vec(),
+        );
+        let outcome = block_on(v.validate(&object, "a", now())).expect("handled");
+        assert!(
+            matches!(&outcome, Outcome::Ignored { reason } if reason.code == "ArmByUploadDisabled"),
+            "{outcome:?}"
+        );
+        // Never mistaken for a backup, never recorded, nothing queued.
+        assert!(block_on(v.store.list_files("Clean"))
+            .unwrap_or_default()
+            .is_empty());
+        assert!(block_on(v.store.get_migration("Clean"))
+            .ok()
+            .flatten()
+            .is_none());
+        assert!(v.queue.drain_sent().is_empty());
+    }
+
+    #[test]
+    fn an_uploaded_arm_request_arms_and_disarms_when_enabled_and_a_bad_one_is_rejected() {
+        let mut v = validator("2016", VersionPolicy::Same);
+        v.config.arm_by_upload = true;
+        let object = upload(
+            &v,
+            "in/Clean/Bakdrop-Complete.JSON",
+            br#"{"last_backup": "log9.trn", "require_tail_log": true}"#.to_vec(),
+        );
+        let outcome = block_on(v.validate(&object, "a", now())).expect("handled");
+        assert_eq!(
+            outcome,
+            Outcome::Armed {
+                migration: "Clean".into(),
+                last_backup: Some("log9.trn".into())
+            }
+        );
+        let armed = block_on(v.store.get_migration("Clean"))
+            .ok()
+            .flatten()
+            .and_then(|m| m.record.armed)
+            .expect("armed");
+        assert_eq!(
+            (armed.last_backup.as_str(), armed.require_tail_log),
+            ("log9.trn", true)
+        );
+        assert_eq!(armed.by, "in/Clean/Bakdrop-Complete.JSON");
+        let disarm = upload(
+            &v,
+            "in/Clean/bakdrop-complete.json",
+            br#"{"disarm": true}"#.to_vec(),
+        );
+        let outcome = block_on(v.validate(&disarm, "b", now())).expect("handled");
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Armed {
+                    last_backup: None,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        assert!(block_on(v.store.get_migration("Clean"))
+            .ok()
+            .flatten()
+            .is_some_and(|m| m.record.armed.is_none()));
+        for body in [
+            &br#"{"last_backup": "log9.trn", "when": "now"}"#[..],
+            b"not json",
+            br#"{"require_tail_log": true}"#,
+        ] {
+            let bad = upload(&v, "in/Other/bakdrop-complete.json", body.to_vec());
+            let outcome = block_on(v.validate(&bad, "c", now())).expect("handled");
+            assert_eq!(reason_code(&outcome), "InvalidArmRequest", "{outcome:?}");
+            // Each body is another object version in real S3; here: forget the record.
+            for f in block_on(v.store.list_files("Other")).unwrap_or_default() {
+                let _ = block_on(v.store.delete_file("Other", &f.record.file_id, f.version));
+            }
         }
     }
 }

@@ -95,6 +95,7 @@ async fn measure(
         store: DynamoStatusStore::new(aws.dynamodb.clone(), &stack.table),
         queue: SqsJobQueue::new(aws.sqs.clone(), &stack.restore_queue),
         config: ValidateConfig {
+            arm_by_upload: false,
             target: Some("2022".parse()?),
             policy: VersionPolicy::NotNewer,
             location: bakdrop_core::source::SourceLocation::rds(None),

@@ -118,6 +118,7 @@ async fn measure(
         store: store.clone(),
         queue,
         config: ValidateConfig {
+            arm_by_upload: false,
             target: Some("2022".parse()?),
             policy: VersionPolicy::NotNewer,
             location: bakdrop_core::source::SourceLocation::rds(None),

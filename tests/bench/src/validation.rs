@@ -267,6 +267,7 @@ async fn validate_once(
         store: MemoryStore::default(),
         queue: MemoryQueue::default(),
         config: ValidateConfig {
+            arm_by_upload: false,
             target: Some("2022".parse()?),
             policy: VersionPolicy::NotNewer,
             location: bakdrop_core::source::SourceLocation::rds(None),
