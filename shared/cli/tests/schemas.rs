@@ -223,6 +223,25 @@ fn status_output_validates_against_its_schema() {
             .is_some_and(|n| n.contains("waiting for the log backups") || n.contains("LSN")),
         "{one:#}"
     );
+    // Complete armed for a backup that has not come: the armed object and its actions.
+    let arm = bakdrop(&[
+        "complete",
+        "Clean",
+        "--when-restored",
+        "never.trn",
+        "--dir",
+        &dir,
+    ]);
+    assert!(arm.status.success(), "{arm:?}");
+    let armed = json(&bakdrop(&["status", "Clean", "--json", "--dir", &dir]));
+    assert_valid("status", &armed);
+    assert_eq!(armed["armed"]["last_backup"], "never.trn", "{armed:#}");
+    assert!(
+        armed["actions"]
+            .as_array()
+            .is_some_and(|a| a.contains(&Value::from("disarm"))),
+        "{armed:#}"
+    );
     // A striped set is one step of two files.
     let stripe = json(&bakdrop(&["status", "Stripe", "--json", "--dir", &dir]));
     assert_valid("status", &stripe);
