@@ -298,6 +298,7 @@ async fn a_migration_of_ten_thousand_restored_logs_takes_one_more_with_a_bounded
                 directory: "/backups".into(),
             },
             policy: VersionPolicy::Same,
+            check_version: true,
             poll_interval: Duration::from_secs(30),
             busy_retry: Duration::from_secs(120),
             settle: None,

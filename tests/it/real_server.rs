@@ -107,7 +107,7 @@ impl Rig {
                 queue: queue.clone(),
                 config: ValidateConfig {
                     arm_by_upload: false,
-                    target: "2022".parse().expect("release"),
+                    target: Some("2022".parse().expect("release")),
                     policy: VersionPolicy::NotNewer,
                     location: location.clone(),
                 },
@@ -121,6 +121,7 @@ impl Rig {
                     dialect: Dialect::Native,
                     location,
                     policy: VersionPolicy::NotNewer,
+                    check_version: true,
                     poll_interval: Duration::from_secs(1),
                     busy_retry: Duration::from_secs(1),
                     settle: None,

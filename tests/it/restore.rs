@@ -73,7 +73,7 @@ impl Migrated {
             queue: queue.clone(),
             config: ValidateConfig {
                 arm_by_upload: false,
-                target: "2022".parse().expect("release"),
+                target: Some("2022".parse().expect("release")),
                 policy: VersionPolicy::NotNewer,
                 location: emulator_restore_config(dialect).location,
             },
@@ -188,6 +188,55 @@ impl Migrated {
     }
 }
 
+/// The stack said its target was SQL Server 2014: the 2016 chain is rejected at validation. Once
+/// the stack says 2016, the complete-migration function's `revalidate` action re-checks those
+/// files (local DynamoDB and SQS) and the worker migrates them, nothing uploaded again.
+#[tokio::test]
+async fn revalidate_migrates_the_files_rejected_under_the_former_target_version() {
+    let mut m = Migrated::new(Dialect::Native).await;
+    m.validator.config.target = Some("2014".parse().expect("release"));
+    let files = [
+        "sql2016_full_RestoreTimeClean.bak",
+        "sql2016_log_RestoreTimeClean_1.trn",
+    ];
+    for summary in m.upload("Clean", &files).await {
+        assert_eq!(summary.queued, 0, "{summary:?}");
+    }
+    let rejected = m
+        .store
+        .list_files_in("Clean", FileState::Rejected, 10)
+        .await
+        .expect("listed");
+    assert_eq!(rejected.len(), 2);
+    assert!(rejected.iter().all(|f| f
+        .record
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.code == "BackupNewerThanTarget")));
+    // The stack's parameter changed: the function's settings say 2016 now.
+    m.validator.config.target = Some("2016".parse().expect("release"));
+    m.validator.config.policy = VersionPolicy::Same;
+    let followup = complete_migration::handler::Followup::queued(&m.worker.queue, Duration::ZERO);
+    let revalidation = complete_migration::handler::Revalidation {
+        reader: &m.validator.reader,
+        config: &m.validator.config,
+    };
+    let answer = complete_migration::handler::handle(
+        &m.store,
+        &m.target,
+        &followup,
+        &revalidation,
+        json!({"database": "Clean", "action": "revalidate"}),
+        now(),
+    )
+    .await
+    .expect("revalidated");
+    assert_eq!(answer["revalidated"]["queued"], 2, "{answer}");
+    m.drive().await;
+    let migration = m.synchronizing("Clean").await;
+    assert_eq!(migration.chain.applied.steps, 2);
+}
+
 async fn migrate(dialect: Dialect, files: &[&str], database: &str) -> Migrated {
     let migrated = Migrated::new(dialect).await;
     for summary in migrated.upload(database, files).await {
@@ -215,10 +264,11 @@ async fn a_second_folder_naming_the_same_database_in_another_case_is_rejected_an
         reason.contains("SameDatabaseName") || reason.contains("folder Sales"),
         "{reason}"
     );
+    // Its files were all rejected: there is nothing of its own to cancel (and nothing dropped).
     let cancel = cutover::cancel(&m.store, &m.target, "SALES", now()).await;
     assert_eq!(
-        cancel.expect_err("no such migration").error_type(),
-        "MigrationNotFound"
+        cancel.expect_err("no migration of its own").error_type(),
+        "NothingAccepted"
     );
     let request = CompleteRequest {
         database: "Sales".into(),
@@ -452,9 +502,20 @@ async fn on_rds_complete_brings_the_database_online_and_refusals_change_nothing(
     // restore worker from the message the function queued.
     let payload = json!({"database": "Clean", "last_backup": "sql2016_log_RestoreTimeClean_1.trn"});
     let followup = complete_migration::handler::Followup::queued(&m.worker.queue, Duration::ZERO);
-    let answer = complete_migration::handler::handle(store, target, &followup, payload, now())
-        .await
-        .expect("completing");
+    let revalidation = complete_migration::handler::Revalidation {
+        reader: &m.validator.reader,
+        config: &m.validator.config,
+    };
+    let answer = complete_migration::handler::handle(
+        store,
+        target,
+        &followup,
+        &revalidation,
+        payload,
+        now(),
+    )
+    .await
+    .expect("completing");
     assert_eq!(answer["state"], "Completing");
     assert_eq!(
         emulator

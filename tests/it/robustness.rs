@@ -315,7 +315,7 @@ impl Rig {
             queue: queue.clone(),
             config: ValidateConfig {
                 arm_by_upload: false,
-                target: "2022".parse().expect("release"),
+                target: Some("2022".parse().expect("release")),
                 policy: VersionPolicy::NotNewer,
                 location: emulator_restore_config(setup.dialect).location,
             },

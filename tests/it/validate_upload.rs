@@ -74,7 +74,7 @@ async fn stack(target: &str) -> Stack {
         queue: SqsJobQueue::new(aws.sqs.clone(), &jobs),
         config: ValidateConfig {
             arm_by_upload: false,
-            target: target.parse().expect("release"),
+            target: Some(target.parse().expect("release")),
             policy: VersionPolicy::Same,
             location: bakdrop_core::source::SourceLocation::rds(None),
         },

@@ -45,6 +45,7 @@ pub fn emulator_restore_config(dialect: Dialect) -> RestoreConfig {
             },
         },
         policy: VersionPolicy::NotNewer,
+        check_version: true,
         poll_interval: Duration::ZERO,
         busy_retry: Duration::ZERO,
         settle: None,

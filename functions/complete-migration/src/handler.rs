@@ -1,8 +1,9 @@
-//! Translates `{"action": "complete" | "arm" | "disarm" | "cancel" | "reset", "database": "...",
-//! "last_backup": "...", "require_tail_log": true}` into the core's Complete, Complete armed in
-//! advance (`arm`: `last_backup` names the last backup; Complete runs by itself, with the same
-//! guards, once it is restored), its cancellation (`disarm`), Cancel or Reset. `action` defaults
-//! to complete.
+//! Translates `{"action": "complete" | "arm" | "disarm" | "cancel" | "reset" | "revalidate",
+//! "database": "...", "last_backup": "...", "require_tail_log": true}` into the core's Complete,
+//! Complete armed in advance (`arm`: `last_backup` names the last backup; Complete runs by itself,
+//! with the same guards, once it is restored), its cancellation (`disarm`), Cancel, Reset, or the
+//! re-check of the migration's files rejected only for the settings (`revalidate`, after the
+//! stack's `TargetSqlServerVersion` or `VersionPolicy` changed). `action` defaults to complete.
 //! Refusals and failures come back as errors with a stable `errorType` (e.g. `FilesInFlight`,
 //! `NotSynchronizing`, `MigrationNotFound`), so that callers can branch on them.
 //! A field the payload should not have is refused (`BadRequest`, naming it) before anything is
@@ -18,8 +19,9 @@ use std::time::Duration;
 use bakdrop_core::cutover::{self, CompleteRequest, CutoverError};
 use bakdrop_core::job::QueueMessage;
 use bakdrop_core::pace;
-use bakdrop_core::ports::{JobQueue, QueueError, RestoreTarget, StatusStore};
+use bakdrop_core::ports::{JobQueue, ObjectReader, QueueError, RestoreTarget, StatusStore};
 use bakdrop_core::status::MigrationState;
+use bakdrop_core::validate::{ValidateConfig, ValidateError, Validator};
 use lambda_runtime::Diagnostic;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -68,6 +70,9 @@ pub enum Action {
     Cancel,
     /// Forget a cancelled migration so that its folder takes a new one.
     Reset,
+    /// Check again, under the function's settings of now, the migration's files rejected only
+    /// because of the settings (target version, version policy, where the target reads them).
+    Revalidate,
     /// Complete by itself once `last_backup` is restored (with `require_tail_log`).
     Arm,
     /// Cancel an armed Complete.
@@ -86,6 +91,10 @@ pub enum HandlerError {
     Cutover(#[from] CutoverError),
     #[error("the migration is Completing, but following the target's task could not be queued (invoke complete again to resume): {0}")]
     Queue(#[from] QueueError),
+    #[error(
+        "re-checking the rejected files could not finish (invoke revalidate again to resume): {0}"
+    )]
+    Revalidate(#[from] ValidateError),
     /// `arm` needs the name of the last backup.
     #[error("action arm needs last_backup: the file name of the migration's last backup; nothing was done")]
     ArmWithoutLastBackup,
@@ -108,6 +117,7 @@ impl From<HandlerError> for Diagnostic {
             | HandlerError::ArmWithoutLastBackup => "BadRequest",
             HandlerError::Cutover(e) => e.error_type(),
             HandlerError::Queue(_) => "QueueUnavailable",
+            HandlerError::Revalidate(_) => "RevalidateUnavailable",
         };
         Diagnostic {
             error_type: error_type.to_owned(),
@@ -140,14 +150,24 @@ impl<'a, Q> Followup<'a, Q> {
     }
 }
 
+/// What the `revalidate` action validates with: the validation settings of the stack (the same
+/// as the validate-upload function's) and an object reader (the files it re-checks kept their
+/// header, so it reads none).
+#[derive(Debug)]
+pub struct Revalidation<'a, R> {
+    pub reader: &'a R,
+    pub config: &'a ValidateConfig,
+}
+
 /// Handles one invoke.
 ///
 /// # Errors
 /// [`HandlerError`].
-pub async fn handle<S: StatusStore, T: RestoreTarget, Q: JobQueue>(
+pub async fn handle<S: StatusStore, T: RestoreTarget, Q: JobQueue, R: ObjectReader>(
     store: &S,
     target: &T,
     followup: &Followup<'_, Q>,
+    revalidation: &Revalidation<'_, R>,
     payload: Value,
     now: OffsetDateTime,
 ) -> Result<Value, HandlerError> {
@@ -162,6 +182,19 @@ pub async fn handle<S: StatusStore, T: RestoreTarget, Q: JobQueue>(
         Action::Disarm => cutover::disarm(store, &database, now).await,
         Action::Cancel => cutover::cancel(store, target, &database, now).await,
         Action::Reset => cutover::reset(store, &database, now).await,
+        Action::Revalidate => {
+            let validator = Validator {
+                reader: revalidation.reader,
+                store,
+                queue: followup.queue,
+                config: revalidation.config.clone(),
+            };
+            let done = Box::pin(validator.revalidate(&database, now))
+                .await
+                .inspect_err(|e| tracing::warn!(%database, error.message = %e, "revalidation failed"))?;
+            tracing::info!(%database, ?done, "revalidated");
+            return Ok(json!({ "database": database, "revalidated": done }));
+        }
     }
     .inspect_err(|e| tracing::warn!(%database, error.type = e.error_type(), error.message = %e, "refused or failed"))?;
     let mut state = state;
@@ -236,8 +269,17 @@ async fn arm<S: StatusStore, T: RestoreTarget>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bakdrop_core::fakes::{MemoryQueue, MemoryStore, MemoryTarget};
+    use bakdrop_core::fakes::{MemoryObjects, MemoryQueue, MemoryStore, MemoryTarget};
     use bakdrop_core::status::{MigrationRecord, MigrationState};
+
+    fn config(target: &str) -> ValidateConfig {
+        ValidateConfig {
+            arm_by_upload: false,
+            target: Some(target.parse().unwrap_or_else(|e| panic!("{e}"))),
+            policy: bakdrop_core::version::VersionPolicy::Same,
+            location: bakdrop_core::source::SourceLocation::rds(None),
+        }
+    }
 
     async fn handle<S: StatusStore, T: RestoreTarget>(
         store: &S,
@@ -247,7 +289,13 @@ mod tests {
     ) -> Result<Value, HandlerError> {
         let queue = MemoryQueue::default();
         let followup = Followup::queued(&queue, Duration::from_secs(60));
-        super::handle(store, target, &followup, payload, now).await
+        let reader = MemoryObjects::default();
+        let config = config("2022");
+        let revalidation = Revalidation {
+            reader: &reader,
+            config: &config,
+        };
+        super::handle(store, target, &followup, &revalidation, payload, now).await
     }
 
     fn now() -> OffsetDateTime {
@@ -472,10 +520,17 @@ mod tests {
             .insert("Sales".into(), "RESTORING".into());
         let queue = MemoryQueue::default();
         let followup = Followup::queued(&queue, Duration::from_secs(45));
+        let reader = MemoryObjects::default();
+        let config = config("2022");
+        let revalidation = Revalidation {
+            reader: &reader,
+            config: &config,
+        };
         let answer = super::handle(
             &store,
             &target,
             &followup,
+            &revalidation,
             json!({"database": "Sales"}),
             now(),
         )
@@ -492,5 +547,72 @@ mod tests {
                 Duration::from_secs(1)
             )]
         );
+    }
+
+    /// Files rejected under the stack's former settings: the action re-checks them under the
+    /// function's settings of now and queues those they allow.
+    #[tokio::test]
+    async fn revalidate_queues_the_files_rejected_for_the_settings_the_stack_now_allows() {
+        use bakdrop_core::object::ObjectRef;
+        use bakdrop_core::validate::Outcome;
+        let store = MemoryStore::default();
+        let queue = MemoryQueue::default();
+        let reader = MemoryObjects::default();
+        let body = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/fixtures/bak/sql2016_full_RestoreTimeClean.bak"
+        ))
+        .expect("fixture");
+        let object = ObjectRef {
+            bucket: "b".into(),
+            key: "Sales/full.bak".into(),
+            version_id: None,
+            etag: Some("e".into()),
+            size: body.len() as u64,
+        };
+        reader.put("b", "Sales/full.bak", body);
+        // Validated by the stack while it said its target was SQL Server 2022.
+        let before = Validator {
+            reader: &reader,
+            store: &store,
+            queue: &queue,
+            config: config("2022"),
+        };
+        let outcome = before
+            .validate(&object, "req", now())
+            .await
+            .expect("recorded");
+        assert!(matches!(outcome, Outcome::Rejected { .. }), "{outcome:?}");
+        // The stack now says 2016: the action takes the file.
+        let followup = Followup::queued(&queue, Duration::from_secs(60));
+        let now_2016 = config("2016");
+        let revalidation = Revalidation {
+            reader: &reader,
+            config: &now_2016,
+        };
+        let target = MemoryTarget::new("13.0.5081.1");
+        let answer = super::handle(
+            &store,
+            &target,
+            &followup,
+            &revalidation,
+            json!({"database": "Sales", "action": "revalidate"}),
+            now(),
+        )
+        .await
+        .expect("revalidated");
+        assert_eq!(answer["revalidated"]["queued"], 1, "{answer}");
+        assert_eq!(queue.drain_sent().len(), 1);
+        let again = super::handle(
+            &store,
+            &target,
+            &followup,
+            &revalidation,
+            json!({"database": "Sales", "action": "revalidate"}),
+            now(),
+        )
+        .await
+        .expect("again");
+        assert_eq!(again["revalidated"]["rechecked"], 0, "{again}");
     }
 }

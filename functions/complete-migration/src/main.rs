@@ -1,12 +1,15 @@
 //! complete-migration: wires the Complete/Cancel handler to DynamoDB and the target SQL Server.
 
-use bakdrop_aws::{config, dynamo::DynamoStatusStore, secrets, sqs::SqsJobQueue};
+use bakdrop_aws::{
+    config, dynamo::DynamoStatusStore, s3::S3ObjectReader, secrets, sqs::SqsJobQueue,
+};
+use bakdrop_core::validate::ValidateConfig;
 use std::sync::Arc;
 
 use bakdrop_mssql::settings::{TargetLogin, TargetSettings};
 use bakdrop_mssql::target::LoginRefresh;
 use bakdrop_mssql::TiberiusTarget;
-use complete_migration::handler::{self, Followup};
+use complete_migration::handler::{self, Followup, Revalidation};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -23,6 +26,8 @@ async fn main() -> Result<(), Error> {
         .map_err(|e| format!("configuration: POLL_INTERVAL_SECONDS: {e}"))?
         .unwrap_or(60);
     let target = TargetSettings::from_lookup(&get).map_err(|e| format!("configuration: {e}"))?;
+    // The revalidate action validates as the validate-upload function does.
+    let validation = ValidateConfig::from_lookup(get).map_err(|e| format!("configuration: {e}"))?;
     let sdk = config::load().await;
     let secrets_client = aws_sdk_secretsmanager::Client::new(&sdk);
     let login = target_login(secrets_client.clone(), target.clone()).await?;
@@ -42,12 +47,18 @@ async fn main() -> Result<(), Error> {
         wait: std::time::Duration::from_secs(10),
         look_every: std::time::Duration::from_millis(250),
     };
-    let (store, target, followup) = (&store, &target, &followup);
+    let reader = S3ObjectReader::new(config::s3_client(&sdk));
+    let revalidation = Revalidation {
+        reader: &reader,
+        config: &validation,
+    };
+    let (store, target, followup, revalidation) = (&store, &target, &followup, &revalidation);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
         handler::handle(
             store,
             target,
             followup,
+            revalidation,
             event.payload,
             time::OffsetDateTime::now_utc(),
         )

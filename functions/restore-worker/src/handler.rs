@@ -148,6 +148,7 @@ mod tests {
                 dialect: Dialect::Rds,
                 location: SourceLocation::rds(None),
                 policy: VersionPolicy::Same,
+                check_version: true,
                 poll_interval: Duration::from_secs(60),
                 busy_retry: Duration::from_secs(120),
                 settle: None,

@@ -72,6 +72,7 @@ impl Settings {
                 dialect,
                 location,
                 policy,
+                check_version: true,
                 poll_interval: seconds("POLL_INTERVAL_SECONDS", 60)?,
                 busy_retry: seconds("BUSY_RETRY_SECONDS", 120)?,
                 settle: settle(seconds("SETTLE_SECONDS", 2)?),

@@ -241,7 +241,7 @@ mod tests {
             queue: MemoryQueue::default(),
             config: ValidateConfig {
                 arm_by_upload: false,
-                target: "2016".parse().unwrap_or_else(|e| panic!("{e}")),
+                target: Some("2016".parse().unwrap_or_else(|e| panic!("{e}"))),
                 policy: VersionPolicy::Same,
                 location: bakdrop_core::source::SourceLocation::rds(None),
             },

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
         queue: SqsJobQueue::new(aws_sdk_sqs::Client::new(&sdk), &settings.restore_queue_url),
         config: ValidateConfig {
             arm_by_upload: settings.arm_by_upload,
-            target: settings.target,
+            target: Some(settings.target),
             policy: settings.policy,
             location: settings.location.clone(),
         },

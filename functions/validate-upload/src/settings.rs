@@ -1,7 +1,6 @@
 //! Configuration from the environment, read once per cold start.
 
 use bakdrop_core::source::SourceLocation;
-use bakdrop_core::tsql::Dialect;
 use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 
 /// What the function needs to know.
@@ -39,35 +38,13 @@ impl Settings {
                 .filter(|v| !v.trim().is_empty())
                 .ok_or_else(|| SettingsError(format!("{name} is not set")))
         };
-        let target = required("TARGET_SQLSERVER_VERSION")?
-            .parse()
-            .map_err(|e| SettingsError(format!("TARGET_SQLSERVER_VERSION: {e}")))?;
-        let policy = match get("VERSION_POLICY").filter(|v| !v.trim().is_empty()) {
-            Some(text) => text
-                .parse()
-                .map_err(|e| SettingsError(format!("VERSION_POLICY: {e}")))?,
-            None => VersionPolicy::Same,
-        };
-        let optional = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let dialect: Dialect = optional("TARGET_DIALECT")
-            .unwrap_or_else(|| "rds".into())
-            .parse()
-            .map_err(|e| SettingsError(format!("TARGET_DIALECT: {e}")))?;
-        let location = SourceLocation::from_settings(
-            dialect,
-            optional("SOURCE_LOCATION").as_deref(),
-            optional("AWS_REGION").as_deref(),
-        )
-        .map_err(SettingsError)?;
-        let arm_by_upload = match optional("COMPLETE_BY_UPLOAD").as_deref() {
-            None | Some("disabled") => false,
-            Some("enabled") => true,
-            Some(other) => {
-                return Err(SettingsError(format!(
-                    "COMPLETE_BY_UPLOAD: {other:?} is neither enabled nor disabled"
-                )))
-            }
-        };
+        let config =
+            bakdrop_core::validate::ValidateConfig::from_lookup(&get).map_err(SettingsError)?;
+        let target = config
+            .target
+            .ok_or_else(|| SettingsError("TARGET_SQLSERVER_VERSION is not set".into()))?;
+        let (policy, location, arm_by_upload) =
+            (config.policy, config.location, config.arm_by_upload);
         Ok(Settings {
             arm_by_upload,
             status_table: required("STATUS_TABLE")?,

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use bakdrop_core::backup::{self, BackupFile, BackupSet};
+use bakdrop_core::status::Reason;
 use bakdrop_core::summary::{check_file, parse_reason};
 use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 use serde_json::json;
@@ -13,7 +14,9 @@ use serde_json::json;
 use crate::local::PathReader;
 use crate::out::Shown;
 
-/// Inspects every path; exit status 0 when every file is usable, 1 otherwise.
+/// Inspects every backup under `paths` (files as given, folders searched recursively); exit
+/// status 0 when every file is usable, 1 otherwise (a file bakdrop would reject, or an entry that
+/// cannot be read).
 pub fn run(
     paths: &[PathBuf],
     as_json: bool,
@@ -26,15 +29,31 @@ pub fn run(
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))
         .context("--policy")?;
-    let mut all_usable = true;
+    let found = crate::local::scan(paths)?;
+    let mut all_usable = found.unreadable.is_empty();
     let mut reports = Vec::new();
-    for path in paths {
+    for path in &found.files {
         let report = inspect_one(path, target, policy)?;
         all_usable &= report.verdict.is_ok();
         if as_json {
             reports.push(report.to_json(path));
         } else {
             crate::out!("{}", report.to_text(path));
+        }
+    }
+    for (path, why) in &found.unreadable {
+        if as_json {
+            reports.push(json!({
+                "path": path.display().to_string(),
+                "usable": false,
+                "reason": {"code": "Unreadable", "message": why},
+            }));
+        } else {
+            crate::outln!(
+                "{}\n  verdict: rejected: Unreadable: {}\n",
+                crate::out::path(path),
+                Shown(why)
+            );
         }
     }
     if as_json {
@@ -53,8 +72,8 @@ struct Report {
     bytes_read: u64,
     reads: u32,
     parsed: Result<BackupFile, backup::ParseError>,
-    /// `Ok` when bakdrop would take the file, else the reason.
-    verdict: Result<(), String>,
+    /// `Ok` when bakdrop would take the file, else the reason (a stable code and a sentence).
+    verdict: Result<(), Reason>,
 }
 
 fn inspect_one(
@@ -74,15 +93,13 @@ fn inspect_one(
         .with_context(|| format!("cannot read {}", path.display()))?;
     let parsed = read.parsed;
     let verdict = match &parsed {
-        Err(e) => Err(parse_reason(e).to_string()),
-        Ok(file) => check_file(file)
-            .map_err(|r| format!("{}: {}", r.code, r.message))
-            .and_then(|h| match target {
-                Some(t) => policy
-                    .check(h.database_version, t)
-                    .map_err(|e| e.to_string()),
-                None => Ok(()),
-            }),
+        Err(e) => Err(parse_reason(e)),
+        Ok(file) => check_file(file).and_then(|h| match target {
+            Some(t) => policy
+                .check(h.database_version, t)
+                .map_err(|e| Reason::new(e.code(), e.to_string())),
+            None => Ok(()),
+        }),
     };
     Ok(Report {
         size: object.size,
@@ -101,7 +118,7 @@ impl Report {
             "bytes_read": self.bytes_read,
             "reads": self.reads,
             "usable": self.verdict.is_ok(),
-            "reason": self.verdict.as_ref().err(),
+            "reason": self.verdict.as_ref().err().map(|r| json!({"code": r.code, "message": r.to_string()})),
             "backup": self.parsed.as_ref().ok(),
             "error": self.parsed.as_ref().err().map(ToString::to_string),
         })
@@ -133,7 +150,12 @@ impl Report {
                 let _ = writeln!(out, "  verdict: usable");
             }
             Err(reason) => {
-                let _ = writeln!(out, "  verdict: rejected: {}", Shown(reason));
+                let _ = writeln!(
+                    out,
+                    "  verdict: rejected: {}: {}",
+                    reason.code,
+                    Shown(&reason.to_string())
+                );
             }
         }
         out.push('\n');

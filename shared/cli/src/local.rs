@@ -229,14 +229,6 @@ impl LocalBucket {
         })
     }
 
-    /// Every object in the folder (hidden entries skipped).
-    ///
-    /// # Errors
-    /// When the folder cannot be listed.
-    pub fn objects(&self) -> anyhow::Result<Vec<ObjectRef>> {
-        Ok(self.contents()?.0)
-    }
-
     /// Every object in the folder, and every entry that cannot be read as one (key, reason).
     ///
     /// # Errors
@@ -302,28 +294,81 @@ impl ObjectReader for LocalBucket {
     }
 
     async fn read(&self, object: &ObjectRef, range: ByteRange) -> Result<Vec<u8>, ReadError> {
-        let path = self.path_of(object);
-        let mut file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ReadError::NotFound(object.to_string()))
-            }
-            Err(e) => return Err(unavailable(e)),
-        };
-        let meta = file.metadata().map_err(unavailable)?;
-        if object.etag.as_deref().is_some_and(|e| e != etag(&meta)) || meta.len() != object.size {
-            return Err(ReadError::Changed(object.to_string()));
+        read_range(&self.path_of(object), object, range)
+    }
+}
+
+/// Reads `range` of the file at `path`, which must still be the version `object` names.
+fn read_range(path: &Path, object: &ObjectRef, range: ByteRange) -> Result<Vec<u8>, ReadError> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ReadError::NotFound(object.to_string()))
         }
-        let size = meta.len();
-        let (start, len) = match range {
-            ByteRange::Head(n) => (0, n.min(size)),
-            ByteRange::Tail(n) => (size - n.min(size), n.min(size)),
+        Err(e) => return Err(unavailable(e)),
+    };
+    let meta = file.metadata().map_err(unavailable)?;
+    if object.etag.as_deref().is_some_and(|e| e != etag(&meta)) || meta.len() != object.size {
+        return Err(ReadError::Changed(object.to_string()));
+    }
+    let size = meta.len();
+    let (start, len) = match range {
+        ByteRange::Head(n) => (0, n.min(size)),
+        ByteRange::Tail(n) => (size - n.min(size), n.min(size)),
+    };
+    file.seek(SeekFrom::Start(start)).map_err(unavailable)?;
+    let mut bytes = Vec::new();
+    file.take(len)
+        .read_to_end(&mut bytes)
+        .map_err(unavailable)?;
+    Ok(bytes)
+}
+
+/// Local files as objects under keys of the caller's choosing (`bakdrop plan`: a folder's files
+/// under their keys from the folder, loose files under their database's name), read like
+/// [`LocalBucket`] reads its folder.
+#[derive(Debug, Default)]
+pub struct PathObjects {
+    paths: std::collections::BTreeMap<String, PathBuf>,
+}
+
+impl PathObjects {
+    /// The object for the file at `path` under `key` in `bucket`; each added file is its own
+    /// object, even under a key given twice.
+    ///
+    /// # Errors
+    /// When the file cannot be read.
+    pub fn add(&mut self, bucket: &str, key: &str, path: &Path) -> anyhow::Result<ObjectRef> {
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot stat {}", path.display()))?;
+        let object = ObjectRef {
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            version_id: Some(format!("{}", self.paths.len() + 1)),
+            etag: Some(etag(&meta)),
+            size: meta.len(),
         };
-        file.seek(SeekFrom::Start(start)).map_err(unavailable)?;
-        let mut bytes = Vec::new();
-        file.take(len)
-            .read_to_end(&mut bytes)
-            .map_err(unavailable)?;
-        Ok(bytes)
+        self.paths.insert(object.file_id(), path.to_path_buf());
+        Ok(object)
+    }
+
+    /// The file behind an object.
+    pub fn path(&self, file_id: &str) -> Option<&Path> {
+        self.paths.get(file_id).map(PathBuf::as_path)
+    }
+
+    fn path_of(&self, object: &ObjectRef) -> Result<&Path, ReadError> {
+        self.path(&object.file_id())
+            .ok_or_else(|| ReadError::NotFound(object.to_string()))
+    }
+}
+
+impl ObjectReader for PathObjects {
+    async fn check_current(&self, object: &ObjectRef) -> Result<(), ReadError> {
+        read_range(self.path_of(object)?, object, ByteRange::Head(0)).map(|_| ())
+    }
+
+    async fn read(&self, object: &ObjectRef, range: ByteRange) -> Result<Vec<u8>, ReadError> {
+        read_range(self.path_of(object)?, object, range)
     }
 }

@@ -54,8 +54,11 @@ const CONNECTION_HELP: &str = "Target SQL Server: host=..;port=..;user=..;passwo
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Read backup headers (head and tail of each file only) and say whether bakdrop takes them.
+    ///
+    /// Exit status 0 when every file is usable, 1 when one is not (its reason has a stable
+    /// code), 2 when a path cannot be read at all.
     Inspect {
-        /// Backup files (.bak, .trn).
+        /// Backup files (.bak, .trn) or folders (searched recursively; hidden entries skipped).
         #[arg(required = true)]
         paths: Vec<PathBuf>,
         /// Print JSON (one object per file) instead of text.
@@ -68,12 +71,17 @@ enum Command {
         #[arg(long, default_value = "same")]
         policy: String,
     },
-    /// Plan the restore chain of the backups under some paths, per source database.
+    /// Plan what `run` would restore from the backups under some paths, per target database.
     ///
-    /// Reads every backup (head and tail only) under the files and folders given, groups them by
-    /// source database (FamilyGUID) and prints, per database, the restore sequence (file, type,
-    /// LSN range), the files it would skip or cannot use and why, and the T-SQL to run.
-    /// Exit status 2 when a database has no usable chain (e.g. no full backup).
+    /// Reads every backup (head and tail only) and validates it as `run` does (nothing is
+    /// written): a folder's files are keyed as `run` keys them (DIR/<TargetDatabase>/<file>, or
+    /// the backup-type layout DIR/<Server$Instance>/<Database>/FULL|DIFF|LOG/<file>; a folder
+    /// holding backups itself is their database folder); files given one by one are planned as
+    /// the database inside them. Prints, per database, the restore sequence (file, type, LSN
+    /// range) — the one the restore worker applies —, the files it would reject or skip and
+    /// why (with stable codes), what stops it, and the T-SQL to run.
+    /// Exit status 2 when a file would be rejected or a database cannot proceed (no full, a
+    /// gap, a broken chain), 0 otherwise.
     Plan {
         /// Backup files or folders (searched recursively; hidden entries skipped).
         #[arg(required = true)]
@@ -84,17 +92,30 @@ enum Command {
         /// Bucket name in RDS ARNs (default: the placeholder <bucket>).
         #[arg(long, default_value = planning::DEFAULT_BUCKET)]
         bucket: String,
-        /// Print JSON: [{"database", "steps": [{"files", "backup_type", "first_lsn", "last_lsn", "sql"}], "skipped": [{"file", "reason"}], "problems": [..]}].
+        /// Print JSON (schemas/plan.schema.json): [{"database", "steps": [{"files",
+        /// "backup_type", "first_lsn", "last_lsn", "sql"}], "skipped"/"rejected": [{"file",
+        /// "code", "reason"}], "problems": [{"code", "message", "file"}]}].
         #[arg(long)]
         json: bool,
-        /// Restore as this target database (default: each backup's own database name). Native
-        /// restores name the database's files after it.
+        /// Restore every file as this target database. Native restores name the database's
+        /// files after it.
         #[arg(long)]
         database: Option<String>,
+        /// Validate against this SQL Server version, as `run --target-version` (default: no
+        /// version check, said once).
+        #[arg(long)]
+        target_version: Option<String>,
+        /// Version policy: same (default) or not-newer.
+        #[arg(long, default_value = "same")]
+        policy: VersionPolicy,
         #[command(flatten)]
         directories: PathArgs,
     },
     /// Run the whole pipeline on one machine over a folder standing in for the bucket.
+    ///
+    /// Exit status 0 when every migration proceeds and no file was rejected; 1 when a file was
+    /// rejected, a migration failed or cannot proceed (no full, a gap), or an entry cannot be
+    /// read; 2 when it could not run at all.
     ///
     /// Every file DIR/<TargetDatabase>/<file> is an upload event: it is validated (the same
     /// Validator as the validate-upload function), queued in memory, and restored by the same
@@ -111,14 +132,17 @@ enum Command {
         /// a local SQL Server 2022).
         #[arg(long, default_value = "rds")]
         dialect: Dialect,
-        /// Keep watching DIR (every second; a new or changed file is a new event) until Ctrl-C.
+        /// Keep watching DIR (every second; a new or changed file is a new event) until Ctrl-C;
+        /// on a terminal, a live line shows each migration's progress.
         #[arg(long)]
         watch: bool,
         /// State file (default DIR/.bakdrop/status.json).
         #[arg(long)]
         state: Option<PathBuf>,
-        /// Validate against this SQL Server version (2016, 16, 957, ...). Default: the target's
-        /// own version with --target, else the version of the first full backup found.
+        /// Validate against this SQL Server version (2017, 2019, 2022, 2025, 16, 957, ...).
+        /// Default: the target's own version with --target; without --target, no version check
+        /// (said once). Files rejected for the version or policy are checked again when a run
+        /// gives other settings.
         #[arg(long)]
         target_version: Option<String>,
         /// Version policy: same (default) or not-newer.
@@ -136,12 +160,19 @@ enum Command {
         directories: PathArgs,
     },
     /// Show the status of one migration or of all (from the local state file).
+    ///
+    /// Exit status 1 when the named database is unknown.
     Status {
         /// Target database (default: every migration).
         database: Option<String>,
-        /// Print the status document as JSON (as the migration-status function answers).
+        /// Print the status document as JSON (as the migration-status function answers;
+        /// schemas/status.schema.json).
         #[arg(long)]
         json: bool,
+        /// Keep showing the status of the local state file (every 2 s; on a terminal redrawn in
+        /// place, with the percent complete of the restore in flight) until Ctrl-C.
+        #[arg(long, conflicts_with = "json")]
+        watch: bool,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -269,23 +300,6 @@ fn main() -> ExitCode {
             target,
             policy,
         } => inspect::run(&paths, json, target.as_deref(), &policy),
-        Command::Plan {
-            paths,
-            dialect,
-            bucket,
-            json,
-            database,
-            directories,
-        } => planning::run(
-            &paths,
-            &planning::PlanOptions {
-                dialect,
-                bucket,
-                database,
-                paths: directories.or_default(),
-            },
-            json,
-        ),
         other => match tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -335,8 +349,16 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
         Command::Status {
             database,
             json,
+            watch,
             state,
         } => match (state.function, state.table) {
+            (None, None) if watch => {
+                let path = manage::state_file(state.state, state.dir);
+                manage::status_watch(&path, database.as_deref(), Duration::from_secs(2)).await
+            }
+            (Some(_), _) | (_, Some(_)) if watch => anyhow::bail!(
+                "--watch follows the local state file (--dir/--state); for a deployed stack, run status again"
+            ),
             (Some(function), _) => invoke::status(&function, database.as_deref(), json).await,
             (None, Some(table)) => manage::status_in_table(&table, database.as_deref(), json).await,
             (None, None) => {
@@ -389,7 +411,34 @@ async fn run_async(command: Command) -> anyhow::Result<ExitCode> {
             };
             cutover(request, CutoverAction::Reset, state, target).await
         }
-        Command::Inspect { .. } | Command::Plan { .. } => {
+        Command::Plan {
+            paths,
+            dialect,
+            bucket,
+            json,
+            database,
+            target_version,
+            policy,
+            directories,
+        } => {
+            let target_version = target_version
+                .map(|v| v.parse().context("--target-version"))
+                .transpose()?;
+            planning::run(
+                &paths,
+                &planning::PlanOptions {
+                    dialect,
+                    bucket,
+                    database,
+                    paths: directories.or_default(),
+                    target_version,
+                    policy,
+                },
+                json,
+            )
+            .await
+        }
+        Command::Inspect { .. } => {
             anyhow::bail!("internal: synchronous command routed to the async runner")
         }
     }

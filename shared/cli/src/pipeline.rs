@@ -14,14 +14,13 @@ use anyhow::Context;
 use bakdrop_core::ports::{RestoreTarget, StatusStore};
 use bakdrop_core::report;
 use bakdrop_core::restore::{Attempt, RestoreConfig, SourceLocation, WorkOutcome, Worker};
-use bakdrop_core::status::{BackupKind, FileState, MigrationState};
-use bakdrop_core::summary;
+use bakdrop_core::status::{FileState, MigrationState};
 use bakdrop_core::tsql::{Dialect, TargetPaths};
 use bakdrop_core::validate::{Outcome, ValidateConfig, Validator};
 use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 use bakdrop_mssql::TiberiusTarget;
 
-use crate::local::{read_head_tail, LocalBucket};
+use crate::local::LocalBucket;
 use crate::queue::{Clock, LocalQueue};
 use crate::store::{JsonFileStore, RememberedTarget};
 use crate::target::{parse_connection, password_source, CliTarget, ScriptTarget};
@@ -52,7 +51,8 @@ pub fn default_state(dir: &std::path::Path) -> PathBuf {
     dir.join(".bakdrop").join("status.json")
 }
 
-/// Runs the pipeline; exit status 1 when a migration failed.
+/// Runs the pipeline; exit status 1 when a file was rejected, a migration failed or cannot
+/// proceed (no full, a gap), or an entry of the folder cannot be read.
 ///
 /// # Errors
 /// When the folder, the state file or the target cannot be used at all.
@@ -119,12 +119,15 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
                     release
                 }
             };
-            (CliTarget::Server(Box::new(server)), release)
+            (CliTarget::Server(Box::new(server)), Some(release))
         }
         None => {
             let release = match &options.target_version {
-                Some(v) => given_version(v)?,
-                None => version_of_first_full(&bucket)?,
+                Some(v) => Some(given_version(v)?),
+                None => {
+                    crate::outln!("{NO_VERSION}");
+                    None
+                }
             };
             crate::outln!(
                 "script-only mode: no --target, nothing is executed; the T-SQL goes to {}",
@@ -189,6 +192,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             dialect: options.dialect,
             location,
             policy: options.policy,
+            check_version: release.is_some(),
             poll_interval: options.poll_interval,
             busy_retry: options.poll_interval.max(Duration::from_secs(1)),
             settle: None,
@@ -201,7 +205,14 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let mut event = 0u64;
     let mut deliveries = 0u64;
     let mut unreadable: BTreeMap<String, String> = BTreeMap::new();
+    // On a terminal, --watch keeps one live line of progress under the events, redrawn in place.
+    let live = options.watch && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let mut live_shown = false;
     loop {
+        if live_shown {
+            crate::out!("\r\x1b[K");
+            live_shown = false;
+        }
         // New or changed files are new ObjectCreated events; what cannot be read is said once.
         let (objects, cannot) = bucket.contents()?;
         for (key, why) in cannot {
@@ -269,6 +280,10 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             Some(d) => d.min(Duration::from_secs(1)),
             None => Duration::from_secs(1),
         };
+        if live {
+            crate::out!("{}", live_line(store.as_ref()).await?);
+            live_shown = true;
+        }
         if options.watch {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -282,7 +297,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let failed = summary_text(store.as_ref()).await?;
+    let stopped = summary_text(store.as_ref()).await?;
     if !unreadable.is_empty() {
         crate::outln!(
             "\n{} file(s) could not be read: {}",
@@ -300,7 +315,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
             script_path.display()
         );
     }
-    Ok(if failed || !unreadable.is_empty() {
+    Ok(if stopped || !unreadable.is_empty() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
@@ -313,31 +328,8 @@ fn given_version(text: &str) -> anyhow::Result<SqlServerRelease> {
     Ok(release)
 }
 
-fn version_of_first_full(bucket: &LocalBucket) -> anyhow::Result<SqlServerRelease> {
-    for object in bucket.objects()? {
-        let mut path = bucket.root().to_path_buf();
-        path.extend(object.key.split('/'));
-        let Ok(data) = read_head_tail(&path) else {
-            continue;
-        };
-        let Ok(header) = summary::summarize(&data.head, data.tail.as_deref(), data.size) else {
-            continue;
-        };
-        if header.backup_type != BackupKind::Full {
-            continue;
-        }
-        if let Some(release) = SqlServerRelease::by_database_version(header.database_version) {
-            crate::outln!(
-                "no --target-version: validating against {release}, the version of the first full backup found ({})",
-                object.key
-            );
-            return Ok(release);
-        }
-    }
-    anyhow::bail!(
-        "no --target and no full backup of a known SQL Server version in the folder: give --target-version (e.g. 2022)"
-    )
-}
+/// What a run or plan without a target version says, once.
+pub const NO_VERSION: &str = "no target version: the version check is skipped (each backup is taken at its own version); give --target-version (e.g. 2022), or --target to use the server's own";
 
 /// Progress lines, one per event.
 #[derive(Debug, Default)]
@@ -401,9 +393,41 @@ impl Progress {
     }
 }
 
-/// Prints the final summary of every migration in the store; true when one failed.
+/// One line of progress for a terminal: each migration's state, the restore in flight with its
+/// percent, and what comes next.
+async fn live_line(store: &JsonFileStore) -> anyhow::Result<String> {
+    let mut parts = Vec::new();
+    for name in store.databases()? {
+        if name.is_empty() {
+            continue;
+        }
+        let migration = store.get_migration(&name).await?.map(|v| v.record);
+        let files: Vec<_> = store
+            .list_files(&name)
+            .await?
+            .into_iter()
+            .map(|v| v.record)
+            .collect();
+        let r = report::build(&name, migration.as_ref(), &files);
+        let state = r.state.map_or("rejected".to_owned(), |s| s.to_string());
+        parts.push(match (&r.restoring, r.percent_complete) {
+            (Some(file), Some(p)) => format!("{name}: restoring {file} {p:.0}%"),
+            (Some(file), None) => format!("{name}: restoring {file}"),
+            _ => format!("{name}: {state}, next {}", r.next),
+        });
+    }
+    let mut line = format!("[watching, Ctrl-C to stop] {}", parts.join(" · "));
+    if line.chars().count() > 200 {
+        line = line.chars().take(199).collect::<String>() + "…";
+    }
+    Ok(crate::out::Shown(&line).to_string())
+}
+
+/// Prints the final summary of every migration in the store; true when a file was rejected or
+/// a migration cannot proceed: it failed, has no full backup restored, or a file waits for
+/// something that has not arrived (a gap, missing stripes) rather than for its turn.
 async fn summary_text(store: &JsonFileStore) -> anyhow::Result<bool> {
-    let mut failed = false;
+    let mut stopped = false;
     crate::outln!("\nSummary");
     for name in store.databases()? {
         let migration = store.get_migration(&name).await?.map(|v| v.record);
@@ -414,8 +438,28 @@ async fn summary_text(store: &JsonFileStore) -> anyhow::Result<bool> {
             .map(|v| v.record)
             .collect();
         let report = report::build(&name, migration.as_ref(), &files);
-        failed |= report.state == Some(MigrationState::Failed);
+        stopped |= cannot_proceed(migration.as_ref(), &files);
         crate::out!("{}", crate::manage::report_text(&report, &files, "files"));
     }
-    Ok(failed)
+    Ok(stopped)
+}
+
+/// True when a file was rejected, the migration failed, nothing is restored, or a file waits
+/// for a backup that has not arrived.
+fn cannot_proceed(
+    migration: Option<&bakdrop_core::status::MigrationRecord>,
+    files: &[bakdrop_core::status::FileRecord],
+) -> bool {
+    let blocked = |f: &bakdrop_core::status::FileRecord| {
+        f.state == FileState::Waiting && f.reason.as_ref().is_none_or(|r| r.code != "Queued")
+    };
+    files
+        .iter()
+        .any(|f| matches!(f.state, FileState::Rejected | FileState::Failed) || blocked(f))
+        || migration.is_some_and(|m| {
+            matches!(
+                m.state,
+                MigrationState::Failed | MigrationState::AwaitingFull
+            )
+        })
 }

@@ -1,27 +1,48 @@
-//! `bakdrop plan`: the restore sequence the worker would apply to the backups under some paths,
-//! per source database (FamilyGUID), with the files it would skip and the T-SQL to run by hand.
+//! `bakdrop plan`: what `bakdrop run` would restore from the backups under some paths, per
+//! target database, with the files it would reject or skip and the T-SQL to run by hand.
+//!
+//! The preview is what runs: every file goes through the same [`Validator`] as `run` (in memory,
+//! nothing written), files are keyed as `run` keys them, and each database's chain comes from
+//! [`plan::plan_all`], which plans with the restore worker's own [`plan::plan`].
+//!
+//! Keys: a folder's files are keyed from the folder down (`Sales/log.trn`,
+//! `SQL01$PROD/Sales/FULL/full.bak`), as `run` keys them; a file right in the folder given (or
+//! under a backup-type folder right in it) is keyed under the folder's own name, so a database
+//! folder may be given itself. Files given one by one are keyed under the database inside them
+//! (`--database` names another).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use bakdrop_core::job::QueueMessage;
 use bakdrop_core::names::DatabaseName;
+use bakdrop_core::object::{KeyError, MigrationKey, ObjectRef};
 use bakdrop_core::plan::{self, Candidate, Step};
-use bakdrop_core::status::BackupKind;
+use bakdrop_core::ports::{JobQueue, QueueError, StatusStore};
+use bakdrop_core::source::SourceLocation;
+use bakdrop_core::status::{BackupKind, FileRecord, FileState};
 use bakdrop_core::tsql::{self, Dialect, RestoreRequest, RestoreSource, TargetPaths};
-use bakdrop_core::{backup, summary};
+use bakdrop_core::validate::{ValidateConfig, Validator};
+use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 use serde::Serialize;
 
-use crate::local::{read_head_tail, scan};
+use crate::local::{read_head_tail, scan, PathObjects};
 use crate::out::Shown;
+use crate::store::JsonFileStore;
 
-/// One database's plan, as `--json` prints it.
+/// One database's plan, as `--json` prints it (schema: `schemas/plan.schema.json`).
 #[derive(Debug, Serialize)]
 pub struct DatabasePlan {
+    /// The target database ("" for files whose key names none: see their `rejected` codes).
     pub database: String,
     pub steps: Vec<PlannedStep>,
-    pub skipped: Vec<Skipped>,
-    pub problems: Vec<String>,
+    /// Files the chain does not need (superseded, covered, another full chosen …).
+    pub skipped: Vec<FileNote>,
+    /// Files validation rejects, as `run` would.
+    pub rejected: Vec<FileNote>,
+    /// Why the database cannot proceed, or not as planned.
+    pub problems: Vec<Problem>,
 }
 
 #[derive(Debug, Serialize)]
@@ -33,45 +54,67 @@ pub struct PlannedStep {
     pub sql: String,
 }
 
+/// A file and why it is where it is: a stable `code` and the sentence.
 #[derive(Debug, Serialize)]
-pub struct Skipped {
+pub struct FileNote {
     pub file: String,
+    pub code: String,
     pub reason: String,
 }
 
-/// The group a file falls into: its FamilyGUID when the header could be read.
-#[derive(Debug, Default)]
-struct Group {
-    database: String,
-    candidates: Vec<Candidate>,
-    skipped: Vec<Skipped>,
+/// Something that stops a database (or a file) from proceeding: a stable `code` and the
+/// sentence, and the file when it is about one.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    pub code: String,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
 }
 
-/// Groups files without a readable header apart from every database.
-const UNREADABLE_KEY: &str = "~unreadable";
-
-fn family_key(guid: impl std::fmt::Display) -> String {
-    guid.to_string()
+impl Problem {
+    /// True when the database cannot proceed past it (anything but a file in line).
+    fn blocks(&self) -> bool {
+        self.code != "Queued"
+    }
 }
 
-/// How to write the plan's T-SQL.
+/// How to validate and write the plan.
 #[derive(Debug, Clone)]
 pub struct PlanOptions {
     pub dialect: Dialect,
     /// Bucket name in RDS ARNs.
     pub bucket: String,
-    /// Restore as this database (default: each backup's own database name).
+    /// Plan every file as this target database.
     pub database: Option<String>,
     /// Where native full restores move the files.
     pub paths: TargetPaths,
+    /// The target's version; `None`: no version check (said once).
+    pub target_version: Option<SqlServerRelease>,
+    pub policy: VersionPolicy,
 }
 
-/// Plans every backup under `paths`; exit status 2 when a database has no usable chain.
+/// Entries under the paths that are no files: they stop `plan` like a rejected file.
+const UNREADABLE_CODE: &str = "Unreadable";
+
+/// Plans every backup under `paths`; exit status 2 when a file would be rejected, a database
+/// cannot proceed (no full, a gap, a broken chain) or an entry cannot be read.
 ///
 /// # Errors
 /// When a path cannot be read.
-pub fn run(paths: &[PathBuf], options: &PlanOptions, as_json: bool) -> anyhow::Result<ExitCode> {
-    let plans = plan_paths(paths, options)?;
+pub async fn run(
+    paths: &[PathBuf],
+    options: &PlanOptions,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    if options.target_version.is_none() {
+        if as_json {
+            eprintln!("bakdrop: {}", crate::pipeline::NO_VERSION);
+        } else {
+            crate::outln!("{}\n", crate::pipeline::NO_VERSION);
+        }
+    }
+    let plans = plan_paths(paths, options).await?;
     if as_json {
         crate::outln!("{}", serde_json::to_string_pretty(&plans)?);
     } else {
@@ -79,129 +122,271 @@ pub fn run(paths: &[PathBuf], options: &PlanOptions, as_json: bool) -> anyhow::R
             crate::out!("{}", text(p, options));
         }
     }
-    // A database without a chain, or nothing usable at all.
-    // A database without a chain, a file that is no usable backup (or cannot be read at all),
-    // or nothing usable at all.
-    let unusable = plans
-        .iter()
-        .any(|p| p.steps.is_empty() && p.database != UNREADABLE_NAME)
-        || plans
-            .iter()
-            .any(|p| p.database == UNREADABLE_NAME && !p.skipped.is_empty())
-        || plans.iter().all(|p| p.steps.is_empty());
-    Ok(if unusable {
+    let stopped = plans.is_empty()
+        || plans.iter().any(|p| {
+            !p.rejected.is_empty()
+                || p.problems.iter().any(Problem::blocks)
+                || (p.steps.is_empty() && !p.database.is_empty())
+        });
+    Ok(if stopped {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })
 }
 
-const UNREADABLE_NAME: &str = "(not a usable backup)";
+/// A file to plan: its key and where it is.
+struct Input {
+    key: String,
+    path: PathBuf,
+}
 
-/// Reads, groups and plans.
+/// `relative` (a file's path in `dir`, with `/`) under `dir`'s own name.
+fn under_folder_name(dir: &Path, relative: &str) -> String {
+    let name = std::fs::canonicalize(dir)
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    if name.is_empty() {
+        relative.to_owned()
+    } else {
+        format!("{name}/{relative}")
+    }
+}
+
+/// True when `relative` names no database folder (the file is right in the folder given, or
+/// under a backup-type folder right in it).
+fn names_no_database(relative: &str) -> bool {
+    matches!(
+        MigrationKey::parse(relative),
+        Err(KeyError::NoFolder(_) | KeyError::NoDatabaseAboveTypeFolder { .. })
+    )
+}
+
+/// The inputs under `paths`, in the order `run` meets them, and the entries that are no files.
+fn inputs(
+    paths: &[PathBuf],
+    database: Option<&str>,
+) -> anyhow::Result<(Vec<Input>, crate::local::Unreadable)> {
+    let mut found = Vec::new();
+    let mut unreadable = Vec::new();
+    for path in paths {
+        let scanned = scan(std::slice::from_ref(path))?;
+        for (entry, why) in scanned.unreadable {
+            unreadable.push((entry.display().to_string(), why));
+        }
+        let is_dir = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
+        let relative = |file: &Path| -> String {
+            file.strip_prefix(path)
+                .unwrap_or(file)
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/")
+        };
+        // A folder none of whose files has a database folder is itself one (`plan Sales/`);
+        // otherwise its files are keyed exactly as `run` keys them.
+        let database_folder = is_dir
+            && scanned
+                .files
+                .iter()
+                .all(|f| names_no_database(&relative(f)));
+        for file in scanned.files {
+            let file_name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let key = match (database, is_dir) {
+                (Some(db), _) => format!("{db}/{file_name}"),
+                (None, true) if database_folder => under_folder_name(path, &relative(&file)),
+                (None, true) => relative(&file),
+                (None, false) => {
+                    // A loose file: under the database inside it, as a DBA restores it by hand.
+                    let data = read_head_tail(&file)?;
+                    let inside =
+                        bakdrop_core::backup::parse(&data.head, data.tail.as_deref(), data.size)
+                            .ok()
+                            .and_then(|f| f.sets.first().map(|s| s.database_name.clone()))
+                            .filter(|n| !n.is_empty() && !n.contains('/'));
+                    match inside {
+                        Some(db) => format!("{db}/{file_name}"),
+                        None => {
+                            under_folder_name(file.parent().unwrap_or(Path::new(".")), &file_name)
+                        }
+                    }
+                }
+            };
+            found.push(Input { key, path: file });
+        }
+    }
+    Ok((found, unreadable))
+}
+
+/// A queue that keeps nothing: the preview validates and plans, it restores nothing.
+#[derive(Debug)]
+struct NoQueue;
+
+impl JobQueue for NoQueue {
+    async fn send(
+        &self,
+        _message: &QueueMessage,
+        _delay: std::time::Duration,
+    ) -> Result<(), QueueError> {
+        Ok(())
+    }
+}
+
+/// Reads, validates (as `run` does) and plans.
 ///
 /// # Errors
 /// When a path cannot be read.
-pub fn plan_paths(paths: &[PathBuf], options: &PlanOptions) -> anyhow::Result<Vec<DatabasePlan>> {
-    let mut groups: BTreeMap<String, Group> = BTreeMap::new();
-    let mut locations: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let scanned = scan(paths)?;
-    if !scanned.unreadable.is_empty() {
-        let group = groups.entry(UNREADABLE_KEY.to_owned()).or_default();
-        group.database = UNREADABLE_NAME.to_owned();
-        for (path, why) in &scanned.unreadable {
-            group.skipped.push(Skipped {
-                file: path.display().to_string(),
-                reason: why.clone(),
-            });
-        }
-    }
-    for path in scanned.files {
-        let shown = path.display().to_string();
-        let data = read_head_tail(&path)?;
-        let file_name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| shown.clone());
-        match summary::summarize(&data.head, data.tail.as_deref(), data.size) {
-            Ok(header) => {
-                let group = groups.entry(family_key(header.family_guid)).or_default();
-                if group.database.is_empty() {
-                    group.database = header.source_database.clone();
-                }
-                locations.insert(shown.clone(), path.clone());
-                group.candidates.push(Candidate {
-                    file_id: shown,
-                    file_name,
-                    header,
-                });
-            }
-            Err(reason) => {
-                // Still group by the database inside when the header itself is readable.
-                let parsed = backup::parse(&data.head, data.tail.as_deref(), data.size).ok();
-                let set = parsed.as_ref().and_then(|f| f.sets.first());
-                let (key, name) = match set {
-                    Some(s) => (family_key(s.family_guid), s.database_name.clone()),
-                    None => (UNREADABLE_KEY.to_owned(), UNREADABLE_NAME.to_owned()),
-                };
-                let group = groups.entry(key).or_default();
-                if group.database.is_empty() {
-                    group.database = name;
-                }
-                group.skipped.push(Skipped {
-                    file: shown,
-                    reason: reason.to_string(),
-                });
-            }
-        }
-    }
-    Ok(groups
-        .into_values()
-        .map(|g| plan_group(g, options, &locations))
-        .collect())
-}
-
-fn plan_group(
-    group: Group,
+pub async fn plan_paths(
+    paths: &[PathBuf],
     options: &PlanOptions,
-    locations: &BTreeMap<String, PathBuf>,
-) -> DatabasePlan {
-    let source = group.database;
-    let mut out = DatabasePlan {
-        database: match &options.database {
-            Some(target) if source != UNREADABLE_NAME => target.clone(),
-            _ => source,
-        },
-        steps: Vec::new(),
-        skipped: group.skipped,
-        problems: Vec::new(),
+) -> anyhow::Result<Vec<DatabasePlan>> {
+    let (inputs, unreadable) = inputs(paths, options.database.as_deref())?;
+    let directory = paths
+        .iter()
+        .find(|p| p.is_dir())
+        .and_then(|p| std::fs::canonicalize(p).ok())
+        .map_or_else(|| "/".to_owned(), |p| p.display().to_string());
+    let location = match options.dialect {
+        Dialect::Rds => SourceLocation::rds(None),
+        Dialect::Native => SourceLocation::Disk { directory },
     };
-    if out.database == UNREADABLE_NAME {
-        return out;
+    let mut objects = PathObjects::default();
+    let mut shown: BTreeMap<String, String> = BTreeMap::new();
+    let mut listed = Vec::new();
+    for input in &inputs {
+        let object = objects.add(&options.bucket, &input.key, &input.path)?;
+        shown.insert(object.file_id(), input.path.display().to_string());
+        listed.push(object);
     }
-    let offline = plan::plan_all(&group.candidates);
-    let name = DatabaseName::parse(&out.database);
-    if let Err(e) = &name {
-        out.problems.push(format!(
-            "the database name cannot be restored as it is ({e}); upload under another <TargetDatabase> folder"
+    let validator = Validator {
+        reader: objects,
+        store: JsonFileStore::in_memory(),
+        queue: NoQueue,
+        config: ValidateConfig {
+            // The preview plans restores; an arm request changes no chain.
+            arm_by_upload: false,
+            target: options.target_version,
+            policy: options.policy,
+            location,
+        },
+    };
+    let now = time::OffsetDateTime::now_utc();
+    for (i, object) in listed.iter().enumerate() {
+        Box::pin(validator.validate(object, &format!("plan-{i}"), now))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    }
+    let mut plans = Vec::new();
+    for name in validator.store.databases()? {
+        let files: Vec<FileRecord> = validator
+            .store
+            .list_files(&name)
+            .await?
+            .into_iter()
+            .map(|v| v.record)
+            .collect();
+        plans.push(plan_database(
+            &name,
+            &files,
+            options,
+            &validator.reader,
+            &shown,
         ));
     }
+    if !unreadable.is_empty() {
+        plans.push(DatabasePlan {
+            database: String::new(),
+            steps: Vec::new(),
+            skipped: Vec::new(),
+            rejected: unreadable
+                .into_iter()
+                .map(|(file, reason)| FileNote {
+                    file,
+                    code: UNREADABLE_CODE.to_owned(),
+                    reason,
+                })
+                .collect(),
+            problems: Vec::new(),
+        });
+    }
+    Ok(plans)
+}
+
+fn plan_database(
+    name: &str,
+    files: &[FileRecord],
+    options: &PlanOptions,
+    objects: &PathObjects,
+    shown: &BTreeMap<String, String>,
+) -> DatabasePlan {
+    let show = |file_id: &str| {
+        shown
+            .get(file_id)
+            .cloned()
+            .unwrap_or_else(|| file_id.to_owned())
+    };
+    let mut out = DatabasePlan {
+        database: name.to_owned(),
+        steps: Vec::new(),
+        skipped: Vec::new(),
+        rejected: Vec::new(),
+        problems: Vec::new(),
+    };
+    let mut candidates = Vec::new();
+    for f in files {
+        match (f.state, &f.header) {
+            (FileState::Rejected, _) | (_, None) => {
+                let (code, reason) = f
+                    .reason
+                    .as_ref()
+                    .map(|r| (r.code.clone(), r.to_string()))
+                    .unwrap_or_else(|| ("Rejected".into(), "rejected".into()));
+                out.rejected.push(FileNote {
+                    file: show(&f.file_id),
+                    code,
+                    reason,
+                });
+            }
+            (_, Some(header)) => candidates.push(Candidate {
+                file_id: f.file_id.clone(),
+                file_name: f.object.file_name().to_owned(),
+                header: header.clone(),
+            }),
+        }
+    }
+    if name.is_empty() {
+        return out;
+    }
+    let offline = plan::plan_all(&candidates);
+    let database = DatabaseName::parse(name);
     for step in &offline.steps {
-        let sql = match &name {
-            Ok(db) => match step_sql(db, step, &group.candidates, options, locations) {
+        let sql = match &database {
+            Ok(db) => match step_sql(db, step, &candidates, options, objects, files) {
                 Ok(sql) => sql,
                 Err(e) => {
-                    out.problems.push(format!(
-                        "{} cannot be restored as it is named ({e}); rename it",
-                        step.files.join(" + ")
-                    ));
+                    out.problems.push(Problem {
+                        code: "UnusableFileName".into(),
+                        message: format!(
+                            "{} cannot be restored as it is named ({e}); rename it",
+                            step.files
+                                .iter()
+                                .map(|f| show(f))
+                                .collect::<Vec<_>>()
+                                .join(" + ")
+                        ),
+                        file: step.files.first().map(|f| show(f)),
+                    });
                     String::new()
                 }
             },
             Err(_) => String::new(),
         };
         out.steps.push(PlannedStep {
-            files: step.files.clone(),
+            files: step.files.iter().map(|f| show(f)).collect(),
             backup_type: step.kind,
             first_lsn: step.first_lsn.to_string(),
             last_lsn: step.last_lsn.to_string(),
@@ -209,34 +394,34 @@ fn plan_group(
         });
     }
     for (file, reason) in &offline.skipped {
-        out.skipped.push(Skipped {
-            file: file.clone(),
+        out.skipped.push(FileNote {
+            file: show(file),
+            code: reason.code().to_owned(),
             reason: reason.to_string(),
         });
     }
     for (file, reason) in &offline.waiting {
-        out.problems
-            .push(format!("{file} cannot be applied: {reason}"));
+        out.problems.push(Problem {
+            code: reason.code().to_owned(),
+            message: format!("{} cannot be applied: {reason}", show(file)),
+            file: Some(show(file)),
+        });
     }
     for (file, reason) in &offline.failures {
-        out.problems
-            .push(format!("{file} breaks the chain: {reason}"));
+        out.problems.push(Problem {
+            code: reason.code().to_owned(),
+            message: format!("{} breaks the chain: {reason}", show(file)),
+            file: Some(show(file)),
+        });
     }
     if offline.steps.is_empty() {
-        out.problems.push(
-            "no usable restore chain: there is no usable full backup of this database among these files"
-                .to_owned(),
-        );
+        out.problems.push(Problem {
+            code: "NoFullBackup".into(),
+            message: "no usable restore chain: there is no usable full backup of this database among these files".into(),
+            file: None,
+        });
     }
     out
-}
-
-fn file_name(file: &str, locations: &BTreeMap<String, PathBuf>) -> String {
-    locations
-        .get(file)
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| file.to_owned())
 }
 
 fn step_sql(
@@ -244,29 +429,37 @@ fn step_sql(
     step: &Step,
     candidates: &[Candidate],
     options: &PlanOptions,
-    locations: &BTreeMap<String, PathBuf>,
+    objects: &PathObjects,
+    files: &[FileRecord],
 ) -> Result<String, tsql::SourceError> {
-    let (dialect, bucket) = (options.dialect, options.bucket.as_str());
-    let sources = match dialect {
+    let object_of = |file_id: &str| -> Option<&ObjectRef> {
+        files
+            .iter()
+            .find(|f| f.file_id == file_id)
+            .map(|f| &f.object)
+    };
+    let sources = match options.dialect {
         Dialect::Rds => {
-            let names: Vec<String> = step.files.iter().map(|f| file_name(f, locations)).collect();
-            let object = match names.as_slice() {
+            let keys: Vec<String> = step
+                .files
+                .iter()
+                .map(|f| object_of(f).map_or_else(|| f.clone(), |o| o.key.clone()))
+                .collect();
+            let object = match keys.as_slice() {
                 [one] => one.clone(),
                 // A striped set: RDS reads every object under one prefix ending in '*'.
                 many => format!("{}*", common_prefix(many)),
             };
             vec![RestoreSource::S3Arn(format!(
-                "arn:aws:s3:::{bucket}/{}/{object}",
-                database.as_str()
+                "arn:aws:s3:::{}/{object}",
+                options.bucket
             ))]
         }
         Dialect::Native => step
             .files
             .iter()
             .map(|f| {
-                let path = locations
-                    .get(f)
-                    .map_or_else(|| PathBuf::from(f), |p| absolute(p));
+                let path = objects.path(f).map_or_else(|| PathBuf::from(f), absolute);
                 RestoreSource::Disk(path.display().to_string())
             })
             .collect(),
@@ -285,7 +478,7 @@ fn step_sql(
         request.files = header.files.clone();
         request.checksums = header.has_checksums;
     }
-    Ok(match dialect {
+    Ok(match options.dialect {
         Dialect::Rds => tsql::rds::restore(&request).to_string(),
         Dialect::Native => format!(
             "{};",
@@ -319,7 +512,11 @@ fn text(p: &DatabasePlan, options: &PlanOptions) -> String {
     let (dialect, bucket) = (options.dialect, options.bucket.as_str());
     use std::fmt::Write as _;
     let mut s = String::new();
-    let _ = writeln!(s, "== {}", Shown(&p.database));
+    if p.database.is_empty() {
+        let _ = writeln!(s, "== files outside any database folder, or unreadable");
+    } else {
+        let _ = writeln!(s, "== {}", Shown(&p.database));
+    }
     if !p.steps.is_empty() {
         let _ = writeln!(s, "Restore sequence:");
         for (i, step) in p.steps.iter().enumerate() {
@@ -334,8 +531,14 @@ fn text(p: &DatabasePlan, options: &PlanOptions) -> String {
             );
         }
     }
+    if !p.rejected.is_empty() {
+        let _ = writeln!(s, "Rejected (as `bakdrop run` would reject them):");
+        for k in &p.rejected {
+            let _ = writeln!(s, "  {}: {}: {}", Shown(&k.file), k.code, Shown(&k.reason));
+        }
+    }
     if !p.skipped.is_empty() {
-        let _ = writeln!(s, "Skipped or not usable:");
+        let _ = writeln!(s, "Skipped:");
         for k in &p.skipped {
             let _ = writeln!(s, "  {}: {}", Shown(&k.file), Shown(&k.reason));
         }
@@ -343,7 +546,7 @@ fn text(p: &DatabasePlan, options: &PlanOptions) -> String {
     if !p.problems.is_empty() {
         let _ = writeln!(s, "Problems:");
         for k in &p.problems {
-            let _ = writeln!(s, "  {}", Shown(k));
+            let _ = writeln!(s, "  {}: {}", k.code, Shown(&k.message));
         }
     }
     if !p.steps.is_empty() {

@@ -37,7 +37,7 @@ struct Entry<T> {
     record: T,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Document {
     schema: u32,
     #[serde(default)]
@@ -146,11 +146,13 @@ impl Default for Document {
     }
 }
 
-/// A status store in one JSON file.
+/// A status store in one JSON file (or, for `bakdrop plan`'s preview, in memory only).
 #[derive(Debug)]
 pub struct JsonFileStore {
     path: PathBuf,
     lock: Mutex<()>,
+    /// The document itself when the store lives in memory ([`JsonFileStore::in_memory`]).
+    memory: Option<Mutex<Document>>,
 }
 
 fn unavailable(e: std::io::Error) -> StoreError {
@@ -163,6 +165,17 @@ impl JsonFileStore {
         JsonFileStore {
             path: path.into(),
             lock: Mutex::new(()),
+            memory: None,
+        }
+    }
+
+    /// A store that is never written to disk: `bakdrop plan` validates through it exactly as
+    /// `bakdrop run` does through the state file.
+    pub fn in_memory() -> JsonFileStore {
+        JsonFileStore {
+            path: PathBuf::from("(memory)"),
+            lock: Mutex::new(()),
+            memory: Some(Mutex::new(Document::default())),
         }
     }
 
@@ -177,6 +190,12 @@ impl JsonFileStore {
     }
 
     fn load(&self) -> Result<Document, StoreError> {
+        if let Some(memory) = &self.memory {
+            return Ok(memory
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone());
+        }
         let text = match std::fs::read_to_string(&self.path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Document::default()),
@@ -195,6 +214,10 @@ impl JsonFileStore {
     }
 
     fn save(&self, doc: &Document) -> Result<(), StoreError> {
+        if let Some(memory) = &self.memory {
+            *memory.lock().unwrap_or_else(PoisonError::into_inner) = doc.clone();
+            return Ok(());
+        }
         let text = serde_json::to_vec_pretty(doc)
             .map_err(|e| StoreError::Corrupt(format!("cannot serialize the state: {e}")))?;
         let dir = self

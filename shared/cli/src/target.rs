@@ -28,7 +28,8 @@ pub const SCRIPT_BANNER: &str =
 #[derive(Debug)]
 pub struct ScriptTarget {
     dialect: Dialect,
-    release: SqlServerRelease,
+    /// The version it claims; `None`: none (the worker is told not to check versions).
+    release: Option<SqlServerRelease>,
     script: PathBuf,
     /// Where the script's native full restores move the database's files.
     paths: TargetPaths,
@@ -37,11 +38,11 @@ pub struct ScriptTarget {
 }
 
 impl ScriptTarget {
-    /// A script-only target claiming to run `release`, appending to `script`; native full
-    /// restores move the files to `paths`.
+    /// A script-only target claiming to run `release` (or no version in particular), appending
+    /// to `script`; native full restores move the files to `paths`.
     pub fn new(
         dialect: Dialect,
-        release: SqlServerRelease,
+        release: Option<SqlServerRelease>,
         script: PathBuf,
         paths: TargetPaths,
     ) -> ScriptTarget {
@@ -88,8 +89,11 @@ impl ScriptTarget {
 }
 
 impl RestoreTarget for ScriptTarget {
+    /// The version claimed; without one, the newest bakdrop knows (asked only by a worker
+    /// told not to check versions, e.g. for what it prints).
     async fn product_version(&self) -> Result<String, TargetError> {
-        Ok(format!("{}.{}.0.0", self.release.major, self.release.minor))
+        let release = self.release.unwrap_or(bakdrop_core::version::NEWEST);
+        Ok(format!("{}.{}.0.0", release.major, release.minor))
     }
 
     async fn database_state(&self, database: &DatabaseName) -> Result<Option<String>, TargetError> {

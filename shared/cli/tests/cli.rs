@@ -118,10 +118,11 @@ fn script_only_run_synchronizes_the_chain_and_lists_the_rejected_file() {
     let dir = drop.dir.display().to_string();
     let out = bakdrop(&["run", &dir]);
     let shown = text(&out);
-    assert!(out.status.success(), "{shown}");
+    // The two-set file is rejected: run says so with its exit status.
+    assert_eq!(out.status.code(), Some(1), "{shown}");
     assert!(
-        shown.contains("SQL Server 2016"),
-        "default version named: {shown}"
+        shown.contains("the version check is skipped"),
+        "no version guessed: {shown}"
     );
     assert!(
         shown.contains("Synchronizing — 1 full, 1 differential, 3 log restored"),
@@ -156,6 +157,7 @@ fn script_only_run_synchronizes_the_chain_and_lists_the_rejected_file() {
         .as_str()
         .unwrap_or_default()
         .is_empty());
+    assert_eq!(sp["rejected"][0]["code"], "MoreThanOneBackupSet", "{sp}");
 
     let done = bakdrop(&["complete", "RestoreTimeClean", "--dir", &dir]);
     assert!(done.status.success(), "{}", text(&done));
@@ -239,7 +241,8 @@ fn a_run_writes_every_state_of_each_migration_in_order_and_one_rejection_to_even
     .expect("copy fixture");
     let dir = drop.dir.display().to_string();
     let out = bakdrop(&["run", &dir]);
-    assert!(out.status.success(), "{}", text(&out));
+    // The two-set file is rejected: run says so in its exit status.
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     let all = events(&drop.dir);
 
     assert_eq!(
@@ -445,9 +448,11 @@ fn complete_is_refused_while_the_chain_has_no_full() {
     let drop = Drop::new("nofull", &CHAIN[5..], false);
     let dir = drop.dir.display().to_string();
     let run = bakdrop(&["run", &dir, "--target-version", "2016"]);
-    assert!(run.status.success(), "{}", text(&run));
+    // Without a full the database cannot proceed: run says so with its exit status.
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
     let status = status_json(&drop.dir, "RestoreTimeClean");
     assert_eq!(status["state"], "AwaitingFull", "{status}");
+    assert_eq!(status["waiting"][0]["code"], "NoFullYet", "{status}");
     let done = bakdrop(&["complete", "RestoreTimeClean", "--dir", &dir]);
     assert_eq!(done.status.code(), Some(1), "{}", text(&done));
 }
@@ -554,19 +559,21 @@ fn plan_and_inspect_show_control_characters_in_file_names_escaped() {
         assert!(all.contains(shown), "{what}: {all}");
         assert!(!all.contains("evil\n"), "{what}: {all}");
     }
-    // The restore's source would hold the newline: bakdrop's target refuses it, and so does the
-    // plan, which says why instead of printing T-SQL that cannot run.
+    // The key holds control characters: `run` rejects it (a key that could name another file on
+    // the target), and so does the plan, which says why instead of printing T-SQL.
     let native = text(&bakdrop(&["plan", &dir, "--dialect", "native"]));
-    assert!(native.contains("rename it"), "{native}");
+    assert!(native.contains("InvalidKey"), "{native}");
+    assert!(native.contains("rename the folder or file"), "{native}");
     assert!(!native.contains("RESTORE DATABASE"), "{native}");
     // JSON stays JSON (serde escapes): the name comes back as it is.
     let plans = json(&bakdrop(&["plan", &dir, "--json"]));
     assert!(
-        plans[0]["steps"][0]["files"][0]
+        plans[0]["rejected"][0]["file"]
             .as_str()
             .is_some_and(|f| f.ends_with(hostile)),
         "{plans}"
     );
+    assert_eq!(plans[0]["rejected"][0]["code"], "InvalidKey", "{plans}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -901,6 +908,7 @@ fn event_files_parse_as_their_functions_expect() {
         ("complete-migration-complete.json", "complete"),
         ("complete-migration-cancel.json", "cancel"),
         ("complete-migration-reset.json", "reset"),
+        ("complete-migration-revalidate.json", "revalidate"),
         ("complete-migration-arm.json", "arm"),
         ("complete-migration-disarm.json", "disarm"),
     ] {
@@ -951,9 +959,6 @@ fn a_closed_stdout_pipe_ends_bakdrop_quietly() {
 /// target names for one backup never share a physical file name.
 #[test]
 fn native_plans_move_every_file_and_verify_checksums_only_where_the_backup_has_them() {
-    let out = bakdrop(&["plan", FIXTURES, "--dialect", "native", "--json"]);
-    assert!(matches!(out.status.code(), Some(0 | 2)), "{}", text(&out));
-    let plans = json(&out);
     let mut names: Vec<String> = std::fs::read_dir(FIXTURES)
         .expect("fixtures")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -961,6 +966,12 @@ fn native_plans_move_every_file_and_verify_checksums_only_where_the_backup_has_t
         .map(|n| format!("{FIXTURES}/{n}"))
         .collect();
     names.sort();
+    // The fixtures one by one: each planned as the database inside it.
+    let mut plan = vec!["plan", "--dialect", "native", "--json"];
+    plan.extend(names.iter().map(String::as_str));
+    let out = bakdrop(&plan);
+    assert!(matches!(out.status.code(), Some(0 | 2)), "{}", text(&out));
+    let plans = json(&out);
     let mut args = vec!["inspect", "--json"];
     args.extend(names.iter().map(String::as_str));
     let inspected = json(&bakdrop(&args));

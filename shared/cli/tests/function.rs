@@ -162,8 +162,26 @@ async fn complete_cancel_and_status_invoke_a_stacks_functions() {
                     &queue,
                     std::time::Duration::from_secs(1),
                 );
-                match complete_migration::handler::handle(&store, &target, &followup, payload, now)
-                    .await
+                let reader = bakdrop_core::fakes::MemoryObjects::default();
+                let config = bakdrop_core::validate::ValidateConfig {
+                    arm_by_upload: false,
+                    target: Some(bakdrop_core::version::NEWEST),
+                    policy: bakdrop_core::version::VersionPolicy::Same,
+                    location: bakdrop_core::source::SourceLocation::rds(None),
+                };
+                let revalidation = complete_migration::handler::Revalidation {
+                    reader: &reader,
+                    config: &config,
+                };
+                match complete_migration::handler::handle(
+                    &store,
+                    &target,
+                    &followup,
+                    &revalidation,
+                    payload,
+                    now,
+                )
+                .await
                 {
                     Ok(v) => Outcome::Ok(v),
                     Err(e) => diagnostic(e),

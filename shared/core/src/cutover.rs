@@ -463,7 +463,9 @@ pub async fn cancel<S: StatusStore, T: RestoreTarget>(
     now: OffsetDateTime,
 ) -> Result<MigrationState, CutoverError> {
     let database = parse_name(name)?;
-    let migration = load(store, name).await?.record;
+    let Some(migration) = store.get_migration(name).await?.map(|v| v.record) else {
+        return Err(nothing_accepted(store, name, "cancel").await?);
+    };
     match migration.state {
         MigrationState::Cancelled => return Ok(MigrationState::Cancelled),
         MigrationState::Succeeded => {
@@ -611,7 +613,15 @@ pub async fn reset<S: StatusStore>(
 ) -> Result<MigrationState, CutoverError> {
     parse_name(name)?;
     for _ in 0..8 {
-        let Versioned { record, version } = load(store, name).await?;
+        let Some(Versioned { record, version }) = store.get_migration(name).await? else {
+            // No file was ever accepted: the folder's files were all rejected. Forgetting them
+            // lets them be validated again (a run re-reads its folder; upload them again).
+            if store.list_files(name).await?.is_empty() {
+                return Err(CutoverError::NotFound(name.to_owned()));
+            }
+            forget_files(store, name, |f| f.state == FileState::Rejected).await?;
+            return Ok(MigrationState::AwaitingFull);
+        };
         match record.state {
             MigrationState::Cancelled
                 if record
@@ -638,6 +648,17 @@ pub async fn reset<S: StatusStore>(
             {
                 return Ok(MigrationState::AwaitingFull);
             }
+            // Nothing restored, nothing in flight, every file rejected: nothing to cancel, and
+            // a reset starts it afresh like a cancelled one.
+            MigrationState::AwaitingFull
+                if record.chain.is_empty()
+                    && record.in_flight.is_none()
+                    && !record.restores_submitted
+                    && store
+                        .list_files(name)
+                        .await?
+                        .iter()
+                        .all(|f| f.record.state == FileState::Rejected) => {}
             other => {
                 return Err(refused(
                     "NotCancelled",
@@ -668,6 +689,23 @@ pub async fn reset<S: StatusStore>(
         }
     }
     Err(CutoverError::Store(StoreError::Conflict { expected: None }))
+}
+
+/// The refusal of `action` for a database none of whose files was accepted (or of which
+/// nothing is known: [`CutoverError::NotFound`]).
+async fn nothing_accepted<S: StatusStore>(
+    store: &S,
+    name: &str,
+    action: &str,
+) -> Result<CutoverError, CutoverError> {
+    let files = store.list_files(name).await?;
+    if files.is_empty() {
+        return Ok(CutoverError::NotFound(name.to_owned()));
+    }
+    Ok(refused(
+        "NothingAccepted",
+        format!("no backup uploaded for {name} was accepted ({} rejected: see its status), so there is nothing to {action}; reset it to forget the rejected files, which are then validated again (`bakdrop run` re-reads its folder; in a bucket, upload them again)", files.len()),
+    ))
 }
 
 /// Deletes the migration's file records that `which` selects; a record changed meanwhile is

@@ -2,8 +2,11 @@
 //!
 //! Key convention: `<optional prefix>/<TargetDatabase>/<file>`. The folder right above the file
 //! names the target database (it may differ from the database name inside the backup); anything
-//! above it is a free prefix. A key without a folder, with an empty folder or file name, or whose
-//! folder is not a valid database name is rejected with a reason.
+//! above it is a free prefix. When that folder names a backup type instead ([`BACKUP_TYPE_FOLDERS`],
+//! any case: `Server$Instance/Sales/FULL/file`, as Ola Hallengren's maintenance solution writes
+//! backups and `aws s3 sync` copies them), the folder above it names the database. A key without
+//! a database folder, with an empty folder or file name, whose database folder is named like a
+//! backup type or is not a valid database name is rejected with a reason.
 
 use std::fmt;
 
@@ -98,6 +101,18 @@ fn bounded_key(key: &str) -> std::borrow::Cow<'_, str> {
     .into()
 }
 
+/// Folders that name a backup type, not a database (Ola Hallengren's maintenance solution
+/// writes `<Server$Instance>/<Database>/<type>/<file>`); compared without regard to case.
+pub const BACKUP_TYPE_FOLDERS: [&str; 5] =
+    ["FULL", "DIFF", "LOG", "FULL_COPY_ONLY", "LOG_COPY_ONLY"];
+
+/// True when `folder` is named like a backup type ([`BACKUP_TYPE_FOLDERS`], any case).
+pub fn is_backup_type_folder(folder: &str) -> bool {
+    BACKUP_TYPE_FOLDERS
+        .iter()
+        .any(|t| t.eq_ignore_ascii_case(folder))
+}
+
 /// What a key says: the target database and the file name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationKey {
@@ -105,6 +120,9 @@ pub struct MigrationKey {
     pub file_name: String,
     /// Everything above the database folder (may be empty).
     pub prefix: String,
+    /// The backup-type folder between the database folder and the file, as written (`FULL`,
+    /// `log` …), when the key has one.
+    pub type_folder: Option<String>,
 }
 
 /// Why a key does not follow `<optional prefix>/<TargetDatabase>/<file>`.
@@ -112,6 +130,10 @@ pub struct MigrationKey {
 pub enum KeyError {
     #[error("the key {0:?} has no database folder: upload backups as <TargetDatabase>/<file> (optionally under a prefix)")]
     NoFolder(String),
+    #[error("the key {key:?} has the backup-type folder {type_folder:?} but no database folder above it: upload backups as <TargetDatabase>/{type_folder}/<file> (optionally under a prefix, e.g. Server$Instance/)")]
+    NoDatabaseAboveTypeFolder { key: String, type_folder: String },
+    #[error("the folder {folder:?} of key {key:?} is named like a backup type ({}), not a database: name the database's folder above it, as in <TargetDatabase>/FULL/<file>", BACKUP_TYPE_FOLDERS.join(", "))]
+    TypeFolderAsDatabase { key: String, folder: String },
     #[error("the key {0:?} ends with '/': it is a folder, not a backup file")]
     NoFileName(String),
     #[error("the key {0:?} has a '.' or '..' folder, a backslash or a control character: such a key could name a file outside the backup location on the target; rename the folder or file")]
@@ -143,9 +165,30 @@ impl MigrationKey {
         if file_name.is_empty() {
             return Err(KeyError::NoFileName(key.to_owned()));
         }
-        let (prefix, folder) = rest.rsplit_once('/').unwrap_or(("", rest));
+        let (mut prefix, mut folder) = rest.rsplit_once('/').unwrap_or(("", rest));
         if folder.is_empty() {
             return Err(KeyError::NoFolder(key.to_owned()));
+        }
+        let mut type_folder = None;
+        if is_backup_type_folder(folder) {
+            let Some((above, database_folder)) = rest
+                .rsplit_once('/')
+                .map(|(above, _)| above.rsplit_once('/').unwrap_or(("", above)))
+                .filter(|(_, f)| !f.is_empty())
+            else {
+                return Err(KeyError::NoDatabaseAboveTypeFolder {
+                    key: key.to_owned(),
+                    type_folder: folder.to_owned(),
+                });
+            };
+            type_folder = Some(folder.to_owned());
+            (prefix, folder) = (above, database_folder);
+        }
+        if is_backup_type_folder(folder) {
+            return Err(KeyError::TypeFolderAsDatabase {
+                key: key.to_owned(),
+                folder: folder.to_owned(),
+            });
         }
         let database = DatabaseName::parse(folder).map_err(|source| KeyError::InvalidDatabase {
             key: key.to_owned(),
@@ -156,6 +199,7 @@ impl MigrationKey {
             database,
             file_name: file_name.to_owned(),
             prefix: prefix.to_owned(),
+            type_folder,
         })
     }
 }
@@ -192,6 +236,85 @@ mod tests {
         assert_eq!(key.prefix, "landing/2024");
         let key = MigrationKey::parse("Sales/log 1.trn").expect("valid");
         assert_eq!((key.database.as_str(), key.prefix.as_str()), ("Sales", ""));
+    }
+
+    #[test]
+    fn ola_hallengren_type_folders_name_the_folder_above_them_as_the_database() {
+        for (key, database, prefix, kind) in [
+            (
+                "SQL01$PROD/Sales/FULL/SQL01$PROD_Sales_FULL_20261130_220000.bak",
+                "Sales",
+                "SQL01$PROD",
+                "FULL",
+            ),
+            (
+                "SQL01$PROD/Sales/DIFF/SQL01$PROD_Sales_DIFF_20261201_020000.bak",
+                "Sales",
+                "SQL01$PROD",
+                "DIFF",
+            ),
+            (
+                "SQL01$PROD/Sales/LOG/SQL01$PROD_Sales_LOG_20261201_021500.trn",
+                "Sales",
+                "SQL01$PROD",
+                "LOG",
+            ),
+            (
+                "landing/SQL01/HR/full_copy_only/HR.bak",
+                "HR",
+                "landing/SQL01",
+                "full_copy_only",
+            ),
+            (
+                "SQL01/HR/Log_Copy_Only/HR.trn",
+                "HR",
+                "SQL01",
+                "Log_Copy_Only",
+            ),
+            ("HR/log/HR.trn", "HR", "", "log"),
+        ] {
+            let parsed = MigrationKey::parse(key).unwrap_or_else(|e| panic!("{key}: {e}"));
+            assert_eq!(parsed.database.as_str(), database, "{key}");
+            assert_eq!(parsed.prefix, prefix, "{key}");
+            assert_eq!(parsed.type_folder.as_deref(), Some(kind), "{key}");
+        }
+        // Without a type folder, the folder above the file, as always (a folder merely
+        // containing a type's name is a database name).
+        let plain = MigrationKey::parse("SQL01/FULLTEXT/x.bak").expect("valid");
+        assert_eq!(
+            (plain.database.as_str(), plain.type_folder),
+            ("FULLTEXT", None)
+        );
+    }
+
+    #[test]
+    fn a_folder_named_like_a_backup_type_never_becomes_a_database() {
+        for key in ["FULL/x.bak", "/LOG/x.trn", "diff/x.bak"] {
+            assert!(
+                matches!(
+                    MigrationKey::parse(key),
+                    Err(KeyError::NoDatabaseAboveTypeFolder { .. })
+                ),
+                "{key}"
+            );
+        }
+        for key in [
+            "srv/LOG/FULL/x.bak",
+            "srv/full/x/../x.bak",
+            "srv/Diff/DIFF/x.bak",
+        ] {
+            let parsed = MigrationKey::parse(key);
+            assert!(parsed.is_err(), "{key}: {parsed:?}");
+        }
+        let err = MigrationKey::parse("srv/LOG/FULL/x.bak").expect_err("type as database");
+        assert!(
+            matches!(err, KeyError::TypeFolderAsDatabase { .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("named like a backup type"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -574,6 +574,110 @@ impl<T: JobQueue> JobQueue for std::sync::Arc<T> {
     }
 }
 
+// Borrowed ports: a service built for one call over ports owned elsewhere (the
+// complete-migration function's revalidation over its store and queue).
+impl<T: ObjectReader + ?Sized> ObjectReader for &T {
+    fn read(
+        &self,
+        object: &ObjectRef,
+        range: ByteRange,
+    ) -> impl Future<Output = Result<Vec<u8>, ReadError>> + Send {
+        T::read(self, object, range)
+    }
+    fn check_current(
+        &self,
+        object: &ObjectRef,
+    ) -> impl Future<Output = Result<(), ReadError>> + Send {
+        T::check_current(self, object)
+    }
+}
+
+impl<T: StatusStore + ?Sized> StatusStore for &T {
+    fn get_migration(
+        &self,
+        database: &str,
+    ) -> impl Future<Output = Result<Option<Versioned<MigrationRecord>>, StoreError>> + Send {
+        T::get_migration(self, database)
+    }
+    fn put_migration(
+        &self,
+        record: &MigrationRecord,
+        expected: Option<u64>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        T::put_migration(self, record, expected)
+    }
+    fn get_file(
+        &self,
+        migration: &str,
+        file_id: &str,
+    ) -> impl Future<Output = Result<Option<Versioned<FileRecord>>, StoreError>> + Send {
+        T::get_file(self, migration, file_id)
+    }
+    fn put_file(
+        &self,
+        record: &FileRecord,
+        expected: Option<u64>,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        T::put_file(self, record, expected)
+    }
+    fn delete_file(
+        &self,
+        migration: &str,
+        file_id: &str,
+        expected: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        T::delete_file(self, migration, file_id, expected)
+    }
+    fn list_files(
+        &self,
+        migration: &str,
+    ) -> impl Future<Output = Result<Vec<Versioned<FileRecord>>, StoreError>> + Send {
+        T::list_files(self, migration)
+    }
+    fn claim_name(
+        &self,
+        folded: &str,
+        database: &str,
+    ) -> impl Future<Output = Result<String, StoreError>> + Send {
+        T::claim_name(self, folded, database)
+    }
+    fn list_migrations(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<MigrationRecord>, StoreError>> + Send {
+        T::list_migrations(self, after, limit)
+    }
+    fn list_files_in(
+        &self,
+        migration: &str,
+        state: FileState,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<Versioned<FileRecord>>, StoreError>> + Send {
+        T::list_files_in(self, migration, state, limit)
+    }
+    fn count_files_in(
+        &self,
+        migration: &str,
+        state: FileState,
+    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
+        T::count_files_in(self, migration, state)
+    }
+    fn lists_lag(&self) -> bool {
+        T::lists_lag(self)
+    }
+}
+
+impl<T: JobQueue + ?Sized> JobQueue for &T {
+    fn send(
+        &self,
+        message: &QueueMessage,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send {
+        T::send(self, message, delay)
+    }
+}
+
 impl<T: RestoreTarget> RestoreTarget for std::sync::Arc<T> {
     fn product_version(&self) -> impl Future<Output = Result<String, TargetError>> + Send {
         T::product_version(self)

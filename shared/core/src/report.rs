@@ -6,6 +6,8 @@
 //! backups answers with the 100 last restored and `counts.restored` = 10,000). [`build`] makes
 //! the whole document from every file record, for stores that hold them in memory anyway.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::ports::{StatusStore, StoreError};
@@ -17,9 +19,10 @@ use crate::status::{
 /// `counts` says how many there are in all.
 pub const LISTED: usize = 100;
 
-/// One migration, as the status function answers.
+/// One migration, as the status function answers (schema: `schemas/status.schema.json`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StatusReport {
+    /// The target database; "" for files whose key names none (each note says its folder).
     pub database: String,
     /// `None` when files were uploaded but none was accepted (all rejected).
     pub state: Option<MigrationState>,
@@ -28,11 +31,26 @@ pub struct StatusReport {
     /// Percent complete of the restore in flight.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub percent_complete: Option<f64>,
+    /// The restore in flight: its first file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restoring: Option<String>,
+    /// The point in time the database would have if completed now: `BackupFinishDate` of the
+    /// last restored backup (as the backup records it, the source server's local time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_as_of: Option<String>,
+    /// When the last restore finished (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_restored_at: Option<String>,
+    /// What bakdrop waits for next, in words.
+    pub next: String,
     pub counts: Counts,
-    /// Restored files in the order they were applied ([`read`]: the latest [`LISTED`]).
+    /// Restore steps in the order they were applied, one per RESTORE (a striped set is one
+    /// step of several files) ([`read`]: of the latest [`LISTED`] files).
     pub applied: Vec<AppliedFile>,
     pub waiting: Vec<FileNote>,
     pub rejected: Vec<FileNote>,
+    /// How many of the listed rejected files carry each code.
+    pub rejected_by_code: BTreeMap<String, usize>,
     pub skipped: Vec<FileNote>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<Reason>,
@@ -56,25 +74,34 @@ pub struct Counts {
     pub failed: usize,
 }
 
-/// A restored file.
+/// A restore step: its first file (family 1 of a striped set) and all its files.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AppliedFile {
     pub file: String,
     pub key: String,
+    /// Every file of the step, in family order (one unless the backup is striped).
+    pub files: Vec<String>,
     pub backup_type: BackupKind,
     pub first_lsn: String,
     pub last_lsn: String,
+    /// `BackupFinishDate` of the backup, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_finish_date: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub finished_at: Option<String>,
 }
 
-/// A file with the reason it is where it is.
+/// A file with the reason it is where it is: a stable `code` and the sentence.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FileNote {
     pub file: String,
     pub key: String,
+    /// The folder the file is in (its key less the file name): for files whose key names no
+    /// database, where to look.
+    pub folder: String,
+    pub code: String,
     pub reason: String,
 }
 
@@ -89,6 +116,16 @@ fn note(f: &FileRecord) -> FileNote {
     FileNote {
         file: f.object.file_name().to_owned(),
         key: f.object.key.clone(),
+        folder: f
+            .object
+            .key
+            .rsplit_once('/')
+            .map(|(folder, _)| folder.to_owned())
+            .unwrap_or_default(),
+        code: f
+            .reason
+            .as_ref()
+            .map_or_else(|| "Unknown".to_owned(), |r| r.code.clone()),
         reason: f
             .reason
             .as_ref()
@@ -108,7 +145,7 @@ struct Files {
     skipped: Vec<FileRecord>,
     /// The failed file updated last.
     last_failed: Option<FileRecord>,
-    /// Restored files by type: full, differential, log.
+    /// Restore steps by type: full, differential, log (a striped set counts once).
     restored_kinds: [u64; 3],
     /// The counts are known (false for [`headline`], which reads no file).
     counted: bool,
@@ -147,9 +184,13 @@ impl Files {
             files.iter().filter(|f| f.state == state).cloned().collect()
         };
         out.restored = pick(FileState::Restored);
+        // One per step: a striped set's files share their backup set.
+        let mut sets = std::collections::BTreeSet::new();
         for f in &out.restored {
             if let Some(h) = &f.header {
-                out.restored_kinds[kind_index(h.backup_type)] += 1;
+                if sets.insert(h.backup_set_guid) {
+                    out.restored_kinds[kind_index(h.backup_type)] += 1;
+                }
             }
         }
         out.waiting = pick(FileState::Waiting);
@@ -228,9 +269,9 @@ async fn indexed_files<S: StatusStore>(
     let applied = &migration.chain.applied;
     c.restored = usize::try_from(applied.files()).unwrap_or(usize::MAX);
     files.restored_kinds = [
-        applied.full_files,
-        applied.differential_files,
-        applied.log_files,
+        applied.steps_of(BackupKind::Full),
+        applied.steps_of(BackupKind::Differential),
+        applied.steps_of(BackupKind::Log),
     ];
     files.restored = latest(store, database, FileState::Restored, LISTED).await?;
     files.waiting = latest(store, database, FileState::Waiting, LISTED).await?;
@@ -288,21 +329,35 @@ pub fn build(
 fn compose(database: &str, migration: Option<&MigrationRecord>, files: Files) -> StatusReport {
     let counts = files.counts.clone();
     let mut restored: Vec<&FileRecord> = files.restored.iter().collect();
-    restored.sort_by_key(|f| (f.restore_finished_at, f.header.as_ref().map(|h| h.last_lsn)));
-    let applied: Vec<AppliedFile> = restored
-        .iter()
-        .filter_map(|f| {
-            f.header.as_ref().map(|h| AppliedFile {
-                file: f.object.file_name().to_owned(),
-                key: f.object.key.clone(),
-                backup_type: h.backup_type,
-                first_lsn: h.first_lsn.to_string(),
-                last_lsn: h.last_lsn.to_string(),
-                started_at: stamp(f.restore_started_at),
-                finished_at: stamp(f.restore_finished_at),
-            })
-        })
-        .collect();
+    restored.sort_by_key(|f| {
+        (
+            f.restore_finished_at,
+            f.header.as_ref().map(|h| (h.last_lsn, h.family_sequence)),
+        )
+    });
+    let mut applied: Vec<AppliedFile> = Vec::new();
+    let mut last_set = None;
+    for f in restored {
+        let Some(h) = &f.header else { continue };
+        if last_set == Some(h.backup_set_guid) {
+            if let Some(step) = applied.last_mut() {
+                step.files.push(f.object.file_name().to_owned());
+                continue;
+            }
+        }
+        last_set = Some(h.backup_set_guid);
+        applied.push(AppliedFile {
+            file: f.object.file_name().to_owned(),
+            key: f.object.key.clone(),
+            files: vec![f.object.file_name().to_owned()],
+            backup_type: h.backup_type,
+            first_lsn: h.first_lsn.to_string(),
+            last_lsn: h.last_lsn.to_string(),
+            backup_finish_date: h.backup_finish_date.clone(),
+            started_at: stamp(f.restore_started_at),
+            finished_at: stamp(f.restore_finished_at),
+        });
+    }
     let notes = |list: &[FileRecord]| -> Vec<FileNote> { list.iter().map(note).collect() };
     let last_error = migration
         .and_then(|m| m.reason.clone())
@@ -335,6 +390,10 @@ fn compose(database: &str, migration: Option<&MigrationRecord>, files: Files) ->
     let kinds = |k: BackupKind| files.restored_kinds[kind_index(k)];
     let last = applied.last();
     let mut summary = match state {
+        None if database.is_empty() => format!(
+            "{} file(s) whose key names no database folder, rejected (each listed under its folder)",
+            counts.rejected
+        ),
         None => format!(
             "No migration of {database}: {} file(s) rejected",
             counts.rejected
@@ -436,20 +495,89 @@ fn compose(database: &str, migration: Option<&MigrationRecord>, files: Files) ->
             ),
         });
     }
+    let in_flight = migration.and_then(|m| m.in_flight.as_ref());
+    let percent_complete = in_flight.and_then(|f| f.percent_complete);
+    let restoring = in_flight.map(|f| {
+        f.step
+            .files
+            .first()
+            .map(|id| id.rsplit('/').next().unwrap_or(id))
+            .map(|n| n.split('#').next().unwrap_or(n).to_owned())
+            .unwrap_or_default()
+    });
+    let waiting = notes(&files.waiting);
+    let rejected = notes(&files.rejected);
+    let mut rejected_by_code = BTreeMap::new();
+    for r in &rejected {
+        *rejected_by_code.entry(r.code.clone()).or_insert(0) += 1;
+    }
+    let next = next_wait(
+        state,
+        restoring.as_deref(),
+        percent_complete,
+        &waiting,
+        last,
+        &counts,
+    );
     StatusReport {
         database: database.to_owned(),
         state,
         summary,
-        percent_complete: migration
-            .and_then(|m| m.in_flight.as_ref())
-            .and_then(|f| f.percent_complete),
+        percent_complete,
+        restoring,
+        data_as_of: last.and_then(|l| l.backup_finish_date.clone()),
+        last_restored_at: last.and_then(|l| l.finished_at.clone()),
+        next,
         counts,
         applied,
-        waiting: notes(&files.waiting),
-        rejected: notes(&files.rejected),
+        waiting,
+        rejected,
+        rejected_by_code,
         skipped: notes(&files.skipped),
         last_error,
         armed,
         actions,
+    }
+}
+
+/// What bakdrop waits for next, in words.
+fn next_wait(
+    state: Option<MigrationState>,
+    restoring: Option<&str>,
+    percent: Option<f64>,
+    waiting: &[FileNote],
+    last: Option<&AppliedFile>,
+    counts: &Counts,
+) -> String {
+    let blocked = waiting.iter().find(|w| w.code != "Queued");
+    match state {
+        None => "a usable backup: every file uploaded so far was rejected (see rejected)".into(),
+        Some(MigrationState::Succeeded) => "nothing: the database is online".into(),
+        Some(MigrationState::Cancelled) => {
+            "nothing: the migration was cancelled (reset it to migrate the folder again)".into()
+        }
+        Some(MigrationState::Failed) => {
+            "nothing: the migration failed (cancel, reset, and upload the fixed backups)".into()
+        }
+        Some(MigrationState::Completing) => "the target bringing the database online".into(),
+        _ if restoring.is_some() => match percent {
+            Some(p) => format!(
+                "the restore of {} to finish ({p:.0}% complete)",
+                restoring.unwrap_or_default()
+            ),
+            None => format!("the restore of {} to finish", restoring.unwrap_or_default()),
+        },
+        _ if blocked.is_some() => blocked
+            .map(|b| format!("{}: {}", b.file, b.reason))
+            .unwrap_or_default(),
+        _ if counts.queued + counts.waiting > 0 => "the next restore, which starts shortly".into(),
+        Some(MigrationState::AwaitingFull) => "a full backup".into(),
+        _ => match last {
+            Some(l) => format!(
+                "the next differential or log backup (after LSN {}), or Complete",
+                l.last_lsn
+            ),
+            None => "the next backup".into(),
+        },
     }
 }

@@ -55,6 +55,10 @@ pub struct RestoreConfig {
     pub dialect: Dialect,
     pub location: SourceLocation,
     pub policy: VersionPolicy,
+    /// Check the backup's `DatabaseVersion` against the live target's own version before the
+    /// first restore of a migration. False only for a target without a version: `bakdrop run`'s
+    /// script-only preview without `--target-version`.
+    pub check_version: bool,
     /// The longest delay between polls of a task in flight (they come sooner when the task's
     /// progress says it ends sooner: [`pace`]).
     pub poll_interval: Duration,
@@ -588,7 +592,8 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                         let text = reason.to_string();
                         let changed = |f: &FileRecord| {
                             f.state != FileState::Waiting
-                                || f.reason.as_ref().map(|r| &r.message) != Some(&text)
+                                || f.reason.as_ref().map(|r| (r.code.as_str(), &r.message))
+                                    != Some((reason.code(), &text))
                         };
                         // The records just read say whether anything changes: a long line of
                         // waiting logs is not read again at every step.
@@ -602,7 +607,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                         self.update_file(name, &d.file_id, now, |f| {
                             (changed(f) && TO_PLAN.contains(&f.state)).then(|| {
                                 f.state = FileState::Waiting;
-                                f.reason = Some(Reason::new("Waiting", text.clone()));
+                                f.reason = Some(Reason::new(reason.code(), text.clone()));
                             })
                         })
                         .await?;
@@ -612,7 +617,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                         self.update_file(name, &d.file_id, now, |f| {
                             TO_PLAN.contains(&f.state).then(|| {
                                 f.state = FileState::Skipped;
-                                f.reason = Some(Reason::new("Skipped", text.clone()));
+                                f.reason = Some(Reason::new(reason.code(), text.clone()));
                                 f.restore_finished_at = Some(now);
                             })
                         })
@@ -736,25 +741,27 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 ),
             )));
         }
-        let product = self.target.product_version().await?;
-        let release: SqlServerRelease = match product.parse() {
-            Ok(r) => r,
-            Err(_) => {
-                return Ok(Err(Reason::new(
-                    "UnknownTargetVersion",
-                    format!(
+        if self.config.check_version {
+            let product = self.target.product_version().await?;
+            let release: SqlServerRelease = match product.parse() {
+                Ok(r) => r,
+                Err(_) => {
+                    return Ok(Err(Reason::new(
+                        "UnknownTargetVersion",
+                        format!(
                         "the target reports ProductVersion {product}, which bakdrop does not know"
                     ),
-                )))
-            }
-        };
-        let backup_version = candidates
-            .iter()
-            .find(|c| step.files.contains(&c.file_id))
-            .map(|c| c.header.database_version);
-        if let Some(v) = backup_version {
-            if let Err(e) = self.config.policy.check(v, release) {
-                return Ok(Err(Reason::new("TargetVersionMismatch", e.to_string())));
+                    )))
+                }
+            };
+            let backup_version = candidates
+                .iter()
+                .find(|c| step.files.contains(&c.file_id))
+                .map(|c| c.header.database_version);
+            if let Some(v) = backup_version {
+                if let Err(e) = self.config.policy.check(v, release) {
+                    return Ok(Err(Reason::new("TargetVersionMismatch", e.to_string())));
+                }
             }
         }
         match self
@@ -1140,10 +1147,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                             .as_ref()
                             .is_some_and(|f| f.task_name == task_name);
                         ours.then(|| {
-                            match fork {
-                                Some(fork) => m.chain.apply_on_fork(&step, fork),
-                                None => m.chain.apply(&step),
-                            }
+                            m.chain.record_restored(&step, fork);
                             if let Some(f) = m.in_flight.as_ref() {
                                 let since = |at: OffsetDateTime| {
                                     Duration::try_from(at - f.submitted_at).unwrap_or_default()
@@ -1687,7 +1691,7 @@ mod tests {
                 queue: queue.clone(),
                 config: ValidateConfig {
                     arm_by_upload: false,
-                    target: release,
+                    target: Some(release),
                     policy: VersionPolicy::NotNewer,
                     location: SourceLocation::Disk {
                         directory: "/backups".into(),
@@ -1705,6 +1709,7 @@ mod tests {
                         directory: "/backups".into(),
                     },
                     policy: VersionPolicy::Same,
+                    check_version: true,
                     poll_interval: Duration::from_secs(30),
                     busy_retry: Duration::from_secs(120),
                     settle: None,

@@ -56,6 +56,8 @@ pub fn check_file(file: &BackupFile) -> Result<HeaderSummary, Reason> {
             "the backup was written WITH MEDIAPASSWORD; neither RDS nor bakdrop can supply the password. Take the backup again without a media password",
         ));
     }
+    crate::version::check_known(u32::from(set.database_version))
+        .map_err(|e| Reason::new(e.code(), e.to_string()))?;
     let backup_type = match set.backup_type {
         BackupType::Full => BackupKind::Full,
         BackupType::Differential => BackupKind::Differential,

@@ -1,8 +1,8 @@
 //! Validation of one uploaded object: the core of the `validate-upload` function.
 //!
 //! Reads the head and the tail of the object concurrently (never the whole object), parses the
-//! backup, checks the preconditions (one backup set, version policy, database name, first full
-//! wins, same source database), records the file and its migration with compare-and-set, and
+//! backup, checks the preconditions (one backup set, version policy, database name, same source
+//! database), records the file and its migration with compare-and-set, and
 //! queues a restore job. Every rejection is recorded with a reason; infrastructure failures are
 //! returned as errors so that the caller (Lambda) retries, and a retry continues where the failed
 //! attempt stopped: a file is recorded once and queued once however often its event arrives.
@@ -30,7 +30,10 @@ pub const CLAIM_DURATION: time::Duration = time::Duration::seconds(120);
 /// What validation needs to know about the target.
 #[derive(Debug, Clone)]
 pub struct ValidateConfig {
-    pub target: SqlServerRelease,
+    /// The target's version; `None` skips the version check (a preview without a target: each
+    /// folder's backups are taken at their own version, and the check is left to the worker's
+    /// look at the live target before the first restore).
+    pub target: Option<SqlServerRelease>,
     pub policy: VersionPolicy,
     /// Where the target will read the backup: an upload it could never read (a wildcard in an
     /// RDS key, a URL over SQL Server's length limit, too many stripes) is rejected now.
@@ -64,6 +67,107 @@ struct ArmRequest {
 /// True when `object` is an arm request by its name ([`ARM_REQUEST_FILE`], any case).
 pub fn is_arm_request(object: &ObjectRef) -> bool {
     object.file_name().eq_ignore_ascii_case(ARM_REQUEST_FILE)
+}
+
+/// The codes of rejections that depend only on the settings (the target's version, the version
+/// policy, where the target reads the backups), not on the file: a file rejected with one of
+/// them keeps its header and is checked again under other settings ([`Validator::validate`] of
+/// the same object again, [`Validator::revalidate`] for a migration's files).
+pub const SETTINGS_CODES: [&str; 7] = [
+    "VersionNotSame",
+    "BackupNewerThanTarget",
+    "BackupTooOld",
+    "WildcardInKey",
+    "TooManyStripes",
+    "SourceUrlTooLong",
+    "InvalidSource",
+];
+
+impl ValidateConfig {
+    /// The settings a function reads (through `get`, the process environment in production):
+    /// `TARGET_SQLSERVER_VERSION` (required: a deployed stack names its target's version),
+    /// `VERSION_POLICY` (`same` by default), `TARGET_DIALECT` (`rds` by default),
+    /// `SOURCE_LOCATION`, `AWS_REGION`, `COMPLETE_BY_UPLOAD` (`enabled` or `disabled`, the default).
+    ///
+    /// # Errors
+    /// A sentence naming the missing or invalid variable.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<ValidateConfig, String> {
+        let optional = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let target = optional("TARGET_SQLSERVER_VERSION")
+            .ok_or("TARGET_SQLSERVER_VERSION is not set")?
+            .parse::<SqlServerRelease>()
+            .map_err(|e| format!("TARGET_SQLSERVER_VERSION: {e}"))?;
+        let policy = match optional("VERSION_POLICY") {
+            Some(text) => text.parse().map_err(|e| format!("VERSION_POLICY: {e}"))?,
+            None => VersionPolicy::Same,
+        };
+        let dialect: crate::tsql::Dialect = optional("TARGET_DIALECT")
+            .unwrap_or_else(|| "rds".into())
+            .parse()
+            .map_err(|e| format!("TARGET_DIALECT: {e}"))?;
+        let location = crate::source::SourceLocation::from_settings(
+            dialect,
+            optional("SOURCE_LOCATION").as_deref(),
+            optional("AWS_REGION").as_deref(),
+        )?;
+        let arm_by_upload = match optional("COMPLETE_BY_UPLOAD").as_deref() {
+            None | Some("disabled") => false,
+            Some("enabled") => true,
+            Some(other) => {
+                return Err(format!(
+                    "COMPLETE_BY_UPLOAD: {other:?} is neither enabled nor disabled"
+                ))
+            }
+        };
+        Ok(ValidateConfig {
+            arm_by_upload,
+            target: Some(target),
+            policy,
+            location,
+        })
+    }
+
+    /// The checks that depend on these settings: where the target reads the object, and the
+    /// backup's version against the target's (when one is known).
+    ///
+    /// # Errors
+    /// The rejection, with one of [`SETTINGS_CODES`].
+    pub fn check_settings(&self, object: &ObjectRef, header: &HeaderSummary) -> Result<(), Reason> {
+        self.location
+            .check(object, header.family_count)
+            .map_err(|refusal| refusal.reason())?;
+        if let Some(target) = self.target {
+            self.policy
+                .check(header.database_version, target)
+                .map_err(|e| Reason::new(e.code(), e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// What re-checking a file rejected under other settings came to.
+enum Recheck {
+    /// Not a settings rejection, or the same verdict: nothing to do.
+    Unchanged,
+    /// Someone changed the record meanwhile: read it again.
+    Retry,
+    /// Rejected again, for another reason (recorded).
+    Rejected(Reason),
+    /// Accepted now: the record is Validated and claimed, at this version.
+    Accepted(Box<FileRecord>, u64),
+}
+
+/// What [`Validator::revalidate`] did to a migration's rejected files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Revalidated {
+    /// Files rejected only because of the settings, checked again.
+    pub rechecked: usize,
+    /// Of those, accepted and queued now.
+    pub queued: usize,
+    /// Of those, still rejected (possibly for another reason).
+    pub still_rejected: usize,
+    /// Files rejected for what they are (not the settings): left as they are.
+    pub left: usize,
 }
 
 /// What became of one object.
@@ -127,6 +231,9 @@ pub struct Validator<R, S, Q> {
 }
 
 const MAX_ATTEMPTS: usize = 5;
+
+/// The most rejected files of one migration [`Validator::revalidate`] looks at in one call.
+pub const REVALIDATE_LIMIT: usize = 1000;
 
 /// The head bytes read first, beside the tail: enough for a plain backup's metadata in every
 /// fixture; the parser asks for more when a file's metadata is larger.
@@ -220,11 +327,22 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         for _ in 0..MAX_ATTEMPTS {
             let existing = self.store.get_file(&migration, &file_id).await?;
             let (record, version) = match existing {
-                Some(Versioned { record, .. }) if record.state.validation_done() => {
-                    return Ok(Outcome::Duplicate {
-                        file_id,
-                        state: record.state,
-                    });
+                Some(Versioned { record, version }) if record.state.validation_done() => {
+                    let state = record.state;
+                    match self.recheck(record, version, attempt_id, now).await? {
+                        Recheck::Unchanged => {
+                            return Ok(Outcome::Duplicate { file_id, state });
+                        }
+                        Recheck::Retry => continue,
+                        Recheck::Rejected(reason) => {
+                            return Ok(Outcome::Rejected {
+                                migration,
+                                file_id,
+                                reason,
+                            });
+                        }
+                        Recheck::Accepted(record, version) => (*record, version),
+                    }
                 }
                 Some(Versioned {
                     mut record,
@@ -246,10 +364,16 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                     }
                 }
                 None => {
-                    let checked = match &key {
+                    let (header, checked) = match &key {
                         // Boxed: the reads and the parse make a large future (deep in debug builds).
-                        Ok(_) => Box::pin(self.read_and_check(object)).await?,
-                        Err(e) => Err(Reason::new("InvalidKey", e.to_string())),
+                        Ok(_) => match Box::pin(self.read_header(object)).await? {
+                            Ok(header) => {
+                                let verdict = self.config.check_settings(object, &header);
+                                (Some(header), verdict)
+                            }
+                            Err(reason) => (None, Err(reason)),
+                        },
+                        Err(e) => (None, Err(Reason::new("InvalidKey", e.to_string()))),
                     };
                     let mut record = FileRecord {
                         migration: migration.clone(),
@@ -264,8 +388,11 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                         created_at: now,
                         updated_at: now,
                     };
+                    // A file rejected for the settings keeps its header: it is checked again
+                    // under other settings without reading it again.
+                    record.header = header;
                     match checked {
-                        Ok(header) => record.header = Some(header),
+                        Ok(()) => {}
                         Err(reason) => {
                             record.state = FileState::Rejected;
                             record.reason = Some(reason.clone());
@@ -293,9 +420,10 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         Err(ValidateError::Contended { file_id })
     }
 
-    /// Reads the backup ([`read_backup`]), parses it and checks what needs only the file itself.
-    /// `Ok(Err(reason))` is a rejection; `Err` an infrastructure failure.
-    async fn read_and_check(
+    /// Reads the backup ([`read_backup`]), parses it and checks what needs only the file itself
+    /// (the settings' checks are [`ValidateConfig::check_settings`]). `Ok(Err(reason))` is a
+    /// rejection; `Err` an infrastructure failure.
+    async fn read_header(
         &self,
         object: &ObjectRef,
     ) -> Result<Result<HeaderSummary, Reason>, ValidateError> {
@@ -303,32 +431,97 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
             Ok(read) => read.parsed,
             Err(e) => return read_failure(e),
         };
-        let checked = parsed
+        Ok(parsed
             .map_err(|e| summary::parse_reason(&e))
-            .and_then(|file| summary::check_file(&file))
-            .and_then(|header| {
-                self.config
-                    .location
-                    .check(object, header.family_count)
-                    .map_err(|refusal| refusal.reason())?;
-                Ok(header)
-            });
-        Ok(checked.and_then(|header| {
-            self.config
-                .policy
-                .check(header.database_version, self.config.target)
-                .map_err(|e| {
-                    let code = match &e {
-                        crate::version::VersionMismatch::BackupNewerThanTarget { .. } => {
-                            "BackupNewerThanTarget"
-                        }
-                        crate::version::VersionMismatch::NotSameVersion { .. } => "VersionNotSame",
-                        crate::version::VersionMismatch::BackupTooOld { .. } => "BackupTooOld",
-                    };
-                    Reason::new(code, e.to_string())
-                })?;
-            Ok(header)
-        }))
+            .and_then(|file| summary::check_file(&file)))
+    }
+
+    /// Checks again a file rejected only because of the settings ([`SETTINGS_CODES`]), under
+    /// the settings of now: accepted (Validated and claimed by `attempt_id`), rejected for
+    /// another reason, or unchanged.
+    async fn recheck(
+        &self,
+        mut record: FileRecord,
+        version: u64,
+        attempt_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Recheck, ValidateError> {
+        let settings_only = record.state == FileState::Rejected
+            && record
+                .reason
+                .as_ref()
+                .is_some_and(|r| SETTINGS_CODES.contains(&r.code.as_str()));
+        let Some(header) = record.header.as_ref().filter(|_| settings_only) else {
+            return Ok(Recheck::Unchanged);
+        };
+        let verdict = self.config.check_settings(&record.object, header);
+        match verdict {
+            Err(reason) if Some(&reason) == record.reason.as_ref() => Ok(Recheck::Unchanged),
+            Err(reason) => {
+                record.reason = Some(reason.clone());
+                record.updated_at = now;
+                match self.store.put_file(&record, Some(version)).await {
+                    Ok(_) => Ok(Recheck::Rejected(reason)),
+                    Err(StoreError::Conflict { .. }) => Ok(Recheck::Retry),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Ok(()) => {
+                record.state = FileState::Validated;
+                record.reason = None;
+                record.claim = Some(claim(attempt_id, now));
+                record.updated_at = now;
+                match self.store.put_file(&record, Some(version)).await {
+                    Ok(v) => Ok(Recheck::Accepted(Box::new(record), v)),
+                    Err(StoreError::Conflict { .. }) => Ok(Recheck::Retry),
+                    Err(e) => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// Checks again, under the settings of now, the files of `database` that were rejected only
+    /// because of the settings (the target's version, the version policy, where the target
+    /// reads them): those the settings now allow are queued, as a new upload would be. Reads no
+    /// object (such files keep their header). What the complete-migration function's
+    /// `revalidate` action runs after the stack's settings changed.
+    ///
+    /// # Errors
+    /// [`ValidateError`] when the store or the queue failed; running it again continues.
+    pub async fn revalidate(
+        &self,
+        database: &str,
+        now: OffsetDateTime,
+    ) -> Result<Revalidated, ValidateError> {
+        let mut done = Revalidated::default();
+        let rejected = self
+            .store
+            .list_files_in(database, FileState::Rejected, REVALIDATE_LIMIT)
+            .await?;
+        let attempt = format!("revalidate-{}", now.unix_timestamp_nanos());
+        for file in rejected {
+            let settings_only = file.record.header.is_some()
+                && file
+                    .record
+                    .reason
+                    .as_ref()
+                    .is_some_and(|r| SETTINGS_CODES.contains(&r.code.as_str()));
+            if !settings_only {
+                done.left += 1;
+                continue;
+            }
+            done.rechecked += 1;
+            match self.validate(&file.record.object, &attempt, now).await? {
+                Outcome::Queued { .. } => done.queued += 1,
+                // An arm request is never recorded as a rejected file (it has no header), so
+                // `Armed` and `Ignored` do not come back here; were one to, it is not queued.
+                Outcome::Rejected { .. }
+                | Outcome::Duplicate { .. }
+                | Outcome::Armed { .. }
+                | Outcome::Ignored { .. } => done.still_rejected += 1,
+            }
+        }
+        Ok(done)
     }
 
     /// Joins the file to its migration (creating it), then queues the job and marks it Queued.
@@ -607,7 +800,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
             let before = record.clone();
             record.family_guid = Some(header.family_guid);
             record.source_database = Some(header.source_database.clone());
-            if header.backup_type == BackupKind::Full {
+            if header.backup_type == BackupKind::Full && record.full_backup_set_guid.is_none() {
                 record.full_backup_set_guid = Some(header.backup_set_guid);
             }
             if version.is_some() && record == before {
@@ -663,19 +856,8 @@ fn admit(migration: &MigrationRecord, header: &HeaderSummary) -> Result<(), Reas
             ));
         }
     }
-    if header.backup_type == BackupKind::Full {
-        if let Some(full) = migration.full_backup_set_guid {
-            if full != header.backup_set_guid {
-                return Err(Reason::new(
-                    "SecondFullBackup",
-                    format!(
-                        "the migration of {} already has a full backup (BackupSetGUID {full}); the first full wins. Upload differential and log backups taken after it, or cancel the migration and start again with this full",
-                        migration.database
-                    ),
-                ));
-            }
-        }
-    }
+    // A second full backup is not refused here: which full starts the chain is the planner's
+    // decision (plan::plan), the same for `bakdrop plan`, `bakdrop run` and the restore worker.
     Ok(())
 }
 
@@ -724,7 +906,7 @@ mod tests {
             queue: MemoryQueue::default(),
             config: ValidateConfig {
                 arm_by_upload: false,
-                target: target.parse().unwrap_or_else(|e| panic!("{e}")),
+                target: Some(target.parse().unwrap_or_else(|e| panic!("{e}"))),
                 policy,
                 location: crate::source::SourceLocation::rds(None),
             },
@@ -850,7 +1032,7 @@ mod tests {
             let expected = summary::summarize(head, Some(tail), size);
             let v = validator("2022", VersionPolicy::NotNewer);
             let object = upload(&v, &format!("Db/{name}"), body);
-            let got = block_on(v.read_and_check(&object)).expect("read");
+            let got = block_on(v.read_header(&object)).expect("read");
             // Every fixture is at most a 2022 backup, fine for a 2022 target with NotNewer;
             // what matters is the same header or the same reason. Except where reading the
             // whole file reads its end worse: the 2022 compressed fixture (639 KB) read whole
@@ -1007,6 +1189,205 @@ mod tests {
     }
 
     #[test]
+    fn an_ola_hallengren_tree_migrates_the_database_folder_above_full_diff_and_log() {
+        let v = validator("2016", VersionPolicy::Same);
+        for (key, file) in [
+            (
+                "SQL01$PROD/RestoreTimeClean/FULL/full.bak",
+                "sql2016_full_RestoreTimeClean.bak",
+            ),
+            (
+                "SQL01$PROD/RestoreTimeClean/DIFF/diff.bak",
+                "sql2016_diff_RestoreTimeClean2.bak",
+            ),
+            (
+                "SQL01$PROD/RestoreTimeClean/LOG/log1.trn",
+                "sql2016_log_RestoreTimeClean_1.trn",
+            ),
+        ] {
+            let object = upload(&v, key, fixture(file));
+            let outcome = block_on(v.validate(&object, key, now())).expect("validated");
+            assert!(
+                matches!(outcome, Outcome::Queued { ref migration, .. } if migration == "RestoreTimeClean"),
+                "{key}: {outcome:?}"
+            );
+        }
+        for kind in ["FULL", "DIFF", "LOG"] {
+            assert!(
+                block_on(v.store.get_migration(kind))
+                    .ok()
+                    .flatten()
+                    .is_none(),
+                "no migration named {kind}"
+            );
+        }
+        let stray = upload(
+            &v,
+            "LOG/log2.trn",
+            fixture("sql2016_log_RestoreTimeClean_2.trn"),
+        );
+        let outcome = block_on(v.validate(&stray, "r", now())).expect("recorded");
+        assert_eq!(reason_code(&outcome), "InvalidKey");
+    }
+
+    #[test]
+    fn a_file_rejected_for_the_settings_is_taken_when_validated_again_under_other_settings() {
+        let mut v = validator("2012", VersionPolicy::NotNewer);
+        let object = upload(
+            &v,
+            "Clean/full.bak",
+            fixture("sql2016_full_RestoreTimeClean.bak"),
+        );
+        let outcome = block_on(v.validate(&object, "r1", now())).expect("recorded");
+        assert_eq!(reason_code(&outcome), "BackupNewerThanTarget");
+        let kept = &v.store.all_files()[0];
+        assert!(
+            kept.header.is_some(),
+            "a settings rejection keeps the header"
+        );
+        // The same event again, same settings: nothing changes.
+        let again = block_on(v.validate(&object, "r2", now())).expect("again");
+        assert!(
+            matches!(
+                again,
+                Outcome::Duplicate {
+                    state: FileState::Rejected,
+                    ..
+                }
+            ),
+            "{again:?}"
+        );
+        // Other settings: a wrong one gives the new reason, the right one queues the file.
+        v.config.policy = VersionPolicy::Same;
+        v.config.target = Some("2019".parse().unwrap_or_else(|e| panic!("{e}")));
+        let other = block_on(v.validate(&object, "r3", now())).expect("other");
+        assert_eq!(reason_code(&other), "VersionNotSame");
+        v.config.target = Some("2016".parse().unwrap_or_else(|e| panic!("{e}")));
+        let reads = v.reader.reads();
+        let right = block_on(v.validate(&object, "r4", now())).expect("right");
+        assert!(matches!(right, Outcome::Queued { .. }), "{right:?}");
+        assert_eq!(
+            v.reader.reads(),
+            reads,
+            "the kept header is checked, the object not read"
+        );
+        assert_eq!(v.store.all_files()[0].state, FileState::Queued);
+        assert_eq!(v.queue.messages().len(), 1);
+        // A file rejected for what it is stays rejected.
+        let garbage = upload(&v, "Clean/notes.bak", b"not a backup".repeat(50));
+        block_on(v.validate(&garbage, "r5", now())).expect("recorded");
+        v.config.target = None;
+        let still = block_on(v.validate(&garbage, "r6", now())).expect("again");
+        assert!(
+            matches!(
+                still,
+                Outcome::Duplicate {
+                    state: FileState::Rejected,
+                    ..
+                }
+            ),
+            "{still:?}"
+        );
+    }
+
+    #[test]
+    fn without_a_target_version_folders_of_different_versions_are_both_taken() {
+        let mut v = validator("2016", VersionPolicy::Same);
+        v.config.target = None;
+        for (key, file) in [
+            ("Clean/full.bak", "sql2016_full_RestoreTimeClean.bak"),
+            ("School/full.bak", "sql2019_full_School.bak"),
+            ("Library/full.bak", "sql2022_compressed_full_Library.bak"),
+        ] {
+            let object = upload(&v, key, fixture(file));
+            let outcome = block_on(v.validate(&object, key, now())).expect("validated");
+            assert!(
+                matches!(outcome, Outcome::Queued { .. }),
+                "{key}: {outcome:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn revalidate_queues_the_files_of_a_migration_rejected_only_for_the_settings() {
+        let mut v = validator("2014", VersionPolicy::Same);
+        for (key, body) in [
+            (
+                "Clean/full.bak",
+                fixture("sql2016_full_RestoreTimeClean.bak"),
+            ),
+            (
+                "Clean/log1.trn",
+                fixture("sql2016_log_RestoreTimeClean_1.trn"),
+            ),
+            ("Clean/notes.bak", b"not a backup".repeat(50)),
+        ] {
+            let object = upload(&v, key, body);
+            block_on(v.validate(&object, key, now())).expect("recorded");
+        }
+        assert!(v
+            .store
+            .all_files()
+            .iter()
+            .all(|f| f.state == FileState::Rejected));
+        assert!(block_on(v.store.get_migration("Clean"))
+            .ok()
+            .flatten()
+            .is_none());
+        v.config.target = Some("2016".parse().unwrap_or_else(|e| panic!("{e}")));
+        let done = block_on(v.revalidate("Clean", now())).expect("revalidated");
+        assert_eq!(
+            done,
+            Revalidated {
+                rechecked: 2,
+                queued: 2,
+                still_rejected: 0,
+                left: 1
+            }
+        );
+        assert_eq!(v.queue.messages().len(), 2);
+        let again = block_on(v.revalidate("Clean", now())).expect("again");
+        assert_eq!(again.rechecked, 0, "{again:?}");
+    }
+
+    #[test]
+    fn a_folder_whose_files_were_all_rejected_can_be_reset_and_not_cancelled() {
+        let v = validator("2014", VersionPolicy::Same);
+        let object = upload(
+            &v,
+            "Clean/full.bak",
+            fixture("sql2016_full_RestoreTimeClean.bak"),
+        );
+        block_on(v.validate(&object, "r", now())).expect("recorded");
+        let target = crate::fakes::MemoryTarget::new("12.0.2000.8");
+        let cancel = block_on(crate::cutover::cancel(&v.store, &target, "Clean", now()));
+        assert!(
+            matches!(
+                cancel,
+                Err(crate::cutover::CutoverError::Refused {
+                    code: "NothingAccepted",
+                    ..
+                })
+            ),
+            "{cancel:?}"
+        );
+        let reset = block_on(crate::cutover::reset(&v.store, "Clean", now()));
+        assert_eq!(reset.ok(), Some(MigrationState::AwaitingFull));
+        assert!(
+            v.store.all_files().is_empty(),
+            "the rejected files are forgotten"
+        );
+        // Validated again afresh (here under the same settings: rejected again).
+        let outcome = block_on(v.validate(&object, "r2", now())).expect("recorded");
+        assert_eq!(reason_code(&outcome), "BackupNewerThanTarget");
+        let unknown = block_on(crate::cutover::reset(&v.store, "Nobody", now()));
+        assert!(
+            matches!(unknown, Err(crate::cutover::CutoverError::NotFound(_))),
+            "{unknown:?}"
+        );
+    }
+
+    #[test]
     fn garbage_is_rejected_as_unreadable() {
         let v = validator("2016", VersionPolicy::Same);
         let object = upload(&v, "Clean/notes.bak", b"this is not a backup".repeat(100));
@@ -1015,18 +1396,20 @@ mod tests {
     }
 
     #[test]
-    fn a_second_full_backup_is_rejected_and_the_first_full_wins() {
+    fn a_full_of_another_database_in_the_folder_is_refused() {
         let v = validator("2008R2", VersionPolicy::Same);
-        let stripe = upload(&v, "Diff/full.bak", fixture("sql2008r2_full_difftest.bak"));
+        let full = upload(
+            &v,
+            "DiffTest/full.bak",
+            fixture("sql2008r2_full_difftest.bak"),
+        );
         assert!(matches!(
-            block_on(v.validate(&stripe, "r1", now())),
+            block_on(v.validate(&full, "r1", now())),
             Ok(Outcome::Queued { .. })
         ));
-        // A full of the same database family? Our fixtures hold no second full of doublediff, so use
-        // a file from another database: it is refused for being another database first.
         let other = upload(
             &v,
-            "Diff/other-full.bak",
+            "DiffTest/other-full.bak",
             fixture("sql2008r2_full_singlerestore.bak"),
         );
         let outcome = block_on(v.validate(&other, "r2", now())).expect("recorded");
@@ -1034,21 +1417,12 @@ mod tests {
     }
 
     #[test]
-    fn admit_refuses_a_second_full_of_the_same_database() {
+    fn admit_takes_a_second_full_of_the_same_database_the_planner_decides() {
         let mut migration = MigrationRecord::new("Clean", now());
         let header = sample_header(BackupKind::Full);
         migration.family_guid = Some(header.family_guid);
         migration.full_backup_set_guid = Some(uuid::Uuid::from_u128(1));
-        assert_eq!(
-            admit(&migration, &header).map_err(|r| r.code),
-            Err("SecondFullBackup".into())
-        );
-        migration.full_backup_set_guid = Some(header.backup_set_guid);
-        assert_eq!(
-            admit(&migration, &header),
-            Ok(()),
-            "a stripe of the same full is fine"
-        );
+        assert_eq!(admit(&migration, &header), Ok(()));
         migration.state = MigrationState::Succeeded;
         assert_eq!(
             admit(&migration, &header).map_err(|r| r.code),

@@ -48,7 +48,13 @@ pub const RELEASES: &[SqlServerRelease] = &[
     rel("SQL Server 2017", 14, 0, 869, 655),
     rel("SQL Server 2019", 15, 0, 904, 655),
     rel("SQL Server 2022", 16, 0, 957, 655),
+    // 998 is the DatabaseVersion the project brief gives for SQL Server 2025; no fixture of ours
+    // confirms it. The oldest version it restores from is taken as 2022's.
+    rel("SQL Server 2025", 17, 0, 998, 655),
 ];
+
+/// The newest release bakdrop knows.
+pub const NEWEST: SqlServerRelease = RELEASES[RELEASES.len() - 1];
 
 const fn rel(
     name: &'static str,
@@ -88,7 +94,7 @@ impl fmt::Display for SqlServerRelease {
 
 /// Why a text names no release.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown SQL Server version {0:?}: give a year (2016, 2019, 2022), a product version (13, 16.0, 10.50) or a DatabaseVersion (852, 957)")]
+#[error("unknown SQL Server version {0:?}: give a year (2017, 2019, 2022, 2025), a product version (14, 16.0, 10.50) or a DatabaseVersion (869, 957)")]
 pub struct UnknownRelease(pub String);
 
 impl FromStr for SqlServerRelease {
@@ -160,6 +166,8 @@ impl fmt::Display for VersionPolicy {
 /// Why a backup may not be restored on the target.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum VersionMismatch {
+    #[error("the backup's DatabaseVersion {backup} is newer than every SQL Server version bakdrop knows (the newest: {newest}); no target it knows can restore it. Use a bakdrop that knows this version, or check the backup")]
+    BackupNewerThanKnownVersions { backup: u32, newest: String },
     #[error("the backup is from a newer SQL Server (DatabaseVersion {backup}) than the target {target}; SQL Server cannot restore a backup onto an older version (it would fail with error 3169)")]
     BackupNewerThanTarget { backup: u32, target: String },
     #[error("the backup's DatabaseVersion {backup} ({backup_release}) differs from the target {target}, and the version policy is \"same\"; set the policy to \"not-newer\" to allow an upgrade")]
@@ -176,12 +184,40 @@ pub enum VersionMismatch {
     },
 }
 
+impl VersionMismatch {
+    /// The stable code a rejection carries.
+    pub fn code(&self) -> &'static str {
+        match self {
+            VersionMismatch::BackupNewerThanKnownVersions { .. } => "BackupNewerThanKnownVersions",
+            VersionMismatch::BackupNewerThanTarget { .. } => "BackupNewerThanTarget",
+            VersionMismatch::NotSameVersion { .. } => "VersionNotSame",
+            VersionMismatch::BackupTooOld { .. } => "BackupTooOld",
+        }
+    }
+}
+
+/// Checks that a backup's `DatabaseVersion` is not newer than every release bakdrop knows:
+/// whatever the target, such a backup cannot be placed (and no target known could take it).
+///
+/// # Errors
+/// [`VersionMismatch::BackupNewerThanKnownVersions`].
+pub fn check_known(backup: u32) -> Result<(), VersionMismatch> {
+    if backup > NEWEST.database_version {
+        return Err(VersionMismatch::BackupNewerThanKnownVersions {
+            backup,
+            newest: NEWEST.to_string(),
+        });
+    }
+    Ok(())
+}
+
 impl VersionPolicy {
     /// Checks a backup's `DatabaseVersion` against the target release.
     ///
     /// # Errors
     /// A [`VersionMismatch`] saying why the target cannot take the backup under this policy.
     pub fn check(self, backup: u32, target: SqlServerRelease) -> Result<(), VersionMismatch> {
+        check_known(backup)?;
         if backup > target.database_version {
             return Err(VersionMismatch::BackupNewerThanTarget {
                 backup,
@@ -226,6 +262,7 @@ mod tests {
         assert_eq!(release("16.0.4135.4").database_version, 957);
         assert_eq!(release("852").name, "SQL Server 2016");
         assert!("2031".parse::<SqlServerRelease>().is_err());
+        assert!("18".parse::<SqlServerRelease>().is_err());
         assert!("sixteen".parse::<SqlServerRelease>().is_err());
     }
 
@@ -258,6 +295,44 @@ mod tests {
                 policy.check(852, target),
                 Err(VersionMismatch::BackupNewerThanTarget { backup: 852, .. })
             ));
+        }
+    }
+
+    #[test]
+    fn sql_server_2017_to_2025_are_known_by_year_product_version_and_database_version() {
+        for (year, major, database_version) in [
+            ("2017", 14, 869),
+            ("2019", 15, 904),
+            ("2022", 16, 957),
+            ("2025", 17, 998),
+        ] {
+            let by_year = release(year);
+            assert_eq!(
+                (by_year.major, by_year.database_version),
+                (major, database_version)
+            );
+            assert_eq!(release(&major.to_string()), by_year);
+            assert_eq!(release(&format!("{major}.0.1000.6")), by_year);
+            assert_eq!(release(&database_version.to_string()), by_year);
+            assert_eq!(release(&format!("SQL Server {year}")), by_year);
+        }
+        assert_eq!(NEWEST, release("2025"));
+        let target = release("2025");
+        assert_eq!(VersionPolicy::Same.check(998, target), Ok(()));
+        assert_eq!(VersionPolicy::NotNewer.check(957, target), Ok(()));
+    }
+
+    #[test]
+    fn a_backup_newer_than_every_known_version_has_a_reason_of_its_own() {
+        let err = check_known(1010).expect_err("unknown");
+        assert_eq!(err.code(), "BackupNewerThanKnownVersions");
+        assert!(err.to_string().contains("SQL Server 2025"), "{err}");
+        assert_eq!(check_known(998), Ok(()));
+        for policy in [VersionPolicy::Same, VersionPolicy::NotNewer] {
+            assert_eq!(
+                policy.check(1010, release("2022")).map_err(|e| e.code()),
+                Err("BackupNewerThanKnownVersions")
+            );
         }
     }
 

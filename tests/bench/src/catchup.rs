@@ -141,7 +141,7 @@ pub fn fleet_plan(dialect: Dialect, workers: usize, validators: usize) -> FleetP
         workers,
         validate: ValidateConfig {
             arm_by_upload: false,
-            target: "2022".parse().unwrap_or_else(|_| unreachable!()),
+            target: Some("2022".parse().unwrap_or_else(|_| unreachable!())),
             policy: VersionPolicy::NotNewer,
             location: restore.location.clone(),
         },

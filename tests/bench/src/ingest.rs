@@ -96,7 +96,7 @@ async fn measure(
         queue: SqsJobQueue::new(aws.sqs.clone(), &stack.restore_queue),
         config: ValidateConfig {
             arm_by_upload: false,
-            target: "2022".parse()?,
+            target: Some("2022".parse()?),
             policy: VersionPolicy::NotNewer,
             location: bakdrop_core::source::SourceLocation::rds(None),
         },

@@ -214,6 +214,13 @@ async fn measure(
             wait: Duration::from_secs(10),
             look_every: Duration::from_millis(250),
         };
+        // Complete reads no object; revalidate is not benchmarked.
+        let reader = bakdrop_core::fakes::MemoryObjects::default();
+        let config = catchup::fleet_plan(plan.dialect, plan.workers, 4).validate;
+        let revalidation = complete_migration::handler::Revalidation {
+            reader: &reader,
+            config: &config,
+        };
         let mut usage = KindStats::default();
         let mut done = Vec::new();
         for db in &completes {
@@ -222,6 +229,7 @@ async fn measure(
                 &complete_store,
                 &target,
                 &followup,
+                &revalidation,
                 serde_json::json!({ "database": db }),
                 time::OffsetDateTime::now_utc(),
             )

@@ -108,6 +108,7 @@ async fn measure(
             dialect: Dialect::Rds,
             location: SourceLocation::rds(None),
             policy: VersionPolicy::NotNewer,
+            check_version: true,
             poll_interval: plan.poll_interval,
             busy_retry: plan.poll_interval,
             settle: None,
@@ -119,7 +120,7 @@ async fn measure(
         queue,
         config: ValidateConfig {
             arm_by_upload: false,
-            target: "2022".parse()?,
+            target: Some("2022".parse()?),
             policy: VersionPolicy::NotNewer,
             location: bakdrop_core::source::SourceLocation::rds(None),
         },

@@ -268,7 +268,7 @@ async fn validate_once(
         queue: MemoryQueue::default(),
         config: ValidateConfig {
             arm_by_upload: false,
-            target: "2022".parse()?,
+            target: Some("2022".parse()?),
             policy: VersionPolicy::NotNewer,
             location: bakdrop_core::source::SourceLocation::rds(None),
         },

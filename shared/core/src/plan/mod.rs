@@ -1,13 +1,18 @@
 //! The restore-chain planner: given what is already restored on the target and the validated
 //! files not yet applied, decide for every file whether to apply it now, wait for something
 //! missing, skip it (already covered) or fail the migration (a broken chain). Pure code: the
-//! restore worker calls [`plan`], applies [`Plan::next`], records it with [`ChainState::apply`]
-//! and plans again; `bakdrop plan` calls [`plan_all`] to print the whole sequence at once.
+//! restore worker calls [`plan`], applies [`Plan::next`], records it with
+//! [`ChainState::record_restored`] and plans again; `bakdrop plan` calls [`plan_all`], which does
+//! the same in a loop, to print the whole sequence at once: one decision function for both, so
+//! the preview is what runs.
 //!
 //! The rules are those of SQL Server's restore sequence (DESIGN.md section 4):
 //! - Nothing restored: the newest *complete* full backup starts the chain (a striped full needs
 //!   all its media families, else its files wait naming the missing family numbers). Other
-//!   fulls are skipped; differentials and logs wait for a full ([`WaitReason::NoFullYet`]).
+//!   fulls are skipped ([`SkipReason::OtherFullChosen`]); differentials and logs wait for a full
+//!   ([`WaitReason::NoFullYet`]). Once a full is restored (its restore was submitted: the worker
+//!   plans nothing while a restore is in flight), a later full is skipped with the way to start
+//!   over from it ([`SkipReason::AnotherFull`]).
 //! - Differential: its `DifferentialBaseGUID` must be the restored full's `BackupSetGUID`, and it
 //!   applies when its `LastLSN` is beyond the last applied `LastLSN`. The newest complete
 //!   applicable differential goes before any log; what it covers is skipped as superseded.
@@ -117,6 +122,18 @@ pub struct Applied {
     pub differential_files: u64,
     #[serde(default)]
     pub log_files: u64,
+    /// RESTORE statements by backup type (a striped set is one). Zero in records written before
+    /// they were counted: [`Applied::steps_of`] then counts files.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub full_steps: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub differential_steps: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub log_steps: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Applied {
@@ -130,6 +147,18 @@ impl Applied {
             BackupKind::Full => self.full_files,
             BackupKind::Differential => self.differential_files,
             BackupKind::Log => self.log_files,
+        }
+    }
+
+    /// RESTORE statements of one backup type (a striped set counts once).
+    pub fn steps_of(&self, kind: BackupKind) -> u64 {
+        if self.full_steps + self.differential_steps + self.log_steps == 0 && self.steps > 0 {
+            return self.files_of(kind);
+        }
+        match kind {
+            BackupKind::Full => self.full_steps,
+            BackupKind::Differential => self.differential_steps,
+            BackupKind::Log => self.log_steps,
         }
     }
 
@@ -211,9 +240,18 @@ impl ChainState {
         let files = step.files.len() as u64;
         self.applied.steps += 1;
         match step.kind {
-            BackupKind::Full => self.applied.full_files += files,
-            BackupKind::Differential => self.applied.differential_files += files,
-            BackupKind::Log => self.applied.log_files += files,
+            BackupKind::Full => {
+                self.applied.full_files += files;
+                self.applied.full_steps += 1;
+            }
+            BackupKind::Differential => {
+                self.applied.differential_files += files;
+                self.applied.differential_steps += 1;
+            }
+            BackupKind::Log => {
+                self.applied.log_files += files;
+                self.applied.log_steps += 1;
+            }
         }
         self.recent.push(step.clone());
         let bytes = |steps: &[Step]| -> usize {
@@ -236,6 +274,15 @@ impl ChainState {
     pub fn apply_on_fork(&mut self, step: &Step, recovery_fork_id: Uuid) {
         self.apply(step);
         self.recovery_fork_id = Some(recovery_fork_id);
+    }
+
+    /// Records a restored step as the restore worker and [`plan_all`] both do: on its
+    /// recovery fork when the first file's header (`fork`) is known.
+    pub fn record_restored(&mut self, step: &Step, fork: Option<Uuid>) {
+        match fork {
+            Some(fork) => self.apply_on_fork(step, fork),
+            None => self.apply(step),
+        }
     }
 
     /// True when the backup set is known to be restored: the chain's full, its last
@@ -326,6 +373,25 @@ pub enum WaitReason {
     ChainBroken { at: String },
 }
 
+impl WaitReason {
+    /// The stable code of this reason (its JSON `code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            WaitReason::NoFullYet => "NoFullYet",
+            WaitReason::MissingStripes { .. } => "MissingStripes",
+            WaitReason::MissingLogs { .. } => "MissingLogs",
+            WaitReason::Queued { .. } => "Queued",
+            WaitReason::ChainBroken { .. } => "ChainBroken",
+        }
+    }
+
+    /// True when the file waits for something that has not arrived (a full, stripes, logs) or
+    /// can never come (a broken chain), not merely for its turn.
+    pub fn blocks(&self) -> bool {
+        !matches!(self, WaitReason::Queued { .. })
+    }
+}
+
 impl fmt::Display for WaitReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -375,13 +441,35 @@ pub enum SkipReason {
         kind: BackupKind,
         restored_to: Lsn,
     },
-    /// Another full backup starts (or started) the chain.
+    /// Nothing was restored yet and another full backup, the newest complete one, starts the
+    /// chain now.
+    OtherFullChosen {
+        by: String,
+        full_backup_set_guid: Uuid,
+    },
+    /// The chain was started from another full backup: a restore was submitted, and a later full
+    /// is never restored over it.
     AnotherFull { full_backup_set_guid: Uuid },
     /// A differential whose base is not the chain's full.
     DifferentialOfAnotherFull {
         base: Option<Uuid>,
         full_backup_set_guid: Uuid,
     },
+}
+
+impl SkipReason {
+    /// The stable code of this reason (its JSON `code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            SkipReason::AlreadyRestored { .. } => "AlreadyRestored",
+            SkipReason::Duplicate { .. } => "Duplicate",
+            SkipReason::Covered { .. } => "Covered",
+            SkipReason::Superseded { .. } => "Superseded",
+            SkipReason::OtherFullChosen { .. } => "OtherFullChosen",
+            SkipReason::AnotherFull { .. } => "AnotherFull",
+            SkipReason::DifferentialOfAnotherFull { .. } => "DifferentialOfAnotherFull",
+        }
+    }
 }
 
 impl fmt::Display for SkipReason {
@@ -410,11 +498,18 @@ impl fmt::Display for SkipReason {
                 f,
                 "superseded by {kind} backup {by}, which restores up to LSN {restored_to}"
             ),
+            SkipReason::OtherFullChosen {
+                by,
+                full_backup_set_guid,
+            } => write!(
+                f,
+                "the full backup {by} (BackupSetGUID {full_backup_set_guid}) starts the chain instead: while nothing is restored, the newest complete full backup wins"
+            ),
             SkipReason::AnotherFull {
                 full_backup_set_guid,
             } => write!(
                 f,
-                "another full backup (BackupSetGUID {full_backup_set_guid}) starts the chain; one full is restored per migration"
+                "the restore chain was started from another full backup (BackupSetGUID {full_backup_set_guid}), whose restore was submitted before this one arrived; a later full is never restored over it. To start over from this full: cancel the migration (which drops the half-restored database), reset it, then upload this full and the backups taken after it again (or upload them to a new database folder)"
             ),
             SkipReason::DifferentialOfAnotherFull {
                 base,
@@ -440,6 +535,16 @@ pub enum ChainFailure {
     /// The files of a backup set disagree about the stripe set they form.
     #[error("the files of backup set {backup_set_guid} disagree about the stripe set (media family count or number, backup type, LSNs or recovery fork): they are not the stripes of one backup")]
     StripeSetInconsistent { backup_set_guid: Uuid },
+}
+
+impl ChainFailure {
+    /// The stable code of this failure (its JSON `code`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ChainFailure::RecoveryForkMismatch { .. } => "RecoveryForkMismatch",
+            ChainFailure::StripeSetInconsistent { .. } => "StripeSetInconsistent",
+        }
+    }
 }
 
 /// The whole sequence over a fixed set of files: what `bakdrop plan` prints.
@@ -603,10 +708,7 @@ pub fn plan_all(candidates: &[Candidate]) -> OfflinePlan {
             .iter()
             .find(|c| step.files.first() == Some(&c.file_id))
             .map(|c| c.header.recovery_fork_id);
-        match fork {
-            Some(fork) => state.apply_on_fork(&step, fork),
-            None => state.apply(&step),
-        }
+        state.record_restored(&step, fork);
         done.extend(step.files.iter().cloned());
         out.steps.push(step);
         remaining.retain(|c| !done.contains(&c.file_id));
@@ -918,6 +1020,11 @@ fn decide_without_full(state: &ChainState, sets: &[&BackupSet<'_>]) -> Round {
         .map(|(i, s)| {
             if i == n {
                 Verdict::Next
+            } else if s.kind() == BackupKind::Full {
+                Verdict::Skip(SkipReason::OtherFullChosen {
+                    by: full.name(),
+                    full_backup_set_guid: full.guid,
+                })
             } else {
                 after_next(&after, full, s)
             }
@@ -986,6 +1093,85 @@ fn evaluate(state: &ChainState, set: &BackupSet<'_>) -> Eval {
     }
 }
 
+#[cfg(test)]
+mod codes {
+    use super::*;
+
+    /// The codes the reasons carry are the tags their JSON carries.
+    #[test]
+    fn every_reason_code_is_its_json_tag() {
+        let g = Uuid::from_u128(1);
+        let l = Lsn::ZERO;
+        let waits = [
+            WaitReason::NoFullYet,
+            WaitReason::MissingStripes {
+                backup_set_guid: g,
+                family_count: 2,
+                missing_families: vec![2],
+            },
+            WaitReason::MissingLogs { from: l, to: l },
+            WaitReason::Queued { after: "x".into() },
+            WaitReason::ChainBroken { at: "x".into() },
+        ];
+        for w in waits {
+            assert_eq!(
+                serde_json::to_value(&w)
+                    .ok()
+                    .and_then(|v| v["code"].as_str().map(str::to_owned))
+                    .as_deref(),
+                Some(w.code())
+            );
+        }
+        let skips = [
+            SkipReason::AlreadyRestored { backup_set_guid: g },
+            SkipReason::Duplicate { of: "x".into() },
+            SkipReason::Covered {
+                last_lsn: l,
+                restored_to: l,
+            },
+            SkipReason::Superseded {
+                by: "x".into(),
+                kind: BackupKind::Log,
+                restored_to: l,
+            },
+            SkipReason::OtherFullChosen {
+                by: "x".into(),
+                full_backup_set_guid: g,
+            },
+            SkipReason::AnotherFull {
+                full_backup_set_guid: g,
+            },
+            SkipReason::DifferentialOfAnotherFull {
+                base: None,
+                full_backup_set_guid: g,
+            },
+        ];
+        for s in skips {
+            assert_eq!(
+                serde_json::to_value(&s)
+                    .ok()
+                    .and_then(|v| v["code"].as_str().map(str::to_owned))
+                    .as_deref(),
+                Some(s.code())
+            );
+        }
+        for f in [
+            ChainFailure::RecoveryForkMismatch {
+                expected: g,
+                found: g,
+            },
+            ChainFailure::StripeSetInconsistent { backup_set_guid: g },
+        ] {
+            assert_eq!(
+                serde_json::to_value(&f)
+                    .ok()
+                    .and_then(|v| v["code"].as_str().map(str::to_owned))
+                    .as_deref(),
+                Some(f.code())
+            );
+        }
+    }
+}
 #[cfg(test)]
 mod properties;
 #[cfg(test)]

@@ -125,7 +125,8 @@ fn the_newest_complete_full_starts_the_chain_and_other_fulls_are_skipped() {
         p.next.as_ref().map(|s| s.files.clone()),
         Some(vec!["new".to_owned()])
     );
-    let another = SkipReason::AnotherFull {
+    let another = SkipReason::OtherFullChosen {
+        by: "new.bak".into(),
         full_backup_set_guid: guid(2),
     };
     assert_eq!(skip(&p, "old"), another);
@@ -133,15 +134,21 @@ fn the_newest_complete_full_starts_the_chain_and_other_fulls_are_skipped() {
 }
 
 #[test]
-fn a_full_arriving_after_the_chain_started_is_skipped() {
+fn a_full_arriving_after_the_chain_started_is_skipped_saying_how_to_start_over() {
     let state = applied(&[&full_step(1, 100, 110)]);
     let p = plan(&state, &[full("F2", 2, 300, 310)]);
     assert_eq!(p.next, None);
+    let reason = skip(&p, "F2");
     assert_eq!(
-        skip(&p, "F2"),
+        reason,
         SkipReason::AnotherFull {
             full_backup_set_guid: guid(1),
         }
+    );
+    let text = reason.to_string();
+    assert!(
+        text.contains("cancel the migration") && text.contains("reset it"),
+        "{text}"
     );
 }
 
