@@ -157,6 +157,18 @@ fn inspect_output_validates_against_its_schema() {
         })
         .count();
     assert_eq!(backups, 23, "every fixture under the folder is read");
+    // Validation reads at most 256 KiB of a compressed backup, as inspect reports.
+    let compressed: Vec<&Value> = value
+        .as_array()
+        .expect("files")
+        .iter()
+        .filter(|f| f["path"].as_str().is_some_and(|p| p.contains("compressed")))
+        .collect();
+    assert!(compressed.len() >= 2, "{value:#}");
+    for f in compressed {
+        let read = f["bytes_read"].as_u64().expect("bytes_read");
+        assert!(read > 0 && read <= 256 * 1024, "{f:#}");
+    }
     assert_valid("inspect", &value);
     every_reason_has_a_code(&value, "inspect");
 }
