@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bakdrop's benchmarks (issue 7); the figures and how to read them are in BENCHMARKS.md.
+# bakdrop's benchmarks; the figures and how to read them are in BENCHMARKS.md.
 # Starts the local AWS endpoint when it is not running (and stops it afterwards only then),
 # prints a description of the machine, runs the benchmarks and prints their figures as Markdown
 # (also kept under target/bench-results/). Everything a benchmark creates on the endpoint

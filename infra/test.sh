@@ -38,11 +38,11 @@ step "cargo test"
 shift_args=()
 if [ "${1:-}" = "--" ]; then shift; shift_args=("$@"); fi
 if [ ${#shift_args[@]} -eq 0 ]; then
-  # The robustness tests (issue 7) run in the next step, where what they tried is shown.
+  # The robustness tests run in the next step, where what they tried is shown.
   cargo test --workspace -- --skip robustness:: \
     --skip fixtures_never_panic_and_fail_with_named_errors --skip garbage_after_a_tape_signature
 
-  step "robustness (issue 7): what each test tried"
+  step "robustness: what each test tried"
   # --workspace as above, not -p: a package selected alone resolves its dependencies' features
   # anew, and cargo would build (and store) a second copy of most of the dependency tree.
   cargo test --workspace --test robustness -- --nocapture

@@ -1,4 +1,4 @@
-//! Records stay bounded (issue 13, item 3): a migration of 10,000 restored log backups, on the
+//! Records stay bounded: a migration of 10,000 restored log backups, on the
 //! status table of the local AWS endpoint (moto over HTTP, which refuses items over DynamoDB's
 //! 400 KB as DynamoDB does), takes one more log — planned, restored, recorded — while its
 //! migration item stays a few KB and one advance reads its few files still to plan, not its

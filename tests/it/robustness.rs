@@ -1,4 +1,4 @@
-//! Robustness of the whole pipeline (issue 7), each test printing what it tried:
+//! Robustness of the whole pipeline, each test printing what it tried:
 //! - duplicate and reordered S3 events (3 deliveries of every record, in 3 seeded orders);
 //! - SQS redelivery of a restore job while its restore runs on the server;
 //! - the TDS connection cut mid-submit and mid-poll (a real TCP proxy in front of the TDS test
@@ -1770,7 +1770,7 @@ async fn an_s3_key_of_959_bytes_is_recorded_and_restored_not_retried_forever() {
     .await;
 }
 
-/// Faults of issue 13 on the pipeline (moto + the TDS test server), each dialect: a login the
+/// Faults of the target and the uploads on the pipeline (moto + the TDS test server), each dialect: a login the
 /// target refuses at the first submit, at a poll and at a later submit (a rotated secret), an
 /// object replaced after it was validated, a second folder naming the same database in another
 /// case. Each row: where the fault struck, what the migration showed meanwhile, how it ended;

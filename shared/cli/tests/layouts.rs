@@ -1,4 +1,4 @@
-//! A DBA's folders and habits (issue 14), on temporary copies of the committed fixtures: Ola
+//! A DBA's folders and habits, on temporary copies of the committed fixtures: Ola
 //! Hallengren's layout, the preview being what runs, versions never guessed from another folder,
 //! re-checking files rejected for the settings, exit codes, `inspect DIR`.
 

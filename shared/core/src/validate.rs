@@ -1036,8 +1036,8 @@ mod tests {
             // Every fixture is at most a 2022 backup, fine for a 2022 target with NotNewer;
             // what matters is the same header or the same reason. Except where reading the
             // whole file reads its end worse: the 2022 compressed fixture (639 KB) read whole
-            // has its end found in the whole decoded stream, which does not find its set count
-            // (issue 14); read as validation reads it, from its last 64 KiB, it does.
+            // has its end found in the whole decoded stream, which does not find its set count;
+            // read as validation reads it, from its last 64 KiB, it does.
             let whole_reads_worse = name == "sql2022_compressed_full_Library.bak"
                 && got.is_ok()
                 && matches!(&expected, Err(r) if r.code == "BackupSetCountUnknown");

@@ -1,4 +1,4 @@
-//! Catch-up of a long chain (issue 17, item 1): a full and a day of 15-minute log backups
+//! Catch-up of a long chain: a full and a day of 15-minute log backups
 //! (96) uploaded at once, through the whole pipeline ([`crate::flow`]) with the production
 //! delays, until the last log is restored and the migration is Synchronizing. Compared with
 //! the sum of the target's own restore times on the test server.

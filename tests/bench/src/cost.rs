@@ -1,4 +1,4 @@
-//! Cost per migration (issue 17, item 4): the requests and Lambda time one validated file, one
+//! Cost per migration: the requests and Lambda time one validated file, one
 //! restored step, one poll and one Complete take, counted on the whole pipeline
 //! ([`crate::flow`]: every AWS request of the functions, by operation, and each handler's
 //! time), priced at AWS's list prices, and the total for a 1 TB database with 96 log backups a

@@ -1,4 +1,4 @@
-//! Latency a DBA feels (issue 17, item 3), through the whole pipeline ([`crate::flow`]) with the
+//! Latency a DBA feels, through the whole pipeline ([`crate::flow`]) with the
 //! production delays:
 //!
 //! - **Upload → RESTORE submitted**: a migration is Synchronizing (its full restored); each of

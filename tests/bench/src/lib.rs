@@ -1,4 +1,4 @@
-//! bakdrop's benchmarks (issue 7), run by `infra/bench.sh`; figures published in BENCHMARKS.md.
+//! bakdrop's benchmarks, run by `infra/bench.sh`; figures published in BENCHMARKS.md.
 //!
 //! # Layout
 //! - [`stats`]: samples, medians and the formatting of durations and rates.

@@ -14,7 +14,7 @@ use bakdrop_bench::validation::{self, ValidationPlan};
 use bakdrop_tests::aws::LocalAws;
 use clap::{Parser, Subcommand};
 
-/// bakdrop's benchmarks (issue 7). Needs the local AWS endpoint's environment (source
+/// bakdrop's benchmarks. Needs the local AWS endpoint's environment (source
 /// .local/moto.env) for everything but `parser`.
 #[derive(Debug, Parser)]
 struct Cli {

@@ -1,4 +1,4 @@
-//! Figure 2 of issue 7: cold start, binary size and peak RSS of each function binary, beside a
+//! Cold start (figure 2 of BENCHMARKS.md): cold start, binary size and peak RSS of each function binary, beside a
 //! Python peer timed the same way.
 //!
 //! Every function is started as a process against a local Lambda Runtime API
