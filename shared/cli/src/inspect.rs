@@ -11,7 +11,7 @@ use bakdrop_core::summary::{check_file, parse_reason};
 use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 use serde_json::json;
 
-use crate::local::PathReader;
+use crate::adapters::local::PathReader;
 use crate::out::Shown;
 
 /// Inspects every backup under `paths` (files as given, folders searched recursively); exit
@@ -29,7 +29,7 @@ pub fn run(
         .parse()
         .map_err(|e: String| anyhow::anyhow!(e))
         .context("--policy")?;
-    let found = crate::local::scan(paths)?;
+    let found = crate::adapters::local::scan(paths)?;
     let mut all_usable = found.unreadable.is_empty();
     let mut reports = Vec::new();
     for path in &found.files {

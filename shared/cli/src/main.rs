@@ -8,22 +8,21 @@
 //! - `manage`: `bakdrop status`, `complete`, `cancel` on the local state file (or a stack's
 //!   status table with `--table`).
 //! - `invoke`: the same commands through a deployed stack's functions (`--function`).
-//! - `local`: local files in place of S3 (head/tail reads, the folder as the bucket).
-//! - `store`: the status table as a JSON file with compare-and-set.
-//! - `queue`: the restore queue in memory, on a real or simulated clock.
-//! - `target`: the target SQL Server (tiberius) or the script-only stand-in, and `--target`.
+//! - `adapters`: the stand-ins for the stack's components: `local` files in place of S3
+//!   (head/tail reads, the folder as the bucket), the restore `queue` in memory on a real or
+//!   simulated clock, the status table as a JSON file with compare-and-set (`store`), the
+//!   `target` SQL Server (tiberius) or the script-only stand-in, and `--target`.
+//! - `status_text`: a status report as a person reads it on a terminal.
 //! - `out`: standard output that ends quietly on a closed pipe; outside text shown escaped.
 
+mod adapters;
 mod inspect;
 mod invoke;
-mod local;
 mod manage;
 mod out;
 mod pipeline;
 mod planning;
-mod queue;
-mod store;
-mod target;
+mod status_text;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

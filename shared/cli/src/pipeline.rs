@@ -20,10 +20,10 @@ use bakdrop_core::validate::{Outcome, ValidateConfig, Validator};
 use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 use bakdrop_mssql::TiberiusTarget;
 
-use crate::local::LocalBucket;
-use crate::queue::{Clock, LocalQueue};
-use crate::store::{JsonFileStore, RememberedTarget};
-use crate::target::{parse_connection, password_source, CliTarget, ScriptTarget};
+use crate::adapters::local::LocalBucket;
+use crate::adapters::queue::{Clock, LocalQueue};
+use crate::adapters::store::{JsonFileStore, RememberedTarget};
+use crate::adapters::target::{parse_connection, password_source, CliTarget, ScriptTarget};
 
 /// What `bakdrop run` was asked.
 #[derive(Debug)]
@@ -46,11 +46,6 @@ pub struct RunOptions {
 /// A redelivered message gives up after this many transient failures (the DLQ's role).
 const MAX_DELIVERIES: u32 = 5;
 
-/// Where the state file of a folder lives by default.
-pub fn default_state(dir: &std::path::Path) -> PathBuf {
-    dir.join(".bakdrop").join("status.json")
-}
-
 /// Runs the pipeline; exit status 1 when a file was rejected, a migration failed or cannot
 /// proceed (no full, a gap), or an entry of the folder cannot be read.
 ///
@@ -62,7 +57,7 @@ pub async fn run(options: RunOptions) -> anyhow::Result<ExitCode> {
     let state_path = options
         .state
         .clone()
-        .unwrap_or_else(|| default_state(&root));
+        .unwrap_or_else(|| crate::adapters::store::default_state(&root));
     let script_path = root.join(".bakdrop").join("restore.sql");
     let store = Arc::new(JsonFileStore::new(&state_path));
 
@@ -439,7 +434,10 @@ async fn summary_text(store: &JsonFileStore) -> anyhow::Result<bool> {
             .collect();
         let report = report::build(&name, migration.as_ref(), &files);
         stopped |= cannot_proceed(migration.as_ref(), &files);
-        crate::out!("{}", crate::manage::report_text(&report, &files, "files"));
+        crate::out!(
+            "{}",
+            crate::status_text::report_text(&report, &files, "files")
+        );
     }
     Ok(stopped)
 }

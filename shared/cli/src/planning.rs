@@ -27,9 +27,9 @@ use bakdrop_core::validate::{ValidateConfig, Validator};
 use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 use serde::Serialize;
 
-use crate::local::{read_head_tail, scan, PathObjects};
+use crate::adapters::local::{read_head_tail, scan, PathObjects};
+use crate::adapters::store::JsonFileStore;
 use crate::out::Shown;
-use crate::store::JsonFileStore;
 
 /// One database's plan, as `--json` prints it (schema: `schemas/plan.schema.json`).
 #[derive(Debug, Serialize)]
@@ -167,7 +167,7 @@ fn names_no_database(relative: &str) -> bool {
 fn inputs(
     paths: &[PathBuf],
     database: Option<&str>,
-) -> anyhow::Result<(Vec<Input>, crate::local::Unreadable)> {
+) -> anyhow::Result<(Vec<Input>, crate::adapters::local::Unreadable)> {
     let mut found = Vec::new();
     let mut unreadable = Vec::new();
     for path in paths {

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::conditional::{delete_if, put_if};
 use crate::job::QueueMessage;
 use crate::object::ObjectRef;
 use crate::ports::{
@@ -173,27 +174,6 @@ impl MemoryStore {
     }
 }
 
-fn cas<K: Ord, T: Clone>(
-    map: &mut BTreeMap<K, Versioned<T>>,
-    key: K,
-    record: &T,
-    expected: Option<u64>,
-) -> Result<u64, StoreError> {
-    let current = map.get(&key).map(|v| v.version);
-    if current != expected {
-        return Err(StoreError::Conflict { expected });
-    }
-    let version = expected.unwrap_or(0) + 1;
-    map.insert(
-        key,
-        Versioned {
-            record: record.clone(),
-            version,
-        },
-    );
-    Ok(version)
-}
-
 impl StatusStore for MemoryStore {
     async fn claim_name(&self, folded: &str, database: &str) -> Result<String, StoreError> {
         self.injected()?;
@@ -216,7 +196,7 @@ impl StatusStore for MemoryStore {
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
         self.injected()?;
-        cas(
+        put_if(
             &mut lock(&self.migrations),
             record.database.clone(),
             record,
@@ -240,7 +220,7 @@ impl StatusStore for MemoryStore {
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
         self.injected()?;
-        cas(
+        put_if(
             &mut lock(&self.files),
             (record.migration.clone(), record.file_id.clone()),
             record,
@@ -255,15 +235,8 @@ impl StatusStore for MemoryStore {
         expected: u64,
     ) -> Result<(), StoreError> {
         self.injected()?;
-        let mut files = lock(&self.files);
         let key = (migration.to_owned(), file_id.to_owned());
-        if files.get(&key).map(|v| v.version) != Some(expected) {
-            return Err(StoreError::Conflict {
-                expected: Some(expected),
-            });
-        }
-        files.remove(&key);
-        Ok(())
+        delete_if(&mut lock(&self.files), &key, expected).map(|_| ())
     }
 
     async fn list_migrations(

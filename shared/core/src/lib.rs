@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`backup`]: reads SQL Server native backups (MTF / compressed MSSQLBAK) from a bounded head
 //!   and tail, without a SQL Server.
+//! - [`conditional`]: the status store's compare-and-set rule on a map held in memory.
 //! - [`cutover`]: Complete (guarded, or armed in advance), Cancel and Reset.
 //! - [`events`]: the events of each write (state changes, file verdicts), their JSON Schema.
 //! - [`summary`]: the file-level preconditions on a parsed backup (one set, supported type).
@@ -24,6 +25,7 @@
 //! - [`fakes`]: in-memory ports for tests (feature `test-support`).
 
 pub mod backup;
+pub mod conditional;
 pub mod cutover;
 pub mod events;
 #[cfg(any(test, feature = "test-support"))]

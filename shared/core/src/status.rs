@@ -510,7 +510,7 @@ impl MigrationRecord {
 }
 
 /// A record and the store version it was read at (for compare-and-set).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Versioned<T> {
     pub record: T,
     pub version: u64,

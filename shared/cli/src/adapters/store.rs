@@ -20,6 +20,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
+use bakdrop_core::conditional::{delete_if, put_if};
 use bakdrop_core::events::{self, Event};
 use bakdrop_core::ports::{StatusStore, StoreError};
 use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, Versioned};
@@ -28,22 +29,21 @@ use serde::{Deserialize, Serialize};
 /// The state-file schema this build writes and reads.
 pub const STATE_SCHEMA: u32 = 1;
 
+/// Where the state file of a folder lives by default.
+pub fn default_state(dir: &Path) -> PathBuf {
+    dir.join(".bakdrop").join("status.json")
+}
+
 /// The events file's name, beside the state file.
 pub const EVENTS_FILE: &str = "events.jsonl";
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Entry<T> {
-    version: u64,
-    record: T,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Document {
     schema: u32,
     #[serde(default)]
-    migrations: BTreeMap<String, Entry<MigrationRecord>>,
+    migrations: BTreeMap<String, Versioned<MigrationRecord>>,
     #[serde(default)]
-    files: BTreeMap<String, BTreeMap<String, Entry<FileRecord>>>,
+    files: BTreeMap<String, BTreeMap<String, Versioned<FileRecord>>>,
     /// Folded database name → the migration that claimed it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     names: BTreeMap<String, String>,
@@ -315,34 +315,6 @@ impl JsonFileStore {
     }
 }
 
-fn cas<T: Clone>(
-    map: &mut BTreeMap<String, Entry<T>>,
-    key: &str,
-    record: &T,
-    expected: Option<u64>,
-) -> Result<u64, StoreError> {
-    let current = map.get(key).map(|e| e.version);
-    if current != expected {
-        return Err(StoreError::Conflict { expected });
-    }
-    let version = expected.unwrap_or(0) + 1;
-    map.insert(
-        key.to_owned(),
-        Entry {
-            version,
-            record: record.clone(),
-        },
-    );
-    Ok(version)
-}
-
-fn versioned<T>(entry: Entry<T>) -> Versioned<T> {
-    Versioned {
-        record: entry.record,
-        version: entry.version,
-    }
-}
-
 impl StatusStore for JsonFileStore {
     async fn claim_name(&self, folded: &str, database: &str) -> Result<String, StoreError> {
         self.update(|doc| {
@@ -358,7 +330,7 @@ impl StatusStore for JsonFileStore {
         &self,
         database: &str,
     ) -> Result<Option<Versioned<MigrationRecord>>, StoreError> {
-        self.read(|mut doc| doc.migrations.remove(database).map(versioned))
+        self.read(|mut doc| doc.migrations.remove(database))
     }
 
     async fn put_migration(
@@ -371,7 +343,12 @@ impl StatusStore for JsonFileStore {
                 .migrations
                 .get(&record.database)
                 .map(|e| e.record.clone());
-            let version = cas(&mut doc.migrations, &record.database, record, expected)?;
+            let version = put_if(
+                &mut doc.migrations,
+                record.database.clone(),
+                record,
+                expected,
+            )?;
             let written = events::migration_events(old.as_ref(), record, version, sequence);
             Ok((version, written))
         })
@@ -382,12 +359,7 @@ impl StatusStore for JsonFileStore {
         migration: &str,
         file_id: &str,
     ) -> Result<Option<Versioned<FileRecord>>, StoreError> {
-        self.read(|mut doc| {
-            doc.files
-                .get_mut(migration)
-                .and_then(|m| m.remove(file_id))
-                .map(versioned)
-        })
+        self.read(|mut doc| doc.files.get_mut(migration).and_then(|m| m.remove(file_id)))
     }
 
     async fn put_file(
@@ -398,7 +370,7 @@ impl StatusStore for JsonFileStore {
         self.write_record(|doc, sequence| {
             let files = doc.files.entry(record.migration.clone()).or_default();
             let old = files.get(&record.file_id).map(|e| e.record.clone());
-            let version = cas(files, &record.file_id, record, expected)?;
+            let version = put_if(files, record.file_id.clone(), record, expected)?;
             let written = events::file_events(old.as_ref(), record, version, sequence);
             Ok((version, written))
         })
@@ -412,12 +384,7 @@ impl StatusStore for JsonFileStore {
     ) -> Result<(), StoreError> {
         self.update(|doc| {
             let files = doc.files.entry(migration.to_owned()).or_default();
-            if files.get(file_id).map(|e| e.version) != Some(expected) {
-                return Err(StoreError::Conflict {
-                    expected: Some(expected),
-                });
-            }
-            files.remove(file_id);
+            delete_if(files, file_id, expected)?;
             if files.is_empty() {
                 doc.files.remove(migration);
             }
@@ -447,7 +414,6 @@ impl StatusStore for JsonFileStore {
                 .remove(migration)
                 .unwrap_or_default()
                 .into_values()
-                .map(versioned)
                 .collect();
             files.sort_by_key(|v| v.record.created_at);
             files
@@ -467,7 +433,6 @@ impl StatusStore for JsonFileStore {
                 .unwrap_or_default()
                 .into_values()
                 .filter(|e| e.record.state == state)
-                .map(versioned)
                 .collect();
             files.sort_by_key(|f| std::cmp::Reverse(f.record.updated_at));
             files.truncate(limit);
