@@ -8,7 +8,7 @@ use bakdrop_core::job::QueueMessage;
 use bakdrop_core::object::ObjectRef;
 use bakdrop_core::ports::{ByteRange, JobQueue, ObjectReader, ReadError, StatusStore, StoreError};
 use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, MigrationState};
-use bakdrop_tests::aws::{unique_name, LocalAws};
+use bakdrop_test_support::aws::{unique_name, LocalAws};
 
 async fn put(aws: &LocalAws, bucket: &str, key: &str, body: Vec<u8>) -> ObjectRef {
     aws.put_object(bucket, key, body).await.expect("put")

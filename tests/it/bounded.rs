@@ -31,7 +31,7 @@ use bakdrop_core::status::{
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::version::VersionPolicy;
 use bakdrop_core::Lsn;
-use bakdrop_tests::aws::{unique_name, LocalAws};
+use bakdrop_test_support::aws::{unique_name, LocalAws};
 use futures_util::stream::{self, TryStreamExt};
 use uuid::Uuid;
 

@@ -23,7 +23,7 @@ use bakdrop_aws::eventbridge::EventBridgeBus;
 use bakdrop_core::events::SchemaValidator;
 use bakdrop_core::ports::StatusStore;
 use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, MigrationState, Reason};
-use bakdrop_tests::aws::{unique_name, LocalAws};
+use bakdrop_test_support::aws::{unique_name, LocalAws};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 

@@ -18,12 +18,13 @@ use bakdrop_core::tsql::Dialect;
 use bakdrop_core::validate::{ValidateConfig, Validator};
 use bakdrop_core::version::VersionPolicy;
 
+use bakdrop_mssql::testing::emulator_target;
 use bakdrop_mssql::TiberiusTarget;
 use bakdrop_tds_server::emulator::ClockMode;
 use bakdrop_tds_server::SqlServerEmulator;
-use bakdrop_tests::aws::{LocalAws, StackResources};
-use bakdrop_tests::invocation;
-use bakdrop_tests::tds::{emulator_restore_config, emulator_target, register_upload};
+use bakdrop_test_support::aws::{LocalAws, StackResources};
+use bakdrop_test_support::invocation;
+use bakdrop_test_support::tds::{emulator_restore_config, register_upload};
 use serde_json::json;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/bak/");
@@ -405,7 +406,7 @@ async fn on_rds_a_striped_full_is_restored_in_one_task_from_a_prefix_only_its_st
             // server learns what they hold, as RDS would by reading them.
             for file in files {
                 let bytes = std::fs::read(format!("{FIXTURES}{file}")).expect("fixture");
-                let header = bakdrop_tests::tds::header_of(&bytes);
+                let header = bakdrop_test_support::tds::header_of(&bytes);
                 let step = bakdrop_core::plan::Step {
                     kind: header.backup_type,
                     files: Vec::new(),

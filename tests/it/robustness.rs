@@ -38,13 +38,14 @@ use bakdrop_core::tsql::Dialect;
 use bakdrop_core::validate::{ValidateConfig, Validator};
 use bakdrop_core::version::VersionPolicy;
 
+use bakdrop_mssql::testing::emulator_target;
 use bakdrop_mssql::TiberiusTarget;
 use bakdrop_tds_server::emulator::{BackupKind, ClockMode};
 use bakdrop_tds_server::{ServerHandle, SqlServerEmulator};
-use bakdrop_tests::aws::{LocalAws, StackResources};
-use bakdrop_tests::invocation;
-use bakdrop_tests::proxy::{utf16le, CutTiming, TcpProxy};
-use bakdrop_tests::tds::{emulator_restore_config, emulator_target, register_upload};
+use bakdrop_test_support::aws::{LocalAws, StackResources};
+use bakdrop_test_support::invocation;
+use bakdrop_test_support::proxy::{utf16le, CutTiming, TcpProxy};
+use bakdrop_test_support::tds::{emulator_restore_config, register_upload};
 use serde_json::{json, Value};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/bak/");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bakdrop_core::ports::{RestoreTarget, TaskStatus};
 use bakdrop_core::status::BackupKind;
 use bakdrop_core::tsql::{Dialect, RestoreRequest, RestoreSource};
-use bakdrop_tests::tds::emulator_target;
+use bakdrop_mssql::testing::emulator_target;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/bak/");
 
@@ -58,7 +58,7 @@ async fn the_test_server_binary_says_what_it_emulates_and_reads_backups_from_dis
     let path = std::fs::canonicalize(format!("{FIXTURES}sql2016_full_RestoreTimeClean.bak"))
         .expect("fixture");
     let bytes = std::fs::read(&path).expect("fixture");
-    let header = bakdrop_tests::tds::header_of(&bytes);
+    let header = bakdrop_test_support::tds::header_of(&bytes);
     let request = RestoreRequest {
         files: header.files.clone(),
         ..RestoreRequest::new(

@@ -16,7 +16,7 @@ use bakdrop_core::ports::{ByteRange, ObjectReader, ReadError, StatusStore};
 use bakdrop_core::status::FileState;
 use bakdrop_core::validate::{ValidateConfig, Validator};
 use bakdrop_core::version::VersionPolicy;
-use bakdrop_tests::aws::{LocalAws, StackResources};
+use bakdrop_test_support::aws::{LocalAws, StackResources};
 use serde_json::Value;
 use validate_upload::handler;
 

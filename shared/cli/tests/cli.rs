@@ -590,7 +590,7 @@ async fn a_run_against_the_tds_test_server_restores_through_tiberius() {
         let path = root.join("RestoreTimeClean").join(f);
         emulator.register_backup(
             &path.display().to_string(),
-            bakdrop_tests::tds::backup_info(&bakdrop_tests::tds::header_of(&bytes)),
+            bakdrop_test_support::tds::backup_info(&bakdrop_test_support::tds::header_of(&bytes)),
         );
     }
     let connection = format!(

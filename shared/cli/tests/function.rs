@@ -13,11 +13,11 @@ use bakdrop_core::ports::StatusStore;
 use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, MigrationState};
 use bakdrop_core::tsql::Dialect;
 
+use bakdrop_mssql::testing::emulator_target;
 use bakdrop_tds_server::emulator::DatabaseState;
 use bakdrop_tds_server::SqlServerEmulator;
-use bakdrop_tests::aws::{unique_name, LocalAws};
-use bakdrop_tests::lambda::{LocalLambda, Outcome};
-use bakdrop_tests::tds::emulator_target;
+use bakdrop_test_support::aws::{unique_name, LocalAws};
+use bakdrop_test_support::lambda::{LocalLambda, Outcome};
 use lambda_runtime::Diagnostic;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/bak/");

@@ -9,7 +9,7 @@ use bakdrop_core::ports::StatusStore;
 use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, MigrationState};
 use bakdrop_tds_server::emulator::DatabaseState;
 use bakdrop_tds_server::SqlServerEmulator;
-use bakdrop_tests::aws::{unique_name, LocalAws};
+use bakdrop_test_support::aws::{unique_name, LocalAws};
 
 fn bakdrop(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_bakdrop"))

@@ -5,9 +5,12 @@
 //! - [`connection`]: connecting, running a [`bakdrop_core::tsql::Statement`], error translation.
 //! - [`settings`]: host, port, login and TLS as a tiberius configuration.
 //! - [`target`]: [`TiberiusTarget`], the port over the two dialects' statements.
+//! - `testing`: the adapter pointed at the TDS test server (feature `test-support`).
 
 pub mod connection;
 pub mod settings;
 pub mod target;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use target::TiberiusTarget;

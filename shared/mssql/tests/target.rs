@@ -9,10 +9,10 @@ use bakdrop_core::status::{BackupKind, DatabaseFile, DatabaseFileKind};
 use bakdrop_core::tsql::{Dialect, RestoreRequest, RestoreSource};
 
 use bakdrop_mssql::settings::{TargetLogin, Tls};
+use bakdrop_mssql::testing::emulator_target;
 use bakdrop_mssql::TiberiusTarget;
 use bakdrop_tds_server::emulator::{self as emu, BackupInfo, ClockMode};
 use bakdrop_tds_server::{FaultTiming, ServerHandle, SqlServerEmulator};
-use bakdrop_tests::tds::emulator_target;
 
 async fn start(emulator: &SqlServerEmulator, dialect: Dialect) -> (TiberiusTarget, ServerHandle) {
     let (addr, handle) = start_manual(emulator).await;
@@ -158,12 +158,12 @@ async fn an_rds_submit_racing_another_worker_for_the_last_slot_is_queued_by_rds(
         )
         .await
         .expect("first task");
-    let proxy = bakdrop_tests::proxy::TcpProxy::start(addr)
+    let proxy = bakdrop_test_support::proxy::TcpProxy::start(addr)
         .await
         .expect("proxy");
     proxy.delay_when_client_sends(
         "C's submit",
-        &bakdrop_tests::proxy::utf16le("rds_restore_database"),
+        &bakdrop_test_support::proxy::utf16le("rds_restore_database"),
         Duration::from_millis(400),
     );
     let slow = target(proxy.addr().port());
@@ -571,12 +571,12 @@ async fn connecting_and_statements_time_out_as_connection_errors() {
 
     let emulator = SqlServerEmulator::native();
     let (addr, _server) = emulator.start().await.expect("server starts");
-    let proxy = bakdrop_tests::proxy::TcpProxy::start(addr)
+    let proxy = bakdrop_test_support::proxy::TcpProxy::start(addr)
         .await
         .expect("proxy");
     proxy.delay_when_client_sends(
         "slow statement",
-        &bakdrop_tests::proxy::utf16le("SERVERPROPERTY"),
+        &bakdrop_test_support::proxy::utf16le("SERVERPROPERTY"),
         Duration::from_secs(2),
     );
     let target = emulator_target(proxy.addr().port(), Dialect::Native).with_timeouts(timeouts);
@@ -610,12 +610,12 @@ async fn native_recovery_waits_longer_than_a_statement_may() {
         direct.poll(&db("Sales"), &task).await.expect("poll"),
         TaskStatus::Succeeded
     );
-    let proxy = bakdrop_tests::proxy::TcpProxy::start(addr)
+    let proxy = bakdrop_test_support::proxy::TcpProxy::start(addr)
         .await
         .expect("proxy");
     proxy.delay_when_client_sends(
         "slow recovery",
-        &bakdrop_tests::proxy::utf16le("WITH RECOVERY"),
+        &bakdrop_test_support::proxy::utf16le("WITH RECOVERY"),
         Duration::from_millis(800),
     );
     // Every other statement would time out after 200 ms; recovery waits its 800 ms.

@@ -24,10 +24,11 @@ use bakdrop_core::status::MigrationState;
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::validate::ValidateConfig;
 use bakdrop_core::version::VersionPolicy;
+use bakdrop_mssql::testing::emulator_target;
 use bakdrop_tds_server::emulator::{ClockMode, Lifecycle};
 use bakdrop_tds_server::SqlServerEmulator;
-use bakdrop_tests::aws::{LocalAws, StackResources};
-use bakdrop_tests::tds::{emulator_restore_config, emulator_target, register_upload};
+use bakdrop_test_support::aws::{LocalAws, StackResources};
+use bakdrop_test_support::tds::{emulator_restore_config, register_upload};
 use futures_util::stream::{self, StreamExt};
 
 use crate::flow::{self, Fleet, FleetPlan, KindStats};

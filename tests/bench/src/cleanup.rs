@@ -2,7 +2,7 @@
 //! tables), so that a run leaves the shared endpoint as it found it. Failures are reported, not
 //! fatal: the figures are still printed.
 
-use bakdrop_tests::aws::LocalAws;
+use bakdrop_test_support::aws::LocalAws;
 
 /// Deletes every object of `bucket`, then the bucket.
 pub async fn bucket(aws: &LocalAws, bucket: &str) {
@@ -70,7 +70,7 @@ pub async fn table(aws: &LocalAws, name: &str) {
 
 /// Deletes the resources of [`LocalAws::create_stack`]: bucket, its event queue, table, restore
 /// queue.
-pub async fn stack(aws: &LocalAws, stack: &bakdrop_tests::aws::StackResources) {
+pub async fn stack(aws: &LocalAws, stack: &bakdrop_test_support::aws::StackResources) {
     bucket(aws, &stack.bucket).await;
     queue(aws, &stack.events).await;
     queue(aws, &stack.restore_queue).await;

@@ -32,7 +32,7 @@ use bakdrop_core::job::QueueMessage;
 use bakdrop_core::restore::{Attempt, RestoreConfig, WorkOutcome, Worker};
 use bakdrop_core::validate::{ValidateConfig, Validator};
 use bakdrop_mssql::TiberiusTarget;
-use bakdrop_tests::aws::{LocalAws, StackResources};
+use bakdrop_test_support::aws::{LocalAws, StackResources};
 
 /// Requests of one operation.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -455,7 +455,7 @@ async fn worker_loop(
             continue;
         }
         ledger.worker_invocations.fetch_add(1, Ordering::SeqCst);
-        let invocation = bakdrop_tests::invocation();
+        let invocation = bakdrop_test_support::invocation();
         for m in messages {
             let (Some(id), Some(handle)) = (m.message_id(), m.receipt_handle()) else {
                 continue;

@@ -21,7 +21,7 @@ use bakdrop_aws::sqs::SqsJobQueue;
 use bakdrop_core::job::QueueMessage;
 use bakdrop_core::validate::{ValidateConfig, Validator};
 use bakdrop_core::version::VersionPolicy;
-use bakdrop_tests::aws::{LocalAws, StackResources};
+use bakdrop_test_support::aws::{LocalAws, StackResources};
 use futures_util::stream::{self, StreamExt};
 
 use crate::stats;

@@ -21,8 +21,8 @@ use bakdrop_aws::sqs::SqsJobQueue;
 use bakdrop_core::ports::StatusStore;
 use bakdrop_core::status::MigrationState;
 use bakdrop_core::tsql::Dialect;
-use bakdrop_tests::aws::{LocalAws, StackResources};
-use bakdrop_tests::tds::emulator_target;
+use bakdrop_mssql::testing::emulator_target;
+use bakdrop_test_support::aws::{LocalAws, StackResources};
 
 use crate::catchup::{self, describe, put_all, FULL};
 use crate::flow::{Fleet, KindStats, Meter};

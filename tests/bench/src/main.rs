@@ -11,7 +11,7 @@ use bakdrop_bench::latency::{self, LatencyPlan};
 use bakdrop_bench::parser::{self, ParserPlan};
 use bakdrop_bench::restores::{self, RestorePlan};
 use bakdrop_bench::validation::{self, ValidationPlan};
-use bakdrop_tests::aws::LocalAws;
+use bakdrop_test_support::aws::LocalAws;
 use clap::{Parser, Subcommand};
 
 /// bakdrop's benchmarks. Needs the local AWS endpoint's environment (source

@@ -30,7 +30,7 @@ use bakdrop_mssql::target::RDS_MAX_CONCURRENT_TASKS;
 use bakdrop_mssql::TiberiusTarget;
 use bakdrop_tds_server::emulator::{ClockMode, RdsTask};
 use bakdrop_tds_server::SqlServerEmulator;
-use bakdrop_tests::aws::{LocalAws, StackResources};
+use bakdrop_test_support::aws::{LocalAws, StackResources};
 use serde_json::json;
 
 use crate::stats;
@@ -102,7 +102,7 @@ async fn measure(
     let worker = Arc::new(Worker {
         store: store.clone(),
         queue: queue.clone(),
-        target: bakdrop_tests::tds::emulator_target(addr.port(), Dialect::Rds),
+        target: bakdrop_mssql::testing::emulator_target(addr.port(), Dialect::Rds),
         objects: S3ObjectReader::new(aws.s3.clone()),
         config: RestoreConfig {
             dialect: Dialect::Rds,
@@ -134,7 +134,7 @@ async fn measure(
     for name in &names {
         for (file, body) in [(FULL, &full), (LOG, &log)] {
             let key = format!("{name}/{file}");
-            bakdrop_tests::tds::register_upload(&emulator, &stack.bucket, &key, body);
+            bakdrop_test_support::tds::register_upload(&emulator, &stack.bucket, &key, body);
             let out = aws
                 .s3
                 .put_object()
@@ -293,7 +293,7 @@ async fn work(
         let response = restore_worker::handler::handle(
             worker.as_ref(),
             event,
-            &bakdrop_tests::invocation(),
+            &bakdrop_test_support::invocation(),
             time::OffsetDateTime::now_utc(),
         )
         .await;

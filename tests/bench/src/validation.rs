@@ -28,7 +28,7 @@ use bakdrop_core::object::ObjectRef;
 use bakdrop_core::ports::{ByteRange, ObjectReader, ReadError};
 use bakdrop_core::validate::{Outcome, ValidateConfig, Validator};
 use bakdrop_core::version::VersionPolicy;
-use bakdrop_tests::aws::{unique_name, LocalAws};
+use bakdrop_test_support::aws::{unique_name, LocalAws};
 
 use crate::endpoint::RangeEndpoint;
 use crate::splice::Spliced;

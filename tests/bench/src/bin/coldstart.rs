@@ -2,7 +2,7 @@
 //! Python peer timed the same way.
 //!
 //! Every function is started as a process against a local Lambda Runtime API
-//! (`bakdrop_tests::lambda::LocalLambda`), with the environment Lambda and the stack's template
+//! (`bakdrop_test_support::lambda::LocalLambda`), with the environment Lambda and the stack's template
 //! give it (table, queue, secret on the local AWS endpoint). Cold start = process start → its
 //! first `GET /runtime/invocation/next`, i.e. everything its `main` does before it can take an
 //! invocation (SDK configuration, reading the target's secret where the function does). The
@@ -25,8 +25,8 @@ use anyhow::{bail, Context};
 use bakdrop_bench::endpoint::RangeEndpoint;
 use bakdrop_bench::splice::Spliced;
 use bakdrop_bench::stats::Samples;
-use bakdrop_tests::aws::{unique_name, LocalAws};
-use bakdrop_tests::lambda::{LocalLambda, Outcome};
+use bakdrop_test_support::aws::{unique_name, LocalAws};
+use bakdrop_test_support::lambda::{LocalLambda, Outcome};
 use clap::Parser;
 use serde_json::json;
 

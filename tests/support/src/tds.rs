@@ -1,6 +1,6 @@
-//! The tiberius adapter pointed at the TDS test server (tests/tds-server) on loopback: the login
-//! every test uses (the emulator accepts any unless told otherwise), without TLS; the restore
-//! worker's configuration the end-to-end tests share; and the media the server may read.
+//! The TDS test server (tests/tds-server) as the tests use it: the restore worker's configuration
+//! the end-to-end tests share, and the media the server may read (the adapter pointed at it is
+//! `bakdrop_mssql::testing`).
 //!
 //! The test server reads no backup bytes: like a SQL Server that cannot open a device, it fails
 //! a restore of a source nobody described (3201). Tests describe each upload with
@@ -15,20 +15,6 @@ use bakdrop_core::restore::{RestoreConfig, SourceLocation};
 use bakdrop_core::status::{BackupKind, DatabaseFileKind, HeaderSummary};
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::version::VersionPolicy;
-use bakdrop_mssql::settings::{TargetLogin, Tls};
-use bakdrop_mssql::TiberiusTarget;
-
-/// A target on `127.0.0.1:port` speaking `dialect`.
-pub fn emulator_target(port: u16, dialect: Dialect) -> TiberiusTarget {
-    let login = TargetLogin {
-        host: "127.0.0.1".into(),
-        port,
-        username: "admin".into(),
-        password: "Secret#1".into(),
-        tls: Tls::Off,
-    };
-    TiberiusTarget::new(login.config(), dialect)
-}
 
 /// Where the native dialect's target reads backups in the tests (`RESTORE … FROM DISK`).
 pub const DISK: &str = "/var/opt/mssql/backup";

@@ -116,12 +116,12 @@ async fn main() -> std::process::ExitCode {
             return media.iter().find_map(|dir| {
                 let mut path = dir.clone();
                 path.extend(key.split('/'));
-                bakdrop_tests::tds::describe_file(&path)
+                bakdrop_test_support::tds::describe_file(&path)
             });
         }
         let path = std::path::Path::new(source);
         path.is_absolute()
-            .then(|| bakdrop_tests::tds::describe_file(path))
+            .then(|| bakdrop_test_support::tds::describe_file(path))
             .flatten()
     }));
     let addr = SocketAddr::from(([127, 0, 0, 1], opts.port));

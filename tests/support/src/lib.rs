@@ -1,11 +1,12 @@
-//! Support for the end-to-end tests: clients for the local AWS endpoint and resource helpers.
+//! What bakdrop's tests and benchmarks share: clients for the local AWS endpoint and resource
+//! helpers, a local Lambda service, the TDS test server's media, a connection-breaking proxy.
 //!
 //! # Layout
 //! - [`aws`]: [`aws::LocalAws`], the SDK pointed at the local endpoint that `infra/test.sh`
 //!   starts (moto server), with per-test resource names.
 //! - [`lambda`]: [`lambda::LocalLambda`], a local Lambda service (Invoke API in front of real
 //!   function binaries on a local Runtime API, or in-process handlers).
-//! - [`tds`]: the tiberius adapter pointed at the TDS test server.
+//! - [`tds`]: the TDS test server as the tests use it (worker configuration, media).
 //! - [`proxy`]: [`proxy::TcpProxy`], a loopback TCP proxy that cuts connections and refuses new
 //!   ones on command, to break the network between a client and a server on purpose.
 
