@@ -598,7 +598,7 @@ mod tests {
         assert_eq!(function_name("/2015-03-31/functions/x"), None);
     }
 
-    const BOOTSTRAP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/lambda/python_bootstrap.py");
+    const BOOTSTRAP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../lambda/python_bootstrap.py");
 
     #[tokio::test]
     async fn a_process_on_the_runtime_api_answers_invokes_and_reports_errors() {
