@@ -117,9 +117,10 @@ pub fn stable_hash(bytes: &[u8]) -> u32 {
     })
 }
 
-/// The name of the task bringing the migration's database online (native: the Agent job running
-/// `WITH RECOVERY`), built as [`crate::restore::task_name`] is: the same for the same migration and generation,
-/// so that a Complete resumed after a crash finds the job instead of starting a second one.
+/// The name of the task bringing the migration's database online (native: the Agent job
+/// running `WITH RECOVERY`), built as [`crate::restore::task_name`] is: the same for the same
+/// migration and generation, so that a Complete resumed after a crash finds the job instead of
+/// starting a second one.
 pub fn finish_task_name(migration: &str, generation: u32) -> String {
     format!("{}_recovery", task_name_stem(migration, generation))
 }
