@@ -193,20 +193,37 @@ impl Rig {
             .state
     }
 
+    /// Complete, then follow the recovery's Agent job every second (as the worker's Finish
+    /// messages would) until it ended.
     async fn complete(&self, name: &str) -> MigrationState {
         let request = CompleteRequest {
             database: name.into(),
             last_backup: None,
             require_tail_log: false,
         };
-        cutover::complete(
+        let mut state = cutover::complete(
             &*self.store,
             &*self.target,
             &request,
             time::OffsetDateTime::now_utc(),
         )
         .await
-        .expect("complete")
+        .expect("complete");
+        for _ in 0..600 {
+            if state != MigrationState::Completing {
+                break;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            state = cutover::follow_finish(
+                &*self.store,
+                &*self.target,
+                name,
+                time::OffsetDateTime::now_utc(),
+            )
+            .await
+            .expect("follow the recovery");
+        }
+        state
     }
 
     async fn drop_database(&self, name: &str) {

@@ -21,7 +21,7 @@ use bakdrop_core::version::VersionPolicy;
 use bakdrop_mssql::testing::emulator_target;
 use bakdrop_mssql::TiberiusTarget;
 use bakdrop_tds_server::emulator::ClockMode;
-use bakdrop_tds_server::SqlServerEmulator;
+use bakdrop_tds_server::{FaultTiming, ServerHandle, SqlServerEmulator};
 use bakdrop_test_support::aws::{LocalAws, StackResources};
 use bakdrop_test_support::invocation;
 use bakdrop_test_support::tds::{emulator_restore_config, register_upload};
@@ -43,6 +43,8 @@ struct Migrated {
     jobs: String,
     validator: Validator<S3ObjectReader, DynamoStatusStore, SqsJobQueue>,
     worker: Worker<DynamoStatusStore, SqsJobQueue, S3StripeStaging<TiberiusTarget>, S3ObjectReader>,
+    /// The TDS server, for its faults (it lives for the test process).
+    server: std::sync::Arc<ServerHandle>,
 }
 
 impl Migrated {
@@ -66,7 +68,8 @@ impl Migrated {
         emulator.set_clock_mode(ClockMode::Manual);
         emulator.set_restore_duration(None, Duration::from_secs(30));
         let (addr, server) = emulator.start().await.expect("tds server");
-        std::mem::forget(server); // lives for the test process
+        let server = std::sync::Arc::new(server);
+        std::mem::forget(server.clone()); // lives for the test process
         let target = S3StripeStaging::new(aws.s3.clone(), emulator_target(addr.port(), dialect));
         let validator = Validator {
             reader: S3ObjectReader::new(aws.s3.clone()),
@@ -96,6 +99,7 @@ impl Migrated {
             jobs,
             validator,
             worker,
+            server,
         }
     }
 
@@ -168,6 +172,70 @@ impl Migrated {
             restore_worker::handler::handle(&self.worker, event, &invocation(), now()).await;
         assert!(response.batch_item_failures.is_empty(), "{response:?}");
         messages.len()
+    }
+
+    /// Complete through the complete-migration function, which follows the finish task for
+    /// `follow` (looking every quarter of it), then queues its follow-up; returns its answer.
+    async fn complete_through_function(
+        &self,
+        payload: serde_json::Value,
+        follow: Duration,
+    ) -> serde_json::Value {
+        let followup = complete_migration::handler::Followup {
+            queue: &self.worker.queue,
+            delay: Duration::ZERO,
+            wait: follow,
+            look_every: follow / 4,
+        };
+        let revalidation = complete_migration::handler::Revalidation {
+            reader: &self.validator.reader,
+            config: &self.validator.config,
+        };
+        complete_migration::handler::handle(
+            &self.store,
+            &self.target,
+            &followup,
+            &revalidation,
+            payload,
+            now(),
+        )
+        .await
+        .expect("complete")
+    }
+
+    async fn migration(&self, database: &str) -> bakdrop_core::status::MigrationRecord {
+        self.store
+            .get_migration(database)
+            .await
+            .expect("read")
+            .expect("migration")
+            .record
+    }
+
+    /// The state of `database` on the server (`Restoring`, `Online`, …).
+    fn server_state(&self, database: &str) -> Option<String> {
+        self.emulator
+            .database(database)
+            .map(|d| format!("{:?}", d.state))
+    }
+
+    /// The requests that carried `RESTORE … WITH RECOVERY`: each an Agent job submission (the
+    /// step's command a parameter), never the statement itself in a session.
+    fn recoveries_submitted_as_jobs(&self) -> usize {
+        let recoveries: Vec<_> = self
+            .emulator
+            .requests()
+            .into_iter()
+            .filter(|r| format!("{:?}", r.request).contains("WITH RECOVERY"))
+            .collect();
+        for r in &recoveries {
+            assert!(
+                r.request.sql.contains("sp_add_job") && !r.request.sql.contains("RECOVERY"),
+                "{:?}",
+                r.request
+            );
+        }
+        recoveries.len()
     }
 
     /// The migration record, asserted Synchronizing (its reason shown otherwise).
@@ -277,6 +345,13 @@ async fn a_second_folder_naming_the_same_database_in_another_case_is_rejected_an
         require_tail_log: false,
     };
     let state = cutover::complete(&m.store, &m.target, &request, now()).await;
+    assert_eq!(
+        state.expect("completing"),
+        MigrationState::Completing,
+        "the recovery runs as an Agent job"
+    );
+    m.emulator.advance(Duration::from_secs(5));
+    let state = cutover::follow_finish(&m.store, &m.target, "Sales", now()).await;
     assert_eq!(state.expect("completed"), MigrationState::Succeeded);
 }
 
@@ -352,8 +427,14 @@ async fn the_2016_chain_uploaded_out_of_order_is_restored_in_lsn_order_on_sql_se
     };
     let state = cutover::complete(&store, &target, &request, now())
         .await
+        .expect("completing");
+    assert_eq!(state, MigrationState::Completing);
+    emulator.advance(Duration::from_secs(5));
+    let state = cutover::follow_finish(&store, &target, "Clean ]DB", now())
+        .await
         .expect("completed");
     assert_eq!(state, MigrationState::Succeeded);
+    assert!(emulator.unquoted_database_identifiers().is_empty());
     assert_eq!(
         emulator
             .database("Clean ]DB")
@@ -563,6 +644,165 @@ async fn on_rds_complete_brings_the_database_online_and_refusals_change_nothing(
             .await
             .expect("again"),
         MigrationState::Succeeded
+    );
+}
+
+/// A native recovery that outlasts the complete-migration function's follow window: the
+/// function answers Completing (the recovery runs on in its Agent job), and the restore worker's
+/// Finish messages follow the job until the database is online; the job is then deleted.
+#[tokio::test]
+async fn on_native_a_recovery_longer_than_the_follow_window_is_followed_by_the_worker_to_succeeded()
+{
+    let files = [
+        "sql2016_full_RestoreTimeClean.bak",
+        "sql2016_log_RestoreTimeClean_1.trn",
+    ];
+    let m = migrate(Dialect::Native, &files, "Clean").await;
+    m.synchronizing("Clean").await;
+    m.emulator.set_finish_duration(Duration::from_secs(90));
+    let started = std::time::Instant::now();
+    let answer = m
+        .complete_through_function(json!({"database": "Clean"}), Duration::from_millis(400))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not held for the recovery"
+    );
+    assert_eq!(answer["state"], "Completing");
+    let job = bakdrop_core::names::finish_task_name("Clean", 0);
+    assert_eq!(
+        m.migration("Clean").await.finishing,
+        Some(bakdrop_core::ports::TaskId::AgentJob(job.clone()))
+    );
+    assert_eq!(m.server_state("Clean").as_deref(), Some("Restoring"));
+    assert!(
+        m.emulator.job(&job).is_some_and(|j| j.running.is_some()),
+        "the recovery runs in its Agent job"
+    );
+    m.drive().await;
+    let migration = m.migration("Clean").await;
+    assert_eq!(
+        migration.state,
+        MigrationState::Succeeded,
+        "{:?}",
+        migration.reason
+    );
+    assert_eq!(m.server_state("Clean").as_deref(), Some("Online"));
+    assert!(m.emulator.job(&job).is_none(), "the job is deleted");
+    assert_eq!(m.recoveries_submitted_as_jobs(), 1);
+}
+
+/// A quick native recovery ends within the follow window: the function answers Succeeded.
+#[tokio::test]
+async fn on_native_a_quick_recovery_completes_within_the_function() {
+    let m = migrate(
+        Dialect::Native,
+        &["sql2016_full_RestoreTimeClean.bak"],
+        "Quick",
+    )
+    .await;
+    m.synchronizing("Quick").await;
+    m.emulator.set_clock_mode(ClockMode::Wall);
+    m.emulator.set_finish_duration(Duration::from_millis(200));
+    let answer = m
+        .complete_through_function(json!({"database": "Quick"}), Duration::from_secs(4))
+        .await;
+    assert_eq!(answer["state"], "Succeeded");
+    assert_eq!(m.server_state("Quick").as_deref(), Some("Online"));
+    assert!(m
+        .emulator
+        .job(&bakdrop_core::names::finish_task_name("Quick", 0))
+        .is_none());
+}
+
+/// Complete armed in advance on a native target: the worker fires it once the named log is
+/// restored, and the recovery runs as an Agent job that Finish messages follow to Succeeded
+/// (never inside the worker's invocation).
+#[tokio::test]
+async fn on_native_an_armed_complete_reaches_succeeded_through_the_worker_with_recovery_as_a_job() {
+    let m = migrate(
+        Dialect::Native,
+        &["sql2016_full_RestoreTimeClean.bak"],
+        "Armed",
+    )
+    .await;
+    m.synchronizing("Armed").await;
+    m.emulator.set_finish_duration(Duration::from_secs(60));
+    cutover::arm(
+        &m.store,
+        "Armed",
+        "sql2016_log_RestoreTimeClean_1.trn",
+        false,
+        "test",
+        now(),
+    )
+    .await
+    .expect("armed");
+    for summary in m
+        .upload("Armed", &["sql2016_log_RestoreTimeClean_1.trn"])
+        .await
+    {
+        assert_eq!(summary.queued, 1, "{summary:?}");
+    }
+    m.drive().await;
+    let migration = m.migration("Armed").await;
+    assert_eq!(
+        migration.state,
+        MigrationState::Succeeded,
+        "{:?}",
+        migration.reason
+    );
+    assert_eq!(m.server_state("Armed").as_deref(), Some("Online"));
+    assert_eq!(m.recoveries_submitted_as_jobs(), 1);
+    assert!(m
+        .emulator
+        .job(&bakdrop_core::names::finish_task_name("Armed", 0))
+        .is_none());
+}
+
+/// The connection is lost as the armed Complete submits the recovery job, after the migration
+/// became Completing: the worker's follow-up starts the job and the migration still ends
+/// Succeeded (it is not left Completing with nothing to follow).
+#[tokio::test]
+async fn on_native_an_armed_complete_cut_off_while_starting_recovery_is_resumed_to_succeeded() {
+    let m = migrate(
+        Dialect::Native,
+        &["sql2016_full_RestoreTimeClean.bak"],
+        "Cut",
+    )
+    .await;
+    m.synchronizing("Cut").await;
+    cutover::arm(
+        &m.store,
+        "Cut",
+        "sql2016_log_RestoreTimeClean_1.trn",
+        false,
+        "test",
+        now(),
+    )
+    .await
+    .expect("armed");
+    m.server.cut_connection_on(FaultTiming::BeforeHandler, |r| {
+        r.params.iter().any(|(_, v)| {
+            matches!(v, bakdrop_tds_server::protocol::Value::NVarChar(t) if t.contains("WITH RECOVERY"))
+        })
+    });
+    m.upload("Cut", &["sql2016_log_RestoreTimeClean_1.trn"])
+        .await;
+    m.drive().await;
+    assert_eq!(m.server.faults_struck().len(), 1, "the submit was cut");
+    let migration = m.migration("Cut").await;
+    assert_eq!(
+        migration.state,
+        MigrationState::Succeeded,
+        "{:?}",
+        migration.reason
+    );
+    assert_eq!(m.server_state("Cut").as_deref(), Some("Online"));
+    assert_eq!(
+        m.recoveries_submitted_as_jobs(),
+        1,
+        "the cut submission never reached the server; the resumed one did"
     );
 }
 

@@ -8,10 +8,11 @@
 //! `NotSynchronizing`, `MigrationNotFound`), so that callers can branch on them.
 //! A field the payload should not have is refused (`BadRequest`, naming it) before anything is
 //! done: a misspelt guard (`"require_tail_logs": true`) must not let Complete run unguarded.
-//! A Complete that leaves the migration `Completing` (RDS brings the database online in a
-//! `FINISH_RESTORE` task) follows the task itself for a few seconds (it is often that short, and
-//! the caller then learns at once that the database is online), then queues a `Finish` message
-//! for the restore worker, which follows the task until the migration is Succeeded or Failed.
+//! A Complete leaves the migration `Completing` while the target brings the database online in a
+//! task (RDS `FINISH_RESTORE`, a native Agent job running `RESTORE … WITH RECOVERY`): it follows
+//! the task itself for a few seconds (it is often that short, and the caller then learns at once
+//! that the database is online), then queues a `Finish` message for the restore worker, which
+//! follows the task until the migration is Succeeded or Failed.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

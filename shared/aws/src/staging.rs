@@ -284,8 +284,12 @@ impl<T: RestoreTarget> RestoreTarget for S3StripeStaging<T> {
         self.inner.check_ready(request).await
     }
 
-    async fn bring_online(&self, database: &DatabaseName) -> Result<Online, TargetError> {
-        self.inner.bring_online(database).await
+    async fn bring_online(
+        &self,
+        database: &DatabaseName,
+        task_name: &str,
+    ) -> Result<Online, TargetError> {
+        self.inner.bring_online(database, task_name).await
     }
 
     async fn cancel_task(&self, task: &TaskId) -> Result<(), TargetError> {

@@ -344,7 +344,7 @@ pub async fn complete(
 const FINISH_POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Complete, then, while the target brings the database online in a task of its own (RDS
-/// `FINISH_RESTORE`), follow that task until it ends: a person at a terminal waits for the
+/// `FINISH_RESTORE`, a native Agent job running `WITH RECOVERY`), follow that task until it ends: a person at a terminal waits for the
 /// outcome where a Lambda would queue the polls.
 async fn complete_and_wait<S: StatusStore, T: RestoreTarget>(
     store: &S,

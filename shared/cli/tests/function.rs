@@ -144,6 +144,7 @@ async fn complete_cancel_and_status_invoke_a_stacks_functions() {
     store.put_migration(&restoring, None).await.expect("stored");
 
     let emulator = SqlServerEmulator::native();
+    emulator.set_finish_duration(std::time::Duration::from_millis(300));
     emulator.add_database(sales, DatabaseState::Restoring);
     emulator.add_database(hr, DatabaseState::Restoring);
     let (addr, _server) = emulator.start().await.expect("tds server");
@@ -156,12 +157,15 @@ async fn complete_cancel_and_status_invoke_a_stacks_functions() {
             let (store, target) = (store.clone(), target.clone());
             async move {
                 let now = time::OffsetDateTime::now_utc();
-                // Native: Complete ends Succeeded or Failed, never Completing; nothing is queued.
+                // As deployed: the function follows the recovery job for up to 10 s (the test
+                // server's takes a fraction of that), then would queue the worker's follow-up.
                 let queue = bakdrop_core::fakes::MemoryQueue::default();
-                let followup = complete_migration::handler::Followup::queued(
-                    &queue,
-                    std::time::Duration::from_secs(1),
-                );
+                let followup = complete_migration::handler::Followup {
+                    queue: &queue,
+                    delay: std::time::Duration::from_secs(1),
+                    wait: std::time::Duration::from_secs(10),
+                    look_every: std::time::Duration::from_millis(100),
+                };
                 let reader = bakdrop_core::fakes::MemoryObjects::default();
                 let config = bakdrop_core::validate::ValidateConfig {
                     arm_by_upload: false,

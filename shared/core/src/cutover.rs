@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::names::DatabaseName;
-use crate::ports::{Online, RestoreTarget, StatusStore, StoreError, TargetError, TaskStatus};
+use crate::ports::{
+    Online, RestoreTarget, StatusStore, StoreError, TargetError, TaskId, TaskStatus,
+};
 use crate::status::{
     ArmedComplete, BackupKind, FileRecord, FileState, MigrationRecord, MigrationState, Reason,
     SqlError, Versioned,
@@ -112,7 +114,9 @@ fn parse_name(name: &str) -> Result<DatabaseName, CutoverError> {
     DatabaseName::parse(name).map_err(|e| refused("InvalidDatabaseName", e.to_string()))
 }
 
-/// Completes a migration: brings the database online.
+/// Completes a migration: starts bringing the database online (a server-side task on both
+/// dialects) and looks at the task once: Succeeded when it is done already, else Completing
+/// (follow it with [`follow_finish`]).
 ///
 /// # Errors
 /// [`CutoverError::Refused`] when the guard says no; others when a component failed.
@@ -177,9 +181,28 @@ pub async fn complete<S: StatusStore, T: RestoreTarget>(
             ))
         }
     }
-    let result = match target.database_state(&database).await? {
+    match start_finish(store, target, name, &database, now).await? {
+        MigrationState::Completing => follow_finish(store, target, name, now).await,
+        state => Ok(state),
+    }
+}
+
+/// Starts bringing a Completing migration's database online and records the target's task
+/// (`finishing`): Succeeded at once when the database is ONLINE already, Failed when SQL Server
+/// refused to start it. The task is named after the migration and its generation, so that a
+/// Complete resumed after a crash or a fault meets the task it started before.
+async fn start_finish<S: StatusStore, T: RestoreTarget>(
+    store: &S,
+    target: &T,
+    name: &str,
+    database: &DatabaseName,
+    now: OffsetDateTime,
+) -> Result<MigrationState, CutoverError> {
+    let generation = load(store, name).await?.record.generation;
+    let task_name = crate::names::finish_task_name(name, generation);
+    let result = match target.database_state(database).await? {
         Some(state) if state == "ONLINE" => Ok(Online::Now),
-        _ => target.bring_online(&database).await,
+        _ => target.bring_online(database, &task_name).await,
     };
     match result {
         Ok(Online::Now) => {
@@ -195,13 +218,13 @@ pub async fn complete<S: StatusStore, T: RestoreTarget>(
             Ok(record.state)
         }
         Ok(Online::Finishing(task)) => {
-            set_state(store, name, now, |m| {
+            let record = set_state(store, name, now, |m| {
                 (m.state == MigrationState::Completing && m.finishing.as_ref() != Some(&task))
                     .then(|| m.finishing = Some(task.clone()))
                     .is_some()
             })
             .await?;
-            follow_finish(store, target, name, now).await
+            Ok(record.state)
         }
         Err(TargetError::Sql { number, message }) => {
             let mut reason = Reason::new(
@@ -379,9 +402,11 @@ async fn complete_failed<S: StatusStore>(
 }
 
 /// Looks once at the task bringing a Completing migration's database online (RDS
-/// `FINISH_RESTORE`): Succeeded once the task succeeded and the database is ONLINE; Failed, with
-/// the target's text, when the task failed; Completing while it runs (call again later). Any
-/// other migration is left as it is and its state returned.
+/// `FINISH_RESTORE`, the native Agent job running `WITH RECOVERY`): Succeeded once the task
+/// succeeded and the database is ONLINE (the native job is then deleted); Failed, with the
+/// target's text, when the task failed; Completing while it runs (call again later). A
+/// Completing migration without a recorded task (its Complete stopped half-way) has the task
+/// started first. Any other migration is left as it is and its state returned.
 ///
 /// # Errors
 /// [`CutoverError`] when the store or the target failed (nothing changed then).
@@ -406,7 +431,15 @@ pub async fn look_at_finish<S: StatusStore, T: RestoreTarget>(
     now: OffsetDateTime,
 ) -> Result<(MigrationState, Option<f64>), CutoverError> {
     let database = parse_name(name)?;
-    let migration = load(store, name).await?.record;
+    let mut migration = load(store, name).await?.record;
+    if migration.state == MigrationState::Completing && migration.finishing.is_none() {
+        // A Complete that stopped between Completing and recording its task (a fault of the
+        // target or the store, a crash): start the task now, or meet the one it started.
+        if start_finish(store, target, name, &database, now).await? != MigrationState::Completing {
+            return Ok((load(store, name).await?.record.state, None));
+        }
+        migration = load(store, name).await?.record;
+    }
     let Some(task) = migration
         .finishing
         .clone()
@@ -430,6 +463,9 @@ pub async fn look_at_finish<S: StatusStore, T: RestoreTarget>(
                     .is_some()
             })
             .await?;
+            if record.state == MigrationState::Succeeded {
+                release_finish(target, &database, &task).await;
+            }
             Ok(record.state)
         }
         TaskStatus::Failed { sql_error, message } => {
@@ -449,6 +485,20 @@ pub async fn look_at_finish<S: StatusStore, T: RestoreTarget>(
         }
     }?;
     Ok((state, None))
+}
+
+/// Forgets the finish task whose success is recorded (native: deletes its Agent job, as a
+/// restore's is). A job left behind costs a row in msdb, not the migration: a failure is logged.
+async fn release_finish<T: RestoreTarget>(target: &T, database: &DatabaseName, task: &TaskId) {
+    let TaskId::AgentJob(job) = task else {
+        return;
+    };
+    // The finish task restores nothing: a request without sources (nothing was staged for it).
+    let request = crate::tsql::RestoreRequest::new(database.clone(), BackupKind::Full, Vec::new());
+    if let Err(e) = target.release_task(&request, task, job).await {
+        tracing::warn!(%database, %task, error.message = %e,
+            "the finished recovery job could not be deleted; it stays on the target");
+    }
 }
 
 /// Cancels a migration: stops its task, drops the half-restored database, ends Cancelled.
@@ -794,7 +844,7 @@ mod tests {
     use super::*;
     use crate::fakes::{block_on, MemoryStore, MemoryTarget};
     use crate::object::ObjectRef;
-    use crate::ports::TaskId;
+    use crate::ports::TaskStatus;
     use crate::status::{Claim, FileRecord, HeaderSummary, InFlight};
 
     fn now() -> OffsetDateTime {
@@ -930,6 +980,80 @@ mod tests {
         );
         let again = block_on(complete(&store, &target, &request(None, false), now()));
         assert_eq!(again.ok(), Some(MigrationState::Succeeded));
+    }
+
+    fn database_state(target: &MemoryTarget) -> Option<String> {
+        target
+            .databases
+            .lock()
+            .ok()
+            .and_then(|d| d.get("Sales").cloned())
+    }
+
+    fn finishing(store: &MemoryStore) -> Option<TaskId> {
+        block_on(store.get_migration("Sales"))
+            .ok()
+            .flatten()
+            .and_then(|m| m.record.finishing)
+    }
+
+    #[test]
+    fn a_native_recovery_runs_as_an_agent_job_that_complete_starts_once_and_follows() {
+        let (store, target) = setup(MigrationState::Synchronizing, &synced());
+        *target.slow_recovery.lock().expect("lock") = true;
+        let state = block_on(complete(&store, &target, &request(None, false), now()));
+        assert_eq!(state.ok(), Some(MigrationState::Completing));
+        let job = crate::names::finish_task_name("Sales", 0);
+        assert_eq!(finishing(&store), Some(TaskId::AgentJob(job.clone())));
+        assert_eq!(database_state(&target).as_deref(), Some("RESTORING"));
+        // Completing again looks at the same job.
+        let again = block_on(complete(&store, &target, &request(None, false), now()));
+        assert_eq!(again.ok(), Some(MigrationState::Completing));
+        assert_eq!(target.submitted(), vec![job.clone()]);
+        target.finish(&job, TaskStatus::Succeeded);
+        let state = block_on(follow_finish(&store, &target, "Sales", now()));
+        assert_eq!(state.ok(), Some(MigrationState::Succeeded));
+        assert_eq!(finishing(&store), None);
+        assert_eq!(database_state(&target).as_deref(), Some("ONLINE"));
+        assert_eq!(*target.released.lock().expect("lock"), vec![job]);
+    }
+
+    #[test]
+    fn a_recovery_job_of_a_migration_after_a_reset_carries_its_generation() {
+        let (store, target) = setup(MigrationState::Synchronizing, &synced());
+        let mut m = block_on(store.get_migration("Sales"))
+            .ok()
+            .flatten()
+            .expect("m");
+        m.record.generation = 2;
+        block_on(store.put_migration(&m.record, Some(m.version))).expect("stored");
+        *target.slow_recovery.lock().expect("lock") = true;
+        block_on(complete(&store, &target, &request(None, false), now())).expect("complete");
+        assert_eq!(
+            finishing(&store),
+            Some(TaskId::AgentJob(crate::names::finish_task_name("Sales", 2)))
+        );
+    }
+
+    #[test]
+    fn a_complete_cut_off_before_its_task_started_is_resumed_by_the_next_look() {
+        let (store, target) = setup(MigrationState::Synchronizing, &synced());
+        *target.lose_next_online.lock().expect("lock") = 1;
+        let failed = block_on(complete(&store, &target, &request(None, false), now()));
+        assert!(matches!(&failed, Err(e) if e.is_transient()), "{failed:?}");
+        let m = block_on(store.get_migration("Sales"))
+            .ok()
+            .flatten()
+            .expect("m");
+        assert_eq!(m.record.state, MigrationState::Completing);
+        assert_eq!(m.record.finishing, None);
+        let looked = block_on(look_at_finish(&store, &target, "Sales", now()));
+        assert_eq!(
+            looked.ok().map(|l| l.0),
+            Some(MigrationState::Succeeded),
+            "the look started the recovery, which was quick"
+        );
+        assert_eq!(database_state(&target).as_deref(), Some("ONLINE"));
     }
 
     #[test]

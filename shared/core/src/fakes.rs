@@ -358,6 +358,13 @@ pub struct MemoryTarget {
     pub not_ready: Mutex<Option<crate::ports::NotReady>>,
     /// The next `n` polls fail with SQL Server's 18456 (a login refused: a rotated secret).
     pub refuse_polls: Mutex<u32>,
+    /// The next `n` `bring_online` calls never reach the server (the connection is lost first).
+    pub lose_next_online: Mutex<u32>,
+    /// Native recovery jobs run until the test [`finish`](MemoryTarget::finish)es them (a long
+    /// recovery); otherwise they have succeeded by the first look (a quick one).
+    pub slow_recovery: Mutex<bool>,
+    /// Names of the native recovery jobs `bring_online` started.
+    pub recovery_jobs: Mutex<Vec<String>>,
 }
 
 /// The task name the memory target gives an RDS `FINISH_RESTORE` task of `database`.
@@ -380,6 +387,9 @@ impl MemoryTarget {
             rds: Mutex::default(),
             not_ready: Mutex::default(),
             refuse_polls: Mutex::default(),
+            lose_next_online: Mutex::default(),
+            slow_recovery: Mutex::default(),
+            recovery_jobs: Mutex::default(),
         }
     }
 
@@ -399,12 +409,13 @@ impl MemoryTarget {
     }
 
     /// Ends the task `name` with `status` (a restore leaves the database RESTORING, an RDS
-    /// `FINISH_RESTORE` task ONLINE).
+    /// `FINISH_RESTORE` task or a native recovery job ONLINE).
     pub fn finish(&self, name: &str, status: crate::ports::TaskStatus) {
+        let recovery = lock(&self.recovery_jobs).iter().any(|j| j == name);
         let mut tasks = lock(&self.tasks);
         for task in tasks.iter_mut().filter(|t| t.0 == name) {
             if status == crate::ports::TaskStatus::Succeeded {
-                let state = if name.starts_with("FINISH_RESTORE ") {
+                let state = if recovery || name.starts_with("FINISH_RESTORE ") {
                     "ONLINE"
                 } else {
                     "RESTORING"
@@ -413,6 +424,54 @@ impl MemoryTarget {
             }
             task.2 = status.clone();
         }
+    }
+
+    /// A native `bring_online`: the Agent job `name` running `WITH RECOVERY` (the one already
+    /// there, as SQL Server Agent keeps job names unique). It fails as the step would on a
+    /// database that is missing (911) or not RESTORING (3117).
+    fn recovery_job(
+        &self,
+        database: &crate::names::DatabaseName,
+        name: &str,
+    ) -> crate::ports::Online {
+        let job = crate::ports::Online::Finishing(crate::ports::TaskId::AgentJob(name.to_owned()));
+        let released = lock(&self.released).iter().any(|r| r == name);
+        if !released && lock(&self.tasks).iter().any(|t| t.0 == name) {
+            return job;
+        }
+        let failure = |number: u32, message: String| crate::ports::TaskStatus::Failed {
+            sql_error: Some(crate::status::SqlError {
+                number,
+                message: message.clone(),
+            }),
+            message,
+        };
+        let slow = *lock(&self.slow_recovery);
+        let status = {
+            let mut dbs = lock(&self.databases);
+            match dbs.get_mut(database.as_str()) {
+                Some(state) if state == "RESTORING" && slow => {
+                    crate::ports::TaskStatus::Running { percent: None }
+                }
+                Some(state) if state == "RESTORING" => {
+                    *state = "ONLINE".into();
+                    crate::ports::TaskStatus::Succeeded
+                }
+                Some(_) => failure(3117, "The log or differential backup cannot be restored because no files are ready to rollforward.".into()),
+                None => failure(911, format!("Database '{database}' does not exist. Make sure that the name is entered correctly.")),
+            }
+        };
+        lock(&self.recovery_jobs).push(name.to_owned());
+        lock(&self.tasks).push((
+            name.to_owned(),
+            crate::tsql::RestoreRequest::new(
+                database.clone(),
+                crate::status::BackupKind::Full,
+                Vec::new(),
+            ),
+            status,
+        ));
+        job
     }
 
     /// Names of submitted tasks, in order.
@@ -543,8 +602,21 @@ impl crate::ports::RestoreTarget for MemoryTarget {
     async fn bring_online(
         &self,
         database: &crate::names::DatabaseName,
+        task_name: &str,
     ) -> Result<crate::ports::Online, crate::ports::TargetError> {
+        {
+            let mut lose = lock(&self.lose_next_online);
+            if *lose > 0 {
+                *lose -= 1;
+                return Err(crate::ports::TargetError::Connection(
+                    "connection lost before bringing the database online".into(),
+                ));
+            }
+        }
         let rds = *lock(&self.rds);
+        if !rds {
+            return Ok(self.recovery_job(database, task_name));
+        }
         let mut dbs = lock(&self.databases);
         match dbs.get_mut(database.as_str()) {
             Some(state) if state == "RESTORING" && rds => {
@@ -571,10 +643,6 @@ impl crate::ports::RestoreTarget for MemoryTarget {
                 };
                 let id = i64::try_from(index + 1).unwrap_or(i64::MAX);
                 Ok(crate::ports::Online::Finishing(crate::ports::TaskId::Rds(id)))
-            }
-            Some(state) if state == "RESTORING" => {
-                *state = "ONLINE".into();
-                Ok(crate::ports::Online::Now)
             }
             Some(_) => Err(crate::ports::TargetError::Sql {
                 number: 3117,

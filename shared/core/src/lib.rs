@@ -9,7 +9,8 @@
 //! - [`summary`]: the file-level preconditions on a parsed backup (one set, supported type).
 //! - [`version`]: SQL Server releases and the version policy (`same` / `not-newer`).
 //! - [`lsn`]: log sequence numbers as `RESTORE HEADERONLY` prints them.
-//! - [`names`]: validated target database names and how they are quoted in T-SQL.
+//! - [`names`]: validated target database names, how they are quoted in T-SQL, and the task
+//!   names derived from them.
 //! - [`object`]: uploaded object identity and the `<prefix>/<TargetDatabase>/<file>` convention.
 //! - [`status`]: migration and file records, their states and reasons.
 //! - [`files`]: a migration's files by state, read without reading every file it ever had.

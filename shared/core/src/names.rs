@@ -117,6 +117,30 @@ pub fn stable_hash(bytes: &[u8]) -> u32 {
     })
 }
 
+/// The name of the task bringing the migration's database online (native: the Agent job
+/// running `WITH RECOVERY`), built as [`crate::restore::task_name`] is: the same for the same
+/// migration and generation, so that a Complete resumed after a crash finds the job instead of
+/// starting a second one.
+pub fn finish_task_name(migration: &str, generation: u32) -> String {
+    format!("{}_recovery", task_name_stem(migration, generation))
+}
+
+/// `bakdrop_<letters and digits of the name>[_g<generation>]_<hash of the name>`.
+pub(crate) fn task_name_stem(migration: &str, generation: u32) -> String {
+    let suffix = if generation > 0 {
+        format!("_g{generation}")
+    } else {
+        String::new()
+    };
+    let short: String = migration
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(60 - suffix.len())
+        .collect();
+    let hash = crate::names::stable_hash(migration.as_bytes());
+    format!("bakdrop_{short}{suffix}_{hash:08x}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -328,16 +328,21 @@ pub trait RestoreTarget: Send + Sync {
         request: &crate::tsql::RestoreRequest,
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
 
-    /// Brings a database restored WITH NORECOVERY online: native `RESTORE DATABASE … WITH
-    /// RECOVERY` returns once it is online ([`Online::Now`]); RDS `rds_finish_restore` starts a
-    /// `FINISH_RESTORE` task ([`Online::Finishing`]), followed with [`RestoreTarget::poll`]. A
-    /// finish task already under way for the database is returned rather than started again.
+    /// Starts bringing a database restored WITH NORECOVERY online, as a server-side task
+    /// ([`Online::Finishing`]) followed with [`RestoreTarget::poll`] and, once its success is
+    /// recorded, forgotten with [`RestoreTarget::release_task`]: RDS `rds_finish_restore` starts a
+    /// `FINISH_RESTORE` task; native runs `RESTORE DATABASE … WITH RECOVERY` as an Agent job
+    /// named `task_name`. A finish task already under way for the database (native: the job of
+    /// that name) is returned rather than started again. [`Online::Now`] when nothing was left
+    /// to run.
     ///
     /// # Errors
-    /// [`TargetError`].
+    /// [`TargetError`]: `NotReady` when native SQL Server Agent is not running, `Sql` when SQL
+    /// Server refused to start the task.
     fn bring_online(
         &self,
         database: &crate::names::DatabaseName,
+        task_name: &str,
     ) -> impl Future<Output = Result<Online, TargetError>> + Send;
 
     /// Asks the target to stop a task (RDS `rds_cancel_task`, native `sp_stop_job`).
@@ -375,7 +380,7 @@ pub trait RestoreTarget: Send + Sync {
 pub enum Online {
     /// The database is online.
     Now,
-    /// The target brings it online in this task (RDS `FINISH_RESTORE`).
+    /// The target brings it online in this task (RDS `FINISH_RESTORE`, a native Agent job).
     Finishing(TaskId),
 }
 
@@ -718,8 +723,9 @@ impl<T: RestoreTarget> RestoreTarget for std::sync::Arc<T> {
     fn bring_online(
         &self,
         database: &crate::names::DatabaseName,
+        task_name: &str,
     ) -> impl Future<Output = Result<Online, TargetError>> + Send {
-        T::bring_online(self, database)
+        T::bring_online(self, database, task_name)
     }
     fn cancel_task(&self, task: &TaskId) -> impl Future<Output = Result<(), TargetError>> + Send {
         T::cancel_task(self, task)

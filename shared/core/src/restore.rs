@@ -409,15 +409,21 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     }
 
     /// Runs the migration's armed Complete (its backup is restored, nothing is in flight), with
-    /// the guards of a manual one; a refusal is recorded on the arm. On RDS the migration is then
-    /// Completing: its finish task is followed like one a manual Complete started.
+    /// the guards of a manual one; a refusal is recorded on the arm. The migration is then
+    /// Completing: its finish task (never run in this invocation) is followed like one a manual
+    /// Complete started. A fault of the moment after the migration became Completing is retried
+    /// as a `Finish` message: no other message moves a Completing migration.
     async fn fire_armed(&self, name: &str, now: OffsetDateTime) -> Result<WorkOutcome, WorkError> {
         use crate::cutover::CutoverError;
         let state = match crate::cutover::fire_armed(&self.store, &self.target, name, now).await {
             Ok(Some(state)) => state,
             Ok(None) => self.migration(name).await?.record.state,
-            Err(CutoverError::Store(e)) => return Err(e.into()),
-            Err(CutoverError::Target(e)) => return Err(e.into()),
+            Err(CutoverError::Store(e)) => {
+                return self.resume_completing_later(name, e.into(), now).await
+            }
+            Err(CutoverError::Target(e)) => {
+                return self.resume_completing_later(name, e.into(), now).await
+            }
             Err(CutoverError::NotFound(_) | CutoverError::Refused { .. }) => {
                 return Ok(WorkOutcome::Stale {
                     migration: name.to_owned(),
@@ -436,6 +442,38 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         Ok(WorkOutcome::Idle {
             migration: name.to_owned(),
             state,
+        })
+    }
+
+    /// After an armed Complete failed with `error`: when the fault is of the moment and the
+    /// migration is Completing, a `Finish` message resumes it later (it starts the finish task
+    /// if none is recorded); otherwise the error, as the message's own.
+    async fn resume_completing_later(
+        &self,
+        name: &str,
+        error: WorkError,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        if !error.is_transient() {
+            return Err(error);
+        }
+        let completing = match self.store.get_migration(name).await {
+            Ok(m) => m.is_some_and(|m| m.record.state == MigrationState::Completing),
+            Err(_) => false,
+        };
+        if !completing {
+            return Err(error);
+        }
+        let message = QueueMessage::Finish {
+            migration: name.to_owned(),
+            since: Some(now),
+        };
+        let delay = self.config.busy_retry.min(MAX_QUEUE_DELAY);
+        self.queue.send(&message, delay).await?;
+        tracing::warn!(migration = %name, error.message = %error, delay_seconds = delay.as_secs(),
+            "the armed Complete stopped half-way; bringing the database online resumes later");
+        Ok(WorkOutcome::Deferred {
+            migration: name.to_owned(),
         })
     }
 
@@ -499,6 +537,11 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                         Err(e) => return Err(e.into()),
                     }
                 }
+            }
+            if migration.state == MigrationState::Completing && migration.finishing.is_none() {
+                // The delivery again of a message whose armed Complete stopped half-way (the
+                // invocation ended before it queued the follow-up): resume it.
+                return Box::pin(self.finish(name, Some(now), now)).await;
             }
             if !migration.state.accepts_uploads() {
                 return Ok(WorkOutcome::Idle {
@@ -1453,19 +1496,9 @@ fn retry_of(message: &QueueMessage) -> QueueMessage {
 /// job name (128 characters). After a reset (`generation` > 0) the names carry the generation,
 /// so the same backup restored again never meets the Agent job of the migration before.
 pub fn task_name(migration: &str, generation: u32, step: &Step) -> String {
-    let suffix = if generation > 0 {
-        format!("_g{generation}")
-    } else {
-        String::new()
-    };
-    let short: String = migration
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .take(60 - suffix.len())
-        .collect();
-    let hash = crate::names::stable_hash(migration.as_bytes());
     format!(
-        "bakdrop_{short}{suffix}_{hash:08x}_{}_{}",
+        "{}_{}_{}",
+        crate::names::task_name_stem(migration, generation),
         step.kind,
         step.backup_set_guid.simple()
     )
@@ -2171,6 +2204,154 @@ mod tests {
             );
             assert_eq!(m.armed.map(|a| (a.reached, a.refused)), Some((true, None)));
         }
+    }
+
+    /// Delivers the queued messages, finishing every running restore (not the recovery job),
+    /// until the migration of "Clean" is Completing.
+    fn pump_until_completing(p: &Pipeline) {
+        for _ in 0..100 {
+            if p.migration("Clean").state == MigrationState::Completing {
+                return;
+            }
+            let recovery = crate::names::finish_task_name("Clean", 0);
+            for name in p.target.submitted() {
+                let running =
+                    matches!(block_on(p.target_status(&name)), TaskStatus::Running { .. });
+                if running && name != recovery {
+                    p.target.finish(&name, TaskStatus::Succeeded);
+                }
+            }
+            assert!(!p.pump().is_empty(), "{:?}", p.migration("Clean"));
+        }
+        panic!("the migration never became Completing");
+    }
+
+    fn database_state(p: &Pipeline, name: &str) -> Option<String> {
+        p.target
+            .databases
+            .lock()
+            .ok()
+            .and_then(|d| d.get(name).cloned())
+    }
+
+    #[test]
+    fn an_armed_complete_on_native_runs_recovery_as_an_agent_job_that_finish_messages_follow() {
+        let p = pipeline("2016");
+        set(&p.target.slow_recovery, true);
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        arm_clean(&p, "sql2016_log_RestoreTimeClean2_3.trn");
+        for file in REST_OF_CHAIN {
+            p.drop_file("Clean", file);
+        }
+        pump_until_completing(&p);
+        let job = crate::names::finish_task_name("Clean", 0);
+        let m = p.migration("Clean");
+        assert_eq!(
+            m.finishing,
+            Some(crate::ports::TaskId::AgentJob(job.clone()))
+        );
+        assert_eq!(database_state(&p, "Clean").as_deref(), Some("RESTORING"));
+        // The recovery runs on the target while Finish messages look at it.
+        for _ in 0..3 {
+            let sent = p.queue.drain_sent();
+            assert!(
+                matches!(&sent[..], [(QueueMessage::Finish { .. }, _)]),
+                "{sent:?}"
+            );
+            p.queue.send_now(sent[0].0.clone());
+            p.pump();
+            assert_eq!(p.migration("Clean").state, MigrationState::Completing);
+        }
+        assert_eq!(
+            p.target.submitted().iter().filter(|n| **n == job).count(),
+            1,
+            "one recovery job, looked at, never started again"
+        );
+        p.target.finish(&job, TaskStatus::Succeeded);
+        p.run_to_quiet();
+        let m = p.migration("Clean");
+        assert_eq!(m.state, MigrationState::Succeeded, "{m:?}");
+        assert_eq!(m.finishing, None);
+        assert_eq!(database_state(&p, "Clean").as_deref(), Some("ONLINE"));
+        assert!(
+            p.target.released.lock().is_ok_and(|r| r.contains(&job)),
+            "the recovery job is deleted once its success is recorded"
+        );
+    }
+
+    #[test]
+    fn an_armed_complete_cut_off_by_the_target_after_completing_resumes_from_a_finish_message() {
+        let p = pipeline("2016");
+        set(&p.target.lose_next_online, 1);
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        arm_clean(&p, "sql2016_log_RestoreTimeClean2_3.trn");
+        for file in REST_OF_CHAIN {
+            p.drop_file("Clean", file);
+        }
+        pump_until_completing(&p);
+        let m = p.migration("Clean");
+        assert_eq!(
+            m.finishing, None,
+            "the connection was lost before the job started"
+        );
+        assert!(p.target.recovery_jobs.lock().is_ok_and(|j| j.is_empty()));
+        let sent = p.queue.drain_sent();
+        assert!(
+            matches!(&sent[..], [(QueueMessage::Finish { .. }, delay)] if *delay == Duration::from_secs(120)),
+            "the follow-up comes after the busy delay: {sent:?}"
+        );
+        p.queue.send_now(sent[0].0.clone());
+        p.run_to_quiet();
+        let m = p.migration("Clean");
+        assert_eq!(m.state, MigrationState::Succeeded, "{m:?}");
+        assert_eq!(database_state(&p, "Clean").as_deref(), Some("ONLINE"));
+    }
+
+    #[test]
+    fn a_message_delivered_again_resumes_a_complete_that_stopped_before_its_task_was_recorded() {
+        let p = pipeline("2016");
+        set(&p.target.lose_next_online, 1);
+        set(&p.target.slow_recovery, true);
+        p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
+        arm_clean(&p, "sql2016_log_RestoreTimeClean2_3.trn");
+        for file in REST_OF_CHAIN {
+            p.drop_file("Clean", file);
+        }
+        pump_until_completing(&p);
+        // The invocation ended before its follow-up was queued: only the redelivery is left.
+        p.queue.drain_sent();
+        let advance = QueueMessage::Advance {
+            migration: "Clean".into(),
+        };
+        let outcome = block_on(
+            p.worker
+                .handle(&advance, attempt("again", "again"), p.now()),
+        )
+        .expect("handled");
+        assert!(
+            matches!(
+                outcome,
+                WorkOutcome::Idle {
+                    state: MigrationState::Completing,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        let job = crate::names::finish_task_name("Clean", 0);
+        assert_eq!(
+            p.migration("Clean").finishing,
+            Some(crate::ports::TaskId::AgentJob(job.clone()))
+        );
+        let sent = p.queue.drain_sent();
+        assert!(
+            matches!(&sent[..], [(QueueMessage::Finish { .. }, _)]),
+            "{sent:?}"
+        );
+        p.target.finish(&job, TaskStatus::Succeeded);
+        p.queue.send_now(sent[0].0.clone());
+        p.run_to_quiet();
+        assert_eq!(p.migration("Clean").state, MigrationState::Succeeded);
     }
 
     #[test]
@@ -3261,6 +3442,19 @@ mod tests {
             assert!(again.len() <= 128, "{again}: {}", again.len());
         }
         assert_ne!(task_name("Sales", 1, &step), task_name("Sales", 2, &step));
+    }
+
+    #[test]
+    fn the_recovery_job_is_named_per_migration_and_generation() {
+        use crate::names::finish_task_name;
+        assert_eq!(
+            finish_task_name("Sales", 0),
+            "bakdrop_Sales_2ed1f157_recovery"
+        );
+        assert_ne!(finish_task_name("Sales", 1), finish_task_name("Sales", 0));
+        assert_ne!(finish_task_name("a]b", 0), finish_task_name("ab", 0));
+        let long = finish_task_name(&"x".repeat(200), u32::MAX);
+        assert!(long.len() <= 128, "{long}: {}", long.len());
     }
 
     /// A striped log set of `count` files restored onto a chain with its full restored, in a

@@ -400,7 +400,7 @@ pub struct MigrationRecord {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub restores_submitted: bool,
     /// While Completing: the target's task bringing the database online (RDS
-    /// `FINISH_RESTORE`), polled until it ends.
+    /// `FINISH_RESTORE`, a native Agent job running `WITH RECOVERY`), polled until it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finishing: Option<TaskId>,
     /// How many times the migration was reset (0 at first). Part of its task names, so that a

@@ -636,7 +636,19 @@ pub mod native {
         }
     }
 
-    /// Bring the database online.
+    /// The command of the Agent job step that brings the database online: `RESTORE DATABASE @db
+    /// WITH RECOVERY`, the name declared first from an escaped literal as in
+    /// [`restore_command`] (a bracket-quoted name in the step's text would still be open to
+    /// Agent's tokens). Recovery runs the undo phase and any upgrade of the database, which can
+    /// take minutes: as a job it outlives the caller, and its outcome is in the job history.
+    pub fn recover_command(database: &DatabaseName) -> String {
+        format!(
+            "DECLARE @db sysname = {}; RESTORE DATABASE @db WITH RECOVERY",
+            step_literal(database.as_str())
+        )
+    }
+
+    /// Bring the database online, in the caller's session (a script a DBA runs by hand).
     pub fn recover(database: &DatabaseName) -> Statement {
         Statement {
             sql: format!("RESTORE DATABASE {} WITH RECOVERY", database.quoted()),
@@ -888,6 +900,14 @@ mod tests {
             Err(SourceError::UrlTooLong { length: 260 })
         ));
         assert!(RestoreSource::Disk(over).validate().is_ok());
+    }
+
+    #[test]
+    fn the_recovery_step_declares_the_name_from_an_escaped_literal() {
+        assert_eq!(
+            native::recover_command(&db("it's $(JOBNAME)]")),
+            "DECLARE @db sysname = N'it''s $' + N'(JOBNAME)]'; RESTORE DATABASE @db WITH RECOVERY"
+        );
     }
 
     #[test]

@@ -15,18 +15,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one statement (run and drained) may take. bakdrop's statements start server-side
 /// tasks and read catalog rows; none waits for a restore.
 pub const QUERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long `RESTORE DATABASE … WITH RECOVERY` may take: it runs the undo phase of recovery in
-/// the caller's session, which on a large database with long open transactions takes minutes.
-/// 840 s leaves a minute of the complete-migration function's 900 s for recording the outcome.
-pub const RECOVERY_TIMEOUT: Duration = Duration::from_secs(840);
 
 /// The timeouts of a target's calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub connect: Duration,
     pub query: Duration,
-    /// The one statement that waits for the server's work: a native `WITH RECOVERY`.
-    pub recovery: Duration,
 }
 
 impl Default for Timeouts {
@@ -34,7 +28,6 @@ impl Default for Timeouts {
         Timeouts {
             connect: CONNECT_TIMEOUT,
             query: QUERY_TIMEOUT,
-            recovery: RECOVERY_TIMEOUT,
         }
     }
 }

@@ -4,7 +4,8 @@
 //!   `rds_task_status`). RDS runs at most two such tasks at once; before submitting, the target
 //!   counts the tasks in CREATED / IN_PROGRESS and answers [`TargetError::Busy`] at the limit.
 //! - Native (SQL Server 2022+): the `RESTORE` runs as a one-off SQL Server Agent job named after
-//!   the step, so it outlives the connection; the job's history gives the outcome. A full
+//!   the step, so it outlives the connection; the job's history gives the outcome. Complete's
+//!   `RESTORE … WITH RECOVERY` runs as such a job too. A full
 //!   restore moves every file of the backup to the target's default data and log directories
 //!   (`SERVERPROPERTY('InstanceDefaultDataPath')`, `'InstanceDefaultLogPath'`) unless the
 //!   settings name directories. Before a migration's first restore the target must have SQL
@@ -491,7 +492,11 @@ impl RestoreTarget for TiberiusTarget {
         Ok(())
     }
 
-    async fn bring_online(&self, database: &DatabaseName) -> Result<Online, TargetError> {
+    async fn bring_online(
+        &self,
+        database: &DatabaseName,
+        task_name: &str,
+    ) -> Result<Online, TargetError> {
         match self.dialect {
             Dialect::Rds => {
                 if let Some(task) = self.rds_finish_task(database, true).await? {
@@ -511,14 +516,25 @@ impl RestoreTarget for TiberiusTarget {
                     })
             }
             Dialect::Native => {
-                // Not `execute`: recovery runs in this session and may take minutes.
-                let statement = tsql::native::recover(database);
-                Box::pin(async {
-                    let mut client = self.connect().await?;
-                    run_within(&mut client, &statement, self.timeouts.recovery).await
-                })
-                .await?;
-                Ok(Online::Now)
+                // Recovery (its undo phase, any upgrade of the database) can take longer than
+                // the caller lives: it runs as an Agent job, as restores do, and is polled.
+                let job = Online::Finishing(TaskId::AgentJob(task_name.to_owned()));
+                if self.job_id(task_name).await?.is_some() {
+                    return Ok(job);
+                }
+                let command = tsql::native::recover_command(database);
+                match self
+                    .rows(&tsql::native::submit_job(task_name, &command))
+                    .await
+                {
+                    Ok(_) => Ok(job),
+                    // Started meanwhile by another caller of this Complete: the same job.
+                    Err(TargetError::Sql { number: 14261, .. }) => Ok(job),
+                    Err(TargetError::Sql { number: 22022, .. }) => {
+                        Err(TargetError::NotReady(NotReady::AgentNotRunning))
+                    }
+                    Err(e) => Err(e),
+                }
             }
         }
     }

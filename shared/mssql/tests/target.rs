@@ -240,7 +240,11 @@ async fn rds_brings_a_database_online_in_a_finish_restore_task() {
     let full = described(&emulator, "Sales", BackupKind::Full, arn("Sales/full.bak"));
     target.submit(&full, "t").await.expect("submitted");
     emulator.advance(Duration::from_secs(120));
-    let Online::Finishing(task) = target.bring_online(&db("Sales")).await.expect("finish") else {
+    let Online::Finishing(task) = target
+        .bring_online(&db("Sales"), "finish")
+        .await
+        .expect("finish")
+    else {
         panic!("RDS finishes in a task");
     };
     assert!(matches!(
@@ -256,7 +260,10 @@ async fn rds_brings_a_database_online_in_a_finish_restore_task() {
         Some("RESTORING")
     );
     assert_eq!(
-        target.bring_online(&db("Sales")).await.expect("again"),
+        target
+            .bring_online(&db("Sales"), "finish")
+            .await
+            .expect("again"),
         Online::Finishing(task.clone()),
         "the finish under way, not a second one"
     );
@@ -556,7 +563,6 @@ async fn connecting_and_statements_time_out_as_connection_errors() {
     let timeouts = Timeouts {
         connect: Duration::from_millis(300),
         query: Duration::from_millis(300),
-        recovery: Duration::from_millis(300),
     };
     let target = emulator_target(port, Dialect::Native).with_timeouts(timeouts);
     let started = std::time::Instant::now();
@@ -587,46 +593,118 @@ async fn connecting_and_statements_time_out_as_connection_errors() {
     );
 }
 
-/// `RESTORE … WITH RECOVERY` runs the undo phase in the caller's session: it has its own, long
-/// timeout, not the one of a catalog read.
+/// Native `RESTORE … WITH RECOVERY` runs as an Agent job, as restores do: the call returns at
+/// once with the job, whose history says when the database is online; asking again while it
+/// runs returns the same job, and the job is deleted once released.
 #[tokio::test]
-async fn native_recovery_waits_longer_than_a_statement_may() {
-    use bakdrop_mssql::connection::Timeouts;
+async fn native_recovery_is_an_agent_job_polled_until_the_database_is_online() {
     let emulator = SqlServerEmulator::native();
-    let (addr, _server) = start_manual(&emulator).await;
-    let direct = emulator_target(addr.port(), Dialect::Native);
+    let (target, _server) = start(&emulator, Dialect::Native).await;
+    emulator.set_finish_duration(Duration::from_secs(600));
     let full = described(
         &emulator,
         "Sales",
         BackupKind::Full,
         RestoreSource::Disk("/b/f.bak".into()),
     );
-    let task = direct
-        .submit(&full, "job-recovery")
-        .await
-        .expect("submitted");
+    let restore = target.submit(&full, "job-full").await.expect("submitted");
     emulator.advance(Duration::from_secs(120));
     assert_eq!(
-        direct.poll(&db("Sales"), &task).await.expect("poll"),
+        target.poll(&db("Sales"), &restore).await.expect("poll"),
         TaskStatus::Succeeded
     );
-    let proxy = bakdrop_test_support::proxy::TcpProxy::start(addr)
+    let job = "bakdrop_Sales_recovery";
+    let started = std::time::Instant::now();
+    let online = target
+        .bring_online(&db("Sales"), job)
         .await
-        .expect("proxy");
-    proxy.delay_when_client_sends(
-        "slow recovery",
-        &bakdrop_test_support::proxy::utf16le("WITH RECOVERY"),
-        Duration::from_millis(800),
-    );
-    // Every other statement would time out after 200 ms; recovery waits its 800 ms.
-    let timeouts = Timeouts {
-        connect: Duration::from_secs(5),
-        query: Duration::from_millis(200),
-        recovery: Duration::from_secs(10),
-    };
-    let target = emulator_target(proxy.addr().port(), Dialect::Native).with_timeouts(timeouts);
+        .expect("started");
+    assert!(started.elapsed() < Duration::from_secs(5), "not waited for");
+    assert_eq!(online, Online::Finishing(TaskId::AgentJob(job.into())));
+    let step = &emulator.job(job).expect("an Agent job").steps[0];
     assert_eq!(
-        target.bring_online(&db("Sales")).await.expect("online"),
-        Online::Now
+        step.command,
+        "DECLARE @db sysname = N'Sales'; RESTORE DATABASE @db WITH RECOVERY"
     );
+    emulator.advance(Duration::from_secs(300));
+    let task = TaskId::AgentJob(job.into());
+    assert!(matches!(
+        target.poll(&db("Sales"), &task).await.expect("poll"),
+        TaskStatus::Running { .. }
+    ));
+    assert_eq!(
+        target
+            .database_state(&db("Sales"))
+            .await
+            .expect("state")
+            .as_deref(),
+        Some("RESTORING")
+    );
+    assert_eq!(
+        target.bring_online(&db("Sales"), job).await.expect("again"),
+        online,
+        "the recovery under way, not a second one"
+    );
+    emulator.advance(Duration::from_secs(300));
+    assert_eq!(
+        target.poll(&db("Sales"), &task).await.expect("poll"),
+        TaskStatus::Succeeded
+    );
+    assert_eq!(
+        target
+            .database_state(&db("Sales"))
+            .await
+            .expect("state")
+            .as_deref(),
+        Some("ONLINE")
+    );
+    let nothing = RestoreRequest::new(db("Sales"), BackupKind::Full, Vec::new());
+    target
+        .release_task(&nothing, &task, job)
+        .await
+        .expect("released");
+    assert!(emulator.job(job).is_none(), "the job is deleted");
+}
+
+/// A recovery job that fails says why: SQL Server's error from the job history.
+#[tokio::test]
+async fn a_failed_native_recovery_job_reports_sql_servers_error() {
+    let emulator = SqlServerEmulator::native();
+    let (target, _server) = start(&emulator, Dialect::Native).await;
+    emulator.add_database("Sales", emu::DatabaseState::Online);
+    let job = "bakdrop_Sales_recovery";
+    let online = target
+        .bring_online(&db("Sales"), job)
+        .await
+        .expect("started");
+    emulator.advance(Duration::from_secs(5));
+    let Online::Finishing(task) = online else {
+        panic!("a job: {online:?}");
+    };
+    match target.poll(&db("Sales"), &task).await.expect("poll") {
+        TaskStatus::Failed {
+            sql_error: Some(e), ..
+        } => assert_eq!(e.number, 3117),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Without SQL Server Agent, no recovery job starts, and none is left behind.
+#[tokio::test]
+async fn native_recovery_without_agent_is_not_ready_and_leaves_no_job() {
+    let emulator = SqlServerEmulator::native();
+    let (target, _server) = start(&emulator, Dialect::Native).await;
+    emulator.add_database("Sales", emu::DatabaseState::Restoring);
+    emulator.set_agent_running(false);
+    let job = "bakdrop_Sales_recovery";
+    let err = target
+        .bring_online(&db("Sales"), job)
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, TargetError::NotReady(NotReady::AgentNotRunning)),
+        "{err:?}"
+    );
+    assert!(err.is_transient());
+    assert!(emulator.job(job).is_none());
 }

@@ -147,7 +147,12 @@ impl RestoreTarget for ScriptTarget {
         Ok(())
     }
 
-    async fn bring_online(&self, database: &DatabaseName) -> Result<Online, TargetError> {
+    /// The script's `WITH RECOVERY` runs in the DBA's own session, to its end: online once run.
+    async fn bring_online(
+        &self,
+        database: &DatabaseName,
+        _task_name: &str,
+    ) -> Result<Online, TargetError> {
         let sql = match self.dialect {
             Dialect::Rds => tsql::rds::finish(database).to_string(),
             Dialect::Native => tsql::native::recover(database).to_string(),
@@ -247,10 +252,14 @@ impl RestoreTarget for CliTarget {
             CliTarget::Server(t) => t.check_ready(request).await,
         }
     }
-    async fn bring_online(&self, database: &DatabaseName) -> Result<Online, TargetError> {
+    async fn bring_online(
+        &self,
+        database: &DatabaseName,
+        task_name: &str,
+    ) -> Result<Online, TargetError> {
         match self {
-            CliTarget::Script(t) => t.bring_online(database).await,
-            CliTarget::Server(t) => t.bring_online(database).await,
+            CliTarget::Script(t) => t.bring_online(database, task_name).await,
+            CliTarget::Server(t) => t.bring_online(database, task_name).await,
         }
     }
     async fn cancel_task(&self, task: &TaskId) -> Result<(), TargetError> {

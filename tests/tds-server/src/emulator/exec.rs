@@ -337,6 +337,21 @@ fn restore_exec(ctx: &mut Ctx<'_>, r: &RestoreStmt) -> Reply {
         Ok(req) => req,
         Err(e) => return Reply::error(e),
     };
+    if req.sources.is_empty() && req.recovery && ctx.step.is_some() {
+        // An Agent job step: the recovery runs over simulated time, as a restore does.
+        let op = match recovery_op(ctx.state, &req.database) {
+            Ok(op) => op,
+            Err(e) => {
+                let mut reply = Reply::error(e);
+                reply.push(ReplyPart::Error(restore::terminating(false)));
+                return reply;
+            }
+        };
+        if let Some(step) = ctx.step.as_mut() {
+            step.op = Some(op);
+        }
+        return Reply::empty();
+    }
     if req.sources.is_empty() {
         return match recover(ctx.state, &req.database, req.recovery) {
             Ok(msgs) => {
@@ -346,7 +361,11 @@ fn restore_exec(ctx: &mut Ctx<'_>, r: &RestoreStmt) -> Reply {
                 }
                 reply
             }
-            Err(e) => Reply::error(e),
+            Err(e) => {
+                let mut reply = Reply::error(e);
+                reply.push(ReplyPart::Error(restore::terminating(false)));
+                reply
+            }
         };
     }
     if let Some(step) = ctx.step.as_mut() {
@@ -452,22 +471,19 @@ pub fn restore_request(
     })
 }
 
-/// `RESTORE DATABASE x WITH RECOVERY` (no FROM).
+/// Whether `RESTORE DATABASE name WITH RECOVERY` (no FROM) may start.
 ///
 /// # Errors
-/// 911-style when missing, 3117 when not restoring, 3101 while a restore runs.
-pub fn recover(
-    state: &mut State,
-    name: &str,
-    recovery: bool,
-) -> Result<Vec<ServerMessage>, ServerMessage> {
+/// 3101 while a restore runs on the database, 911 when it is missing, 3117 when it is not
+/// RESTORING.
+fn check_recover(state: &State, name: &str) -> Result<(), ServerMessage> {
     if procs::restore_running_on(state, name) {
         return Err(ServerMessage::error(
             3101,
             "Exclusive access could not be obtained because the database is in use.",
         ));
     }
-    let Some(db) = state.databases.get_mut(&name.to_lowercase()) else {
+    let Some(db) = state.databases.get(&name.to_lowercase()) else {
         return Err(ServerMessage::error(
             911,
             format!(
@@ -481,8 +497,49 @@ pub fn recover(
             "The log or differential backup cannot be restored because no files are ready to rollforward.",
         ));
     }
-    if recovery {
-        db.state = DatabaseState::Online;
+    Ok(())
+}
+
+/// The recovery an Agent job step's `RESTORE DATABASE name WITH RECOVERY` starts: it runs for
+/// the server's finish duration (the database stays RESTORING, and in use, until it ends), then
+/// the database is ONLINE.
+///
+/// # Errors
+/// As [`check_recover`].
+fn recovery_op(state: &mut State, name: &str) -> Result<RestoreOp, ServerMessage> {
+    check_recover(state, name)?;
+    let database = state
+        .database(name)
+        .map_or_else(|| name.to_string(), |d| d.name.clone());
+    let session_id = state.new_session_id();
+    Ok(RestoreOp {
+        database,
+        kind: BackupKind::Full,
+        sources: Vec::new(),
+        recovery: true,
+        replace: false,
+        outcome: Ok(()),
+        created_db: false,
+        started_at: state.now(),
+        duration: state.finish_duration,
+        session_id,
+    })
+}
+
+/// `RESTORE DATABASE x WITH RECOVERY` (no FROM), sent directly: at once.
+///
+/// # Errors
+/// As [`check_recover`].
+pub fn recover(
+    state: &mut State,
+    name: &str,
+    recovery: bool,
+) -> Result<Vec<ServerMessage>, ServerMessage> {
+    check_recover(state, name)?;
+    if let Some(db) = state.databases.get_mut(&name.to_lowercase()) {
+        if recovery {
+            db.state = DatabaseState::Online;
+        }
     }
     Ok(vec![ServerMessage::info(
         3014,

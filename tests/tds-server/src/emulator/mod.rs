@@ -81,7 +81,8 @@
 //!   { 'p' | @v }, CREDENTIAL = c, RESTORE_OPTIONS = '{"s3": {"region":"…"}}', FILE = n, …]`
 //!   runs at once when sent directly (INFO 4035/3014, or the errors then **3013**). The order
 //!   of refusals is in [`restore`]. `RESTORE DATABASE [db] WITH RECOVERY` (no FROM) brings a
-//!   RESTORING database ONLINE (3117 if it is not restoring, 911 if missing).
+//!   RESTORING database ONLINE (3117 if it is not restoring, 911 if missing, then 3013): at
+//!   once when sent directly, over the finish duration in an Agent job step.
 //! - `DROP DATABASE [IF EXISTS] [a], [b]` (3701 missing, 3708 system, 3702 restore running),
 //!   `USE [db]` (911), `SET option ...` (no effect), `PRINT x` (INFO).
 //! - `DECLARE @v type [= expr], ...`, `SET @v = expr`, OUTPUT arguments, `IF cond stmt [ELSE
@@ -321,7 +322,8 @@ impl SqlServerEmulator {
         self.with_state(|s| s.rds_submit_returns_row = returns_row);
     }
 
-    /// How long a `FINISH_RESTORE` task stays IN_PROGRESS (default 2 s).
+    /// How long bringing a database online takes (default 2 s): an RDS `FINISH_RESTORE` task
+    /// stays IN_PROGRESS, an Agent job step's `RESTORE DATABASE … WITH RECOVERY` runs, that long.
     pub fn set_finish_duration(&self, duration: Duration) {
         self.with_state(|s| s.finish_duration = duration);
     }

@@ -599,6 +599,16 @@ pub fn complete(
                     via: via.to_string(),
                 });
             }
+            if op.sources.is_empty() {
+                // A recovery (no FROM): nothing read, the database brought online.
+                return Ok(vec![ServerMessage::info(
+                    3014,
+                    format!(
+                        "RESTORE DATABASE successfully processed 0 pages in {:.3} seconds (0.000 MB/sec).",
+                        op.duration.as_secs_f64()
+                    ),
+                )]);
+            }
             let what = if op.kind == BackupKind::Log {
                 "LOG"
             } else {

@@ -782,7 +782,8 @@ pub struct State {
     pub view_server_state: bool,
     /// Whether `rds_restore_database`/`rds_restore_log` return a row describing the new task.
     pub rds_submit_returns_row: bool,
-    /// How long a `FINISH_RESTORE` task stays IN_PROGRESS.
+    /// How long bringing a database online takes: an RDS `FINISH_RESTORE` task IN_PROGRESS, an
+    /// Agent job step's `RESTORE DATABASE … WITH RECOVERY`.
     pub finish_duration: Duration,
     /// Session ids of SQL Server Agent's own connections while it runs.
     pub agent_spids: Vec<i32>,

@@ -769,6 +769,80 @@ RESTORE DATABASE is terminating abnormally. [SQLSTATE 42000] (Error 3013).  The 
     assert_eq!(step.message, expected);
 }
 
+/// The step bakdrop's Complete runs: the name declared from a literal, then the recovery.
+const RECOVER_STEP: &str = "DECLARE @db sysname = N'Sales'; RESTORE DATABASE @db WITH RECOVERY";
+
+#[tokio::test]
+async fn a_recovery_in_an_agent_job_brings_the_database_online_when_its_duration_is_over() {
+    let emu = SqlServerEmulator::native();
+    emu.set_clock_mode(ClockMode::Manual);
+    emu.set_finish_duration(Duration::from_secs(30));
+    emu.add_database("Sales", DatabaseState::Restoring);
+    let (addr, _h) = emu.start().await.expect("start");
+    let mut c = connect(addr).await;
+    submit_job(&mut c, "recovery", RECOVER_STEP).await;
+    emu.advance(Duration::from_secs(10));
+    let running = emu.job("recovery").expect("job");
+    assert!(running.running.is_some(), "still recovering");
+    assert_eq!(
+        emu.database("Sales").map(|d| d.state),
+        Some(DatabaseState::Restoring)
+    );
+    // The database is in use meanwhile: no second recovery, no drop.
+    assert_eq!(
+        server_error(&mut c, "RESTORE DATABASE [Sales] WITH RECOVERY", &[])
+            .await
+            .code(),
+        3101
+    );
+    assert_eq!(
+        server_error(&mut c, "DROP DATABASE [Sales]", &[])
+            .await
+            .code(),
+        3702
+    );
+    emu.advance(Duration::from_secs(20));
+    assert_eq!(
+        emu.database("Sales").map(|d| d.state),
+        Some(DatabaseState::Online)
+    );
+    let step = step_row(&emu, "recovery");
+    assert_eq!(step.run_status, 1);
+    assert_eq!(step.run_duration, 30);
+    assert_eq!(
+        step.message,
+        "Executed as user: NT SERVICE\\SQLSERVERAGENT. RESTORE DATABASE successfully processed 0 pages in 30.000 seconds (0.000 MB/sec). [SQLSTATE 01000] (Message 3014).  The step succeeded."
+    );
+    let id = emu.job("recovery").expect("job").job_id;
+    assert!(
+        emu.job_history()
+            .iter()
+            .any(|h| h.job_id == id && h.step_id == 0 && h.run_status == 1),
+        "the job outcome row"
+    );
+}
+
+#[tokio::test]
+async fn a_recovery_job_of_a_database_that_is_not_restoring_fails_with_3117_then_3013() {
+    let emu = SqlServerEmulator::native();
+    emu.set_clock_mode(ClockMode::Manual);
+    emu.add_database("Sales", DatabaseState::Online);
+    let (addr, _h) = emu.start().await.expect("start");
+    let mut c = connect(addr).await;
+    submit_job(&mut c, "recovery", RECOVER_STEP).await;
+    emu.advance(Duration::from_secs(1));
+    let step = step_row(&emu, "recovery");
+    assert_eq!(step.run_status, 0);
+    assert_eq!(step.sql_message_id, 3013);
+    assert!(
+        step.message.contains("no files are ready to rollforward. [SQLSTATE 42000] (Error 3117)  RESTORE DATABASE is terminating abnormally. [SQLSTATE 42000] (Error 3013)"),
+        "{}",
+        step.message
+    );
+    let direct = server_error(&mut c, "RESTORE DATABASE [Sales] WITH RECOVERY", &[]).await;
+    assert_eq!(direct.code(), 3117);
+}
+
 #[tokio::test]
 async fn a_file_used_by_another_database_is_1834_and_dropping_it_frees_the_file() {
     let emu = SqlServerEmulator::native();
