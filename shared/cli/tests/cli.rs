@@ -1094,3 +1094,26 @@ fn inspect_reports_the_bytes_it_read_per_file() {
         );
     }
 }
+
+#[test]
+fn plan_writes_nothing_in_the_folder_it_runs_in() {
+    let drop = Drop::new("plan-writes-nothing", CHAIN, false);
+    let cwd = drop.dir.join("elsewhere");
+    std::fs::create_dir_all(&cwd).expect("mkdir");
+    let out = Command::new(env!("CARGO_BIN_EXE_bakdrop"))
+        .args([
+            "plan",
+            &drop.dir.join("RestoreTimeClean").display().to_string(),
+        ])
+        .current_dir(&cwd)
+        .output()
+        .expect("run bakdrop");
+    assert!(out.status.success(), "{}", text(&out));
+    let written: Vec<_> = std::fs::read_dir(&cwd)
+        .expect("list")
+        .filter_map(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert!(written.is_empty(), "plan wrote {written:?}");
+    assert!(!drop.dir.join(".bakdrop").exists(), "plan keeps no state");
+}

@@ -270,12 +270,18 @@ impl JsonFileStore {
     }
 
     /// Where the events of this store's writes go: `events.jsonl` beside the state file.
-    pub fn events_path(&self) -> PathBuf {
-        self.path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .join(EVENTS_FILE)
+    /// `None` for a store in memory, which keeps no events (`bakdrop plan` writes nothing).
+    pub fn events_path(&self) -> Option<PathBuf> {
+        if self.memory.is_some() {
+            return None;
+        }
+        Some(
+            self.path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .join(EVENTS_FILE),
+        )
     }
 
     /// A record write (`change` returns the new version and the write's events, given the
@@ -291,7 +297,7 @@ impl JsonFileStore {
         let (version, written) = change(&mut doc, &sequence)?;
         doc.writes += 1;
         self.save(&doc)?;
-        if !written.is_empty() {
+        if let Some(path) = self.events_path().filter(|_| !written.is_empty()) {
             let mut lines = String::new();
             for event in &written {
                 let line = serde_json::to_string(&event.envelope())
@@ -302,7 +308,7 @@ impl JsonFileStore {
             let mut file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(self.events_path())
+                .open(path)
                 .map_err(unavailable)?;
             file.write_all(lines.as_bytes()).map_err(unavailable)?;
         }
