@@ -475,9 +475,22 @@ impl TargetError {
     }
 }
 
-// Shared ports: one store or queue behind several services (e.g. validation and the worker in
-// one process, `bakdrop run`).
-impl<T: ObjectReader> ObjectReader for std::sync::Arc<T> {
+// Shared ports (one store or queue behind several services, e.g. validation and the worker in
+// one process, `bakdrop run`) and borrowed ones (a service built for one call over ports owned
+// elsewhere, e.g. the complete-migration function's revalidation over its store and queue): a
+// pointer to a port is the port.
+macro_rules! port_through_pointers {
+    ($trait:ident { $($items:tt)* }) => {
+        impl<T: $trait + ?Sized> $trait for std::sync::Arc<T> {
+            $($items)*
+        }
+        impl<T: $trait + ?Sized> $trait for &T {
+            $($items)*
+        }
+    };
+}
+
+port_through_pointers!(ObjectReader {
     fn read(
         &self,
         object: &ObjectRef,
@@ -491,9 +504,9 @@ impl<T: ObjectReader> ObjectReader for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<(), ReadError>> + Send {
         T::check_current(self, object)
     }
-}
+});
 
-impl<T: StatusStore> StatusStore for std::sync::Arc<T> {
+port_through_pointers!(StatusStore {
     fn get_migration(
         &self,
         database: &str,
@@ -567,9 +580,9 @@ impl<T: StatusStore> StatusStore for std::sync::Arc<T> {
     fn lists_lag(&self) -> bool {
         T::lists_lag(self)
     }
-}
+});
 
-impl<T: JobQueue> JobQueue for std::sync::Arc<T> {
+port_through_pointers!(JobQueue {
     fn send(
         &self,
         message: &QueueMessage,
@@ -577,113 +590,9 @@ impl<T: JobQueue> JobQueue for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<(), QueueError>> + Send {
         T::send(self, message, delay)
     }
-}
+});
 
-// Borrowed ports: a service built for one call over ports owned elsewhere (the
-// complete-migration function's revalidation over its store and queue).
-impl<T: ObjectReader + ?Sized> ObjectReader for &T {
-    fn read(
-        &self,
-        object: &ObjectRef,
-        range: ByteRange,
-    ) -> impl Future<Output = Result<Vec<u8>, ReadError>> + Send {
-        T::read(self, object, range)
-    }
-    fn check_current(
-        &self,
-        object: &ObjectRef,
-    ) -> impl Future<Output = Result<(), ReadError>> + Send {
-        T::check_current(self, object)
-    }
-}
-
-impl<T: StatusStore + ?Sized> StatusStore for &T {
-    fn get_migration(
-        &self,
-        database: &str,
-    ) -> impl Future<Output = Result<Option<Versioned<MigrationRecord>>, StoreError>> + Send {
-        T::get_migration(self, database)
-    }
-    fn put_migration(
-        &self,
-        record: &MigrationRecord,
-        expected: Option<u64>,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        T::put_migration(self, record, expected)
-    }
-    fn get_file(
-        &self,
-        migration: &str,
-        file_id: &str,
-    ) -> impl Future<Output = Result<Option<Versioned<FileRecord>>, StoreError>> + Send {
-        T::get_file(self, migration, file_id)
-    }
-    fn put_file(
-        &self,
-        record: &FileRecord,
-        expected: Option<u64>,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        T::put_file(self, record, expected)
-    }
-    fn delete_file(
-        &self,
-        migration: &str,
-        file_id: &str,
-        expected: u64,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        T::delete_file(self, migration, file_id, expected)
-    }
-    fn list_files(
-        &self,
-        migration: &str,
-    ) -> impl Future<Output = Result<Vec<Versioned<FileRecord>>, StoreError>> + Send {
-        T::list_files(self, migration)
-    }
-    fn claim_name(
-        &self,
-        folded: &str,
-        database: &str,
-    ) -> impl Future<Output = Result<String, StoreError>> + Send {
-        T::claim_name(self, folded, database)
-    }
-    fn list_migrations(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<MigrationRecord>, StoreError>> + Send {
-        T::list_migrations(self, after, limit)
-    }
-    fn list_files_in(
-        &self,
-        migration: &str,
-        state: FileState,
-        limit: usize,
-    ) -> impl Future<Output = Result<Vec<Versioned<FileRecord>>, StoreError>> + Send {
-        T::list_files_in(self, migration, state, limit)
-    }
-    fn count_files_in(
-        &self,
-        migration: &str,
-        state: FileState,
-    ) -> impl Future<Output = Result<usize, StoreError>> + Send {
-        T::count_files_in(self, migration, state)
-    }
-    fn lists_lag(&self) -> bool {
-        T::lists_lag(self)
-    }
-}
-
-impl<T: JobQueue + ?Sized> JobQueue for &T {
-    fn send(
-        &self,
-        message: &QueueMessage,
-        delay: Duration,
-    ) -> impl Future<Output = Result<(), QueueError>> + Send {
-        T::send(self, message, delay)
-    }
-}
-
-impl<T: RestoreTarget> RestoreTarget for std::sync::Arc<T> {
+port_through_pointers!(RestoreTarget {
     fn product_version(&self) -> impl Future<Output = Result<String, TargetError>> + Send {
         T::product_version(self)
     }
@@ -744,4 +653,4 @@ impl<T: RestoreTarget> RestoreTarget for std::sync::Arc<T> {
     ) -> impl Future<Output = Result<(), TargetError>> + Send {
         T::drop_database(self, database)
     }
-}
+});
