@@ -119,69 +119,74 @@ pub async fn handle<R: ObjectReader, S: StatusStore, Q: JobQueue>(
                     source,
                 }
             })?;
-        let result = match outcome {
-            Outcome::Queued { migration, .. } => {
-                summary.queued += 1;
-                tracing::info!(key = %object.key, %migration, "validated and queued");
-                RecordResult {
-                    key: object.key,
-                    outcome: "queued",
-                    migration: Some(migration),
-                    reason: None,
-                }
-            }
-            Outcome::Rejected {
-                migration, reason, ..
-            } => {
-                summary.rejected += 1;
-                tracing::warn!(key = %object.key, %migration, reason.code = %reason.code, reason.message = %reason.message, "rejected");
-                RecordResult {
-                    key: object.key,
-                    outcome: "rejected",
-                    migration: Some(migration).filter(|m| !m.is_empty()),
-                    reason: Some(format!("{}: {}", reason.code, reason.message)),
-                }
-            }
-            Outcome::Armed {
-                migration,
-                last_backup,
-            } => {
-                tracing::info!(key = %object.key, %migration, armed = ?last_backup, "arm request applied");
-                RecordResult {
-                    key: object.key,
-                    outcome: if last_backup.is_some() {
-                        "armed"
-                    } else {
-                        "disarmed"
-                    },
-                    migration: Some(migration),
-                    reason: last_backup.map(|b| format!("Complete runs once {b} is restored")),
-                }
-            }
-            Outcome::Ignored { reason } => {
-                summary.ignored += 1;
-                tracing::info!(key = %object.key, reason.code = %reason.code, "ignored");
-                RecordResult {
-                    key: object.key,
-                    outcome: "ignored",
-                    migration: None,
-                    reason: Some(format!("{}: {}", reason.code, reason.message)),
-                }
-            }
-            Outcome::Duplicate { state, .. } => {
-                summary.duplicates += 1;
-                tracing::info!(key = %object.key, %state, "duplicate delivery ignored");
-                RecordResult {
-                    key: object.key,
-                    outcome: "duplicate",
-                    migration: None,
-                    reason: Some(format!("already {state}")),
-                }
-            }
-        };
+        let result = record_result(&mut summary, object.key, outcome);
         summary.results.push(result);
     }
     Ok(summary)
+}
+
+/// Counts `outcome` in `summary` and says it as the record's result.
+fn record_result(summary: &mut Summary, key: String, outcome: Outcome) -> RecordResult {
+    match outcome {
+        Outcome::Queued { migration, .. } => {
+            summary.queued += 1;
+            tracing::info!(%key, %migration, "validated and queued");
+            RecordResult {
+                key,
+                outcome: "queued",
+                migration: Some(migration),
+                reason: None,
+            }
+        }
+        Outcome::Rejected {
+            migration, reason, ..
+        } => {
+            summary.rejected += 1;
+            tracing::warn!(%key, %migration, reason.code = %reason.code, reason.message = %reason.message, "rejected");
+            RecordResult {
+                key,
+                outcome: "rejected",
+                migration: Some(migration).filter(|m| !m.is_empty()),
+                reason: Some(format!("{}: {}", reason.code, reason.message)),
+            }
+        }
+        Outcome::Armed {
+            migration,
+            last_backup,
+        } => {
+            tracing::info!(%key, %migration, armed = ?last_backup, "arm request applied");
+            RecordResult {
+                key,
+                outcome: if last_backup.is_some() {
+                    "armed"
+                } else {
+                    "disarmed"
+                },
+                migration: Some(migration),
+                reason: last_backup.map(|b| format!("Complete runs once {b} is restored")),
+            }
+        }
+        Outcome::Ignored { reason } => {
+            summary.ignored += 1;
+            tracing::info!(%key, reason.code = %reason.code, "ignored");
+            RecordResult {
+                key,
+                outcome: "ignored",
+                migration: None,
+                reason: Some(format!("{}: {}", reason.code, reason.message)),
+            }
+        }
+        Outcome::Duplicate { state, .. } => {
+            summary.duplicates += 1;
+            tracing::info!(%key, %state, "duplicate delivery ignored");
+            RecordResult {
+                key,
+                outcome: "duplicate",
+                migration: None,
+                reason: Some(format!("already {state}")),
+            }
+        }
+    }
 }
 
 /// The object an ObjectCreated record names, key URL-decoded; `None` for other events and for

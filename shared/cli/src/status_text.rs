@@ -102,8 +102,21 @@ pub fn report_text_at(
         }
     }
     let _ = writeln!(s, "  {heading}:");
+    write_files(&mut s, files, r.database.is_empty());
+    if let Some(e) = &r.last_error {
+        let _ = writeln!(s, "  last error: {e}");
+    }
+    if !r.actions.is_empty() {
+        let _ = writeln!(s, "  you may now: {}", r.actions.join(", "));
+    }
+    s
+}
+
+/// The files' lines: under their folder when `by_folder` (files whose key names no database),
+/// else with their state and reason.
+fn write_files(s: &mut String, files: &[FileRecord], by_folder: bool) {
     let mut listed: Vec<&FileRecord> = files.iter().collect();
-    if r.database.is_empty() {
+    if by_folder {
         // Files whose key names no database: under their folder.
         listed.sort_by(|a, b| a.object.key.cmp(&b.object.key));
         let mut folder: Option<&str> = None;
@@ -135,11 +148,4 @@ pub fn report_text_at(
             );
         }
     }
-    if let Some(e) = &r.last_error {
-        let _ = writeln!(s, "  last error: {e}");
-    }
-    if !r.actions.is_empty() {
-        let _ = writeln!(s, "  you may now: {}", r.actions.join(", "));
-    }
-    s
 }
