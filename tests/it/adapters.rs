@@ -4,10 +4,10 @@
 use bakdrop_aws::dynamo::DynamoStatusStore;
 use bakdrop_aws::s3::S3ObjectReader;
 use bakdrop_aws::sqs::SqsJobQueue;
-use bakdrop_core::job::QueueMessage;
-use bakdrop_core::object::ObjectRef;
+use bakdrop_core::model::job::QueueMessage;
+use bakdrop_core::model::object::ObjectRef;
+use bakdrop_core::model::status::{FileRecord, FileState, MigrationRecord, MigrationState};
 use bakdrop_core::ports::{ByteRange, JobQueue, ObjectReader, ReadError, StatusStore, StoreError};
-use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, MigrationState};
 use bakdrop_test_support::aws::{unique_name, LocalAws};
 
 async fn put(aws: &LocalAws, bucket: &str, key: &str, body: Vec<u8>) -> ObjectRef {
@@ -332,7 +332,7 @@ async fn the_status_table_gives_a_folded_database_name_to_one_migration() {
     let table = unique_name("names");
     aws.create_status_table(&table).await.expect("table");
     let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
-    let folded = bakdrop_core::names::fold("Sales");
+    let folded = bakdrop_core::model::names::fold("Sales");
     let (a, b) = tokio::join!(
         store.claim_name(&folded, "Sales"),
         store.claim_name(&folded, "SALES")
@@ -349,7 +349,7 @@ async fn the_status_table_gives_a_folded_database_name_to_one_migration() {
     }
     assert_eq!(
         store
-            .claim_name(&bakdrop_core::names::fold("Other"), "Other")
+            .claim_name(&bakdrop_core::model::names::fold("Other"), "Other")
             .await
             .expect("claim"),
         "Other"
@@ -454,7 +454,7 @@ async fn files_are_found_by_state_latest_first() {
     elsewhere.state = FileState::Waiting;
     store.put_file(&elsewhere, None).await.expect("stored");
 
-    let names = |files: &[bakdrop_core::status::Versioned<FileRecord>]| -> Vec<String> {
+    let names = |files: &[bakdrop_core::model::status::Versioned<FileRecord>]| -> Vec<String> {
         files
             .iter()
             .map(|f| f.record.object.file_name().to_owned())
@@ -627,7 +627,7 @@ async fn a_migration_recorded_before_the_index_still_finds_its_files() {
         .put_migration(&old.record, Some(1))
         .await
         .expect("written");
-    let report = bakdrop_core::report::read(&store, "Old")
+    let report = bakdrop_core::files::report(&store, "Old")
         .await
         .expect("read")
         .expect("report");

@@ -19,17 +19,18 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use bakdrop_aws::dynamo::DynamoStatusStore;
-use bakdrop_core::fakes::{MemoryObjects, MemoryQueue, MemoryTarget};
-use bakdrop_core::job::{QueueMessage, RestoreJob};
-use bakdrop_core::object::ObjectRef;
-use bakdrop_core::plan::Step;
+use bakdrop_core::model::chain::Step;
+use bakdrop_core::model::header::{BackupKind, HeaderSummary};
+use bakdrop_core::model::job::{QueueMessage, RestoreJob};
+use bakdrop_core::model::object::ObjectRef;
+use bakdrop_core::model::status::{
+    FileRecord, FileState, MigrationRecord, MigrationState, Versioned,
+};
+use bakdrop_core::model::version::VersionPolicy;
+use bakdrop_core::ports::fakes::{MemoryObjects, MemoryQueue, MemoryTarget};
 use bakdrop_core::ports::{StatusStore, StoreError, TaskStatus};
 use bakdrop_core::restore::{Attempt, RestoreConfig, SourceLocation, WorkOutcome, Worker};
-use bakdrop_core::status::{
-    BackupKind, FileRecord, FileState, HeaderSummary, MigrationRecord, MigrationState, Versioned,
-};
 use bakdrop_core::tsql::Dialect;
-use bakdrop_core::version::VersionPolicy;
 use bakdrop_core::Lsn;
 use bakdrop_test_support::aws::{unique_name, LocalAws};
 use futures_util::stream::{self, TryStreamExt};
@@ -423,7 +424,7 @@ async fn a_migration_of_ten_thousand_restored_logs_takes_one_more_with_a_bounded
     // The status report: bounded (counts of every state, the latest files of each list).
     worker.store.take();
     let reading = Instant::now();
-    let report = bakdrop_core::report::read(&worker.store, DB)
+    let report = bakdrop_core::files::report(&worker.store, DB)
         .await
         .expect("read")
         .expect("a report");

@@ -20,9 +20,9 @@ use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use aws_sdk_dynamodbstreams::types::{AttributeValue, Record, ShardIteratorType};
 use bakdrop_aws::dynamo::DynamoStatusStore;
 use bakdrop_aws::eventbridge::EventBridgeBus;
-use bakdrop_core::events::SchemaValidator;
+use bakdrop_core::model::status::{FileRecord, FileState, MigrationRecord, MigrationState, Reason};
 use bakdrop_core::ports::StatusStore;
-use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, MigrationState, Reason};
+use bakdrop_core::report::events::SchemaValidator;
 use bakdrop_test_support::aws::{unique_name, LocalAws};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -317,7 +317,7 @@ impl Setup {
         let now = OffsetDateTime::now_utc();
         let mut m = MigrationRecord::new(database, now);
         let mut v = self.store.put_migration(&m, None).await.expect("created");
-        let object = bakdrop_core::object::ObjectRef {
+        let object = bakdrop_core::model::object::ObjectRef {
             bucket: "b".into(),
             key: format!("{database}/two_sets.bak"),
             version_id: None,

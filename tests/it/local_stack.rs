@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
 use aws_sdk_s3::primitives::ByteStream;
-use bakdrop_core::object::decode_event_key;
+use bakdrop_core::model::object::decode_event_key;
 use bakdrop_test_support::aws::{unique_name, LocalAws};
 
 const WAIT: Duration = Duration::from_secs(20);

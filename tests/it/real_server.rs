@@ -17,15 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bakdrop_core::cutover::{self, CompleteRequest};
-use bakdrop_core::fakes::{MemoryObjects, MemoryQueue, MemoryStore};
-use bakdrop_core::names::DatabaseName;
-use bakdrop_core::object::ObjectRef;
+use bakdrop_core::model::names::DatabaseName;
+use bakdrop_core::model::object::ObjectRef;
+use bakdrop_core::model::status::{FileState, MigrationState};
+use bakdrop_core::model::version::VersionPolicy;
+use bakdrop_core::ports::fakes::{MemoryObjects, MemoryQueue, MemoryStore};
 use bakdrop_core::ports::{RestoreTarget, StatusStore};
 use bakdrop_core::restore::{Attempt, RestoreConfig, SourceLocation, WorkOutcome, Worker};
-use bakdrop_core::status::{FileState, MigrationState};
 use bakdrop_core::tsql::{self, Dialect, RestoreRequest, RestoreSource};
 use bakdrop_core::validate::{Outcome, ValidateConfig, Validator};
-use bakdrop_core::version::VersionPolicy;
 use bakdrop_mssql::settings::{TargetLogin, Tls};
 use bakdrop_mssql::TiberiusTarget;
 
@@ -445,12 +445,12 @@ async fn real_server_restores_from_url_through_an_s3_compatible_store() {
         size: fixture(full).len() as u64,
     };
     let request = RestoreRequest {
-        files: bakdrop_core::summary::summarize(&fixture(full), None, object.size)
+        files: bakdrop_core::backup::summary::summarize(&fixture(full), None, object.size)
             .expect("header")
             .files,
         ..RestoreRequest::new(
             DatabaseName::parse(&name).expect("name"),
-            bakdrop_core::status::BackupKind::Full,
+            bakdrop_core::model::header::BackupKind::Full,
             vec![rig.worker.config.location.source(&object)],
         )
     };
@@ -487,7 +487,7 @@ async fn real_server_parses_the_rds_dialects_statements() {
     let db = DatabaseName::parse("Sales O'Brien").expect("name");
     let request = RestoreRequest::new(
         db.clone(),
-        bakdrop_core::status::BackupKind::Full,
+        bakdrop_core::model::header::BackupKind::Full,
         vec![RestoreSource::S3Arn(
             "arn:aws:s3:::bucket/Sales/full.bak".into(),
         )],
@@ -495,7 +495,7 @@ async fn real_server_parses_the_rds_dialects_statements() {
     let statements = [
         tsql::rds::restore(&request),
         tsql::rds::restore(&RestoreRequest {
-            kind: bakdrop_core::status::BackupKind::Log,
+            kind: bakdrop_core::model::header::BackupKind::Log,
             ..request.clone()
         }),
         tsql::rds::task_status(&db, 7),

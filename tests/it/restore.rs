@@ -11,12 +11,12 @@ use bakdrop_aws::s3::S3ObjectReader;
 use bakdrop_aws::sqs::SqsJobQueue;
 use bakdrop_aws::staging::S3StripeStaging;
 use bakdrop_core::cutover::{self, CompleteRequest};
+use bakdrop_core::model::status::{FileState, MigrationState};
+use bakdrop_core::model::version::VersionPolicy;
 use bakdrop_core::ports::StatusStore;
 use bakdrop_core::restore::Worker;
-use bakdrop_core::status::{FileState, MigrationState};
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::validate::{ValidateConfig, Validator};
-use bakdrop_core::version::VersionPolicy;
 
 use bakdrop_mssql::testing::emulator_target;
 use bakdrop_mssql::TiberiusTarget;
@@ -203,7 +203,7 @@ impl Migrated {
         .expect("complete")
     }
 
-    async fn migration(&self, database: &str) -> bakdrop_core::status::MigrationRecord {
+    async fn migration(&self, database: &str) -> bakdrop_core::model::status::MigrationRecord {
         self.store
             .get_migration(database)
             .await
@@ -239,7 +239,7 @@ impl Migrated {
     }
 
     /// The migration record, asserted Synchronizing (its reason shown otherwise).
-    async fn synchronizing(&self, database: &str) -> bakdrop_core::status::MigrationRecord {
+    async fn synchronizing(&self, database: &str) -> bakdrop_core::model::status::MigrationRecord {
         let migration = self
             .store
             .get_migration(database)
@@ -488,7 +488,7 @@ async fn on_rds_a_striped_full_is_restored_in_one_task_from_a_prefix_only_its_st
             for file in files {
                 let bytes = std::fs::read(format!("{FIXTURES}{file}")).expect("fixture");
                 let header = bakdrop_test_support::tds::header_of(&bytes);
-                let step = bakdrop_core::plan::Step {
+                let step = bakdrop_core::model::chain::Step {
                     kind: header.backup_type,
                     files: Vec::new(),
                     backup_set_guid: header.backup_set_guid,
@@ -669,10 +669,10 @@ async fn on_native_a_recovery_longer_than_the_follow_window_is_followed_by_the_w
         "not held for the recovery"
     );
     assert_eq!(answer["state"], "Completing");
-    let job = bakdrop_core::names::finish_task_name("Clean", 0);
+    let job = bakdrop_core::model::names::finish_task_name("Clean", 0);
     assert_eq!(
         m.migration("Clean").await.finishing,
-        Some(bakdrop_core::ports::TaskId::AgentJob(job.clone()))
+        Some(bakdrop_core::model::task::TaskId::AgentJob(job.clone()))
     );
     assert_eq!(m.server_state("Clean").as_deref(), Some("Restoring"));
     assert!(
@@ -711,7 +711,7 @@ async fn on_native_a_quick_recovery_completes_within_the_function() {
     assert_eq!(m.server_state("Quick").as_deref(), Some("Online"));
     assert!(m
         .emulator
-        .job(&bakdrop_core::names::finish_task_name("Quick", 0))
+        .job(&bakdrop_core::model::names::finish_task_name("Quick", 0))
         .is_none());
 }
 
@@ -756,7 +756,7 @@ async fn on_native_an_armed_complete_reaches_succeeded_through_the_worker_with_r
     assert_eq!(m.recoveries_submitted_as_jobs(), 1);
     assert!(m
         .emulator
-        .job(&bakdrop_core::names::finish_task_name("Armed", 0))
+        .job(&bakdrop_core::model::names::finish_task_name("Armed", 0))
         .is_none());
 }
 

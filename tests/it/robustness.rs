@@ -29,14 +29,14 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use bakdrop_aws::dynamo::DynamoStatusStore;
 use bakdrop_aws::s3::S3ObjectReader;
 use bakdrop_aws::sqs::SqsJobQueue;
-use bakdrop_core::job::QueueMessage;
-use bakdrop_core::names::DatabaseName;
+use bakdrop_core::model::job::QueueMessage;
+use bakdrop_core::model::names::DatabaseName;
+use bakdrop_core::model::status::{FileState, MigrationRecord, MigrationState};
+use bakdrop_core::model::version::VersionPolicy;
 use bakdrop_core::ports::StatusStore;
 use bakdrop_core::restore::Worker;
-use bakdrop_core::status::{FileState, MigrationRecord, MigrationState};
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::validate::{ValidateConfig, Validator};
-use bakdrop_core::version::VersionPolicy;
 
 use bakdrop_mssql::testing::emulator_target;
 use bakdrop_mssql::TiberiusTarget;
@@ -393,7 +393,7 @@ impl Rig {
             .collect();
         let position = |r: &Value| {
             let key = r["s3"]["object"]["key"].as_str().unwrap_or_default();
-            let key = bakdrop_core::object::decode_event_key(key);
+            let key = bakdrop_core::model::object::decode_event_key(key);
             files
                 .iter()
                 .position(|f| key.ends_with(&format!("/{f}")))
@@ -1558,7 +1558,7 @@ async fn hostile_names_through_the_pipeline(dialect: Dialect, corpus: Vec<(Strin
     // (what, event key, decoded key, S3 stored it, handler outcome, reason)
     let mut rows: Vec<(String, String, String, bool, String, String)> = Vec::new();
     for (n, (what, event_key)) in corpus.iter().enumerate() {
-        let key = bakdrop_core::object::decode_event_key(event_key);
+        let key = bakdrop_core::model::object::decode_event_key(event_key);
         register_upload(&rig.emulator, &rig.res.bucket, &key, &base);
         let copied = rig
             .direct
@@ -1655,7 +1655,7 @@ async fn hostile_names_through_the_pipeline(dialect: Dialect, corpus: Vec<(Strin
     );
     let mut failures = Vec::new();
     for (what, _event_key, key, stored, outcome, reason) in &rows {
-        let folder = bakdrop_core::object::MigrationKey::parse(key)
+        let folder = bakdrop_core::model::object::MigrationKey::parse(key)
             .map(|k| k.database.as_str().to_owned())
             .ok();
         let end;

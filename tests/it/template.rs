@@ -585,7 +585,7 @@ fn the_notification_email_hears_synchronizing_failed_and_succeeded_when_an_addre
         .filter_map(Value::as_str)
         .collect();
     let schema: Value =
-        serde_json::from_str(bakdrop_core::events::SCHEMA).expect("the events' schema");
+        serde_json::from_str(bakdrop_core::report::events::SCHEMA).expect("the events' schema");
     let known = schema["$defs"]["migrationState"]["enum"].to_string();
     for state in states {
         assert!(known.contains(&format!("\"{state}\"")), "{state}");

@@ -4,8 +4,8 @@
 use std::io::BufRead;
 use std::time::Duration;
 
+use bakdrop_core::model::header::BackupKind;
 use bakdrop_core::ports::{RestoreTarget, TaskStatus};
-use bakdrop_core::status::BackupKind;
 use bakdrop_core::tsql::{Dialect, RestoreRequest, RestoreSource};
 use bakdrop_mssql::testing::emulator_target;
 
@@ -62,7 +62,7 @@ async fn the_test_server_binary_says_what_it_emulates_and_reads_backups_from_dis
     let request = RestoreRequest {
         files: header.files.clone(),
         ..RestoreRequest::new(
-            bakdrop_core::names::DatabaseName::parse("FromDisk").expect("name"),
+            bakdrop_core::model::names::DatabaseName::parse("FromDisk").expect("name"),
             BackupKind::Full,
             vec![RestoreSource::Disk(path.display().to_string())],
         )
@@ -83,7 +83,7 @@ async fn the_test_server_binary_says_what_it_emulates_and_reads_backups_from_dis
     // A path holding no backup is a device the server cannot open.
     let missing = RestoreRequest {
         sources: vec![RestoreSource::Disk(format!("{FIXTURES}no-such.bak"))],
-        database: bakdrop_core::names::DatabaseName::parse("Missing").expect("name"),
+        database: bakdrop_core::model::names::DatabaseName::parse("Missing").expect("name"),
         ..request
     };
     let task = target.submit(&missing, "missing").await.expect("submitted");

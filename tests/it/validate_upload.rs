@@ -10,12 +10,12 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bakdrop_aws::dynamo::DynamoStatusStore;
 use bakdrop_aws::s3::S3ObjectReader;
 use bakdrop_aws::sqs::SqsJobQueue;
-use bakdrop_core::job::QueueMessage;
-use bakdrop_core::object::ObjectRef;
+use bakdrop_core::model::job::QueueMessage;
+use bakdrop_core::model::object::ObjectRef;
+use bakdrop_core::model::status::FileState;
+use bakdrop_core::model::version::VersionPolicy;
 use bakdrop_core::ports::{ByteRange, ObjectReader, ReadError, StatusStore};
-use bakdrop_core::status::FileState;
 use bakdrop_core::validate::{ValidateConfig, Validator};
-use bakdrop_core::version::VersionPolicy;
 use bakdrop_test_support::aws::{LocalAws, StackResources};
 use serde_json::Value;
 use validate_upload::handler;
@@ -76,7 +76,7 @@ async fn stack(target: &str) -> Stack {
             arm_by_upload: false,
             target: Some(target.parse().expect("release")),
             policy: VersionPolicy::Same,
-            location: bakdrop_core::source::SourceLocation::rds(None),
+            location: bakdrop_core::tsql::source::SourceLocation::rds(None),
         },
     };
     Stack {

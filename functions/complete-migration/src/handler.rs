@@ -18,10 +18,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bakdrop_core::cutover::{self, CompleteRequest, CutoverError};
-use bakdrop_core::job::QueueMessage;
+use bakdrop_core::model::job::QueueMessage;
+use bakdrop_core::model::status::MigrationState;
 use bakdrop_core::pace;
 use bakdrop_core::ports::{JobQueue, ObjectReader, QueueError, RestoreTarget, StatusStore};
-use bakdrop_core::status::MigrationState;
 use bakdrop_core::validate::{ValidateConfig, ValidateError, Validator};
 use lambda_runtime::Diagnostic;
 use serde::Deserialize;
@@ -270,15 +270,15 @@ async fn arm<S: StatusStore, T: RestoreTarget>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bakdrop_core::fakes::{MemoryObjects, MemoryQueue, MemoryStore, MemoryTarget};
-    use bakdrop_core::status::{MigrationRecord, MigrationState};
+    use bakdrop_core::model::status::{MigrationRecord, MigrationState};
+    use bakdrop_core::ports::fakes::{MemoryObjects, MemoryQueue, MemoryStore, MemoryTarget};
 
     fn config(target: &str) -> ValidateConfig {
         ValidateConfig {
             arm_by_upload: false,
             target: Some(target.parse().unwrap_or_else(|e| panic!("{e}"))),
-            policy: bakdrop_core::version::VersionPolicy::Same,
-            location: bakdrop_core::source::SourceLocation::rds(None),
+            policy: bakdrop_core::model::version::VersionPolicy::Same,
+            location: bakdrop_core::tsql::source::SourceLocation::rds(None),
         }
     }
 
@@ -554,7 +554,7 @@ mod tests {
     /// function's settings of now and queues those they allow.
     #[tokio::test]
     async fn revalidate_queues_the_files_rejected_for_the_settings_the_stack_now_allows() {
-        use bakdrop_core::object::ObjectRef;
+        use bakdrop_core::model::object::ObjectRef;
         use bakdrop_core::validate::Outcome;
         let store = MemoryStore::default();
         let queue = MemoryQueue::default();

@@ -3,7 +3,7 @@
 //! next page) and through a Function URL (`GET /?database=Sales`, `GET /Sales`, `GET /`).
 
 use bakdrop_core::ports::{StatusStore, StoreError};
-use bakdrop_core::report::{self, StatusReport};
+use bakdrop_core::report::StatusReport;
 use lambda_runtime::Diagnostic;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -41,7 +41,7 @@ pub struct Listed {
     pub updated_at: String,
 }
 
-/// The report of one database: bounded, the latest [`report::LISTED`] files per list.
+/// The report of one database: bounded, the latest [`bakdrop_core::report::LISTED`] files per list.
 ///
 /// # Errors
 /// [`StatusError`].
@@ -50,7 +50,7 @@ pub async fn status_of<S: StatusStore>(
     database: &str,
 ) -> Result<StatusReport, StatusError> {
     // Boxed: a dozen store calls make a deep future; the handler's stays small.
-    Box::pin(report::read(store, database))
+    Box::pin(bakdrop_core::files::report(store, database))
         .await?
         .ok_or_else(|| StatusError::NotFound(database.to_owned()))
 }
@@ -108,7 +108,7 @@ async fn http<S: StatusStore>(store: &S, request: &Value) -> Value {
         .trim_matches('/');
     let database = query("database").or_else(|| {
         (!path.is_empty())
-            .then(|| bakdrop_core::object::decode_event_key(&path.replace('+', "%2B")))
+            .then(|| bakdrop_core::model::object::decode_event_key(&path.replace('+', "%2B")))
     });
     let result = match database {
         Some(db) => status_of(store, &db)
@@ -140,11 +140,11 @@ async fn http<S: StatusStore>(store: &S, request: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bakdrop_core::fakes::MemoryStore;
-    use bakdrop_core::object::ObjectRef;
-    use bakdrop_core::status::{
+    use bakdrop_core::model::object::ObjectRef;
+    use bakdrop_core::model::status::{
         FileRecord, FileState, MigrationRecord, MigrationState, Reason, SqlError,
     };
+    use bakdrop_core::ports::fakes::MemoryStore;
     use time::OffsetDateTime;
 
     fn now() -> OffsetDateTime {

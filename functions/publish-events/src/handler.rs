@@ -2,7 +2,7 @@
 //! them, in the stream's order.
 //!
 //! Each record carries the item before and after one write (`NEW_AND_OLD_IMAGES`): migration
-//! and file items give their events ([`bakdrop_core::events`]; their `sequence` is the record's
+//! and file items give their events ([`bakdrop_core::report::events`]; their `sequence` is the record's
 //! sequence number), name claims and deletions none. Delivery is at least once: when the bus
 //! fails, or a record cannot be read, the answer names that record (`batchItemFailures`, its
 //! sequence number) and nothing after it is published, so that Lambda checkpoints the records
@@ -11,9 +11,9 @@
 
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use bakdrop_core::events::{self, Event};
+use bakdrop_core::model::status::{FileRecord, MigrationRecord};
 use bakdrop_core::ports::EventBus;
-use bakdrop_core::status::{FileRecord, MigrationRecord};
+use bakdrop_core::report::events::{self, Event};
 use serde::Deserialize;
 
 /// Why a stream record gives no events to publish.
@@ -158,8 +158,8 @@ pub async fn handle<B: EventBus>(bus: &B, batch: StreamEvent) -> DynamoDbEventRe
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bakdrop_core::events::DetailType;
-    use bakdrop_core::fakes::MemoryBus;
+    use bakdrop_core::ports::fakes::MemoryBus;
+    use bakdrop_core::report::events::DetailType;
 
     /// A stream batch as Lambda delivers it (infra/events): a migration created, the two-set
     /// file rejected, a name claim, then the migration Restoring.
@@ -200,7 +200,7 @@ mod tests {
         );
         assert_eq!(events[2].detail.old_state.as_deref(), Some("AwaitingFull"));
         assert_eq!(events[2].detail.version, 2);
-        let schema = bakdrop_core::events::SchemaValidator::new();
+        let schema = bakdrop_core::report::events::SchemaValidator::new();
         for e in &events {
             let json = serde_json::to_value(e.envelope()).expect("json");
             assert_eq!(schema.check(&json), Ok(()), "{json}");

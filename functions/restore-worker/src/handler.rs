@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use bakdrop_core::job::QueueMessage;
+use bakdrop_core::model::job::QueueMessage;
 use bakdrop_core::ports::{JobQueue, ObjectReader, RestoreTarget, StatusStore};
 use bakdrop_core::restore::{Attempt, Worker};
 use time::OffsetDateTime;
@@ -126,11 +126,11 @@ fn failure_of(id: String) -> BatchItemFailure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bakdrop_core::fakes::{MemoryObjects, MemoryQueue, MemoryStore, MemoryTarget};
+    use bakdrop_core::model::status::MigrationRecord;
+    use bakdrop_core::model::version::VersionPolicy;
+    use bakdrop_core::ports::fakes::{MemoryObjects, MemoryQueue, MemoryStore, MemoryTarget};
     use bakdrop_core::restore::{RestoreConfig, SourceLocation};
-    use bakdrop_core::status::MigrationRecord;
     use bakdrop_core::tsql::Dialect;
-    use bakdrop_core::version::VersionPolicy;
     use serde_json::json;
     use std::time::Duration;
 
@@ -198,7 +198,7 @@ mod tests {
             .put_migration(&migration, None)
             .await
             .expect("stored");
-        let header: bakdrop_core::status::HeaderSummary = serde_json::from_value(json!({
+        let header: bakdrop_core::model::header::HeaderSummary = serde_json::from_value(json!({
             "backup_type": "full", "source_database": "Sales", "server_name": "S",
             "software_version": "16.0.4135", "database_version": 957, "compressed": false,
             "has_checksums": true, "first_lsn": "10", "last_lsn": "20", "checkpoint_lsn": "10",
@@ -208,18 +208,18 @@ mod tests {
             "family_count": 1, "family_sequence": 1
         }))
         .expect("header");
-        let object = bakdrop_core::object::ObjectRef {
+        let object = bakdrop_core::model::object::ObjectRef {
             bucket: "b".into(),
             key: "Sales/full.bak".into(),
             version_id: None,
             etag: Some("e".into()),
             size: 10,
         };
-        let file = bakdrop_core::status::FileRecord {
+        let file = bakdrop_core::model::status::FileRecord {
             migration: "Sales".into(),
             file_id: object.file_id(),
             object: object.clone(),
-            state: bakdrop_core::status::FileState::Queued,
+            state: bakdrop_core::model::status::FileState::Queued,
             reason: None,
             header: Some(header.clone()),
             claim: None,
@@ -229,7 +229,7 @@ mod tests {
             updated_at: now(),
         };
         w.store.put_file(&file, None).await.expect("stored");
-        let job = QueueMessage::Restore(Box::new(bakdrop_core::job::RestoreJob {
+        let job = QueueMessage::Restore(Box::new(bakdrop_core::model::job::RestoreJob {
             migration: "Sales".into(),
             file_id: object.file_id(),
             object,

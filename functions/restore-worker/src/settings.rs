@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use bakdrop_core::model::version::VersionPolicy;
 use bakdrop_core::restore::{RestoreConfig, SourceLocation};
-use bakdrop_core::version::VersionPolicy;
 use bakdrop_mssql::settings::TargetSettings;
 
 /// What the function needs to know.

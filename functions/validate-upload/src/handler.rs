@@ -4,7 +4,7 @@
 //! destination); records already handled are recognised as duplicates on the retry.
 
 use aws_lambda_events::event::s3::{S3Event, S3EventRecord};
-use bakdrop_core::object::{decode_event_key, is_staging_key, ObjectRef};
+use bakdrop_core::model::object::{decode_event_key, is_staging_key, ObjectRef};
 use bakdrop_core::ports::{JobQueue, ObjectReader, StatusStore};
 use bakdrop_core::validate::{Outcome, ValidateError, Validator};
 use lambda_runtime::Diagnostic;
@@ -225,10 +225,10 @@ fn object_of(record: &S3EventRecord) -> Option<ObjectRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bakdrop_core::fakes::{MemoryObjects, MemoryQueue, MemoryStore};
-    use bakdrop_core::status::FileState;
+    use bakdrop_core::model::status::FileState;
+    use bakdrop_core::model::version::VersionPolicy;
+    use bakdrop_core::ports::fakes::{MemoryObjects, MemoryQueue, MemoryStore};
     use bakdrop_core::validate::ValidateConfig;
-    use bakdrop_core::version::VersionPolicy;
 
     const PUT: &str = include_str!("../../../infra/events/validate-upload-s3-put.json");
     const TEST_EVENT: &str =
@@ -248,7 +248,7 @@ mod tests {
                 arm_by_upload: false,
                 target: Some("2016".parse().unwrap_or_else(|e| panic!("{e}"))),
                 policy: VersionPolicy::Same,
-                location: bakdrop_core::source::SourceLocation::rds(None),
+                location: bakdrop_core::tsql::source::SourceLocation::rds(None),
             },
         }
     }

@@ -1,7 +1,7 @@
 //! Configuration from the environment, read once per cold start.
 
-use bakdrop_core::source::SourceLocation;
-use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
+use bakdrop_core::model::version::{SqlServerRelease, VersionPolicy};
+use bakdrop_core::tsql::source::SourceLocation;
 
 /// What the function needs to know.
 #[derive(Debug, Clone)]

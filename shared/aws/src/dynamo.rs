@@ -33,8 +33,8 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Select};
+use bakdrop_core::model::status::{FileRecord, FileState, MigrationRecord, Versioned};
 use bakdrop_core::ports::{StatusStore, StoreError};
-use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, Versioned};
 use serde::{de::DeserializeOwned, Serialize};
 
 /// The status table on DynamoDB.

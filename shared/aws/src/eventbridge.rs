@@ -1,4 +1,4 @@
-//! [`EventBridgeBus`]: bakdrop's events ([`bakdrop_core::events`]) on an Amazon EventBridge bus,
+//! [`EventBridgeBus`]: bakdrop's events ([`bakdrop_core::report::events`]) on an Amazon EventBridge bus,
 //! `PutEvents` of at most [`ENTRIES_PER_CALL`] entries at a time, in order.
 //!
 //! `PutEvents` may take part of a call (`FailedEntryCount`, e.g. throttled entries): the
@@ -8,8 +8,8 @@
 //! its `detail.id`).
 
 use aws_sdk_eventbridge::types::PutEventsRequestEntry;
-use bakdrop_core::events::{Event, SOURCE};
 use bakdrop_core::ports::{EventBus, PublishError};
+use bakdrop_core::report::events::{Event, SOURCE};
 
 /// `PutEvents` takes at most this many entries.
 pub const ENTRIES_PER_CALL: usize = 10;

@@ -6,7 +6,7 @@
 
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::get_object::GetObjectError;
-use bakdrop_core::object::ObjectRef;
+use bakdrop_core::model::object::ObjectRef;
 use bakdrop_core::ports::{ByteRange, ObjectReader, ReadError};
 
 /// Reads byte ranges from S3.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bakdrop_core::job::QueueMessage;
+use bakdrop_core::model::job::QueueMessage;
 use bakdrop_core::ports::{JobQueue, QueueError};
 
 /// Sends restore-queue messages to one SQS queue.

@@ -16,9 +16,10 @@
 //! pass through.
 
 use aws_sdk_s3::error::SdkError;
-use bakdrop_core::names::DatabaseName;
-use bakdrop_core::object::STAGING_PREFIX;
-use bakdrop_core::ports::{Online, RestoreTarget, TargetError, TaskId, TaskStatus};
+use bakdrop_core::model::names::DatabaseName;
+use bakdrop_core::model::object::STAGING_PREFIX;
+use bakdrop_core::model::task::TaskId;
+use bakdrop_core::ports::{Online, RestoreTarget, TargetError, TaskStatus};
 use bakdrop_core::tsql::{RestoreRequest, RestoreSource};
 
 /// The largest object one CopyObject request copies.
@@ -316,7 +317,7 @@ impl<T: RestoreTarget> RestoreTarget for S3StripeStaging<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bakdrop_core::status::BackupKind;
+    use bakdrop_core::model::header::BackupKind;
 
     fn request(sources: Vec<RestoreSource>) -> RestoreRequest {
         RestoreRequest::new(

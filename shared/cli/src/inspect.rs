@@ -5,10 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use bakdrop_core::backup::summary::{check_file, parse_reason};
 use bakdrop_core::backup::{self, BackupFile, BackupSet};
-use bakdrop_core::status::Reason;
-use bakdrop_core::summary::{check_file, parse_reason};
-use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
+use bakdrop_core::model::status::Reason;
+use bakdrop_core::model::version::{SqlServerRelease, VersionPolicy};
 use serde_json::json;
 
 use crate::adapters::local::PathReader;

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use aws_sdk_lambda::primitives::Blob;
 use bakdrop_core::cutover::CompleteRequest;
-use bakdrop_core::status::Reason;
+use bakdrop_core::model::status::Reason;
 
 use crate::manage::CutoverAction;
 use serde_json::{json, Value};

@@ -30,8 +30,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use bakdrop_core::cutover::CompleteRequest;
+use bakdrop_core::model::version::VersionPolicy;
 use bakdrop_core::tsql::Dialect;
-use bakdrop_core::version::VersionPolicy;
 use clap::{Parser, Subcommand};
 use manage::CutoverAction;
 

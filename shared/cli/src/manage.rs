@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use bakdrop_core::cutover::{self, CompleteRequest, CutoverError};
+use bakdrop_core::model::status::{FileRecord, MigrationState};
+use bakdrop_core::model::version::RELEASES;
 use bakdrop_core::ports::{RestoreTarget, StatusStore};
 use bakdrop_core::report::{self, StatusReport};
-use bakdrop_core::status::{FileRecord, MigrationState};
 use bakdrop_core::tsql::Dialect;
-use bakdrop_core::version::RELEASES;
 use bakdrop_mssql::TiberiusTarget;
 
 use crate::adapters::store::{JsonFileStore, RememberedTarget};
@@ -52,7 +52,7 @@ async fn report_of<S: StatusStore>(
     shown: Shown,
 ) -> anyhow::Result<Option<(StatusReport, Vec<FileRecord>)>> {
     if shown == Shown::InPlay {
-        let Some(report) = report::read(store, name).await? else {
+        let Some(report) = bakdrop_core::files::report(store, name).await? else {
             return Ok(None);
         };
         let migration = store.get_migration(name).await?.map(|v| v.record);
@@ -478,7 +478,7 @@ pub async fn cutover_in_table(
 
 /// The migration's status line (what an armed Complete waits for).
 async fn print_headline<S: StatusStore>(store: &S, database: &str) -> anyhow::Result<()> {
-    if let Some(report) = report::read(store, database).await? {
+    if let Some(report) = bakdrop_core::files::report(store, database).await? {
         crate::outln!("{}", crate::out::Shown(&report.summary));
     }
     Ok(())

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bakdrop_core::model::status::{FileState, MigrationState};
+use bakdrop_core::model::version::{SqlServerRelease, VersionPolicy};
 use bakdrop_core::ports::{RestoreTarget, StatusStore};
 use bakdrop_core::report;
 use bakdrop_core::restore::{Attempt, RestoreConfig, SourceLocation, WorkOutcome, Worker};
-use bakdrop_core::status::{FileState, MigrationState};
 use bakdrop_core::tsql::{Dialect, TargetPaths};
 use bakdrop_core::validate::{Outcome, ValidateConfig, Validator};
-use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 use bakdrop_mssql::TiberiusTarget;
 
 use crate::adapters::local::LocalBucket;
@@ -445,10 +445,10 @@ async fn summary_text(store: &JsonFileStore) -> anyhow::Result<bool> {
 /// True when a file was rejected, the migration failed, nothing is restored, or a file waits
 /// for a backup that has not arrived.
 fn cannot_proceed(
-    migration: Option<&bakdrop_core::status::MigrationRecord>,
-    files: &[bakdrop_core::status::FileRecord],
+    migration: Option<&bakdrop_core::model::status::MigrationRecord>,
+    files: &[bakdrop_core::model::status::FileRecord],
 ) -> bool {
-    let blocked = |f: &bakdrop_core::status::FileRecord| {
+    let blocked = |f: &bakdrop_core::model::status::FileRecord| {
         f.state == FileState::Waiting && f.reason.as_ref().is_none_or(|r| r.code != "Queued")
     };
     files

@@ -15,16 +15,18 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use bakdrop_core::job::QueueMessage;
-use bakdrop_core::names::DatabaseName;
-use bakdrop_core::object::{KeyError, MigrationKey, ObjectRef};
-use bakdrop_core::plan::{self, Candidate, Step};
+use bakdrop_core::model::chain::Step;
+use bakdrop_core::model::header::BackupKind;
+use bakdrop_core::model::job::QueueMessage;
+use bakdrop_core::model::names::DatabaseName;
+use bakdrop_core::model::object::{KeyError, MigrationKey, ObjectRef};
+use bakdrop_core::model::status::{FileRecord, FileState};
+use bakdrop_core::model::version::{SqlServerRelease, VersionPolicy};
+use bakdrop_core::plan::{self, Candidate};
 use bakdrop_core::ports::{JobQueue, QueueError, StatusStore};
-use bakdrop_core::source::SourceLocation;
-use bakdrop_core::status::{BackupKind, FileRecord, FileState};
+use bakdrop_core::tsql::source::SourceLocation;
 use bakdrop_core::tsql::{self, Dialect, RestoreRequest, RestoreSource, TargetPaths};
 use bakdrop_core::validate::{ValidateConfig, Validator};
-use bakdrop_core::version::{SqlServerRelease, VersionPolicy};
 use serde::Serialize;
 
 use crate::adapters::local::{read_head_tail, scan, PathObjects};

@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
+use bakdrop_core::model::status::{FileRecord, FileState};
 use bakdrop_core::report::StatusReport;
-use bakdrop_core::status::{FileRecord, FileState};
 
 /// A status report as text: the summary line, the restore in flight, how recent the data is,
 /// what comes next, the restored steps, the rejected files by code, and the state of `files`

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use bakdrop_core::job::QueueMessage;
-use bakdrop_core::summary;
+use bakdrop_core::backup::summary;
+use bakdrop_core::model::job::QueueMessage;
 use bakdrop_tds_server::emulator::{BackupKind, DatabaseState};
 use bakdrop_tds_server::SqlServerEmulator;
 use serde_json::Value;
@@ -179,7 +179,7 @@ fn script_only_run_synchronizes_the_chain_and_lists_the_rejected_file() {
 
 /// The events `bakdrop run` wrote (`.bakdrop/events.jsonl`), each checked against the schema.
 fn events(dir: &Path) -> Vec<Value> {
-    let schema = bakdrop_core::events::SchemaValidator::new();
+    let schema = bakdrop_core::report::events::SchemaValidator::new();
     let text = std::fs::read_to_string(dir.join(".bakdrop/events.jsonl")).expect("events.jsonl");
     text.lines()
         .map(|line| {

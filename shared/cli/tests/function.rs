@@ -8,9 +8,9 @@ use std::process::{Command, Output};
 
 use bakdrop_aws::dynamo::DynamoStatusStore;
 use bakdrop_core::backup::{HEAD_LIMIT, TAIL_LIMIT};
-use bakdrop_core::object::ObjectRef;
+use bakdrop_core::model::object::ObjectRef;
+use bakdrop_core::model::status::{FileRecord, FileState, MigrationRecord, MigrationState};
 use bakdrop_core::ports::StatusStore;
-use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, MigrationState};
 use bakdrop_core::tsql::Dialect;
 
 use bakdrop_mssql::testing::emulator_target;
@@ -51,7 +51,7 @@ fn restored(database: &str, name: &str) -> FileRecord {
     let data = std::fs::read(format!("{FIXTURES}{name}")).expect("fixture");
     let head = &data[..data.len().min(HEAD_LIMIT)];
     let tail = &data[data.len().saturating_sub(TAIL_LIMIT)..];
-    let header = bakdrop_core::summary::summarize(head, Some(tail), data.len() as u64)
+    let header = bakdrop_core::backup::summary::summarize(head, Some(tail), data.len() as u64)
         .expect("fixture header");
     let now = time::OffsetDateTime::now_utc();
     let object = ObjectRef {
@@ -88,7 +88,7 @@ async fn synchronizing(store: &DynamoStatusStore, database: &str) {
     // The chain the worker recorded restoring them.
     for f in &files {
         let h = f.header.as_ref().expect("header");
-        let step = bakdrop_core::plan::Step {
+        let step = bakdrop_core::model::chain::Step {
             kind: h.backup_type,
             files: vec![f.file_id.clone()],
             backup_set_guid: h.backup_set_guid,
@@ -159,19 +159,19 @@ async fn complete_cancel_and_status_invoke_a_stacks_functions() {
                 let now = time::OffsetDateTime::now_utc();
                 // As deployed: the function follows the recovery job for up to 10 s (the test
                 // server's takes a fraction of that), then would queue the worker's follow-up.
-                let queue = bakdrop_core::fakes::MemoryQueue::default();
+                let queue = bakdrop_core::ports::fakes::MemoryQueue::default();
                 let followup = complete_migration::handler::Followup {
                     queue: &queue,
                     delay: std::time::Duration::from_secs(1),
                     wait: std::time::Duration::from_secs(10),
                     look_every: std::time::Duration::from_millis(100),
                 };
-                let reader = bakdrop_core::fakes::MemoryObjects::default();
+                let reader = bakdrop_core::ports::fakes::MemoryObjects::default();
                 let config = bakdrop_core::validate::ValidateConfig {
                     arm_by_upload: false,
-                    target: Some(bakdrop_core::version::NEWEST),
-                    policy: bakdrop_core::version::VersionPolicy::Same,
-                    location: bakdrop_core::source::SourceLocation::rds(None),
+                    target: Some(bakdrop_core::model::version::NEWEST),
+                    policy: bakdrop_core::model::version::VersionPolicy::Same,
+                    location: bakdrop_core::tsql::source::SourceLocation::rds(None),
                 };
                 let revalidation = complete_migration::handler::Revalidation {
                     reader: &reader,

@@ -4,9 +4,9 @@
 use std::process::Command;
 
 use bakdrop_aws::dynamo::DynamoStatusStore;
-use bakdrop_core::object::ObjectRef;
+use bakdrop_core::model::object::ObjectRef;
+use bakdrop_core::model::status::{FileRecord, FileState, MigrationRecord, MigrationState};
 use bakdrop_core::ports::StatusStore;
-use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, MigrationState};
 use bakdrop_tds_server::emulator::DatabaseState;
 use bakdrop_tds_server::SqlServerEmulator;
 use bakdrop_test_support::aws::{unique_name, LocalAws};

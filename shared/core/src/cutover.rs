@@ -12,14 +12,14 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use crate::names::DatabaseName;
-use crate::ports::{
-    Online, RestoreTarget, StatusStore, StoreError, TargetError, TaskId, TaskStatus,
+use crate::model::header::BackupKind;
+use crate::model::names::DatabaseName;
+use crate::model::status::{
+    ArmedComplete, FileRecord, FileState, MigrationRecord, MigrationState, Reason, SqlError,
+    Versioned,
 };
-use crate::status::{
-    ArmedComplete, BackupKind, FileRecord, FileState, MigrationRecord, MigrationState, Reason,
-    SqlError, Versioned,
-};
+use crate::model::task::TaskId;
+use crate::ports::{Online, RestoreTarget, StatusStore, StoreError, TargetError, TaskStatus};
 
 /// The Complete invoke.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,7 +199,7 @@ async fn start_finish<S: StatusStore, T: RestoreTarget>(
     now: OffsetDateTime,
 ) -> Result<MigrationState, CutoverError> {
     let generation = load(store, name).await?.record.generation;
-    let task_name = crate::names::finish_task_name(name, generation);
+    let task_name = crate::model::names::finish_task_name(name, generation);
     let result = match target.database_state(database).await? {
         Some(state) if state == "ONLINE" => Ok(Online::Now),
         _ => target.bring_online(database, &task_name).await,
@@ -842,10 +842,11 @@ fn not_tail_log(name: &str, last: Option<&FileRecord>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fakes::{block_on, MemoryStore, MemoryTarget};
-    use crate::object::ObjectRef;
+    use crate::model::header::HeaderSummary;
+    use crate::model::object::ObjectRef;
+    use crate::model::status::{Claim, FileRecord, InFlight};
+    use crate::ports::fakes::{block_on, MemoryStore, MemoryTarget};
     use crate::ports::TaskStatus;
-    use crate::status::{Claim, FileRecord, HeaderSummary, InFlight};
 
     fn now() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
@@ -915,7 +916,7 @@ mod tests {
         restored.sort_by_key(|f| f.header.as_ref().map(|h| h.last_lsn));
         for f in restored {
             if let Some(h) = &f.header {
-                migration.chain.apply(&crate::plan::Step {
+                migration.chain.apply(&crate::model::chain::Step {
                     kind: h.backup_type,
                     files: vec![f.file_id.clone()],
                     backup_set_guid: h.backup_set_guid,
@@ -1003,7 +1004,7 @@ mod tests {
         *target.slow_recovery.lock().expect("lock") = true;
         let state = block_on(complete(&store, &target, &request(None, false), now()));
         assert_eq!(state.ok(), Some(MigrationState::Completing));
-        let job = crate::names::finish_task_name("Sales", 0);
+        let job = crate::model::names::finish_task_name("Sales", 0);
         assert_eq!(finishing(&store), Some(TaskId::AgentJob(job.clone())));
         assert_eq!(database_state(&target).as_deref(), Some("RESTORING"));
         // Completing again looks at the same job.
@@ -1031,7 +1032,9 @@ mod tests {
         block_on(complete(&store, &target, &request(None, false), now())).expect("complete");
         assert_eq!(
             finishing(&store),
-            Some(TaskId::AgentJob(crate::names::finish_task_name("Sales", 2)))
+            Some(TaskId::AgentJob(crate::model::names::finish_task_name(
+                "Sales", 2
+            )))
         );
     }
 
@@ -1206,7 +1209,7 @@ mod tests {
             .flatten()
             .expect("m");
         migration.record.in_flight = Some(InFlight {
-            step: crate::plan::Step {
+            step: crate::model::chain::Step {
                 kind: BackupKind::Log,
                 files: vec![],
                 backup_set_guid: uuid::Uuid::from_u128(9),

@@ -5,7 +5,7 @@
 //! Pure functions over what is known of the task: how long it has run, the percent complete the
 //! target reports (RDS `% complete`, native `percent_complete`), the reading before that one, and
 //! how long the restore should take from its bytes and the rate this migration's earlier restores
-//! of the same backup type showed ([`crate::status::Rates`]). The answer is a delay for the restore queue: whole
+//! of the same backup type showed ([`crate::model::status::Rates`]). The answer is a delay for the restore queue: whole
 //! seconds (SQS's unit), at least [`MIN_DELAY`], at most the configured poll interval (a poll
 //! interval below a second, as tests that drive time themselves set, is the delay).
 
@@ -23,7 +23,7 @@ pub struct Progress {
     pub percent: Option<f64>,
     /// The reading before: its percent and how long before now it was read.
     pub previous: Option<(f64, Duration)>,
-    /// How long the restore should take ([`crate::status::Rates::expected`]).
+    /// How long the restore should take ([`crate::model::status::Rates::expected`]).
     pub expected: Option<Duration>,
 }
 

@@ -12,17 +12,17 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::backup;
-use crate::job::{QueueMessage, RestoreJob};
-use crate::object::{MigrationKey, ObjectRef};
+use crate::backup::summary;
+use crate::model::header::{BackupKind, HeaderSummary};
+use crate::model::job::{QueueMessage, RestoreJob};
+use crate::model::object::{MigrationKey, ObjectRef};
+use crate::model::status::{
+    Claim, FileRecord, FileState, MigrationRecord, MigrationState, Reason, Versioned,
+};
+use crate::model::version::{SqlServerRelease, VersionPolicy};
 use crate::ports::{
     ByteRange, JobQueue, ObjectReader, QueueError, ReadError, StatusStore, StoreError,
 };
-use crate::status::{
-    BackupKind, Claim, FileRecord, FileState, HeaderSummary, MigrationRecord, MigrationState,
-    Reason, Versioned,
-};
-use crate::summary;
-use crate::version::{SqlServerRelease, VersionPolicy};
 
 /// How long a validation attempt owns a file record before another delivery may take it over.
 pub const CLAIM_DURATION: time::Duration = time::Duration::seconds(120);
@@ -37,7 +37,7 @@ pub struct ValidateConfig {
     pub policy: VersionPolicy,
     /// Where the target will read the backup: an upload it could never read (a wildcard in an
     /// RDS key, a URL over SQL Server's length limit, too many stripes) is rejected now.
-    pub location: crate::source::SourceLocation,
+    pub location: crate::tsql::source::SourceLocation,
     /// An uploaded [`ARM_REQUEST_FILE`] arms (or disarms) its migration's Complete. Off by
     /// default: anyone who may upload could then cut over. Off, such an object is ignored
     /// (never validated as a backup, never recorded).
@@ -105,7 +105,7 @@ impl ValidateConfig {
             .unwrap_or_else(|| "rds".into())
             .parse()
             .map_err(|e| format!("TARGET_DIALECT: {e}"))?;
-        let location = crate::source::SourceLocation::from_settings(
+        let location = crate::tsql::source::SourceLocation::from_settings(
             dialect,
             optional("SOURCE_LOCATION").as_deref(),
             optional("AWS_REGION").as_deref(),
@@ -749,7 +749,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
     ) -> Result<Result<(), Reason>, ValidateError> {
         let holder = self
             .store
-            .claim_name(&crate::names::fold(database), database)
+            .claim_name(&crate::model::names::fold(database), database)
             .await?;
         if holder != database {
             return Ok(Err(Reason::new(
@@ -778,7 +778,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         header: &HeaderSummary,
         now: OffsetDateTime,
     ) -> Result<Result<(), Reason>, ValidateError> {
-        let folded = crate::names::fold(database);
+        let folded = crate::model::names::fold(database);
         let holder = self.store.claim_name(&folded, database).await?;
         if holder != database {
             return Ok(Err(Reason::new(
@@ -888,7 +888,7 @@ fn read_failure(e: ReadError) -> Result<Result<HeaderSummary, Reason>, ValidateE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fakes::{block_on, MemoryObjects, MemoryQueue, MemoryStore};
+    use crate::ports::fakes::{block_on, MemoryObjects, MemoryQueue, MemoryStore};
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/bak/");
 
@@ -908,7 +908,7 @@ mod tests {
                 arm_by_upload: false,
                 target: Some(target.parse().unwrap_or_else(|e| panic!("{e}"))),
                 policy,
-                location: crate::source::SourceLocation::rds(None),
+                location: crate::tsql::source::SourceLocation::rds(None),
             },
         }
     }
@@ -1359,7 +1359,7 @@ mod tests {
             fixture("sql2016_full_RestoreTimeClean.bak"),
         );
         block_on(v.validate(&object, "r", now())).expect("recorded");
-        let target = crate::fakes::MemoryTarget::new("12.0.2000.8");
+        let target = crate::ports::fakes::MemoryTarget::new("12.0.2000.8");
         let cancel = block_on(crate::cutover::cancel(&v.store, &target, "Clean", now()));
         assert!(
             matches!(

@@ -5,12 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use bakdrop_core::backup::summary::summarize;
 use bakdrop_core::backup::{HEAD_LIMIT, TAIL_LIMIT};
-use bakdrop_core::plan::{
-    plan, plan_all, Candidate, ChainState, Decision, SkipReason, Step, WaitReason,
-};
-use bakdrop_core::status::BackupKind;
-use bakdrop_core::summary::summarize;
+use bakdrop_core::model::chain::{ChainState, Step};
+use bakdrop_core::model::header::BackupKind;
+use bakdrop_core::plan::{plan, plan_all, Candidate, Decision, SkipReason, WaitReason};
 use bakdrop_core::Lsn;
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/bak/");

@@ -14,9 +14,10 @@
 //! One connection per call: a Lambda invocation makes a handful of calls, and a connection that
 //! outlives a frozen Lambda environment would be cut anyway.
 
-use bakdrop_core::names::DatabaseName;
-use bakdrop_core::ports::{NotReady, Online, RestoreTarget, TargetError, TaskId, TaskStatus};
-use bakdrop_core::status::SqlError;
+use bakdrop_core::model::names::DatabaseName;
+use bakdrop_core::model::status::SqlError;
+use bakdrop_core::model::task::TaskId;
+use bakdrop_core::ports::{NotReady, Online, RestoreTarget, TargetError, TaskStatus};
 use bakdrop_core::tsql::{self, Dialect, RestoreRequest, RestoreSource, TargetPaths};
 use tiberius::{Config, Row};
 
@@ -318,7 +319,9 @@ impl RestoreTarget for TiberiusTarget {
             }
             Dialect::Native => {
                 let paths = match request.kind {
-                    bakdrop_core::status::BackupKind::Full => Some(self.target_paths().await?),
+                    bakdrop_core::model::header::BackupKind::Full => {
+                        Some(self.target_paths().await?)
+                    }
                     _ => None,
                 };
                 let command = tsql::native::restore_command(request, paths.as_ref());

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use bakdrop_core::names::DatabaseName;
-use bakdrop_core::ports::{NotReady, Online, RestoreTarget, TargetError, TaskId, TaskStatus};
-use bakdrop_core::status::{BackupKind, DatabaseFile, DatabaseFileKind};
+use bakdrop_core::model::header::{BackupKind, DatabaseFile, DatabaseFileKind};
+use bakdrop_core::model::names::DatabaseName;
+use bakdrop_core::model::task::TaskId;
+use bakdrop_core::ports::{NotReady, Online, RestoreTarget, TargetError, TaskStatus};
 use bakdrop_core::tsql::{Dialect, RestoreRequest, RestoreSource};
 
 use bakdrop_mssql::settings::{TargetLogin, Tls};

@@ -18,12 +18,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use aws_sdk_s3::primitives::ByteStream;
 use bakdrop_aws::dynamo::DynamoStatusStore;
-use bakdrop_core::object::ObjectRef;
+use bakdrop_core::model::object::ObjectRef;
+use bakdrop_core::model::status::MigrationState;
+use bakdrop_core::model::version::VersionPolicy;
 use bakdrop_core::ports::StatusStore;
-use bakdrop_core::status::MigrationState;
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::validate::ValidateConfig;
-use bakdrop_core::version::VersionPolicy;
 use bakdrop_mssql::testing::emulator_target;
 use bakdrop_tds_server::emulator::{ClockMode, Lifecycle};
 use bakdrop_tds_server::SqlServerEmulator;
@@ -234,7 +234,7 @@ async fn measure(
     let full = fixtures::read(FULL)?;
     let template = fixtures::read(synth::TEMPLATE)?;
     let logs = synth::log_chain(&template, plan.logs);
-    let last_lsn = bakdrop_core::summary::summarize(
+    let last_lsn = bakdrop_core::backup::summary::summarize(
         logs.last().context("no logs")?,
         None,
         logs.last().map_or(0, |l| l.len() as u64),

@@ -28,7 +28,7 @@ use aws_smithy_types::config_bag::ConfigBag;
 use bakdrop_aws::dynamo::DynamoStatusStore;
 use bakdrop_aws::s3::S3ObjectReader;
 use bakdrop_aws::sqs::SqsJobQueue;
-use bakdrop_core::job::QueueMessage;
+use bakdrop_core::model::job::QueueMessage;
 use bakdrop_core::restore::{Attempt, RestoreConfig, WorkOutcome, Worker};
 use bakdrop_core::validate::{ValidateConfig, Validator};
 use bakdrop_mssql::TiberiusTarget;

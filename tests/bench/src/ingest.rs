@@ -18,9 +18,9 @@ use aws_sdk_s3::primitives::ByteStream;
 use bakdrop_aws::dynamo::DynamoStatusStore;
 use bakdrop_aws::s3::S3ObjectReader;
 use bakdrop_aws::sqs::SqsJobQueue;
-use bakdrop_core::job::QueueMessage;
+use bakdrop_core::model::job::QueueMessage;
+use bakdrop_core::model::version::VersionPolicy;
 use bakdrop_core::validate::{ValidateConfig, Validator};
-use bakdrop_core::version::VersionPolicy;
 use bakdrop_test_support::aws::{LocalAws, StackResources};
 use futures_util::stream::{self, StreamExt};
 
@@ -98,7 +98,7 @@ async fn measure(
             arm_by_upload: false,
             target: Some("2022".parse()?),
             policy: VersionPolicy::NotNewer,
-            location: bakdrop_core::source::SourceLocation::rds(None),
+            location: bakdrop_core::tsql::source::SourceLocation::rds(None),
         },
     });
     let counts = Arc::new(Counts::default());

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use bakdrop_aws::dynamo::DynamoStatusStore;
 use bakdrop_aws::sqs::SqsJobQueue;
+use bakdrop_core::model::status::MigrationState;
 use bakdrop_core::ports::StatusStore;
-use bakdrop_core::status::MigrationState;
 use bakdrop_core::tsql::Dialect;
 use bakdrop_mssql::testing::emulator_target;
 use bakdrop_test_support::aws::{LocalAws, StackResources};
@@ -173,7 +173,7 @@ async fn measure(
                 &log,
                 plan.restore_time,
             );
-            let last_lsn = bakdrop_core::summary::summarize(&log, None, log.len() as u64)
+            let last_lsn = bakdrop_core::backup::summary::summarize(&log, None, log.len() as u64)
                 .map_err(|r| anyhow::anyhow!("log {} does not parse: {r:?}", i + 1))?
                 .last_lsn;
             let clock = emulator.with_state(|s| s.now());
@@ -215,7 +215,7 @@ async fn measure(
             look_every: Duration::from_millis(250),
         };
         // Complete reads no object; revalidate is not benchmarked.
-        let reader = bakdrop_core::fakes::MemoryObjects::default();
+        let reader = bakdrop_core::ports::fakes::MemoryObjects::default();
         let config = catchup::fleet_plan(plan.dialect, plan.workers, 4).validate;
         let revalidation = complete_migration::handler::Revalidation {
             reader: &reader,

@@ -157,8 +157,8 @@ pub fn table(figures: &[ParserFigure]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bakdrop_core::fakes::{block_on, MemoryObjects};
-    use bakdrop_core::object::ObjectRef;
+    use bakdrop_core::model::object::ObjectRef;
+    use bakdrop_core::ports::fakes::{block_on, MemoryObjects};
 
     #[test]
     fn the_benchmark_reads_what_validation_reads() {

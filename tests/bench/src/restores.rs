@@ -18,13 +18,13 @@ use aws_sdk_s3::primitives::ByteStream;
 use bakdrop_aws::dynamo::DynamoStatusStore;
 use bakdrop_aws::s3::S3ObjectReader;
 use bakdrop_aws::sqs::SqsJobQueue;
-use bakdrop_core::object::ObjectRef;
+use bakdrop_core::model::object::ObjectRef;
+use bakdrop_core::model::status::MigrationState;
+use bakdrop_core::model::version::VersionPolicy;
 use bakdrop_core::ports::StatusStore;
 use bakdrop_core::restore::{RestoreConfig, SourceLocation, Worker};
-use bakdrop_core::status::MigrationState;
 use bakdrop_core::tsql::Dialect;
 use bakdrop_core::validate::{Outcome, ValidateConfig, Validator};
-use bakdrop_core::version::VersionPolicy;
 
 use bakdrop_mssql::target::RDS_MAX_CONCURRENT_TASKS;
 use bakdrop_mssql::TiberiusTarget;
@@ -122,7 +122,7 @@ async fn measure(
             arm_by_upload: false,
             target: Some("2022".parse()?),
             policy: VersionPolicy::NotNewer,
-            location: bakdrop_core::source::SourceLocation::rds(None),
+            location: bakdrop_core::tsql::source::SourceLocation::rds(None),
         },
     };
     // Setup (not timed): upload and validate a full and a log per migration.

@@ -100,9 +100,12 @@ mod tests {
         let mut guids = std::collections::BTreeSet::new();
         for (i, log) in logs.iter().enumerate() {
             let size = log.len() as u64;
-            let header = bakdrop_core::summary::summarize(log, None, size)
+            let header = bakdrop_core::backup::summary::summarize(log, None, size)
                 .unwrap_or_else(|r| panic!("log {}: {r:?}", i + 1));
-            assert_eq!(header.backup_type, bakdrop_core::status::BackupKind::Log);
+            assert_eq!(
+                header.backup_type,
+                bakdrop_core::model::header::BackupKind::Log
+            );
             if let Some(last) = last {
                 assert_eq!(header.first_lsn, last, "log {}", i + 1);
             }

@@ -23,11 +23,11 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bakdrop_aws::s3::S3ObjectReader;
 use bakdrop_core::backup::{HEAD_LIMIT, TAIL_LIMIT};
-use bakdrop_core::fakes::{MemoryQueue, MemoryStore};
-use bakdrop_core::object::ObjectRef;
+use bakdrop_core::model::object::ObjectRef;
+use bakdrop_core::model::version::VersionPolicy;
+use bakdrop_core::ports::fakes::{MemoryQueue, MemoryStore};
 use bakdrop_core::ports::{ByteRange, ObjectReader, ReadError};
 use bakdrop_core::validate::{Outcome, ValidateConfig, Validator};
-use bakdrop_core::version::VersionPolicy;
 use bakdrop_test_support::aws::{unique_name, LocalAws};
 
 use crate::endpoint::RangeEndpoint;
@@ -270,7 +270,7 @@ async fn validate_once(
             arm_by_upload: false,
             target: Some("2022".parse()?),
             policy: VersionPolicy::NotNewer,
-            location: bakdrop_core::source::SourceLocation::rds(None),
+            location: bakdrop_core::tsql::source::SourceLocation::rds(None),
         },
     };
     let started = Instant::now();

@@ -218,7 +218,7 @@ impl LocalAws {
         bucket: &str,
         key: &str,
         body: Vec<u8>,
-    ) -> Result<bakdrop_core::object::ObjectRef, LocalAwsError> {
+    ) -> Result<bakdrop_core::model::object::ObjectRef, LocalAwsError> {
         let size = body.len() as u64;
         let out = self
             .s3
@@ -229,7 +229,7 @@ impl LocalAws {
             .send()
             .await
             .map_err(refused("PutObject"))?;
-        Ok(bakdrop_core::object::ObjectRef {
+        Ok(bakdrop_core::model::object::ObjectRef {
             bucket: bucket.to_owned(),
             key: key.to_owned(),
             version_id: None,

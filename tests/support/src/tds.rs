@@ -10,11 +10,11 @@
 
 use std::time::Duration;
 
-use bakdrop_core::object::ObjectRef;
+use bakdrop_core::model::header::{BackupKind, DatabaseFileKind, HeaderSummary};
+use bakdrop_core::model::object::ObjectRef;
+use bakdrop_core::model::version::VersionPolicy;
 use bakdrop_core::restore::{RestoreConfig, SourceLocation};
-use bakdrop_core::status::{BackupKind, DatabaseFileKind, HeaderSummary};
 use bakdrop_core::tsql::Dialect;
-use bakdrop_core::version::VersionPolicy;
 
 /// Where the native dialect's target reads backups in the tests (`RESTORE … FROM DISK`).
 pub const DISK: &str = "/var/opt/mssql/backup";
@@ -88,10 +88,10 @@ pub fn header_of(bytes: &[u8]) -> HeaderSummary {
     summarize(bytes).unwrap_or_else(|e| panic!("not a usable backup: {e}"))
 }
 
-fn summarize(bytes: &[u8]) -> Result<HeaderSummary, bakdrop_core::status::Reason> {
+fn summarize(bytes: &[u8]) -> Result<HeaderSummary, bakdrop_core::model::status::Reason> {
     let head = &bytes[..bytes.len().min(bakdrop_core::backup::HEAD_LIMIT)];
     let tail = &bytes[bytes.len().saturating_sub(bakdrop_core::backup::TAIL_LIMIT)..];
-    bakdrop_core::summary::summarize(head, Some(tail), bytes.len() as u64)
+    bakdrop_core::backup::summary::summarize(head, Some(tail), bytes.len() as u64)
 }
 
 /// Tells the test server that the upload `bucket`/`key` holds `bytes`, under every name a
@@ -134,6 +134,6 @@ pub fn describe_file(path: &std::path::Path) -> Option<bakdrop_tds_server::emula
     file.seek(SeekFrom::End(-i64::try_from(tail_len).ok()?))
         .ok()?;
     file.read_exact(&mut tail).ok()?;
-    let header = bakdrop_core::summary::summarize(&head, Some(&tail), size).ok()?;
+    let header = bakdrop_core::backup::summary::summarize(&head, Some(&tail), size).ok()?;
     Some(backup_info(&header))
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use bakdrop_core::backup::{HEAD_LIMIT, TAIL_LIMIT};
-use bakdrop_core::object::ObjectRef;
+use bakdrop_core::model::object::ObjectRef;
 use bakdrop_core::ports::{ByteRange, ObjectReader, ReadError};
 
 /// The head, the tail (if the file is longer than the head) and the size of a file.

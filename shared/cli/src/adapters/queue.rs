@@ -5,7 +5,7 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use bakdrop_core::job::QueueMessage;
+use bakdrop_core::model::job::QueueMessage;
 use bakdrop_core::ports::{JobQueue, QueueError};
 use time::OffsetDateTime;
 

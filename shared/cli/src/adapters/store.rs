@@ -11,7 +11,7 @@
 //! (temporary file in the same folder, then rename), so a reader never sees half a document.
 //!
 //! Every write of a migration or file record then appends its events (the core's
-//! [`bakdrop_core::events`], the ones the stack publishes to EventBridge from the status table's
+//! [`bakdrop_core::report::events`], the ones the stack publishes to EventBridge from the status table's
 //! stream) to `events.jsonl` beside the state file, one JSON object a line; their `sequence` is
 //! the document's write counter. A process stopped between the two loses that write's events.
 
@@ -20,10 +20,10 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use bakdrop_core::conditional::{delete_if, put_if};
-use bakdrop_core::events::{self, Event};
+use bakdrop_core::model::status::{FileRecord, FileState, MigrationRecord, Versioned};
+use bakdrop_core::ports::conditional::{delete_if, put_if};
 use bakdrop_core::ports::{StatusStore, StoreError};
-use bakdrop_core::status::{FileRecord, FileState, MigrationRecord, Versioned};
+use bakdrop_core::report::events::{self, Event};
 use serde::{Deserialize, Serialize};
 
 /// The state-file schema this build writes and reads.
@@ -535,7 +535,7 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            let object = bakdrop_core::object::ObjectRef {
+            let object = bakdrop_core::model::object::ObjectRef {
                 bucket: "b".into(),
                 key: format!("Sales/log{i}.trn"),
                 version_id: None,

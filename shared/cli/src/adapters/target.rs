@@ -8,11 +8,12 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use bakdrop_core::names::DatabaseName;
-use bakdrop_core::ports::{Online, RestoreTarget, TargetError, TaskId, TaskStatus};
-use bakdrop_core::status::BackupKind;
+use bakdrop_core::model::header::BackupKind;
+use bakdrop_core::model::names::DatabaseName;
+use bakdrop_core::model::task::TaskId;
+use bakdrop_core::model::version::SqlServerRelease;
+use bakdrop_core::ports::{Online, RestoreTarget, TargetError, TaskStatus};
 use bakdrop_core::tsql::{self, Dialect, RestoreRequest, TargetPaths};
-use bakdrop_core::version::SqlServerRelease;
 use bakdrop_mssql::settings::{TargetLogin, Tls};
 use bakdrop_mssql::TiberiusTarget;
 
@@ -92,7 +93,7 @@ impl RestoreTarget for ScriptTarget {
     /// The version claimed; without one, the newest bakdrop knows (asked only by a worker
     /// told not to check versions, e.g. for what it prints).
     async fn product_version(&self) -> Result<String, TargetError> {
-        let release = self.release.unwrap_or(bakdrop_core::version::NEWEST);
+        let release = self.release.unwrap_or(bakdrop_core::model::version::NEWEST);
         Ok(format!("{}.{}.0.0", release.major, release.minor))
     }
 

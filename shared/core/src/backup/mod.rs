@@ -17,6 +17,7 @@ pub mod compressed;
 mod model;
 mod mtf;
 mod scin;
+pub mod summary;
 
 pub use model::{
     BackupDate, BackupFile, BackupSet, BackupType, Container, FileEntry, FileType, MediaInfo,

@@ -7,7 +7,7 @@ use serde::{Serialize, Serializer};
 use time::PrimitiveDateTime;
 use uuid::Uuid;
 
-use crate::lsn::Lsn;
+use crate::model::lsn::Lsn;
 
 /// One backup file (one media family of one media set), as read from its head and tail.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

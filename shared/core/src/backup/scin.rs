@@ -13,7 +13,7 @@ use super::model::{BackupDate, BackupType, FileEntry, FileType, SoftwareVersion}
 use super::mtf::{
     array_at, bytes, damaged, date_at, guid_at, u16_at, u32_at, u64_at, u8_at, utf16, Fault,
 };
-use crate::lsn::Lsn;
+use crate::model::lsn::Lsn;
 
 /// A record shorter than this cannot hold the fields read from it.
 const SCIN_MIN_LEN: usize = 0x168;

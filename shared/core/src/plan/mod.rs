@@ -42,11 +42,9 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::lsn::Lsn;
-use crate::status::{BackupKind, HeaderSummary};
-
-mod chain;
-pub use chain::{Applied, ChainState, RECENT_FILE_ID_BYTES, RECENT_STEPS};
+use crate::model::chain::{ChainState, Step};
+use crate::model::header::{BackupKind, HeaderSummary};
+use crate::model::lsn::Lsn;
 
 /// A validated file not yet applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,17 +52,6 @@ pub struct Candidate {
     pub file_id: String,
     pub file_name: String,
     pub header: HeaderSummary,
-}
-
-/// One RESTORE statement: one backup set, all its stripe files in media-family order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Step {
-    pub kind: BackupKind,
-    /// File ids, ordered by `family_sequence`.
-    pub files: Vec<String>,
-    pub backup_set_guid: Uuid,
-    pub first_lsn: Lsn,
-    pub last_lsn: Lsn,
 }
 
 /// The planner's answer for one round.

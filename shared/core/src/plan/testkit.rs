@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
-use super::{plan, Candidate, ChainState, Decision, Step};
-use crate::lsn::Lsn;
-use crate::status::{BackupKind, HeaderSummary};
+use super::{plan, Candidate, Decision};
+use crate::model::chain::{ChainState, Step};
+use crate::model::header::{BackupKind, HeaderSummary};
+use crate::model::lsn::Lsn;
 
 pub const FORK: Uuid = Uuid::from_u128(0xf0);
 pub const FAMILY: Uuid = Uuid::from_u128(0xfa);

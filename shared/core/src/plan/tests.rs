@@ -2,6 +2,7 @@
 
 use super::testkit::*;
 use super::*;
+use crate::model::chain::RECENT_STEPS;
 
 fn applied(steps: &[&Step]) -> ChainState {
     let mut state = ChainState::default();

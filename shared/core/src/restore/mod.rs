@@ -26,20 +26,22 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use crate::job::QueueMessage;
-use crate::names::DatabaseName;
-use crate::pace;
-use crate::plan::{self, Candidate, Decision, Step};
-use crate::ports::{
-    JobQueue, ObjectReader, QueueError, ReadError, RestoreTarget, StatusStore, StoreError,
-    TargetError, TaskId, TaskStatus,
-};
-use crate::status::{
+use crate::model::chain::Step;
+use crate::model::job::QueueMessage;
+use crate::model::names::DatabaseName;
+use crate::model::status::{
     Claim, FileRecord, FileState, InFlight, MigrationRecord, MigrationState, Reason, SqlError,
     Versioned,
 };
+use crate::model::task::TaskId;
+use crate::model::version::{SqlServerRelease, VersionPolicy};
+use crate::pace;
+use crate::plan::{self, Candidate, Decision};
+use crate::ports::{
+    JobQueue, ObjectReader, QueueError, ReadError, RestoreTarget, StatusStore, StoreError,
+    TargetError, TaskStatus,
+};
 use crate::tsql::{Dialect, RestoreRequest};
-use crate::version::{SqlServerRelease, VersionPolicy};
 
 /// The states of the files the planner decides on.
 const TO_PLAN: [FileState; 2] = [FileState::Queued, FileState::Waiting];
@@ -47,7 +49,7 @@ const TO_PLAN: [FileState; 2] = [FileState::Queued, FileState::Waiting];
 /// How long a submitter owns an in-flight claim before another delivery may resolve it.
 pub const SUBMIT_CLAIM: time::Duration = time::Duration::minutes(5);
 
-pub use crate::source::SourceLocation;
+pub use crate::tsql::source::SourceLocation;
 
 /// What the worker needs to know.
 #[derive(Debug, Clone)]
@@ -384,7 +386,7 @@ fn retry_of(message: &QueueMessage) -> QueueMessage {
 pub fn task_name(migration: &str, generation: u32, step: &Step) -> String {
     format!(
         "{}_{}_{}",
-        crate::names::task_name_stem(migration, generation),
+        crate::model::names::task_name_stem(migration, generation),
         step.kind,
         step.backup_set_guid.simple()
     )

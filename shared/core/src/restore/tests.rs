@@ -1,8 +1,8 @@
 use std::sync::Arc;
 
 use super::*;
-use crate::fakes::{block_on, MemoryObjects, MemoryQueue, MemoryStore, MemoryTarget};
-use crate::object::ObjectRef;
+use crate::model::object::ObjectRef;
+use crate::ports::fakes::{block_on, MemoryObjects, MemoryQueue, MemoryStore, MemoryTarget};
 use crate::validate::{Outcome, ValidateConfig, Validator};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/bak/");
@@ -148,7 +148,7 @@ impl Pipeline {
     async fn target_status(&self, name: &str) -> TaskStatus {
         let db = DatabaseName::parse("x").unwrap_or_else(|e| panic!("{e}"));
         self.target
-            .poll(&db, &crate::ports::TaskId::AgentJob(name.to_owned()))
+            .poll(&db, &crate::model::task::TaskId::AgentJob(name.to_owned()))
             .await
             .unwrap_or(TaskStatus::Cancelled)
     }
@@ -486,7 +486,7 @@ fn arm_clean(p: &Pipeline, last_backup: &str) {
 }
 
 fn summary(p: &Pipeline, name: &str) -> String {
-    block_on(crate::report::read(&p.store, name))
+    block_on(crate::files::report(&p.store, name))
         .ok()
         .flatten()
         .map(|r| r.summary)
@@ -516,7 +516,7 @@ fn an_armed_migration_completes_by_itself_once_its_named_backup_is_restored() {
         for _ in 0..10 {
             p.run_to_quiet();
             p.target.finish(
-                &crate::fakes::finish_task_name("Clean"),
+                &crate::ports::fakes::finish_task_name("Clean"),
                 TaskStatus::Succeeded,
             );
         }
@@ -543,7 +543,7 @@ fn pump_until_completing(p: &Pipeline) {
         if p.migration("Clean").state == MigrationState::Completing {
             return;
         }
-        let recovery = crate::names::finish_task_name("Clean", 0);
+        let recovery = crate::model::names::finish_task_name("Clean", 0);
         for name in p.target.submitted() {
             let running = matches!(block_on(p.target_status(&name)), TaskStatus::Running { .. });
             if running && name != recovery {
@@ -573,11 +573,11 @@ fn an_armed_complete_on_native_runs_recovery_as_an_agent_job_that_finish_message
         p.drop_file("Clean", file);
     }
     pump_until_completing(&p);
-    let job = crate::names::finish_task_name("Clean", 0);
+    let job = crate::model::names::finish_task_name("Clean", 0);
     let m = p.migration("Clean");
     assert_eq!(
         m.finishing,
-        Some(crate::ports::TaskId::AgentJob(job.clone()))
+        Some(crate::model::task::TaskId::AgentJob(job.clone()))
     );
     assert_eq!(database_state(&p, "Clean").as_deref(), Some("RESTORING"));
     // The recovery runs on the target while Finish messages look at it.
@@ -667,10 +667,10 @@ fn a_message_delivered_again_resumes_a_complete_that_stopped_before_its_task_was
         ),
         "{outcome:?}"
     );
-    let job = crate::names::finish_task_name("Clean", 0);
+    let job = crate::model::names::finish_task_name("Clean", 0);
     assert_eq!(
         p.migration("Clean").finishing,
-        Some(crate::ports::TaskId::AgentJob(job.clone()))
+        Some(crate::model::task::TaskId::AgentJob(job.clone()))
     );
     let sent = p.queue.drain_sent();
     assert!(
@@ -848,7 +848,7 @@ fn on_rds_complete_stays_completing_until_the_finish_task_succeeded() {
     );
 
     p.target.finish(
-        &crate::fakes::finish_task_name("Clean"),
+        &crate::ports::fakes::finish_task_name("Clean"),
         TaskStatus::Succeeded,
     );
     let outcome =
@@ -880,7 +880,7 @@ fn on_rds_a_failed_finish_task_fails_the_migration_with_rdss_text() {
     ))
     .expect("complete");
     p.target.finish(
-        &crate::fakes::finish_task_name("Clean"),
+        &crate::ports::fakes::finish_task_name("Clean"),
         TaskStatus::Failed {
             sql_error: None,
             message: "Aborted the task because of a task failure.".into(),
@@ -1574,7 +1574,7 @@ fn a_migration_cancelled_during_a_submit_stops_what_the_submit_started() {
     let task = p.target.submitted()[0].clone();
     assert_eq!(
         p.migration("Clean").in_flight.and_then(|f| f.task),
-        Some(crate::ports::TaskId::AgentJob(task.clone())),
+        Some(crate::model::task::TaskId::AgentJob(task.clone())),
         "the started task is recorded"
     );
     p.pump();
@@ -1589,7 +1589,7 @@ fn a_migration_cancelled_during_a_submit_stops_what_the_submit_started() {
     );
     let status = block_on(p.target.poll(
         &DatabaseName::parse("Clean").expect("name"),
-        &crate::ports::TaskId::AgentJob(task),
+        &crate::model::task::TaskId::AgentJob(task),
     ));
     assert_eq!(status.expect("polled"), TaskStatus::Cancelled, "stopped");
     assert!(p.queue.messages().is_empty());
@@ -1737,7 +1737,7 @@ fn a_job_that_overtakes_its_queued_mark_still_joins_the_chain() {
 #[test]
 fn task_names_are_stable_and_fit_an_agent_job_name() {
     let step = Step {
-        kind: crate::status::BackupKind::Log,
+        kind: crate::model::header::BackupKind::Log,
         files: vec!["f".into()],
         backup_set_guid: uuid::Uuid::from_u128(0xabc),
         first_lsn: crate::Lsn::ZERO,
@@ -1775,7 +1775,7 @@ fn task_names_are_stable_and_fit_an_agent_job_name() {
 
 #[test]
 fn the_recovery_job_is_named_per_migration_and_generation() {
-    use crate::names::finish_task_name;
+    use crate::model::names::finish_task_name;
     assert_eq!(
         finish_task_name("Sales", 0),
         "bakdrop_Sales_2ed1f157_recovery"
@@ -1803,8 +1803,8 @@ fn stripe_file(sequence: u32, count: u32, now: OffsetDateTime) -> FileRecord {
         object,
         state: FileState::Queued,
         reason: None,
-        header: Some(crate::status::HeaderSummary {
-            backup_type: crate::status::BackupKind::Log,
+        header: Some(crate::model::header::HeaderSummary {
+            backup_type: crate::model::header::BackupKind::Log,
             copy_only: None,
             source_database: "Striped".into(),
             server_name: "S".into(),
@@ -1846,7 +1846,7 @@ fn stripes_that_join_at_once_and_miss_each_other_in_a_lagging_index_are_restored
     migration.state = MigrationState::Synchronizing;
     migration.chain.apply_on_fork(
         &Step {
-            kind: crate::status::BackupKind::Full,
+            kind: crate::model::header::BackupKind::Full,
             files: vec!["b/Striped/full.bak#etag=e".into()],
             backup_set_guid: uuid::Uuid::from_u128(1),
             first_lsn: crate::Lsn::from_parts(5, 0, 1),
@@ -1861,7 +1861,7 @@ fn stripes_that_join_at_once_and_miss_each_other_in_a_lagging_index_are_restored
     for (i, stripe) in stripes.iter().enumerate() {
         p.objects.put("b", &stripe.object.key, vec![0]);
         block_on(p.store.put_file(stripe, None)).expect("queued");
-        let job = QueueMessage::Restore(Box::new(crate::job::RestoreJob {
+        let job = QueueMessage::Restore(Box::new(crate::model::job::RestoreJob {
             migration: "Striped".into(),
             file_id: stripe.file_id.clone(),
             object: stripe.object.clone(),
@@ -1898,7 +1898,7 @@ fn stripes_that_join_at_once_and_miss_each_other_in_a_lagging_index_are_restored
     let q = pipeline("2022");
     block_on(q.store.put_migration(&migration, None)).expect("stored");
     block_on(q.store.put_file(&stripes[0], None)).expect("queued");
-    let job = QueueMessage::Restore(Box::new(crate::job::RestoreJob {
+    let job = QueueMessage::Restore(Box::new(crate::model::job::RestoreJob {
         migration: "Striped".into(),
         file_id: stripes[0].file_id.clone(),
         object: stripes[0].object.clone(),

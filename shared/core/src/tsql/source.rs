@@ -13,8 +13,8 @@
 
 use std::fmt;
 
-use crate::object::ObjectRef;
-use crate::status::Reason;
+use crate::model::object::ObjectRef;
+use crate::model::status::Reason;
 use crate::tsql::{RestoreSource, S3Region, SourceError};
 
 /// The most backup files one RDS restore reads.

@@ -22,14 +22,14 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::status::{FileRecord, FileState, MigrationRecord, Reason};
+use crate::model::status::{FileRecord, FileState, MigrationRecord, Reason};
 
 /// Every event's `source`.
 pub const SOURCE: &str = "bakdrop";
 
 /// The JSON Schema (draft 2020-12) of an event as EventBridge delivers it, and as
 /// `bakdrop run` writes it (one per line of `.bakdrop/events.jsonl`).
-pub const SCHEMA: &str = include_str!("../schema/events.schema.json");
+pub const SCHEMA: &str = include_str!("../../schema/events.schema.json");
 
 /// Digits of [`Detail::sequence`]: DynamoDB Streams' sequence numbers have at most 40.
 pub const SEQUENCE_DIGITS: usize = 40;
@@ -227,7 +227,7 @@ pub fn migration_events(
     }
     let before = old.and_then(|o| o.armed.as_ref());
     let after = new.armed.as_ref();
-    let detail = |a: &crate::status::ArmedComplete| ArmedDetail {
+    let detail = |a: &crate::model::status::ArmedComplete| ArmedDetail {
         last_backup: a.last_backup.clone(),
         require_tail_log: a.require_tail_log,
     };
@@ -411,8 +411,8 @@ impl Default for SchemaValidator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::object::ObjectRef;
-    use crate::status::{ArmedComplete, MigrationState};
+    use crate::model::object::ObjectRef;
+    use crate::model::status::{ArmedComplete, MigrationState};
 
     fn now() -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH)
@@ -590,7 +590,7 @@ mod tests {
         failed.armed = None;
         failed.state = MigrationState::Failed;
         let mut reason = Reason::new("RestoreFailed", "SQL Server said no");
-        reason.sql_error = Some(crate::status::SqlError {
+        reason.sql_error = Some(crate::model::status::SqlError {
             number: 3169,
             message: "newer".into(),
         });

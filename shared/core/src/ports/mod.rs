@@ -1,15 +1,20 @@
 //! Ports: the small traits the core needs from the outside world, each with its error contract.
 //!
 //! Adapters live in other crates (`bakdrop-aws`: S3, SQS, DynamoDB, EventBridge). In-memory fakes for unit
-//! tests are in [`crate::fakes`] (feature `test-support`). Dependency injection style for the
+//! tests are in [`crate::ports::fakes`] (feature `test-support`). Dependency injection style for the
 //! whole workspace: generics over these traits, methods returning `impl Future + Send`.
+
+pub mod conditional;
+#[cfg(any(test, feature = "test-support"))]
+pub mod fakes;
 
 use std::future::Future;
 use std::time::Duration;
 
-use crate::job::QueueMessage;
-use crate::object::ObjectRef;
-use crate::status::{FileRecord, FileState, MigrationRecord, Versioned};
+use crate::model::job::QueueMessage;
+use crate::model::object::ObjectRef;
+use crate::model::status::{FileRecord, FileState, MigrationRecord, Versioned};
+use crate::model::task::TaskId;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -113,7 +118,7 @@ pub trait StatusStore: Send + Sync {
         expected: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
-    /// Claims the database name `folded` (see [`crate::names::fold`]) for the migration
+    /// Claims the database name `folded` (see [`crate::model::names::fold`]) for the migration
     /// `database`, once and for good; returns the migration that holds it: `database` itself
     /// when it claimed it now or before, another folder's name when that one did (two folders
     /// whose names SQL Server takes for one database never both migrate).
@@ -242,7 +247,7 @@ pub trait EventBus: Send + Sync {
     /// `detail.id`).
     fn publish(
         &self,
-        events: &[crate::events::Event],
+        events: &[crate::report::events::Event],
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
 }
 
@@ -282,7 +287,7 @@ pub trait RestoreTarget: Send + Sync {
     /// [`TargetError`].
     fn database_state(
         &self,
-        database: &crate::names::DatabaseName,
+        database: &crate::model::names::DatabaseName,
     ) -> impl Future<Output = Result<Option<String>, TargetError>> + Send;
 
     /// Starts a restore task; returns its id.
@@ -313,7 +318,7 @@ pub trait RestoreTarget: Send + Sync {
     /// [`TargetError`].
     fn poll(
         &self,
-        database: &crate::names::DatabaseName,
+        database: &crate::model::names::DatabaseName,
         task: &TaskId,
     ) -> impl Future<Output = Result<TaskStatus, TargetError>> + Send;
 
@@ -341,7 +346,7 @@ pub trait RestoreTarget: Send + Sync {
     /// Server refused to start the task.
     fn bring_online(
         &self,
-        database: &crate::names::DatabaseName,
+        database: &crate::model::names::DatabaseName,
         task_name: &str,
     ) -> impl Future<Output = Result<Online, TargetError>> + Send;
 
@@ -371,7 +376,7 @@ pub trait RestoreTarget: Send + Sync {
     /// [`TargetError`].
     fn drop_database(
         &self,
-        database: &crate::names::DatabaseName,
+        database: &crate::model::names::DatabaseName,
     ) -> impl Future<Output = Result<(), TargetError>> + Send;
 }
 
@@ -406,23 +411,6 @@ impl NotReady {
     }
 }
 
-/// A server-side task: an RDS task id or an Agent job name.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
-pub enum TaskId {
-    Rds(i64),
-    AgentJob(String),
-}
-
-impl std::fmt::Display for TaskId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            TaskId::Rds(id) => write!(f, "RDS task {id}"),
-            TaskId::AgentJob(name) => write!(f, "Agent job {name}"),
-        }
-    }
-}
-
 /// Where a task is.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum TaskStatus {
@@ -433,7 +421,7 @@ pub enum TaskStatus {
     Succeeded,
     /// Failed, with SQL Server's error where the target reported one.
     Failed {
-        sql_error: Option<crate::status::SqlError>,
+        sql_error: Option<crate::model::status::SqlError>,
         message: String,
     },
     Cancelled,
@@ -598,7 +586,7 @@ port_through_pointers!(RestoreTarget {
     }
     fn database_state(
         &self,
-        database: &crate::names::DatabaseName,
+        database: &crate::model::names::DatabaseName,
     ) -> impl Future<Output = Result<Option<String>, TargetError>> + Send {
         T::database_state(self, database)
     }
@@ -618,7 +606,7 @@ port_through_pointers!(RestoreTarget {
     }
     fn poll(
         &self,
-        database: &crate::names::DatabaseName,
+        database: &crate::model::names::DatabaseName,
         task: &TaskId,
     ) -> impl Future<Output = Result<TaskStatus, TargetError>> + Send {
         T::poll(self, database, task)
@@ -631,7 +619,7 @@ port_through_pointers!(RestoreTarget {
     }
     fn bring_online(
         &self,
-        database: &crate::names::DatabaseName,
+        database: &crate::model::names::DatabaseName,
         task_name: &str,
     ) -> impl Future<Output = Result<Online, TargetError>> + Send {
         T::bring_online(self, database, task_name)
@@ -649,7 +637,7 @@ port_through_pointers!(RestoreTarget {
     }
     fn drop_database(
         &self,
-        database: &crate::names::DatabaseName,
+        database: &crate::model::names::DatabaseName,
     ) -> impl Future<Output = Result<(), TargetError>> + Send {
         T::drop_database(self, database)
     }

@@ -137,7 +137,7 @@ pub(crate) fn task_name_stem(migration: &str, generation: u32) -> String {
         .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .take(60 - suffix.len())
         .collect();
-    let hash = crate::names::stable_hash(migration.as_bytes());
+    let hash = crate::model::names::stable_hash(migration.as_bytes());
     format!("bakdrop_{short}{suffix}_{hash:08x}")
 }
 

@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::conditional::{delete_if, put_if};
-use crate::job::QueueMessage;
-use crate::object::ObjectRef;
+use crate::model::job::QueueMessage;
+use crate::model::object::ObjectRef;
+use crate::model::status::{FileRecord, FileState, MigrationRecord, Versioned};
+use crate::ports::conditional::{delete_if, put_if};
 use crate::ports::{
     ByteRange, JobQueue, ObjectReader, QueueError, ReadError, StatusStore, StoreError,
 };
-use crate::status::{FileRecord, FileState, MigrationRecord, Versioned};
 
 /// Runs a future to completion on this thread. The in-memory ports never wait, so a future built
 /// only on them is ready on its first polls.
@@ -394,10 +394,10 @@ impl MemoryTarget {
     }
 
     /// A task's name from its id.
-    fn name_of(&self, task: &crate::ports::TaskId) -> String {
+    fn name_of(&self, task: &crate::model::task::TaskId) -> String {
         match task {
-            crate::ports::TaskId::AgentJob(n) => n.clone(),
-            crate::ports::TaskId::Rds(id) => usize::try_from(*id)
+            crate::model::task::TaskId::AgentJob(n) => n.clone(),
+            crate::model::task::TaskId::Rds(id) => usize::try_from(*id)
                 .ok()
                 .and_then(|i| {
                     lock(&self.tasks)
@@ -431,16 +431,17 @@ impl MemoryTarget {
     /// database that is missing (911) or not RESTORING (3117).
     fn recovery_job(
         &self,
-        database: &crate::names::DatabaseName,
+        database: &crate::model::names::DatabaseName,
         name: &str,
     ) -> crate::ports::Online {
-        let job = crate::ports::Online::Finishing(crate::ports::TaskId::AgentJob(name.to_owned()));
+        let job =
+            crate::ports::Online::Finishing(crate::model::task::TaskId::AgentJob(name.to_owned()));
         let released = lock(&self.released).iter().any(|r| r == name);
         if !released && lock(&self.tasks).iter().any(|t| t.0 == name) {
             return job;
         }
         let failure = |number: u32, message: String| crate::ports::TaskStatus::Failed {
-            sql_error: Some(crate::status::SqlError {
+            sql_error: Some(crate::model::status::SqlError {
                 number,
                 message: message.clone(),
             }),
@@ -466,7 +467,7 @@ impl MemoryTarget {
             name.to_owned(),
             crate::tsql::RestoreRequest::new(
                 database.clone(),
-                crate::status::BackupKind::Full,
+                crate::model::header::BackupKind::Full,
                 Vec::new(),
             ),
             status,
@@ -487,7 +488,7 @@ impl crate::ports::RestoreTarget for MemoryTarget {
 
     async fn database_state(
         &self,
-        database: &crate::names::DatabaseName,
+        database: &crate::model::names::DatabaseName,
     ) -> Result<Option<String>, crate::ports::TargetError> {
         Ok(lock(&self.databases).get(database.as_str()).cloned())
     }
@@ -496,7 +497,7 @@ impl crate::ports::RestoreTarget for MemoryTarget {
         &self,
         request: &crate::tsql::RestoreRequest,
         task_name: &str,
-    ) -> Result<crate::ports::TaskId, crate::ports::TargetError> {
+    ) -> Result<crate::model::task::TaskId, crate::ports::TargetError> {
         {
             let mut busy = lock(&self.busy);
             if *busy > 0 {
@@ -540,9 +541,9 @@ impl crate::ports::RestoreTarget for MemoryTarget {
             ));
         }
         Ok(if rds {
-            crate::ports::TaskId::Rds(number)
+            crate::model::task::TaskId::Rds(number)
         } else {
-            crate::ports::TaskId::AgentJob(task_name.to_owned())
+            crate::model::task::TaskId::AgentJob(task_name.to_owned())
         })
     }
 
@@ -550,25 +551,25 @@ impl crate::ports::RestoreTarget for MemoryTarget {
         &self,
         request: &crate::tsql::RestoreRequest,
         task_name: &str,
-    ) -> Result<Option<crate::ports::TaskId>, crate::ports::TargetError> {
+    ) -> Result<Option<crate::model::task::TaskId>, crate::ports::TargetError> {
         let tasks = lock(&self.tasks);
         if *lock(&self.rds) {
             return Ok(tasks
                 .iter()
                 .rposition(|t| t.1.sources.first() == request.sources.first())
                 .and_then(|i| i64::try_from(i + 1).ok())
-                .map(crate::ports::TaskId::Rds));
+                .map(crate::model::task::TaskId::Rds));
         }
         Ok(tasks
             .iter()
             .any(|t| t.0 == task_name)
-            .then(|| crate::ports::TaskId::AgentJob(task_name.to_owned())))
+            .then(|| crate::model::task::TaskId::AgentJob(task_name.to_owned())))
     }
 
     async fn poll(
         &self,
-        _database: &crate::names::DatabaseName,
-        task: &crate::ports::TaskId,
+        _database: &crate::model::names::DatabaseName,
+        task: &crate::model::task::TaskId,
     ) -> Result<crate::ports::TaskStatus, crate::ports::TargetError> {
         {
             let mut refuse = lock(&self.refuse_polls);
@@ -601,7 +602,7 @@ impl crate::ports::RestoreTarget for MemoryTarget {
 
     async fn bring_online(
         &self,
-        database: &crate::names::DatabaseName,
+        database: &crate::model::names::DatabaseName,
         task_name: &str,
     ) -> Result<crate::ports::Online, crate::ports::TargetError> {
         {
@@ -633,7 +634,7 @@ impl crate::ports::RestoreTarget for MemoryTarget {
                             name,
                             crate::tsql::RestoreRequest::new(
                                 database.clone(),
-                                crate::status::BackupKind::Full,
+                                crate::model::header::BackupKind::Full,
                                 Vec::new(),
                             ),
                             crate::ports::TaskStatus::Running { percent: None },
@@ -642,7 +643,7 @@ impl crate::ports::RestoreTarget for MemoryTarget {
                     }
                 };
                 let id = i64::try_from(index + 1).unwrap_or(i64::MAX);
-                Ok(crate::ports::Online::Finishing(crate::ports::TaskId::Rds(id)))
+                Ok(crate::ports::Online::Finishing(crate::model::task::TaskId::Rds(id)))
             }
             Some(_) => Err(crate::ports::TargetError::Sql {
                 number: 3117,
@@ -657,7 +658,7 @@ impl crate::ports::RestoreTarget for MemoryTarget {
 
     async fn cancel_task(
         &self,
-        task: &crate::ports::TaskId,
+        task: &crate::model::task::TaskId,
     ) -> Result<(), crate::ports::TargetError> {
         if !*lock(&self.slow_cancel) {
             let name = self.name_of(task);
@@ -669,10 +670,10 @@ impl crate::ports::RestoreTarget for MemoryTarget {
     async fn release_task(
         &self,
         _request: &crate::tsql::RestoreRequest,
-        task: &crate::ports::TaskId,
+        task: &crate::model::task::TaskId,
         _task_name: &str,
     ) -> Result<(), crate::ports::TargetError> {
-        if let crate::ports::TaskId::AgentJob(name) = task {
+        if let crate::model::task::TaskId::AgentJob(name) = task {
             lock(&self.released).push(name.clone());
         }
         Ok(())
@@ -680,7 +681,7 @@ impl crate::ports::RestoreTarget for MemoryTarget {
 
     async fn drop_database(
         &self,
-        database: &crate::names::DatabaseName,
+        database: &crate::model::names::DatabaseName,
     ) -> Result<(), crate::ports::TargetError> {
         lock(&self.databases).remove(database.as_str());
         Ok(())
@@ -690,7 +691,7 @@ impl crate::ports::RestoreTarget for MemoryTarget {
 /// An event bus in memory: what was published, and faults to inject.
 #[derive(Debug, Default)]
 pub struct MemoryBus {
-    pub published: Mutex<Vec<crate::events::Event>>,
+    pub published: Mutex<Vec<crate::report::events::Event>>,
     /// Publishing fails after this many more events are taken (`None`: never).
     pub fail_after: Mutex<Option<usize>>,
 }
@@ -698,7 +699,7 @@ pub struct MemoryBus {
 impl crate::ports::EventBus for MemoryBus {
     async fn publish(
         &self,
-        events: &[crate::events::Event],
+        events: &[crate::report::events::Event],
     ) -> Result<(), crate::ports::PublishError> {
         let mut published = lock(&self.published);
         let mut fail_after = lock(&self.fail_after);

@@ -7,12 +7,14 @@
 //! [`RestoreSource`] emitted as an `N'…'` literal with every `'` doubled, and the whole command is
 //! itself passed to `sp_add_jobstep` as a parameter.
 
+pub mod source;
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::DatabaseName;
-use crate::status::{BackupKind, DatabaseFile, DatabaseFileKind};
+use crate::model::header::{BackupKind, DatabaseFile, DatabaseFileKind};
+use crate::model::names::DatabaseName;
 
 /// Which kind of SQL Server the target is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,7 +297,7 @@ fn file_name_part(name: &str) -> String {
 }
 
 fn fnv1a(bytes: &[u8]) -> u32 {
-    crate::names::stable_hash(bytes)
+    crate::model::names::stable_hash(bytes)
 }
 
 /// `directory` + `name`, with the directory's own separator (`\` for a Windows path, else `/`).

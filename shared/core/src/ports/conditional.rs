@@ -9,8 +9,8 @@
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
+use crate::model::status::Versioned;
 use crate::ports::StoreError;
-use crate::status::Versioned;
 
 /// Writes `record` under `key` if its current version is `expected`; returns the new version.
 ///

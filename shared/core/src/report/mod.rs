@@ -1,21 +1,24 @@
 //! The status document a DBA reads (`migration-status`, `bakdrop status`): built from the
 //! migration record and its file records only (no SQL Server, no VPC).
 //!
-//! [`read`] keeps the document and what it reads bounded whatever the number of files: counts
+//! [`crate::files::report`] keeps the document and what it reads bounded whatever the number of files: counts
 //! per state, and at most [`LISTED`] files per list, the latest (a migration of 10,000 log
 //! backups answers with the 100 last restored and `counts.restored` = 10,000). [`build`] makes
 //! the whole document from every file record, for stores that hold them in memory anyway.
+
+pub mod events;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::ports::{StatusStore, StoreError};
-use crate::status::{
-    ArmedComplete, BackupKind, FileRecord, FileState, MigrationRecord, MigrationState, Reason,
+use crate::model::status::{
+    ArmedComplete, FileRecord, FileState, MigrationRecord, MigrationState, Reason,
 };
 
-/// The most files [`read`] lists per list (applied, waiting, rejected, skipped): the latest.
+use crate::model::header::BackupKind;
+
+/// The most files [`crate::files::report`] lists per list (applied, waiting, rejected, skipped): the latest.
 /// `counts` says how many there are in all.
 pub const LISTED: usize = 100;
 
@@ -136,19 +139,19 @@ fn note(f: &FileRecord) -> FileNote {
 
 /// What a report needs of a migration's files.
 #[derive(Debug, Clone, Default)]
-struct Files {
-    counts: Counts,
+pub(crate) struct Files {
+    pub(crate) counts: Counts,
     /// Restored files (all, or the latest), in any order.
-    restored: Vec<FileRecord>,
-    waiting: Vec<FileRecord>,
-    rejected: Vec<FileRecord>,
-    skipped: Vec<FileRecord>,
+    pub(crate) restored: Vec<FileRecord>,
+    pub(crate) waiting: Vec<FileRecord>,
+    pub(crate) rejected: Vec<FileRecord>,
+    pub(crate) skipped: Vec<FileRecord>,
     /// The failed file updated last.
-    last_failed: Option<FileRecord>,
+    pub(crate) last_failed: Option<FileRecord>,
     /// Restore steps by type: full, differential, log (a striped set counts once).
-    restored_kinds: [u64; 3],
+    pub(crate) restored_kinds: [u64; 3],
     /// The counts are known (false for [`headline`], which reads no file).
-    counted: bool,
+    pub(crate) counted: bool,
 }
 
 fn kind_index(kind: BackupKind) -> usize {
@@ -161,7 +164,7 @@ fn kind_index(kind: BackupKind) -> usize {
 
 impl Files {
     /// From every file record of the migration.
-    fn of(files: &[FileRecord]) -> Files {
+    pub(crate) fn of(files: &[FileRecord]) -> Files {
         let mut out = Files {
             counted: true,
             ..Files::default()
@@ -205,103 +208,6 @@ impl Files {
     }
 }
 
-/// The report of `database` from `store`, bounded: counts per state and at most [`LISTED`]
-/// files per list, the latest, read through the store's files-by-state index
-/// ([`StatusStore::list_files_in`]); the restored counts by type come from the migration's
-/// chain. A migration whose files predate the index is read in full, as [`build`] does, its
-/// lists cut to the latest [`LISTED`] likewise. `None` when there is neither a migration nor
-/// a file.
-///
-/// # Errors
-/// [`StoreError`] as the store's.
-pub async fn read<S: StatusStore>(
-    store: &S,
-    database: &str,
-) -> Result<Option<StatusReport>, StoreError> {
-    let migration = store.get_migration(database).await?.map(|v| v.record);
-    let files = match migration.as_ref().filter(|m| m.files_indexed) {
-        Some(m) => Box::pin(indexed_files(store, database, m)).await?,
-        None => {
-            let all: Vec<FileRecord> = store
-                .list_files(database)
-                .await?
-                .into_iter()
-                .map(|v| v.record)
-                .collect();
-            if migration.is_none() && all.is_empty() {
-                return Ok(None);
-            }
-            let mut files = Files::of(&all);
-            for list in [
-                &mut files.restored,
-                &mut files.waiting,
-                &mut files.rejected,
-                &mut files.skipped,
-            ] {
-                list.sort_by_key(|f| std::cmp::Reverse(f.updated_at));
-                list.truncate(LISTED);
-            }
-            files
-        }
-    };
-    Ok(Some(compose(database, migration.as_ref(), files)))
-}
-
-/// What the report needs of an indexed migration's files, read state by state.
-async fn indexed_files<S: StatusStore>(
-    store: &S,
-    database: &str,
-    migration: &MigrationRecord,
-) -> Result<Files, StoreError> {
-    let mut files = Files {
-        counted: true,
-        ..Files::default()
-    };
-    let c = &mut files.counts;
-    for state in [FileState::Received, FileState::Validated, FileState::Queued] {
-        c.queued += store.count_files_in(database, state).await?;
-    }
-    c.waiting = store.count_files_in(database, FileState::Waiting).await?;
-    c.restoring = store.count_files_in(database, FileState::Restoring).await?;
-    c.skipped = store.count_files_in(database, FileState::Skipped).await?;
-    c.rejected = store.count_files_in(database, FileState::Rejected).await?;
-    c.failed = store.count_files_in(database, FileState::Failed).await?;
-    let applied = &migration.chain.applied;
-    c.restored = usize::try_from(applied.files()).unwrap_or(usize::MAX);
-    files.restored_kinds = [
-        applied.steps_of(BackupKind::Full),
-        applied.steps_of(BackupKind::Differential),
-        applied.steps_of(BackupKind::Log),
-    ];
-    files.restored = latest(store, database, FileState::Restored, LISTED).await?;
-    files.waiting = latest(store, database, FileState::Waiting, LISTED).await?;
-    files.rejected = latest(store, database, FileState::Rejected, LISTED).await?;
-    files.skipped = latest(store, database, FileState::Skipped, LISTED).await?;
-    if files.counts.failed > 0 {
-        files.last_failed = latest(store, database, FileState::Failed, 1)
-            .await?
-            .into_iter()
-            .next();
-    }
-    Ok(files)
-}
-
-/// The latest `limit` files in `state` (one listed a moment before it moved on is left out).
-async fn latest<S: StatusStore>(
-    store: &S,
-    database: &str,
-    state: FileState,
-    limit: usize,
-) -> Result<Vec<FileRecord>, StoreError> {
-    Ok(store
-        .list_files_in(database, state, limit)
-        .await?
-        .into_iter()
-        .map(|v| v.record)
-        .filter(|f| f.state == state)
-        .collect())
-}
-
 /// The status line of a migration from its record alone (no file read): what the events say.
 /// Counts that only the files know (queued, waiting) are left out.
 pub fn headline(migration: &MigrationRecord) -> String {
@@ -326,7 +232,11 @@ pub fn build(
     compose(database, migration, Files::of(files))
 }
 
-fn compose(database: &str, migration: Option<&MigrationRecord>, files: Files) -> StatusReport {
+pub(crate) fn compose(
+    database: &str,
+    migration: Option<&MigrationRecord>,
+    files: Files,
+) -> StatusReport {
     let counts = files.counts.clone();
     let mut restored: Vec<&FileRecord> = files.restored.iter().collect();
     restored.sort_by_key(|f| {

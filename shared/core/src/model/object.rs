@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::{DatabaseName, DatabaseNameError};
+use crate::model::names::{DatabaseName, DatabaseNameError};
 
 /// Where bakdrop puts its own copies in the upload bucket (staged stripes for RDS). Objects under
 /// it are not uploads: validation ignores their events.

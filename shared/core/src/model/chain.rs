@@ -1,12 +1,23 @@
-//! What has been restored on the target so far ([`ChainState`]), kept bounded inside the
-//! migration's record, and how a restored step changes it.
+//! A restore chain's steps ([`Step`]: one RESTORE statement) and what has been restored on the
+//! target so far ([`ChainState`]), kept bounded inside the migration's record, and how a
+//! restored step changes it.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::Step;
-use crate::lsn::Lsn;
-use crate::status::BackupKind;
+use crate::model::header::BackupKind;
+use crate::model::lsn::Lsn;
+
+/// One RESTORE statement: one backup set, all its stripe files in media-family order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    pub kind: BackupKind,
+    /// File ids, ordered by `family_sequence`.
+    pub files: Vec<String>,
+    pub backup_set_guid: Uuid,
+    pub first_lsn: Lsn,
+    pub last_lsn: Lsn,
+}
 
 /// How many of the latest steps [`ChainState::recent`] keeps, at most.
 pub const RECENT_STEPS: usize = 32;
@@ -259,7 +270,7 @@ impl ChainState {
     }
 
     /// How far the restored chain reaches (`LastLSN` of the last step).
-    pub(super) fn reach(&self) -> Lsn {
+    pub(crate) fn reach(&self) -> Lsn {
         self.last_lsn.unwrap_or(Lsn::ZERO)
     }
 }

@@ -11,8 +11,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::object::ObjectRef;
-use crate::status::HeaderSummary;
+use crate::model::header::HeaderSummary;
+use crate::model::object::ObjectRef;
 
 /// The message schema this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;

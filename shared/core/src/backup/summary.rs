@@ -5,7 +5,8 @@
 //! act on. Version and migration checks come later (they need configuration and state).
 
 use crate::backup::{self, BackupFile, BackupType, ParseError};
-use crate::status::{BackupKind, DatabaseFile, DatabaseFileKind, HeaderSummary, Reason};
+use crate::model::header::{BackupKind, DatabaseFile, DatabaseFileKind, HeaderSummary};
+use crate::model::status::Reason;
 
 /// Parses head and tail bytes of an object of `total_size` bytes and checks the file itself.
 ///
@@ -56,7 +57,7 @@ pub fn check_file(file: &BackupFile) -> Result<HeaderSummary, Reason> {
             "the backup was written WITH MEDIAPASSWORD; neither RDS nor bakdrop can supply the password. Take the backup again without a media password",
         ));
     }
-    crate::version::check_known(u32::from(set.database_version))
+    crate::model::version::check_known(u32::from(set.database_version))
         .map_err(|e| Reason::new(e.code(), e.to_string()))?;
     let backup_type = match set.backup_type {
         BackupType::Full => BackupKind::Full,
