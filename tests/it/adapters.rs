@@ -111,7 +111,10 @@ async fn the_status_table_compare_and_set_refuses_stale_writers() {
     let table = unique_name("status");
     aws.create_status_table(&table).await.expect("table");
     let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
-    let mut migration = MigrationRecord::new("Sales ]'\"DB", now());
+    let mut migration = MigrationRecord::new(
+        bakdrop_core::DatabaseName::parse("Sales ]'\"DB").expect("name"),
+        now(),
+    );
     assert_eq!(
         store
             .put_migration(&migration, None)
@@ -188,7 +191,7 @@ fn queued_file(migration: &str, name: &str) -> FileRecord {
         size: 1,
     };
     FileRecord {
-        migration: migration.into(),
+        migration: Some(bakdrop_core::DatabaseName::parse(migration).expect("name")),
         file_id: object.file_id(),
         object,
         state: FileState::Queued,
@@ -215,7 +218,13 @@ async fn migrations_are_listed_page_by_page_in_name_order() {
     names.extend(["Zürich", "a lower", "Sales ]'\"DB", "日本"].map(String::from));
     for name in &names {
         store
-            .put_migration(&MigrationRecord::new(name, now()), None)
+            .put_migration(
+                &MigrationRecord::new(
+                    bakdrop_core::DatabaseName::parse(name).expect("name"),
+                    now(),
+                ),
+                None,
+            )
             .await
             .expect("stored");
         for file in ["full.bak", "log1.trn", "log2.trn"] {
@@ -237,8 +246,8 @@ async fn migrations_are_listed_page_by_page_in_name_order() {
         pages += 1;
         assert!(page.len() <= 10, "{}", page.len());
         let Some(last) = page.last() else { break };
-        after = Some(last.database.clone());
-        listed.extend(page.into_iter().map(|m| m.database));
+        after = Some(last.database.to_string());
+        listed.extend(page.into_iter().map(|m| m.database.to_string()));
     }
     assert_eq!(listed, names);
     assert_eq!(pages, 4, "27 migrations in pages of 10, then an empty page");
@@ -306,7 +315,7 @@ async fn the_sqs_queue_carries_versioned_json_with_its_delay() {
     let url = aws.create_queue(&unique_name("jobs")).await.expect("queue");
     let queue = SqsJobQueue::new(aws.sqs.clone(), &url);
     let message = QueueMessage::Advance {
-        migration: "Sales".into(),
+        migration: bakdrop_core::DatabaseName::parse("Sales").expect("name"),
     };
     queue
         .send(&message, std::time::Duration::ZERO)

@@ -98,7 +98,7 @@ fn file(i: u32, state: FileState) -> FileRecord {
     let at = now() - time::Duration::minutes(15 * i64::from(RESTORED_LOGS + 1 - i));
     let restored = state == FileState::Restored;
     FileRecord {
-        migration: DB.into(),
+        migration: Some(bakdrop_core::DatabaseName::parse(DB).expect("name")),
         file_id: object.file_id(),
         object,
         state,
@@ -246,7 +246,8 @@ async fn a_migration_of_ten_thousand_restored_logs_takes_one_more_with_a_bounded
 
     // Seeded: the full and 10,000 logs restored, their steps recorded on the chain.
     let seeding = Instant::now();
-    let mut migration = MigrationRecord::new(DB, now());
+    let mut migration =
+        MigrationRecord::new(bakdrop_core::DatabaseName::parse(DB).expect("name"), now());
     migration.state = MigrationState::Synchronizing;
     let restored: Vec<FileRecord> = (0..=RESTORED_LOGS)
         .map(|i| file(i, FileState::Restored))
@@ -306,7 +307,7 @@ async fn a_migration_of_ten_thousand_restored_logs_takes_one_more_with_a_bounded
         },
     };
     let job = QueueMessage::Restore(Box::new(RestoreJob {
-        migration: DB.into(),
+        migration: bakdrop_core::DatabaseName::parse(DB).expect("name"),
         file_id: new_log.file_id.clone(),
         object: new_log.object.clone(),
         header: new_log.header.clone().expect("header"),
@@ -397,7 +398,7 @@ async fn a_migration_of_ten_thousand_restored_logs_takes_one_more_with_a_bounded
     again.file_id = again.object.file_id();
     worker.store.put_file(&again, None).await.expect("queued");
     let job = QueueMessage::Restore(Box::new(RestoreJob {
-        migration: DB.into(),
+        migration: bakdrop_core::DatabaseName::parse(DB).expect("name"),
         file_id: again.file_id.clone(),
         object: again.object.clone(),
         header: again.header.clone().expect("header"),

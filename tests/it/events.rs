@@ -315,7 +315,10 @@ impl Setup {
     /// rejected file between. Returns the migration's record after each write.
     async fn migrate(&self, database: &str, later: bool) -> MigrationRecord {
         let now = OffsetDateTime::now_utc();
-        let mut m = MigrationRecord::new(database, now);
+        let mut m = MigrationRecord::new(
+            bakdrop_core::DatabaseName::parse(database).expect("name"),
+            now,
+        );
         let mut v = self.store.put_migration(&m, None).await.expect("created");
         let object = bakdrop_core::model::object::ObjectRef {
             bucket: "b".into(),
@@ -325,7 +328,7 @@ impl Setup {
             size: 1,
         };
         let file = FileRecord {
-            migration: database.to_owned(),
+            migration: Some(bakdrop_core::DatabaseName::parse(database).expect("name")),
             file_id: object.file_id(),
             object,
             state: FileState::Rejected,

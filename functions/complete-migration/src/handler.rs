@@ -173,10 +173,10 @@ pub async fn handle<S: StatusStore, T: RestoreTarget, Q: JobQueue, R: ObjectRead
     now: OffsetDateTime,
 ) -> Result<Value, HandlerError> {
     let invoke = Invoke::parse(payload)?;
-    let database = invoke.request.database.clone();
     if invoke.action == Action::Arm && invoke.request.last_backup.is_none() {
         return Err(HandlerError::ArmWithoutLastBackup);
     }
+    let database = cutover::parse_name(&invoke.request.database)?;
     let state = match invoke.action {
         Action::Complete => cutover::complete(store, target, &invoke.request, now).await,
         Action::Arm => arm(store, target, &invoke.request, now).await,
@@ -305,7 +305,10 @@ mod tests {
 
     async fn store(state: MigrationState) -> MemoryStore {
         let store = MemoryStore::default();
-        let mut m = MigrationRecord::new("Sales", now());
+        let mut m = MigrationRecord::new(
+            bakdrop_core::DatabaseName::parse("Sales").expect("name"),
+            now(),
+        );
         m.state = state;
         store.put_migration(&m, None).await.expect("stored");
         store
@@ -542,7 +545,7 @@ mod tests {
             queue.drain_sent(),
             vec![(
                 QueueMessage::Finish {
-                    migration: "Sales".into(),
+                    migration: bakdrop_core::DatabaseName::parse("Sales").expect("name"),
                     since: Some(now()),
                 },
                 Duration::from_secs(1)

@@ -67,7 +67,7 @@ pub async fn list<S: StatusStore>(store: &S, after: Option<&str>) -> Result<Valu
     let migrations: Vec<Listed> = page
         .into_iter()
         .map(|m| Listed {
-            database: m.database,
+            database: m.database.to_string(),
             state: m.state.to_string(),
             updated_at: m
                 .updated_at
@@ -153,7 +153,10 @@ mod tests {
 
     async fn store_with_failed_migration() -> MemoryStore {
         let store = MemoryStore::default();
-        let mut migration = MigrationRecord::new("Sales DB", now());
+        let mut migration = MigrationRecord::new(
+            bakdrop_core::DatabaseName::parse("Sales DB").expect("name"),
+            now(),
+        );
         migration.state = MigrationState::Failed;
         let mut reason = Reason::new("SqlServerError", "SQL Server refused the restore");
         reason.sql_error = Some(SqlError {
@@ -163,7 +166,7 @@ mod tests {
         migration.reason = Some(reason);
         store.put_migration(&migration, None).await.expect("stored");
         let rejected = FileRecord {
-            migration: "Sales DB".into(),
+            migration: Some(bakdrop_core::DatabaseName::parse("Sales DB").expect("name")),
             file_id: "b/Sales DB/two.bak#etag=1".into(),
             object: ObjectRef {
                 bucket: "b".into(),
@@ -209,7 +212,10 @@ mod tests {
     #[tokio::test]
     async fn the_summary_counts_what_the_counts_count() {
         let store = store_with_failed_migration().await;
-        let mut awaiting = MigrationRecord::new("Fresh", now());
+        let mut awaiting = MigrationRecord::new(
+            bakdrop_core::DatabaseName::parse("Fresh").expect("name"),
+            now(),
+        );
         awaiting.state = MigrationState::AwaitingFull;
         store.put_migration(&awaiting, None).await.expect("stored");
         let mut queued = store
@@ -218,7 +224,7 @@ mod tests {
             .expect("files")
             .remove(0)
             .record;
-        queued.migration = "Fresh".into();
+        queued.migration = Some(bakdrop_core::DatabaseName::parse("Fresh").expect("name"));
         queued.state = FileState::Queued;
         queued.reason = None;
         store.put_file(&queued, None).await.expect("stored");

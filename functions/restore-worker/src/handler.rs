@@ -168,7 +168,7 @@ mod tests {
     async fn malformed_messages_and_unknown_migrations_are_kept_for_the_dead_letter_queue() {
         let w = worker();
         let advance = QueueMessage::Advance {
-            migration: "Nope".into(),
+            migration: bakdrop_core::DatabaseName::parse("Nope").expect("name"),
         }
         .to_json();
         let response = handle(
@@ -193,7 +193,10 @@ mod tests {
     #[tokio::test]
     async fn only_the_failing_messages_are_reported_for_redelivery() {
         let w = worker();
-        let migration = MigrationRecord::new("Sales", now());
+        let migration = MigrationRecord::new(
+            bakdrop_core::DatabaseName::parse("Sales").expect("name"),
+            now(),
+        );
         w.store
             .put_migration(&migration, None)
             .await
@@ -216,7 +219,7 @@ mod tests {
             size: 10,
         };
         let file = bakdrop_core::model::status::FileRecord {
-            migration: "Sales".into(),
+            migration: Some(bakdrop_core::DatabaseName::parse("Sales").expect("name")),
             file_id: object.file_id(),
             object: object.clone(),
             state: bakdrop_core::model::status::FileState::Queued,
@@ -230,14 +233,14 @@ mod tests {
         };
         w.store.put_file(&file, None).await.expect("stored");
         let job = QueueMessage::Restore(Box::new(bakdrop_core::model::job::RestoreJob {
-            migration: "Sales".into(),
+            migration: bakdrop_core::DatabaseName::parse("Sales").expect("name"),
             file_id: object.file_id(),
             object,
             header,
         }))
         .to_json();
         let idle = QueueMessage::Advance {
-            migration: "Sales".into(),
+            migration: bakdrop_core::DatabaseName::parse("Sales").expect("name"),
         }
         .to_json();
         w.store.fail_next_puts(1);
@@ -264,11 +267,17 @@ mod tests {
     async fn messages_not_started_before_the_deadline_are_left_for_redelivery() {
         let w = worker();
         w.store
-            .put_migration(&MigrationRecord::new("Sales", now()), None)
+            .put_migration(
+                &MigrationRecord::new(
+                    bakdrop_core::DatabaseName::parse("Sales").expect("name"),
+                    now(),
+                ),
+                None,
+            )
             .await
             .expect("stored");
         let advance = QueueMessage::Advance {
-            migration: "Sales".into(),
+            migration: bakdrop_core::DatabaseName::parse("Sales").expect("name"),
         }
         .to_json();
         let limits = Limits {
@@ -304,7 +313,13 @@ mod tests {
     async fn a_message_failing_on_its_last_delivery_is_recorded_on_its_migration() {
         let w = worker();
         w.store
-            .put_migration(&MigrationRecord::new("Sales", now()), None)
+            .put_migration(
+                &MigrationRecord::new(
+                    bakdrop_core::DatabaseName::parse("Sales").expect("name"),
+                    now(),
+                ),
+                None,
+            )
             .await
             .expect("stored");
         // A restore job for a file the table does not know: it fails on every delivery.

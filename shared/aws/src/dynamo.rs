@@ -401,7 +401,7 @@ impl StatusStore for DynamoStatusStore {
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
         self.put(
-            pk(&record.migration),
+            pk(record.migration_key()),
             file_sk(&record.file_id),
             "file",
             record.state.to_string(),
@@ -409,7 +409,7 @@ impl StatusStore for DynamoStatusStore {
             record,
             expected,
             Index::File {
-                partition: files_partition(&record.migration, record.state),
+                partition: files_partition(record.migration_key(), record.state),
                 sort: files_sort_key(record.updated_at),
             },
         )

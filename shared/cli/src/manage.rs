@@ -166,8 +166,8 @@ pub async fn status_in_table(
             loop {
                 let page = store.list_migrations(after.as_deref(), 100).await?;
                 let done = page.len() < 100;
-                after = page.last().map(|m| m.database.clone());
-                names.extend(page.into_iter().map(|m| m.database));
+                after = page.last().map(|m| m.database.to_string());
+                names.extend(page.into_iter().map(|m| m.database.to_string()));
                 if done {
                     break;
                 }

@@ -62,7 +62,7 @@ fn restored(database: &str, name: &str) -> FileRecord {
         size: data.len() as u64,
     };
     FileRecord {
-        migration: database.into(),
+        migration: Some(bakdrop_core::DatabaseName::parse(database).expect("name")),
         file_id: object.file_id(),
         object,
         state: FileState::Restored,
@@ -77,7 +77,10 @@ fn restored(database: &str, name: &str) -> FileRecord {
 }
 
 async fn synchronizing(store: &DynamoStatusStore, database: &str) {
-    let mut migration = MigrationRecord::new(database, time::OffsetDateTime::now_utc());
+    let mut migration = MigrationRecord::new(
+        bakdrop_core::DatabaseName::parse(database).expect("name"),
+        time::OffsetDateTime::now_utc(),
+    );
     migration.state = MigrationState::Synchronizing;
     migration.restores_submitted = true; // its restores made the database on the target
     let files = [
@@ -139,7 +142,10 @@ async fn complete_cancel_and_status_invoke_a_stacks_functions() {
         waiting.state = state;
         store.put_file(&waiting, None).await.expect("stored");
     }
-    let mut restoring = MigrationRecord::new("Early", time::OffsetDateTime::now_utc());
+    let mut restoring = MigrationRecord::new(
+        bakdrop_core::DatabaseName::parse("Early").expect("name"),
+        time::OffsetDateTime::now_utc(),
+    );
     restoring.state = MigrationState::Restoring;
     store.put_migration(&restoring, None).await.expect("stored");
 

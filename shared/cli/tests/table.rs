@@ -25,7 +25,10 @@ async fn status_and_complete_work_on_a_stacks_status_table() {
     aws.create_status_table(&table).await.expect("table");
     let store = DynamoStatusStore::new(aws.dynamodb.clone(), &table);
     let now = time::OffsetDateTime::now_utc();
-    let mut migration = MigrationRecord::new("Sales", now);
+    let mut migration = MigrationRecord::new(
+        bakdrop_core::DatabaseName::parse("Sales").expect("name"),
+        now,
+    );
     migration.state = MigrationState::Synchronizing;
     store.put_migration(&migration, None).await.expect("stored");
     let object = ObjectRef {
@@ -36,7 +39,7 @@ async fn status_and_complete_work_on_a_stacks_status_table() {
         size: 1,
     };
     let file = FileRecord {
-        migration: "Sales".into(),
+        migration: Some(bakdrop_core::DatabaseName::parse("Sales").expect("name")),
         file_id: object.file_id(),
         object,
         state: FileState::Restored,
@@ -127,11 +130,11 @@ async fn status_and_complete_work_on_a_stacks_status_table() {
         "{}",
         String::from_utf8_lossy(&online.stderr)
     );
-    let mut hr = MigrationRecord::new("HR", now);
+    let mut hr = MigrationRecord::new(bakdrop_core::DatabaseName::parse("HR").expect("name"), now);
     hr.state = MigrationState::Cancelled;
     store.put_migration(&hr, None).await.expect("stored");
     let mut hr_file = file.clone();
-    hr_file.migration = "HR".into();
+    hr_file.migration = Some(bakdrop_core::DatabaseName::parse("HR").expect("name"));
     store.put_file(&hr_file, None).await.expect("stored");
     let listed = bakdrop(&["status", "HR", "--table", &table, "--json"]);
     let doc: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("json");

@@ -110,7 +110,11 @@ async fn set_state<S: StatusStore>(
     Err(CutoverError::Store(StoreError::Conflict { expected: None }))
 }
 
-fn parse_name(name: &str) -> Result<DatabaseName, CutoverError> {
+/// Checks a database name that came with a request, refused as `InvalidDatabaseName`.
+///
+/// # Errors
+/// [`CutoverError::Refused`] saying which rule the name breaks.
+pub fn parse_name(name: &str) -> Result<DatabaseName, CutoverError> {
     DatabaseName::parse(name).map_err(|e| refused("InvalidDatabaseName", e.to_string()))
 }
 
@@ -883,7 +887,7 @@ mod tests {
 
     fn file(name: &str, state: FileState, kind: BackupKind, last: u32) -> FileRecord {
         FileRecord {
-            migration: "Sales".into(),
+            migration: Some(crate::DatabaseName::parse("Sales").expect("name")),
             file_id: format!("b/Sales/{name}#etag=1"),
             object: ObjectRef {
                 bucket: "b".into(),
@@ -906,7 +910,8 @@ mod tests {
     /// A migration in `state` with `files`, and a target where the database is RESTORING.
     fn setup(state: MigrationState, files: &[FileRecord]) -> (MemoryStore, MemoryTarget) {
         let store = MemoryStore::default();
-        let mut migration = MigrationRecord::new("Sales", now());
+        let mut migration =
+            MigrationRecord::new(crate::DatabaseName::parse("Sales").expect("name"), now());
         migration.state = state;
         // The chain of the restored files, in LSN order (as the worker records it).
         let mut restored: Vec<&FileRecord> = files

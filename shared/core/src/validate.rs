@@ -15,6 +15,7 @@ use crate::backup;
 use crate::backup::summary;
 use crate::model::header::{BackupKind, HeaderSummary};
 use crate::model::job::{QueueMessage, RestoreJob};
+use crate::model::names::DatabaseName;
 use crate::model::object::{MigrationKey, ObjectRef};
 use crate::model::status::{
     Claim, FileRecord, FileState, MigrationRecord, MigrationState, Reason, Versioned,
@@ -319,13 +320,11 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         }
         let file_id = object.file_id();
         let key = MigrationKey::parse(&object.key);
-        let migration = key
-            .as_ref()
-            .map(|k| k.database.as_str().to_owned())
-            .unwrap_or_default();
+        let migration = key.as_ref().ok().map(|k| k.database.clone());
+        let store_key = migration.as_deref().unwrap_or_default();
 
         for _ in 0..MAX_ATTEMPTS {
-            let existing = self.store.get_file(&migration, &file_id).await?;
+            let existing = self.store.get_file(store_key, &file_id).await?;
             let (record, version) = match existing {
                 Some(Versioned { record, version }) if record.state.validation_done() => {
                     let state = record.state;
@@ -336,7 +335,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                         Recheck::Retry => continue,
                         Recheck::Rejected(reason) => {
                             return Ok(Outcome::Rejected {
-                                migration,
+                                migration: store_key.to_owned(),
                                 file_id,
                                 reason,
                             });
@@ -402,7 +401,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                     match self.store.put_file(&record, None).await {
                         Ok(_) if record.state == FileState::Rejected => {
                             return Ok(Outcome::Rejected {
-                                migration,
+                                migration: store_key.to_owned(),
                                 file_id,
                                 reason: record.reason.unwrap_or_else(|| {
                                     Reason::new("Unknown", "rejected without a reason")
@@ -537,20 +536,26 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                 file.file_id
             ))));
         };
-        if let Err(reason) = self.join_migration(&file.migration, &header, now).await? {
+        let Some(database) = file.migration.clone() else {
+            return Err(ValidateError::Store(StoreError::Corrupt(format!(
+                "file record {} is Validated but names no migration",
+                file.file_id
+            ))));
+        };
+        if let Err(reason) = self.join_migration(&database, &header, now).await? {
             file.state = FileState::Rejected;
             file.reason = Some(reason.clone());
             file.claim = None;
             file.updated_at = now;
             self.store.put_file(&file, Some(file_version)).await?;
             return Ok(Outcome::Rejected {
-                migration: file.migration,
+                migration: database.to_string(),
                 file_id: file.file_id,
                 reason,
             });
         }
         let message = QueueMessage::Restore(Box::new(RestoreJob {
-            migration: file.migration.clone(),
+            migration: database.clone(),
             file_id: file.file_id.clone(),
             object: file.object.clone(),
             header,
@@ -564,7 +569,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                 Ok(_) => break,
                 Err(StoreError::Conflict { .. }) => {
                     // Someone moved the record on (e.g. a worker already picked the job up).
-                    match self.store.get_file(&file.migration, &file.file_id).await? {
+                    match self.store.get_file(&database, &file.file_id).await? {
                         Some(current) if current.record.state.validation_done() => break,
                         Some(current) => file_version = current.version,
                         None => {
@@ -579,7 +584,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
             }
         }
         Ok(Outcome::Queued {
-            migration: file.migration,
+            migration: database.to_string(),
             file_id: file.file_id,
         })
     }
@@ -606,14 +611,18 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
             Ok(key) => key,
             Err(e) => {
                 return self
-                    .reject_request(object, "", Reason::new("InvalidKey", e.to_string()), now)
+                    .reject_request(object, None, Reason::new("InvalidKey", e.to_string()), now)
                     .await
             }
         };
-        let database = key.database.as_str().to_owned();
+        let database = key.database;
         let request = match self.read_arm_request(object).await? {
             Ok(request) => request,
-            Err(reason) => return self.reject_request(object, &database, reason, now).await,
+            Err(reason) => {
+                return self
+                    .reject_request(object, Some(&database), reason, now)
+                    .await
+            }
         };
         use crate::cutover::{self, CutoverError};
         let result = if request.disarm {
@@ -626,7 +635,9 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         } else {
             let last_backup = request.last_backup.clone().unwrap_or_default();
             if let Err(reason) = self.ensure_migration(&database, now).await? {
-                return self.reject_request(object, &database, reason, now).await;
+                return self
+                    .reject_request(object, Some(&database), reason, now)
+                    .await;
             }
             match cutover::arm(
                 &self.store,
@@ -655,17 +666,18 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                 tracing::info!(migration = %database, key = %object.key, attempt = attempt_id,
                     armed = ?last_backup, "Complete armed by upload");
                 Ok(Outcome::Armed {
-                    migration: database,
+                    migration: database.to_string(),
                     last_backup,
                 })
             }
             Err(CutoverError::Store(e)) => Err(e.into()),
             Err(e @ (CutoverError::Target(_) | CutoverError::NotFound(_))) => {
                 let reason = Reason::new(e.error_type(), e.to_string());
-                self.reject_request(object, &database, reason, now).await
+                self.reject_request(object, Some(&database), reason, now)
+                    .await
             }
             Err(CutoverError::Refused { code, message }) => {
-                self.reject_request(object, &database, Reason::new(code, message), now)
+                self.reject_request(object, Some(&database), Reason::new(code, message), now)
                     .await
             }
         }
@@ -709,13 +721,13 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
     async fn reject_request(
         &self,
         object: &ObjectRef,
-        database: &str,
+        database: Option<&DatabaseName>,
         reason: Reason,
         now: OffsetDateTime,
     ) -> Result<Outcome, ValidateError> {
         let file_id = object.file_id();
         let record = FileRecord {
-            migration: database.to_owned(),
+            migration: database.cloned(),
             file_id: file_id.clone(),
             object: object.clone(),
             state: FileState::Rejected,
@@ -729,7 +741,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         };
         match self.store.put_file(&record, None).await {
             Ok(_) => Ok(Outcome::Rejected {
-                migration: database.to_owned(),
+                migration: database.map(ToString::to_string).unwrap_or_default(),
                 file_id,
                 reason,
             }),
@@ -744,14 +756,14 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
     /// The migration of `database`, created (its name claimed) when it does not exist yet.
     async fn ensure_migration(
         &self,
-        database: &str,
+        database: &DatabaseName,
         now: OffsetDateTime,
     ) -> Result<Result<(), Reason>, ValidateError> {
         let holder = self
             .store
             .claim_name(&crate::model::names::fold(database), database)
             .await?;
-        if holder != database {
+        if holder != database.as_str() {
             return Ok(Err(Reason::new(
                 "SameDatabaseName",
                 format!("the folder {database} names the same database as the folder {holder}, which migrates it: upload {ARM_REQUEST_FILE} to the folder {holder}"),
@@ -762,7 +774,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         }
         match self
             .store
-            .put_migration(&MigrationRecord::new(database, now), None)
+            .put_migration(&MigrationRecord::new(database.clone(), now), None)
             .await
         {
             Ok(_) | Err(StoreError::Conflict { .. }) => Ok(Ok(())),
@@ -774,13 +786,13 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
     /// migration cannot take the file.
     async fn join_migration(
         &self,
-        database: &str,
+        database: &DatabaseName,
         header: &HeaderSummary,
         now: OffsetDateTime,
     ) -> Result<Result<(), Reason>, ValidateError> {
         let folded = crate::model::names::fold(database);
         let holder = self.store.claim_name(&folded, database).await?;
-        if holder != database {
+        if holder != database.as_str() {
             return Ok(Err(Reason::new(
                 "SameDatabaseName",
                 format!(
@@ -792,7 +804,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
             let current = self.store.get_migration(database).await?;
             let (mut record, version) = match current {
                 Some(v) => (v.record, Some(v.version)),
-                None => (MigrationRecord::new(database, now), None),
+                None => (MigrationRecord::new(database.clone(), now), None),
             };
             if let Err(reason) = admit(&record, header) {
                 return Ok(Err(reason));
@@ -1418,7 +1430,8 @@ mod tests {
 
     #[test]
     fn admit_takes_a_second_full_of_the_same_database_the_planner_decides() {
-        let mut migration = MigrationRecord::new("Clean", now());
+        let mut migration =
+            MigrationRecord::new(crate::DatabaseName::parse("Clean").expect("name"), now());
         let header = sample_header(BackupKind::Full);
         migration.family_guid = Some(header.family_guid);
         migration.full_backup_set_guid = Some(uuid::Uuid::from_u128(1));

@@ -347,11 +347,11 @@ impl StatusStore for JsonFileStore {
         self.write_record(|doc, sequence| {
             let old = doc
                 .migrations
-                .get(&record.database)
+                .get(record.database.as_str())
                 .map(|e| e.record.clone());
             let version = put_if(
                 &mut doc.migrations,
-                record.database.clone(),
+                record.database.to_string(),
                 record,
                 expected,
             )?;
@@ -374,7 +374,10 @@ impl StatusStore for JsonFileStore {
         expected: Option<u64>,
     ) -> Result<u64, StoreError> {
         self.write_record(|doc, sequence| {
-            let files = doc.files.entry(record.migration.clone()).or_default();
+            let files = doc
+                .files
+                .entry(record.migration_key().to_owned())
+                .or_default();
             let old = files.get(&record.file_id).map(|e| e.record.clone());
             let version = put_if(files, record.file_id.clone(), record, expected)?;
             let written = events::file_events(old.as_ref(), record, version, sequence);
@@ -494,7 +497,10 @@ mod tests {
         let dir = temp_path("cas");
         let store = JsonFileStore::new(dir.join("status.json"));
         let now = OffsetDateTime::now_utc();
-        let record = MigrationRecord::new("Sales", now);
+        let record = MigrationRecord::new(
+            bakdrop_core::DatabaseName::parse("Sales").expect("name"),
+            now,
+        );
         let v1 = store.put_migration(&record, None).await.expect("create");
         assert_eq!(v1, 1);
         assert!(matches!(
@@ -543,7 +549,7 @@ mod tests {
                 size: 1,
             };
             let record = FileRecord {
-                migration: "Sales".into(),
+                migration: Some(bakdrop_core::DatabaseName::parse("Sales").expect("name")),
                 file_id: object.file_id(),
                 object,
                 state,

@@ -6,12 +6,14 @@
 //!  "object": {"bucket": "…", "key": "Sales/full.bak", "etag": "…", "size": 1234},
 //!  "header": {"backup_type": "full", "first_lsn": "39000000048800071", …}}
 //! ```
-//! LSNs are decimal strings (they exceed 2^53). Unknown fields are ignored so that a newer
+//! LSNs are decimal strings (they exceed 2^53). `migration` is checked as a target database name
+//! on the way in ([`DatabaseName`]): a body naming an invalid one is malformed. Unknown fields are ignored so that a newer
 //! producer can add fields; a different `schema` is refused with [`JobError::UnsupportedSchema`].
 
 use serde::{Deserialize, Serialize};
 
 use crate::model::header::HeaderSummary;
+use crate::model::names::DatabaseName;
 use crate::model::object::ObjectRef;
 
 /// The message schema this build writes and reads.
@@ -25,15 +27,15 @@ pub enum QueueMessage {
     Restore(Box<RestoreJob>),
     /// Look at the migration's task in flight (sent delayed, again and again, until it ends).
     Poll {
-        migration: String,
+        migration: DatabaseName,
         task_name: String,
     },
     /// Plan again (sent delayed when the target was busy).
-    Advance { migration: String },
+    Advance { migration: DatabaseName },
     /// Look at the task bringing a Completing migration's database online (RDS
     /// `FINISH_RESTORE`; sent delayed, again and again, until it ends).
     Finish {
-        migration: String,
+        migration: DatabaseName,
         /// When Complete started the task: looks come at 1, 2, 3, 5 … seconds after it (at most
         /// the poll interval apart); without it, every poll interval.
         #[serde(
@@ -48,7 +50,7 @@ pub enum QueueMessage {
 /// A validated file, with what the worker needs from its header.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RestoreJob {
-    pub migration: String,
+    pub migration: DatabaseName,
     pub file_id: String,
     pub object: ObjectRef,
     pub header: HeaderSummary,
@@ -79,7 +81,7 @@ impl JobError {
 
 impl QueueMessage {
     /// The migration the message is about.
-    pub fn migration(&self) -> &str {
+    pub fn migration(&self) -> &DatabaseName {
         match self {
             QueueMessage::Restore(job) => &job.migration,
             QueueMessage::Advance { migration }

@@ -95,6 +95,32 @@ pub fn fold(name: &str) -> String {
         .collect()
 }
 
+/// A checked name reads as the text it is (for the ports, which key records by text).
+impl std::ops::Deref for DatabaseName {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for DatabaseName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for DatabaseName {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for DatabaseName {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
 impl fmt::Display for DatabaseName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -105,6 +131,34 @@ impl<'de> Deserialize<'de> for DatabaseName {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         DatabaseName::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Serde for an optional name stored as text, `""` meaning none (how file records have always
+/// stored the migration of a key that names none). A stored name that is not a valid name is an
+/// error, as for [`DatabaseName`] itself.
+pub mod or_empty {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::DatabaseName;
+
+    pub fn serialize<S: Serializer>(
+        name: &Option<DatabaseName>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(name.as_ref().map_or("", DatabaseName::as_str))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<DatabaseName>, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.is_empty() {
+            return Ok(None);
+        }
+        DatabaseName::parse(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::model::chain::{ChainState, Step};
 use crate::model::header::{BackupKind, HeaderSummary};
+use crate::model::names::DatabaseName;
 use crate::model::object::ObjectRef;
 use crate::model::task::TaskId;
 
@@ -164,8 +165,10 @@ pub struct Claim {
 /// One uploaded file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FileRecord {
-    /// The migration (target database) the key names; empty when the key names none.
-    pub migration: String,
+    /// The migration (target database) the key names; `None` when the key names none (stored
+    /// as `""`).
+    #[serde(with = "crate::model::names::or_empty")]
+    pub migration: Option<DatabaseName>,
     /// [`ObjectRef::file_id`].
     pub file_id: String,
     pub object: ObjectRef,
@@ -194,6 +197,13 @@ pub struct FileRecord {
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+impl FileRecord {
+    /// The migration's name as the status store keys the file (`""` when the key names none).
+    pub fn migration_key(&self) -> &str {
+        self.migration.as_deref().unwrap_or_default()
+    }
 }
 
 /// The restore the migration has in flight on the target.
@@ -292,7 +302,7 @@ impl Rates {
 /// One migration (one target database).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MigrationRecord {
-    pub database: String,
+    pub database: DatabaseName,
     pub state: MigrationState,
     /// The source database's FamilyGUID: every file must share it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -389,9 +399,9 @@ fn is_zero(n: &u32) -> bool {
 
 impl MigrationRecord {
     /// A migration that has seen no full backup yet.
-    pub fn new(database: &str, now: OffsetDateTime) -> MigrationRecord {
+    pub fn new(database: DatabaseName, now: OffsetDateTime) -> MigrationRecord {
         MigrationRecord {
-            database: database.to_owned(),
+            database,
             state: MigrationState::AwaitingFull,
             family_guid: None,
             full_backup_set_guid: None,
@@ -424,7 +434,7 @@ impl MigrationRecord {
     /// The migration that replaces this one after a reset: nothing restored, the next
     /// generation, tasks up to this one's highest not its own.
     pub fn next_generation(&self, now: OffsetDateTime) -> MigrationRecord {
-        let mut next = MigrationRecord::new(&self.database, now);
+        let mut next = MigrationRecord::new(self.database.clone(), now);
         next.generation = self.generation.saturating_add(1);
         next.task_floor = self.task_floor.max(self.highest_task);
         next

@@ -198,7 +198,7 @@ impl StatusStore for MemoryStore {
         self.injected()?;
         put_if(
             &mut lock(&self.migrations),
-            record.database.clone(),
+            record.database.to_string(),
             record,
             expected,
         )
@@ -222,7 +222,7 @@ impl StatusStore for MemoryStore {
         self.injected()?;
         put_if(
             &mut lock(&self.files),
-            (record.migration.clone(), record.file_id.clone()),
+            (record.migration_key().to_owned(), record.file_id.clone()),
             record,
             expected,
         )

@@ -265,7 +265,7 @@ pub fn migration_events(
             time: new.updated_at,
             detail: Detail {
                 id: event_id(&new.database, "", new.created_at, version, kind),
-                database: new.database.clone(),
+                database: new.database.to_string(),
                 file: None,
                 old_state: old.map(|o| o.state.to_string()),
                 new_state: new.state.to_string(),
@@ -333,8 +333,14 @@ pub fn file_events(
         detail_type: kind,
         time: new.updated_at,
         detail: Detail {
-            id: event_id(&new.migration, &new.file_id, new.created_at, version, kind),
-            database: new.migration.clone(),
+            id: event_id(
+                new.migration_key(),
+                &new.file_id,
+                new.created_at,
+                version,
+                kind,
+            ),
+            database: new.migration_key().to_owned(),
             file: Some(FileDetail {
                 name: name.to_owned(),
                 key: new.object.key.clone(),
@@ -420,7 +426,7 @@ mod tests {
 
     fn file(state: FileState) -> FileRecord {
         FileRecord {
-            migration: "Sales".into(),
+            migration: Some(crate::DatabaseName::parse("Sales").expect("name")),
             file_id: "b/Sales/log.trn#etag=1".into(),
             object: ObjectRef {
                 bucket: "b".into(),
@@ -502,7 +508,8 @@ mod tests {
 
     #[test]
     fn a_migration_gives_its_state_changes_and_its_arm_changes() {
-        let created = MigrationRecord::new("Sales", now());
+        let created =
+            MigrationRecord::new(crate::DatabaseName::parse("Sales").expect("name"), now());
         assert_eq!(
             kinds(&migration_events(None, &created, 1, "1")),
             [DetailType::MigrationStateChanged]
@@ -562,7 +569,10 @@ mod tests {
     fn every_kind_of_event_validates_against_the_schema_and_a_wrong_one_does_not() {
         let schema = SchemaValidator::new();
         let mut events = Vec::new();
-        let created = MigrationRecord::new("Sales]; DROP DATABASE x --", now());
+        let created = MigrationRecord::new(
+            crate::DatabaseName::parse("Sales]; DROP DATABASE x --").expect("name"),
+            now(),
+        );
         events.extend(migration_events(
             None,
             &created,

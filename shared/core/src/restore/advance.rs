@@ -7,7 +7,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// Plans and, when a step is due, submits it.
     pub(super) async fn advance(
         &self,
-        name: &str,
+        name: &DatabaseName,
         attempt: Attempt<'_>,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
@@ -18,7 +18,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// candidates (read directly: the store's files-by-state index may not list it yet).
     pub(super) async fn advance_with(
         &self,
-        name: &str,
+        name: &DatabaseName,
         joined: Option<&str>,
         attempt: Attempt<'_>,
         now: OffsetDateTime,
@@ -285,17 +285,17 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(WorkError::Contended(name.to_owned()))
+        Err(WorkError::Contended(name.to_string()))
     }
 
     /// The live-target checks before the first RESTORE of a migration.
     pub(super) async fn preconditions(
         &self,
-        name: &str,
+        name: &DatabaseName,
         candidates: &[Candidate],
         step: &Step,
     ) -> Result<Result<(), Reason>, WorkError> {
-        let database = database_name(name)?;
+        let database = name.clone();
         if let Some(state) = self.target.database_state(&database).await? {
             return Ok(Err(Reason::new(
                 "TargetDatabaseExists",
@@ -342,7 +342,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// the migration shows why, its state unchanged, and plans again after the busy delay.
     pub(super) async fn not_ready(
         &self,
-        name: &str,
+        name: &DatabaseName,
         not_ready: crate::ports::NotReady,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
@@ -364,7 +364,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// Submits the claimed step (or, resuming a claim, finds the task submitted before).
     pub(super) async fn submit(
         &self,
-        name: &str,
+        name: &DatabaseName,
         claimed: Claimed,
         attempt: Attempt<'_>,
         now: OffsetDateTime,
@@ -480,7 +480,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// with why.
     pub(super) async fn stale_files(
         &self,
-        name: &str,
+        name: &DatabaseName,
         step: &Step,
     ) -> Result<Vec<(String, Reason)>, WorkError> {
         let mut stale = Vec::new();
@@ -510,7 +510,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// (another upload may take their place; until then the chain waits).
     pub(super) async fn set_aside_stale(
         &self,
-        name: &str,
+        name: &DatabaseName,
         stale: Vec<(String, Reason)>,
         attempt: Attempt<'_>,
         now: OffsetDateTime,
@@ -531,7 +531,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// What the target is asked to restore for `step`.
     pub(super) async fn request(
         &self,
-        name: &str,
+        name: &DatabaseName,
         step: &Step,
     ) -> Result<RestoreRequest, WorkError> {
         Ok(self.request_sized(name, step).await?.0)
@@ -540,11 +540,11 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// What the target is asked to restore for `step`, and the bytes of its backup files.
     pub(super) async fn request_sized(
         &self,
-        name: &str,
+        name: &DatabaseName,
         step: &Step,
     ) -> Result<(RestoreRequest, u64), WorkError> {
         let mut bytes = 0u64;
-        let mut request = RestoreRequest::new(database_name(name)?, step.kind, Vec::new());
+        let mut request = RestoreRequest::new(name.clone(), step.kind, Vec::new());
         request.s3_region = self.config.location.s3_region().cloned();
         for file_id in &step.files {
             let file = self

@@ -8,7 +8,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// whatever database is left.
     pub(super) async fn settle_cancelled(
         &self,
-        name: &str,
+        name: &DatabaseName,
         step: &Step,
         task_name: &str,
         task_floor: Option<i64>,
@@ -43,11 +43,11 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// half-restored database, end its restoring files, let go of the task `task_name`.
     pub(super) async fn let_go_cancelled(
         &self,
-        name: &str,
+        name: &DatabaseName,
         task_name: &str,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
-        crate::cutover::drop_restoring(&self.target, &database_name(name)?).await?;
+        crate::cutover::drop_restoring(&self.target, name).await?;
         crate::cutover::end_restoring_files(&self.store, name, now).await?;
         self.update_migration(name, now, |m| {
             m.in_flight
@@ -66,12 +66,12 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// half-restored database and let go of the task; until then, ask again and poll later.
     pub(super) async fn finish_cancel(
         &self,
-        name: &str,
+        name: &DatabaseName,
         task_name: &str,
         task: &TaskId,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
-        let database = database_name(name)?;
+        let database = name.clone();
         if let TaskStatus::Running { .. } = self.target.poll(&database, task).await? {
             // A task submitted just as the migration was cancelled was never asked to stop.
             if let Err(e) = self.target.cancel_task(task).await {

@@ -9,7 +9,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// every poll interval), and waits in the invocation for one about to end.
     pub(super) async fn finish(
         &self,
-        name: &str,
+        name: &DatabaseName,
         since: Option<OffsetDateTime>,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
@@ -66,7 +66,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// as a `Finish` message: no other message moves a Completing migration.
     pub(super) async fn fire_armed(
         &self,
-        name: &str,
+        name: &DatabaseName,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
         use crate::cutover::CutoverError;
@@ -105,7 +105,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// if none is recorded); otherwise the error, as the message's own.
     pub(super) async fn resume_completing_later(
         &self,
-        name: &str,
+        name: &DatabaseName,
         error: WorkError,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {

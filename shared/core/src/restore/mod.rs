@@ -99,23 +99,29 @@ const SETTLE_STEP: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone, PartialEq)]
 pub enum WorkOutcome {
     /// A restore was submitted.
-    Submitted { migration: String, task: String },
+    Submitted {
+        migration: DatabaseName,
+        task: String,
+    },
     /// A task is still running.
     Running {
-        migration: String,
+        migration: DatabaseName,
         percent: Option<f64>,
     },
     /// Nothing to do now (waiting for files, in flight elsewhere, or synchronizing).
     Idle {
-        migration: String,
+        migration: DatabaseName,
         state: MigrationState,
     },
     /// The target was busy; planning again later.
-    Deferred { migration: String },
+    Deferred { migration: DatabaseName },
     /// The message was about something already handled.
-    Stale { migration: String },
+    Stale { migration: DatabaseName },
     /// The migration failed (recorded, with its reason).
-    Failed { migration: String, reason: Reason },
+    Failed {
+        migration: DatabaseName,
+        reason: Reason,
+    },
 }
 
 /// Why a message could not be handled; the message stays on the queue when transient.
@@ -251,7 +257,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// How long to wait before retrying after a target fault: as long as the fault has lasted
     /// (so retries space out as 1, 2, 4, … times the busy delay), at least the busy delay, at
     /// most SQS's longest delay.
-    async fn fault_backoff(&self, name: &str, now: OffsetDateTime) -> Duration {
+    async fn fault_backoff(&self, name: &DatabaseName, now: OffsetDateTime) -> Duration {
         let since = match self.store.get_migration(name).await {
             Ok(Some(m)) => m.record.target_fault_since,
             _ => None,
@@ -269,7 +275,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// [`WorkError`] when the store failed.
     pub async fn note_dead_letter(
         &self,
-        name: &str,
+        name: &DatabaseName,
         error: &str,
         now: OffsetDateTime,
     ) -> Result<bool, WorkError> {
@@ -289,7 +295,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// retried; the state is left as it is, and the next restore recorded clears it.
     async fn note_target_error(
         &self,
-        name: &str,
+        name: &DatabaseName,
         error: &TargetError,
         now: OffsetDateTime,
     ) -> Result<bool, WorkError> {
@@ -355,16 +361,15 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         }
     }
 
-    async fn migration(&self, name: &str) -> Result<Versioned<MigrationRecord>, WorkError> {
+    async fn migration(
+        &self,
+        name: &DatabaseName,
+    ) -> Result<Versioned<MigrationRecord>, WorkError> {
         self.store
             .get_migration(name)
             .await?
             .ok_or_else(|| WorkError::Unknown(format!("migration {name}")))
     }
-}
-
-fn database_name(name: &str) -> Result<DatabaseName, WorkError> {
-    DatabaseName::parse(name).map_err(|e| WorkError::Unknown(format!("migration {name:?}: {e}")))
 }
 
 /// The message that tries `message` again: a restore job's file has joined its migration

@@ -7,7 +7,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// Queues a poll of the task `task_name` after `delay`.
     pub(super) async fn poll_later(
         &self,
-        name: &str,
+        name: &DatabaseName,
         task_name: &str,
         delay: Duration,
     ) -> Result<(), WorkError> {
@@ -37,7 +37,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
 
     pub(super) async fn poll(
         &self,
-        name: &str,
+        name: &DatabaseName,
         task_name: &str,
         attempt: Attempt<'_>,
         now: OffsetDateTime,
@@ -65,7 +65,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         let Some(task) = in_flight.task.clone() else {
             return self.advance(name, attempt, now).await;
         };
-        let database = database_name(name)?;
+        let database = name.clone();
         if record.state == MigrationState::Cancelled {
             return self.finish_cancel(name, task_name, &task, now).await;
         }

@@ -7,7 +7,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// Marks files Failed, then the migration, with one reason.
     pub(super) async fn fail_files(
         &self,
-        name: &str,
+        name: &DatabaseName,
         files: &[String],
         reason: Reason,
         now: OffsetDateTime,
@@ -27,7 +27,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// Marks the migration Failed with a reason (keeps an earlier terminal state).
     pub(super) async fn fail(
         &self,
-        name: &str,
+        name: &DatabaseName,
         reason: Reason,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
@@ -47,7 +47,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
 
     pub(super) async fn release_claim(
         &self,
-        name: &str,
+        name: &DatabaseName,
         attempt: Attempt<'_>,
         now: OffsetDateTime,
     ) -> Result<bool, WorkError> {
@@ -67,7 +67,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// claim: whoever comes next takes it over and asks the target for its task first.
     pub(super) async fn end_own_lease(
         &self,
-        name: &str,
+        name: &DatabaseName,
         attempt: Attempt<'_>,
         now: OffsetDateTime,
     ) -> Result<bool, WorkError> {
@@ -84,7 +84,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     /// Returns whether it was changed.
     pub(super) async fn update_migration(
         &self,
-        name: &str,
+        name: &DatabaseName,
         now: OffsetDateTime,
         change: impl Fn(&mut MigrationRecord) -> Option<()>,
     ) -> Result<bool, WorkError> {
@@ -103,13 +103,13 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(WorkError::Contended(name.to_owned()))
+        Err(WorkError::Contended(name.to_string()))
     }
 
     /// Read-modify-write of a file record, as [`Worker::update_migration`].
     pub(super) async fn update_file(
         &self,
-        migration: &str,
+        migration: &DatabaseName,
         file_id: &str,
         now: OffsetDateTime,
         change: impl Fn(&mut FileRecord) -> Option<()>,
@@ -133,6 +133,6 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(WorkError::Contended(migration.to_owned()))
+        Err(WorkError::Contended(migration.to_string()))
     }
 }

@@ -342,7 +342,7 @@ fn a_poll_waits_in_its_invocation_for_a_restore_about_to_end() {
     assert_eq!(
         outcome,
         WorkOutcome::Idle {
-            migration: "Clean".into(),
+            migration: crate::DatabaseName::parse("Clean").expect("name"),
             state: MigrationState::Synchronizing
         }
     );
@@ -390,7 +390,7 @@ fn a_finish_task_is_looked_at_sooner_the_sooner_it_started() {
     .expect("complete");
     assert_eq!(state, MigrationState::Completing);
     let finish = QueueMessage::Finish {
-        migration: "Clean".into(),
+        migration: crate::DatabaseName::parse("Clean").expect("name"),
         since: Some(started),
     };
     for (after, delay) in [(1, 1), (6, 3), (20, 10), (600, 30)] {
@@ -650,7 +650,7 @@ fn a_message_delivered_again_resumes_a_complete_that_stopped_before_its_task_was
     // The invocation ended before its follow-up was queued: only the redelivery is left.
     p.queue.drain_sent();
     let advance = QueueMessage::Advance {
-        migration: "Clean".into(),
+        migration: crate::DatabaseName::parse("Clean").expect("name"),
     };
     let outcome = block_on(
         p.worker
@@ -741,7 +741,7 @@ fn an_armed_complete_has_the_guards_of_a_manual_one_and_a_refusal_is_recorded() 
     arm_clean(&p, "sql2016_log_RestoreTimeClean2_3.trn");
     assert!(crate::cutover::armed_due(&p.migration("Clean")));
     let advance = QueueMessage::Advance {
-        migration: "Clean".into(),
+        migration: crate::DatabaseName::parse("Clean").expect("name"),
     };
     block_on(p.worker.handle(&advance, attempt("a", "a"), p.now())).expect("handled");
     assert_eq!(p.migration("Clean").state, MigrationState::Succeeded);
@@ -816,7 +816,7 @@ fn on_rds_complete_stays_completing_until_the_finish_task_succeeded() {
     assert_eq!(finishing, TaskId::Rds(2));
     // The worker follows it: still running, so it looks again later.
     let finish = QueueMessage::Finish {
-        migration: "Clean".into(),
+        migration: crate::DatabaseName::parse("Clean").expect("name"),
         since: None,
     };
     let outcome =
@@ -824,7 +824,7 @@ fn on_rds_complete_stays_completing_until_the_finish_task_succeeded() {
     assert_eq!(
         outcome,
         WorkOutcome::Idle {
-            migration: "Clean".into(),
+            migration: crate::DatabaseName::parse("Clean").expect("name"),
             state: MigrationState::Completing
         }
     );
@@ -1242,7 +1242,7 @@ fn a_connection_cut_after_submitting_finds_the_task_instead_of_submitting_again(
         retry,
         vec![(
             QueueMessage::Advance {
-                migration: "Clean".into()
+                migration: crate::DatabaseName::parse("Clean").expect("name")
             },
             Duration::from_secs(120)
         )]
@@ -1368,7 +1368,7 @@ fn a_second_invocation_with_the_same_message_defers_to_a_live_claim_and_never_su
     // Another message for the migration leaves the live claim alone too.
     let other = block_on(p.worker.handle(
         &QueueMessage::Advance {
-            migration: "Clean".into(),
+            migration: crate::DatabaseName::parse("Clean").expect("name"),
         },
         attempt("m2", "third"),
         p.now(),
@@ -1387,7 +1387,7 @@ fn a_claim_whose_lease_ran_out_is_taken_over_and_its_task_found_not_submitted_ag
         .set(p.clock.get() + SUBMIT_CLAIM.whole_seconds() + 1);
     let outcome = block_on(p.worker.handle(
         &QueueMessage::Advance {
-            migration: "Clean".into(),
+            migration: crate::DatabaseName::parse("Clean").expect("name"),
         },
         attempt("m2", "later"),
         p.now(),
@@ -1798,7 +1798,7 @@ fn stripe_file(sequence: u32, count: u32, now: OffsetDateTime) -> FileRecord {
         size: 1,
     };
     FileRecord {
-        migration: "Striped".into(),
+        migration: Some(crate::DatabaseName::parse("Striped").expect("name")),
         file_id: object.file_id(),
         object,
         state: FileState::Queued,
@@ -1842,7 +1842,8 @@ fn stripes_that_join_at_once_and_miss_each_other_in_a_lagging_index_are_restored
 {
     let p = pipeline("2022");
     let now = p.now();
-    let mut migration = MigrationRecord::new("Striped", now);
+    let mut migration =
+        MigrationRecord::new(crate::DatabaseName::parse("Striped").expect("name"), now);
     migration.state = MigrationState::Synchronizing;
     migration.chain.apply_on_fork(
         &Step {
@@ -1862,7 +1863,7 @@ fn stripes_that_join_at_once_and_miss_each_other_in_a_lagging_index_are_restored
         p.objects.put("b", &stripe.object.key, vec![0]);
         block_on(p.store.put_file(stripe, None)).expect("queued");
         let job = QueueMessage::Restore(Box::new(crate::model::job::RestoreJob {
-            migration: "Striped".into(),
+            migration: crate::DatabaseName::parse("Striped").expect("name"),
             file_id: stripe.file_id.clone(),
             object: stripe.object.clone(),
             header: stripe.header.clone().expect("header"),
@@ -1899,7 +1900,7 @@ fn stripes_that_join_at_once_and_miss_each_other_in_a_lagging_index_are_restored
     block_on(q.store.put_migration(&migration, None)).expect("stored");
     block_on(q.store.put_file(&stripes[0], None)).expect("queued");
     let job = QueueMessage::Restore(Box::new(crate::model::job::RestoreJob {
-        migration: "Striped".into(),
+        migration: crate::DatabaseName::parse("Striped").expect("name"),
         file_id: stripes[0].file_id.clone(),
         object: stripes[0].object.clone(),
         header: stripes[0].header.clone().expect("header"),
