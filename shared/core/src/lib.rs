@@ -17,7 +17,7 @@
 //! 7. The services: [`validate`] (one uploaded object), [`restore`] (the worker: submit, poll,
 //!    advance the chain), [`cutover`] (Complete, Cancel, Reset), [`files`] (a migration's files
 //!    by state, and its report read from the store), [`pace`] (when to look at a running
-//!    restore again).
+//!    restore again), [`retry`] (the read-modify-write every service writes its records with).
 
 pub mod model;
 
@@ -35,6 +35,7 @@ pub mod cutover;
 pub mod files;
 pub mod pace;
 pub mod restore;
+pub mod retry;
 pub mod validate;
 
 pub use model::lsn::Lsn;

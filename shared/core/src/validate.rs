@@ -16,7 +16,7 @@ use crate::backup::summary;
 use crate::model::header::{BackupKind, HeaderSummary};
 use crate::model::job::{QueueMessage, RestoreJob};
 use crate::model::names::DatabaseName;
-use crate::model::object::{MigrationKey, ObjectRef};
+use crate::model::object::{KeyError, MigrationKey, ObjectRef};
 use crate::model::status::{
     Claim, FileRecord, FileState, MigrationRecord, MigrationState, Reason, Versioned,
 };
@@ -24,6 +24,7 @@ use crate::model::version::{SqlServerRelease, VersionPolicy};
 use crate::ports::{
     ByteRange, JobQueue, ObjectReader, QueueError, ReadError, StatusStore, StoreError,
 };
+use crate::retry::{cas, retry, Cas};
 
 /// How long a validation attempt owns a file record before another delivery may take it over.
 pub const CLAIM_DURATION: time::Duration = time::Duration::seconds(120);
@@ -146,6 +147,14 @@ impl ValidateConfig {
     }
 }
 
+/// What one try at a file's record came to.
+enum Taken {
+    /// Answered without restoring anything (a duplicate, a rejection).
+    Done(Outcome),
+    /// Validated and claimed by this attempt, at this version: joins its migration next.
+    Claimed(Box<FileRecord>, u64),
+}
+
 /// What re-checking a file rejected under other settings came to.
 enum Recheck {
     /// Not a settings rejection, or the same verdict: nothing to do.
@@ -230,8 +239,6 @@ pub struct Validator<R, S, Q> {
     pub queue: Q,
     pub config: ValidateConfig,
 }
-
-const MAX_ATTEMPTS: usize = 5;
 
 /// The most rejected files of one migration [`Validator::revalidate`] looks at in one call.
 pub const REVALIDATE_LIMIT: usize = 1000;
@@ -320,103 +327,131 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         }
         let file_id = object.file_id();
         let key = MigrationKey::parse(&object.key);
-        let migration = key.as_ref().ok().map(|k| k.database.clone());
-        let store_key = migration.as_deref().unwrap_or_default();
-
-        for _ in 0..MAX_ATTEMPTS {
-            let existing = self.store.get_file(store_key, &file_id).await?;
-            let (record, version) = match existing {
-                Some(Versioned { record, version }) if record.state.validation_done() => {
-                    let state = record.state;
-                    match self.recheck(record, version, attempt_id, now).await? {
-                        Recheck::Unchanged => {
-                            return Ok(Outcome::Duplicate { file_id, state });
-                        }
-                        Recheck::Retry => continue,
-                        Recheck::Rejected(reason) => {
-                            return Ok(Outcome::Rejected {
-                                migration: store_key.to_owned(),
-                                file_id,
-                                reason,
-                            });
-                        }
-                        Recheck::Accepted(record, version) => (*record, version),
-                    }
-                }
-                Some(Versioned {
-                    mut record,
-                    version,
-                }) => {
-                    let claim_is_mine_or_stale = record
-                        .claim
-                        .as_ref()
-                        .is_none_or(|c| c.owner == attempt_id || c.until <= now);
-                    if !claim_is_mine_or_stale {
-                        return Err(ValidateError::InProgress { file_id });
-                    }
-                    record.claim = Some(claim(attempt_id, now));
-                    record.updated_at = now;
-                    match self.store.put_file(&record, Some(version)).await {
-                        Ok(v) => (record, v),
-                        Err(StoreError::Conflict { .. }) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                None => {
-                    let (header, checked) = match &key {
-                        // Boxed: the reads and the parse make a large future (deep in debug builds).
-                        Ok(_) => match Box::pin(self.read_header(object)).await? {
-                            Ok(header) => {
-                                let verdict = self.config.check_settings(object, &header);
-                                (Some(header), verdict)
-                            }
-                            Err(reason) => (None, Err(reason)),
-                        },
-                        Err(e) => (None, Err(Reason::new("InvalidKey", e.to_string()))),
-                    };
-                    let mut record = FileRecord {
-                        migration: migration.clone(),
-                        file_id: file_id.clone(),
-                        object: object.clone(),
-                        state: FileState::Validated,
-                        reason: None,
-                        header: None,
-                        claim: Some(claim(attempt_id, now)),
-                        restore_started_at: None,
-                        restore_finished_at: None,
-                        created_at: now,
-                        updated_at: now,
-                    };
-                    // A file rejected for the settings keeps its header: it is checked again
-                    // under other settings without reading it again.
-                    record.header = header;
-                    match checked {
-                        Ok(()) => {}
-                        Err(reason) => {
-                            record.state = FileState::Rejected;
-                            record.reason = Some(reason.clone());
-                            record.claim = None;
-                        }
-                    }
-                    match self.store.put_file(&record, None).await {
-                        Ok(_) if record.state == FileState::Rejected => {
-                            return Ok(Outcome::Rejected {
-                                migration: store_key.to_owned(),
-                                file_id,
-                                reason: record.reason.unwrap_or_else(|| {
-                                    Reason::new("Unknown", "rejected without a reason")
-                                }),
-                            });
-                        }
-                        Ok(v) => (record, v),
-                        Err(StoreError::Conflict { .. }) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            };
-            return self.register_and_queue(record, version, now).await;
+        let taken = retry(|| self.take(object, &key, &file_id, attempt_id, now))
+            .await?
+            .ok_or_else(|| ValidateError::Contended {
+                file_id: file_id.clone(),
+            })?;
+        match taken {
+            Taken::Done(outcome) => Ok(outcome),
+            Taken::Claimed(record, version) => self.register_and_queue(*record, version, now).await,
         }
-        Err(ValidateError::Contended { file_id })
+    }
+
+    /// One try at the file's record: a file validated before is checked again under the
+    /// settings of now (or answered as a duplicate), a file another delivery validates is in
+    /// progress unless its claim is this attempt's or ran out, and a new file is read and checked.
+    async fn take(
+        &self,
+        object: &ObjectRef,
+        key: &Result<MigrationKey, KeyError>,
+        file_id: &str,
+        attempt_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Cas<Taken>, ValidateError> {
+        let migration = key.as_ref().ok().map(|k| &k.database);
+        let store_key = migration.map(|m| m.as_str()).unwrap_or_default();
+        let rejected = |reason| Outcome::Rejected {
+            migration: store_key.to_owned(),
+            file_id: file_id.to_owned(),
+            reason,
+        };
+        match self.store.get_file(store_key, file_id).await? {
+            Some(Versioned { record, version }) if record.state.validation_done() => {
+                let state = record.state;
+                Ok(
+                    match self.recheck(record, version, attempt_id, now).await? {
+                        Recheck::Unchanged => Cas::Done(Taken::Done(Outcome::Duplicate {
+                            file_id: file_id.to_owned(),
+                            state,
+                        })),
+                        Recheck::Retry => Cas::Lost,
+                        Recheck::Rejected(reason) => Cas::Done(Taken::Done(rejected(reason))),
+                        Recheck::Accepted(record, version) => {
+                            Cas::Done(Taken::Claimed(record, version))
+                        }
+                    },
+                )
+            }
+            Some(Versioned {
+                mut record,
+                version,
+            }) => {
+                let claim_is_mine_or_stale = record
+                    .claim
+                    .as_ref()
+                    .is_none_or(|c| c.owner == attempt_id || c.until <= now);
+                if !claim_is_mine_or_stale {
+                    return Err(ValidateError::InProgress {
+                        file_id: file_id.to_owned(),
+                    });
+                }
+                record.claim = Some(claim(attempt_id, now));
+                record.updated_at = now;
+                let written = cas(self.store.put_file(&record, Some(version)).await)?;
+                Ok(written.map(|v| Taken::Claimed(Box::new(record), v)))
+            }
+            None => {
+                let record = self
+                    .record_new(object, key, file_id, attempt_id, now)
+                    .await?;
+                let written = cas(self.store.put_file(&record, None).await)?;
+                Ok(written.map(|v| {
+                    if record.state == FileState::Rejected {
+                        let reason = record
+                            .reason
+                            .unwrap_or_else(|| Reason::new("Unknown", "rejected without a reason"));
+                        Taken::Done(rejected(reason))
+                    } else {
+                        Taken::Claimed(Box::new(record), v)
+                    }
+                }))
+            }
+        }
+    }
+
+    /// The record of a file seen for the first time: read, parsed and checked under the
+    /// settings; Validated and claimed by `attempt_id`, or Rejected with why.
+    async fn record_new(
+        &self,
+        object: &ObjectRef,
+        key: &Result<MigrationKey, KeyError>,
+        file_id: &str,
+        attempt_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<FileRecord, ValidateError> {
+        let (header, checked) = match key {
+            // Boxed: the reads and the parse make a large future (deep in debug builds).
+            Ok(_) => match Box::pin(self.read_header(object)).await? {
+                Ok(header) => {
+                    let verdict = self.config.check_settings(object, &header);
+                    (Some(header), verdict)
+                }
+                Err(reason) => (None, Err(reason)),
+            },
+            Err(e) => (None, Err(Reason::new("InvalidKey", e.to_string()))),
+        };
+        let mut record = FileRecord {
+            migration: key.as_ref().ok().map(|k| k.database.clone()),
+            file_id: file_id.to_owned(),
+            object: object.clone(),
+            state: FileState::Validated,
+            reason: None,
+            // A file rejected for the settings keeps its header: it is checked again under
+            // other settings without reading it again.
+            header,
+            claim: Some(claim(attempt_id, now)),
+            restore_started_at: None,
+            restore_finished_at: None,
+            created_at: now,
+            updated_at: now,
+        };
+        if let Err(reason) = checked {
+            record.state = FileState::Rejected;
+            record.reason = Some(reason);
+            record.claim = None;
+        }
+        Ok(record)
     }
 
     /// Reads the backup ([`read_backup`]), parses it and checks what needs only the file itself
@@ -800,14 +835,14 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                 ),
             )));
         }
-        for _ in 0..MAX_ATTEMPTS {
+        let once = || async move {
             let current = self.store.get_migration(database).await?;
             let (mut record, version) = match current {
                 Some(v) => (v.record, Some(v.version)),
                 None => (MigrationRecord::new(database.clone(), now), None),
             };
             if let Err(reason) = admit(&record, header) {
-                return Ok(Err(reason));
+                return Ok(Cas::Done(Err(reason)));
             }
             let before = record.clone();
             record.family_guid = Some(header.family_guid);
@@ -816,16 +851,14 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                 record.full_backup_set_guid = Some(header.backup_set_guid);
             }
             if version.is_some() && record == before {
-                return Ok(Ok(()));
+                return Ok(Cas::Done(Ok(())));
             }
             record.updated_at = now;
-            match self.store.put_migration(&record, version).await {
-                Ok(_) => return Ok(Ok(())),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(ValidateError::Contended {
+            Ok::<_, ValidateError>(
+                cas(self.store.put_migration(&record, version).await)?.map(|_| Ok(())),
+            )
+        };
+        retry(once).await?.ok_or_else(|| ValidateError::Contended {
             file_id: format!("migration {database}"),
         })
     }

@@ -1,7 +1,12 @@
-//! Advancing a migration: the planner's next step, the checks of the live target before the
-//! first restore, the claim, the submission of the step as a server-side task.
+//! Advancing a migration, the executor of [`decide`]'s rules: the claim arbitration, the
+//! planner's next step, the checks of the live target before the first restore, the claim, the
+//! submission of the step as a server-side task.
 
+use super::decide::{self, Arbitration, Refusal};
 use super::*;
+use crate::cutover;
+use crate::plan::Plan;
+use crate::retry::{cas, retry, Cas};
 
 impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q, T, O> {
     /// Plans and, when a step is due, submits it.
@@ -23,269 +28,261 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         attempt: Attempt<'_>,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let Versioned {
-                record: mut migration,
-                version,
-            } = self.migration(name).await?;
-            if migration.state == MigrationState::Cancelled {
-                if let Some(in_flight) = migration
-                    .in_flight
-                    .as_ref()
-                    .filter(|f| f.task.is_none() && f.claim.until <= now)
-                {
-                    // Cancelled while a submit was in progress, whose invocation then failed:
-                    // settle the claim (take it over, then stop what it submitted, if anything).
-                    let (step, task_name) = (in_flight.step.clone(), in_flight.task_name.clone());
-                    let mut taken = migration.clone();
-                    if let Some(f) = taken.in_flight.as_mut() {
-                        f.claim = attempt.claim(now);
-                    }
-                    match self.store.put_migration(&taken, Some(version)).await {
-                        Ok(_) => {
-                            return self
-                                .settle_cancelled(
-                                    name,
-                                    &step,
-                                    &task_name,
-                                    migration.task_floor,
-                                    now,
-                                )
-                                .await
-                        }
-                        Err(StoreError::Conflict { .. }) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-            if migration.state == MigrationState::Completing && migration.finishing.is_none() {
-                // The delivery again of a message whose armed Complete stopped half-way (the
-                // invocation ended before it queued the follow-up): resume it.
-                return Box::pin(self.finish(name, Some(now), now)).await;
-            }
-            if !migration.state.accepts_uploads() {
-                return Ok(WorkOutcome::Idle {
-                    migration: name.to_owned(),
-                    state: migration.state,
-                });
-            }
-            if let Some(in_flight) = &migration.in_flight {
-                if in_flight.task.is_some() {
-                    if in_flight.claim.owner == attempt.message_id {
-                        // This message submitted the task, then failed before its first poll
-                        // was queued (or while queueing it): nothing else would ever poll the
-                        // task, so queue the poll (again; a duplicate poll is harmless).
-                        let delay = self.unknown_progress(in_flight, now);
-                        self.poll_later(name, &in_flight.task_name, delay).await?;
-                    }
-                    return Ok(WorkOutcome::Idle {
-                        migration: name.to_owned(),
-                        state: migration.state,
-                    });
-                }
-                let claimed = Claimed {
-                    step: in_flight.step.clone(),
-                    task_name: in_flight.task_name.clone(),
-                    task_floor: migration.task_floor,
-                };
-                if attempt.holds(&in_flight.claim) {
-                    return self.submit(name, claimed, attempt, now, true).await;
-                }
-                if in_flight.claim.until <= now {
-                    // Its holder failed or vanished: take the claim over (one taker wins the
-                    // compare-and-set), then find its task or submit it.
-                    let mut taken = migration.clone();
-                    if let Some(f) = taken.in_flight.as_mut() {
-                        f.claim = attempt.claim(now);
-                    }
-                    taken.updated_at = now;
-                    match self.store.put_migration(&taken, Some(version)).await {
-                        Ok(_) => return self.submit(name, claimed, attempt, now, true).await,
-                        Err(StoreError::Conflict { .. }) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                if in_flight.claim.owner == attempt.message_id {
-                    // This very message, held by another invocation right now (SQS delivers at
-                    // least once). Never act beside it; come back when its lease ends, in case
-                    // it fails after this delivery has been acknowledged.
-                    let left = in_flight.claim.until - now + time::Duration::SECOND;
-                    let delay = Duration::try_from(left)
-                        .unwrap_or(Duration::ZERO)
-                        .min(MAX_QUEUE_DELAY);
-                    self.queue
-                        .send(
-                            &QueueMessage::Advance {
-                                migration: name.to_owned(),
-                            },
-                            delay,
-                        )
-                        .await?;
-                    return Ok(WorkOutcome::Deferred {
-                        migration: name.to_owned(),
-                    });
-                }
-                return Ok(WorkOutcome::Idle {
-                    migration: name.to_owned(),
-                    state: migration.state,
-                });
-            }
+        retry(|| async move { self.advance_once(name, joined, attempt, now).await })
+            .await?
+            .ok_or_else(|| WorkError::Contended(name.to_string()))
+    }
 
-            // Only the files still to plan (not every file the migration restored).
-            let mut files =
-                crate::files::in_states(&self.store, name, Some(&migration), &TO_PLAN).await?;
-            if let Some(id) = joined.filter(|id| !files.iter().any(|f| f.record.file_id == *id)) {
-                files.extend(crate::files::if_in(&self.store, name, id, &TO_PLAN).await?);
+    /// One try of [`Worker::advance_with`] on the migration as read now: performs what
+    /// [`decide::arbitrate`] decides.
+    async fn advance_once(
+        &self,
+        name: &DatabaseName,
+        joined: Option<&str>,
+        attempt: Attempt<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Cas<WorkOutcome>, WorkError> {
+        let Versioned {
+            record: migration,
+            version,
+        } = self.migration(name).await?;
+        let outcome = match decide::arbitrate(&migration, attempt, now) {
+            Arbitration::Plan => {
+                return self
+                    .plan_and_claim(name, migration, version, joined, attempt, now)
+                    .await
             }
-            let candidates: Vec<Candidate> = files
-                .iter()
-                .filter_map(|f| {
-                    f.record.header.clone().map(|header| Candidate {
-                        file_id: f.record.file_id.clone(),
-                        file_name: f.record.object.file_name().to_owned(),
-                        header,
-                    })
+            Arbitration::SettleCancelled(claimed) => {
+                let taken = decide::taken_over(&migration, attempt, now);
+                if self.put(&taken, version).await? == Cas::Lost {
+                    return Ok(Cas::Lost);
+                }
+                self.settle_cancelled(name, &claimed, now).await?
+            }
+            Arbitration::TakeOver(claimed) => {
+                let taken = decide::taken_over(&migration, attempt, now);
+                if self.put(&taken, version).await? == Cas::Lost {
+                    return Ok(Cas::Lost);
+                }
+                self.submit(name, claimed, attempt, now, true).await?
+            }
+            Arbitration::Resume(claimed) => self.submit(name, claimed, attempt, now, true).await?,
+            Arbitration::ResumeFinish => Box::pin(self.finish(name, Some(now), now)).await?,
+            Arbitration::Repoll {
+                task_name,
+                submitted_at,
+            } => {
+                let delay = self.unknown_progress(submitted_at, now);
+                self.poll_later(name, &task_name, delay).await?;
+                idle(name, migration.state)
+            }
+            Arbitration::Defer(delay) => self.advance_later(name, delay).await?,
+            Arbitration::Rest => idle(name, migration.state),
+        };
+        Ok(Cas::Done(outcome))
+    }
+
+    /// Plans the files still to plan, records the planner's verdicts, and claims and submits the
+    /// next step (checking the live target before the first one), or rests.
+    async fn plan_and_claim(
+        &self,
+        name: &DatabaseName,
+        mut migration: MigrationRecord,
+        version: u64,
+        joined: Option<&str>,
+        attempt: Attempt<'_>,
+        now: OffsetDateTime,
+    ) -> Result<Cas<WorkOutcome>, WorkError> {
+        let files = self.files_to_plan(name, &migration, joined).await?;
+        let candidates: Vec<Candidate> = files
+            .iter()
+            .filter_map(|f| {
+                f.record.header.clone().map(|header| Candidate {
+                    file_id: f.record.file_id.clone(),
+                    file_name: f.record.object.file_name().to_owned(),
+                    header,
                 })
-                .collect();
-            let planned = plan::plan(&migration.chain, &candidates);
-            for d in &planned.decisions {
-                match &d.decision {
-                    Decision::ApplyNow => {}
-                    Decision::Wait { reason } => {
-                        let text = reason.to_string();
-                        let changed = |f: &FileRecord| {
-                            f.state != FileState::Waiting
-                                || f.reason.as_ref().map(|r| (r.code.as_str(), &r.message))
-                                    != Some((reason.code(), &text))
-                        };
-                        // The records just read say whether anything changes: a long line of
-                        // waiting logs is not read again at every step.
-                        let unchanged = files
-                            .iter()
-                            .find(|f| f.record.file_id == d.file_id)
-                            .is_some_and(|f| !changed(&f.record));
-                        if unchanged {
-                            continue;
-                        }
-                        self.update_file(name, &d.file_id, now, |f| {
-                            (changed(f) && TO_PLAN.contains(&f.state)).then(|| {
-                                f.state = FileState::Waiting;
-                                f.reason = Some(Reason::new(reason.code(), text.clone()));
-                            })
-                        })
-                        .await?;
-                    }
-                    Decision::Skip { reason } => {
-                        let text = reason.to_string();
-                        self.update_file(name, &d.file_id, now, |f| {
-                            TO_PLAN.contains(&f.state).then(|| {
-                                f.state = FileState::Skipped;
-                                f.reason = Some(Reason::new(reason.code(), text.clone()));
-                                f.restore_finished_at = Some(now);
-                            })
-                        })
-                        .await?;
-                    }
-                    Decision::Fail { reason } => {
-                        let reason = Reason::new("BrokenChain", reason.to_string());
-                        return self
-                            .fail_files(name, std::slice::from_ref(&d.file_id), reason, now)
-                            .await;
-                    }
+            })
+            .collect();
+        let planned = plan::plan(&migration.chain, &candidates);
+        if let Some(failed) = self.record_verdicts(name, &files, &planned, now).await? {
+            return Ok(Cas::Done(failed));
+        }
+        let Some(step) = planned.next.clone() else {
+            return self
+                .rest(name, migration, version, &planned, joined.is_some(), now)
+                .await;
+        };
+        if migration.chain.is_empty() {
+            let checked = match self.preconditions(name, &candidates, &step).await {
+                Err(WorkError::Target(TargetError::NotReady(not_ready)))
+                    if !not_ready.is_permanent() =>
+                {
+                    return Ok(Cas::Done(self.not_ready(name, not_ready, now).await?));
                 }
-            }
-            let Some(step) = planned.next else {
-                let waits = planned
-                    .decisions
-                    .iter()
-                    .any(|d| matches!(d.decision, Decision::Wait { .. }));
-                if joined.is_some() && waits && migration.files_indexed && self.store.lists_lag() {
-                    // A file that joined at the same moment (the other stripe of a set, the
-                    // log that fills a gap) may not be listed by the index yet, and its own
-                    // advance may miss this one: plan again once the index has caught up.
-                    self.queue
-                        .send(
-                            &QueueMessage::Advance {
-                                migration: name.to_owned(),
-                            },
-                            self.config.poll_interval,
-                        )
-                        .await?;
-                }
-                let synced = !migration.chain.is_empty();
-                if synced && migration.state != MigrationState::Synchronizing {
-                    migration.state = MigrationState::Synchronizing;
-                    migration.updated_at = now;
-                    match self.store.put_migration(&migration, Some(version)).await {
-                        Ok(_) => {}
-                        Err(StoreError::Conflict { .. }) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                if crate::cutover::armed_due(&migration) {
-                    return Box::pin(self.fire_armed(name, now)).await;
-                }
-                return Ok(WorkOutcome::Idle {
-                    migration: name.to_owned(),
-                    state: migration.state,
-                });
+                other => other?,
             };
-
-            if migration.chain.is_empty() {
-                let checked = match self.preconditions(name, &candidates, &step).await {
-                    Err(WorkError::Target(TargetError::NotReady(not_ready)))
-                        if !not_ready.is_permanent() =>
-                    {
-                        return self.not_ready(name, not_ready, now).await;
-                    }
-                    other => other?,
-                };
-                if let Err(reason) = checked {
-                    // Only against the record we planned from: a concurrent delivery may have
-                    // claimed and submitted this very step meanwhile, creating the database
-                    // the check just found. Then re-read and see its claim.
-                    migration.state = MigrationState::Failed;
-                    migration.reason = Some(reason.clone());
-                    migration.in_flight = None;
-                    migration.updated_at = now;
-                    match self.store.put_migration(&migration, Some(version)).await {
-                        Ok(_) => {
-                            return Ok(WorkOutcome::Failed {
-                                migration: name.to_owned(),
-                                reason,
-                            })
-                        }
-                        Err(StoreError::Conflict { .. }) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-            }
-            let claimed = Claimed {
-                step: step.clone(),
-                task_name: task_name(name, migration.generation, &step),
-                task_floor: migration.task_floor,
-            };
-            migration.in_flight = Some(InFlight {
-                task_name: claimed.task_name.clone(),
-                step: step.clone(),
-                task: None,
-                claim: attempt.claim(now),
-                percent_complete: None,
-                seen_running_at: None,
-                looks: 0,
-                bytes: None,
-                submitted_at: now,
-            });
-            migration.restores_submitted = true;
-            migration.state = MigrationState::Restoring;
-            migration.updated_at = now;
-            match self.store.put_migration(&migration, Some(version)).await {
-                Ok(_) => return self.submit(name, claimed, attempt, now, false).await,
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            if let Err(reason) = checked {
+                decide::fail_before_first(&mut migration, reason.clone(), now);
+                return Ok(self
+                    .put(&migration, version)
+                    .await?
+                    .map(|_| WorkOutcome::Failed {
+                        migration: name.to_owned(),
+                        reason,
+                    }));
             }
         }
-        Err(WorkError::Contended(name.to_string()))
+        let claimed = decide::claim_step(&mut migration, name, &step, attempt, now);
+        if self.put(&migration, version).await? == Cas::Lost {
+            return Ok(Cas::Lost);
+        }
+        Ok(Cas::Done(
+            self.submit(name, claimed, attempt, now, false).await?,
+        ))
+    }
+
+    /// The files still to plan (not every file the migration restored), with `joined`.
+    async fn files_to_plan(
+        &self,
+        name: &DatabaseName,
+        migration: &MigrationRecord,
+        joined: Option<&str>,
+    ) -> Result<Vec<Versioned<FileRecord>>, WorkError> {
+        let mut files =
+            crate::files::in_states(&self.store, name, Some(migration), &TO_PLAN).await?;
+        if let Some(id) = joined.filter(|id| !files.iter().any(|f| f.record.file_id == *id)) {
+            files.extend(crate::files::if_in(&self.store, name, id, &TO_PLAN).await?);
+        }
+        Ok(files)
+    }
+
+    /// Records the planner's verdict on each file ([`decide::verdict_change`]); a broken chain
+    /// fails its file and the migration, and that is the outcome.
+    async fn record_verdicts(
+        &self,
+        name: &DatabaseName,
+        files: &[Versioned<FileRecord>],
+        planned: &Plan,
+        now: OffsetDateTime,
+    ) -> Result<Option<WorkOutcome>, WorkError> {
+        for d in &planned.decisions {
+            if let Decision::Fail { reason } = &d.decision {
+                let reason = Reason::new("BrokenChain", reason.to_string());
+                let failed = self
+                    .fail_files(name, std::slice::from_ref(&d.file_id), reason, now)
+                    .await?;
+                return Ok(Some(failed));
+            }
+            // The records just read say whether anything changes: a long line of waiting logs
+            // is not read again at every step.
+            let unchanged = files
+                .iter()
+                .find(|f| f.record.file_id == d.file_id)
+                .is_some_and(|f| {
+                    decide::verdict_change(&d.decision, &mut f.record.clone(), now).is_none()
+                });
+            if !unchanged {
+                self.update_file(name, &d.file_id, now, |f| {
+                    decide::verdict_change(&d.decision, f, now)
+                })
+                .await?;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Nothing to submit: the migration reads Synchronizing once something is restored, plans
+    /// again when a file that joined may not be listed yet, and runs its armed Complete when due.
+    async fn rest(
+        &self,
+        name: &DatabaseName,
+        mut migration: MigrationRecord,
+        version: u64,
+        planned: &Plan,
+        joined: bool,
+        now: OffsetDateTime,
+    ) -> Result<Cas<WorkOutcome>, WorkError> {
+        let at_rest = decide::at_rest(&migration, planned, joined, self.store.lists_lag());
+        if at_rest.replan {
+            self.queue
+                .send(
+                    &QueueMessage::Advance {
+                        migration: name.to_owned(),
+                    },
+                    self.config.poll_interval,
+                )
+                .await?;
+        }
+        if at_rest.synchronize {
+            migration.state = MigrationState::Synchronizing;
+            migration.updated_at = now;
+            if self.put(&migration, version).await? == Cas::Lost {
+                return Ok(Cas::Lost);
+            }
+        }
+        if crate::cutover::armed_due(&migration) {
+            return Ok(Cas::Done(Box::pin(self.fire_armed(name, now)).await?));
+        }
+        Ok(Cas::Done(idle(name, migration.state)))
+    }
+
+    /// Writes the migration over the version read, as a try of a read-modify-write.
+    pub(super) async fn put(
+        &self,
+        migration: &MigrationRecord,
+        version: u64,
+    ) -> Result<Cas<u64>, WorkError> {
+        Ok(cas(self
+            .store
+            .put_migration(migration, Some(version))
+            .await)?)
+    }
+
+    /// Queues an `Advance` of the migration after `delay`.
+    pub(super) async fn advance_later(
+        &self,
+        name: &DatabaseName,
+        delay: Duration,
+    ) -> Result<WorkOutcome, WorkError> {
+        self.queue
+            .send(
+                &QueueMessage::Advance {
+                    migration: name.to_owned(),
+                },
+                delay,
+            )
+            .await?;
+        Ok(WorkOutcome::Deferred {
+            migration: name.to_owned(),
+        })
+    }
+
+    /// A cancelled migration's claim without a task, taken over: if the target has the task,
+    /// record it and poll it (the poll stops it and drops the database); if not, let go of the
+    /// claim and drop whatever database is left ([`crate::cutover::let_go`]).
+    async fn settle_cancelled(
+        &self,
+        name: &DatabaseName,
+        claimed: &Claimed,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        let task_name = claimed.task_name.as_str();
+        let request = self.request(name, &claimed.step).await?;
+        let found = self.target.find_task(&request, task_name).await?;
+        match decide::found_task(found, claimed.task_floor) {
+            Some(task) => {
+                cutover::record_task_to_stop(&self.store, name, task_name, &task, now)
+                    .await
+                    .map_err(|e| cancel_failed(e, name))?;
+                self.poll_later(name, task_name, self.config.poll_interval)
+                    .await?;
+            }
+            None => cutover::let_go(&self.store, &self.target, name, task_name, now)
+                .await
+                .map_err(|e| cancel_failed(e, name))?,
+        }
+        Ok(idle(name, MigrationState::Cancelled))
     }
 
     /// The live-target checks before the first RESTORE of a migration.
@@ -348,20 +345,11 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     ) -> Result<WorkOutcome, WorkError> {
         self.note_target_error(name, &TargetError::NotReady(not_ready), now)
             .await?;
-        self.queue
-            .send(
-                &QueueMessage::Advance {
-                    migration: name.to_owned(),
-                },
-                self.config.busy_retry,
-            )
-            .await?;
-        Ok(WorkOutcome::Deferred {
-            migration: name.to_owned(),
-        })
+        self.advance_later(name, self.config.busy_retry).await
     }
 
-    /// Submits the claimed step (or, resuming a claim, finds the task submitted before).
+    /// Submits the claimed step (or, resuming a claim, finds the task submitted before), then
+    /// records its task.
     pub(super) async fn submit(
         &self,
         name: &DatabaseName,
@@ -370,106 +358,87 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         now: OffsetDateTime,
         resuming: bool,
     ) -> Result<WorkOutcome, WorkError> {
-        let Claimed {
-            step,
-            task_name,
-            task_floor,
-        } = claimed;
-        let (request, bytes) = self.request_sized(name, &step).await?;
+        let (request, bytes) = self.request_sized(name, &claimed.step).await?;
         let found = if resuming {
-            match self.target.find_task(&request, &task_name).await? {
-                // A task of the migration before a reset (same S3 object), not this one's.
-                Some(TaskId::Rds(id)) if task_floor.is_some_and(|floor| id <= floor) => None,
-                found => found,
-            }
+            let found = self.target.find_task(&request, &claimed.task_name).await?;
+            decide::found_task(found, claimed.task_floor)
         } else {
             None
         };
-        if found.is_none() {
-            let stale = self.stale_files(name, &step).await?;
-            if !stale.is_empty() {
-                return self.set_aside_stale(name, stale, attempt, now).await;
-            }
-        }
         let task = match found {
             Some(task) => task,
-            None => match self.target.submit(&request, &task_name).await {
-                Ok(task) => task,
-                Err(TargetError::NotReady(not_ready)) if !not_ready.is_permanent() => {
-                    self.release_claim(name, attempt, now).await?;
-                    return self.not_ready(name, not_ready, now).await;
+            None => {
+                let stale = self.stale_files(name, &claimed.step).await?;
+                if !stale.is_empty() {
+                    return self.set_aside_stale(name, stale, attempt, now).await;
                 }
-                Err(TargetError::Busy) => {
-                    self.release_claim(name, attempt, now).await?;
-                    self.queue
-                        .send(
-                            &QueueMessage::Advance {
-                                migration: name.to_owned(),
-                            },
-                            self.config.busy_retry,
-                        )
-                        .await?;
-                    return Ok(WorkOutcome::Deferred {
-                        migration: name.to_owned(),
-                    });
+                match self.target.submit(&request, &claimed.task_name).await {
+                    Ok(task) => task,
+                    Err(e) => {
+                        let refusal = decide::refusal(e);
+                        return self
+                            .refused(name, &claimed.step, refusal, attempt, now)
+                            .await;
+                    }
                 }
-                // A fault of the moment (login refused, connection lost, …): recorded and
-                // retried by `handle`, never failing the migration.
-                Err(e) if e.is_transient() => return Err(e.into()),
-                Err(TargetError::Sql { number, message }) => {
-                    let reason = sql_reason(number, &message);
-                    return self.fail_files(name, &step.files, reason, now).await;
-                }
-                Err(e) => {
-                    let reason = Reason::new(
-                        "TargetRefused",
-                        format!("the restore could not be submitted: {e}"),
-                    );
-                    return self.fail_files(name, &step.files, reason, now).await;
-                }
-            },
+            }
         };
-        // Record the task on the claim.
-        let mut first_look = pace::MIN_DELAY;
-        for _ in 0..MAX_ATTEMPTS {
-            let Versioned {
-                mut record,
-                version,
-            } = self.migration(name).await?;
-            let expected = record.rates.expected(step.kind, bytes);
-            let Some(in_flight) = record.in_flight.as_mut() else {
-                return Ok(WorkOutcome::Stale {
-                    migration: name.to_owned(),
-                });
-            };
-            in_flight.task = Some(task.clone());
-            in_flight.submitted_at = now;
-            in_flight.bytes = Some(bytes);
-            first_look = self.look_delay(&pace::Progress {
-                expected,
-                ..pace::Progress::default()
-            });
-            if let TaskId::Rds(id) = task {
-                record.highest_task = record.highest_task.max(Some(id));
+        self.record_submitted(name, &claimed, task, bytes, now)
+            .await
+    }
+
+    /// Performs what a refused submission means ([`decide::refusal`]).
+    async fn refused(
+        &self,
+        name: &DatabaseName,
+        step: &Step,
+        refusal: Refusal,
+        attempt: Attempt<'_>,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        match refusal {
+            Refusal::NotReady(not_ready) => {
+                self.release_claim(name, attempt, now).await?;
+                self.not_ready(name, not_ready, now).await
             }
-            clear_target_reason(&mut record);
-            record.updated_at = now;
-            match self.store.put_migration(&record, Some(version)).await {
-                Ok(_) => break,
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+            Refusal::Busy => {
+                self.release_claim(name, attempt, now).await?;
+                self.advance_later(name, self.config.busy_retry).await
             }
+            // Recorded and retried by `handle`, never failing the migration.
+            Refusal::Transient(e) => Err(e.into()),
+            Refusal::Fail(reason) => self.fail_files(name, &step.files, reason, now).await,
         }
-        for file_id in &step.files {
-            self.update_file(name, file_id, now, |f| {
-                f.state = FileState::Restoring;
-                f.reason = None;
-                f.restore_started_at = Some(now);
-                Some(())
-            })
+    }
+
+    /// Records the submitted task on the claim and its files as Restoring, and queues the first
+    /// look at it.
+    async fn record_submitted(
+        &self,
+        name: &DatabaseName,
+        claimed: &Claimed,
+        task: TaskId,
+        bytes: u64,
+        now: OffsetDateTime,
+    ) -> Result<WorkOutcome, WorkError> {
+        let recorded = self
+            .update_migration_to(name, |m| decide::record_task(m, &task, bytes, now))
             .await?;
+        let Some(migration) = recorded else {
+            return Ok(WorkOutcome::Stale {
+                migration: name.to_owned(),
+            });
+        };
+        let first_look = self.look_delay(&pace::Progress {
+            expected: migration.rates.expected(claimed.step.kind, bytes),
+            ..pace::Progress::default()
+        });
+        for file_id in &claimed.step.files {
+            self.update_file(name, file_id, now, |f| decide::restoring(f, now))
+                .await?;
         }
-        self.poll_later(name, &task_name, first_look).await?;
+        self.poll_later(name, &claimed.task_name, first_look)
+            .await?;
         Ok(WorkOutcome::Submitted {
             migration: name.to_owned(),
             task: task.to_string(),
@@ -516,13 +485,8 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
         for (file_id, reason) in &stale {
-            self.update_file(name, file_id, now, |f| {
-                f.state = FileState::Failed;
-                f.reason = Some(reason.clone());
-                f.restore_finished_at = Some(now);
-                Some(())
-            })
-            .await?;
+            self.update_file(name, file_id, now, |f| decide::failed(f, reason, now))
+                .await?;
         }
         self.release_claim(name, attempt, now).await?;
         Box::pin(self.advance(name, attempt, now)).await
@@ -565,5 +529,13 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
             }
         }
         Ok((request, bytes))
+    }
+}
+
+/// The outcome of a delivery that has nothing to do.
+pub(super) fn idle(name: &DatabaseName, state: MigrationState) -> WorkOutcome {
+    WorkOutcome::Idle {
+        migration: name.to_owned(),
+        state,
     }
 }

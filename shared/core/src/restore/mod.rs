@@ -155,6 +155,19 @@ impl WorkError {
     }
 }
 
+/// A failure of Cancel's rules the worker performs ([`crate::cutover::let_go`] …) on the
+/// migration `name`.
+fn cancel_failed(error: crate::cutover::CutoverError, name: &DatabaseName) -> WorkError {
+    use crate::cutover::CutoverError;
+    match error {
+        CutoverError::Store(e) => WorkError::Store(e),
+        CutoverError::Target(e) => WorkError::Target(e),
+        CutoverError::NotFound(_) | CutoverError::Refused { .. } => {
+            WorkError::Unknown(format!("migration {name}"))
+        }
+    }
+}
+
 /// Who handles a message: the SQS message, whose id SQS keeps across redeliveries, and this
 /// invocation (Lambda's request id), which two deliveries of the message at once do not share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +197,7 @@ impl Attempt<'_> {
 }
 
 /// A claimed step: what to submit or find, under which name.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct Claimed {
     step: Step,
     task_name: String,
@@ -201,8 +214,6 @@ pub struct Worker<S, Q, T, O> {
     pub objects: O,
     pub config: RestoreConfig,
 }
-
-const MAX_ATTEMPTS: usize = 8;
 
 /// SQS's longest delivery delay.
 const MAX_QUEUE_DELAY: Duration = Duration::from_secs(900);
@@ -398,7 +409,7 @@ pub fn task_name(migration: &str, generation: u32, step: &Step) -> String {
 }
 
 mod advance;
-mod cancel;
+mod decide;
 mod finish;
 mod poll;
 mod reasons;

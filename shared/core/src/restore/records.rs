@@ -1,7 +1,8 @@
-//! Writes of the migration and file records: read-modify-write with compare-and-set, claims
-//! released, files and migrations failed.
+//! Writes of the migration and file records ([`retry::update`]): claims released, files and
+//! migrations failed.
 
 use super::*;
+use crate::retry::{self, Updated};
 
 impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q, T, O> {
     /// Marks files Failed, then the migration, with one reason.
@@ -13,13 +14,8 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
         for file_id in files {
-            self.update_file(name, file_id, now, |f| {
-                f.state = FileState::Failed;
-                f.reason = Some(reason.clone());
-                f.restore_finished_at = Some(now);
-                Some(())
-            })
-            .await?;
+            self.update_file(name, file_id, now, |f| decide::failed(f, &reason, now))
+                .await?;
         }
         self.fail(name, reason, now).await
     }
@@ -88,22 +84,34 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         now: OffsetDateTime,
         change: impl Fn(&mut MigrationRecord) -> Option<()>,
     ) -> Result<bool, WorkError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let Versioned {
-                mut record,
-                version,
-            } = self.migration(name).await?;
-            if change(&mut record).is_none() {
-                return Ok(false);
-            }
-            record.updated_at = now;
-            match self.store.put_migration(&record, Some(version)).await {
-                Ok(_) => return Ok(true),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        let changed = self
+            .update_migration_to(name, |m| {
+                change(m)?;
+                m.updated_at = now;
+                Some(())
+            })
+            .await?;
+        Ok(changed.is_some())
+    }
+
+    /// Read-modify-write of the migration; `change` returns `None` to leave it as it is (and
+    /// sets `updated_at` itself). Returns the record written, if it was.
+    pub(super) async fn update_migration_to(
+        &self,
+        name: &DatabaseName,
+        change: impl Fn(&mut MigrationRecord) -> Option<()>,
+    ) -> Result<Option<MigrationRecord>, WorkError> {
+        let updated = retry::update(
+            || self.store.get_migration(name),
+            |m| change(m).is_some(),
+            |m, version| async move { self.store.put_migration(&m, Some(version)).await },
+        )
+        .await;
+        match updated.map_err(|e| contended(e, name))? {
+            Updated::Missing => Err(WorkError::Unknown(format!("migration {name}"))),
+            Updated::Unchanged(_) => Ok(None),
+            Updated::Changed(m) => Ok(Some(m)),
         }
-        Err(WorkError::Contended(name.to_string()))
     }
 
     /// Read-modify-write of a file record, as [`Worker::update_migration`].
@@ -114,25 +122,29 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         now: OffsetDateTime,
         change: impl Fn(&mut FileRecord) -> Option<()>,
     ) -> Result<bool, WorkError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let Versioned {
-                mut record,
-                version,
-            } = self
-                .store
-                .get_file(migration, file_id)
-                .await?
-                .ok_or_else(|| WorkError::Unknown(format!("file {file_id}")))?;
-            if change(&mut record).is_none() {
-                return Ok(false);
-            }
-            record.updated_at = now;
-            match self.store.put_file(&record, Some(version)).await {
-                Ok(_) => return Ok(true),
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
+        let updated = retry::update(
+            || self.store.get_file(migration, file_id),
+            |f| {
+                change(f).is_some() && {
+                    f.updated_at = now;
+                    true
+                }
+            },
+            |f, version| async move { self.store.put_file(&f, Some(version)).await },
+        )
+        .await;
+        match updated.map_err(|e| contended(e, migration))? {
+            Updated::Missing => Err(WorkError::Unknown(format!("file {file_id}"))),
+            Updated::Unchanged(_) => Ok(false),
+            Updated::Changed(_) => Ok(true),
         }
-        Err(WorkError::Contended(migration.to_string()))
+    }
+}
+
+/// A store error of a read-modify-write: every try lost is contention on the migration.
+fn contended(error: StoreError, name: &DatabaseName) -> WorkError {
+    match error {
+        StoreError::Conflict { .. } => WorkError::Contended(name.to_string()),
+        e => WorkError::Store(e),
     }
 }
