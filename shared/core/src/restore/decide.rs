@@ -279,7 +279,10 @@ pub(super) enum PollTarget {
     /// The task of a cancelled migration: stop it, then drop the database.
     Cancelled(TaskId),
     /// The task in flight.
-    Look { in_flight: InFlight, task: TaskId },
+    Look {
+        in_flight: Box<InFlight>,
+        task: TaskId,
+    },
 }
 
 /// Decides what a poll of `task_name`, delivered to `attempt`, looks at in `m`.
@@ -305,7 +308,10 @@ pub(super) fn poll_target(
     if m.state == MigrationState::Cancelled {
         PollTarget::Cancelled(task)
     } else {
-        PollTarget::Look { in_flight, task }
+        PollTarget::Look {
+            in_flight: Box::new(in_flight),
+            task,
+        }
     }
 }
 
