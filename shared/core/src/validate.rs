@@ -327,7 +327,8 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         }
         let file_id = object.file_id();
         let key = MigrationKey::parse(&object.key);
-        let taken = retry(|| self.take(object, &key, &file_id, attempt_id, now))
+        // Boxed: reading and parsing a new file makes a large future (deep in debug builds).
+        let taken = retry(|| Box::pin(self.take(object, &key, &file_id, attempt_id, now)))
             .await?
             .ok_or_else(|| ValidateError::Contended {
                 file_id: file_id.clone(),
