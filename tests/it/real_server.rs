@@ -24,7 +24,7 @@ use bakdrop_core::model::version::VersionPolicy;
 use bakdrop_core::ports::fakes::{MemoryObjects, MemoryQueue, MemoryStore};
 use bakdrop_core::ports::{RestoreTarget, StatusStore};
 use bakdrop_core::restore::{Attempt, RestoreConfig, SourceLocation, WorkOutcome, Worker};
-use bakdrop_core::tsql::{self, Dialect, RestoreRequest, RestoreSource};
+use bakdrop_core::tsql::{self, Dialect, RestoreRequest, RestoreSource, S3Arn};
 use bakdrop_core::validate::{Outcome, ValidateConfig, Validator};
 use bakdrop_mssql::settings::{TargetLogin, Tls};
 use bakdrop_mssql::TiberiusTarget;
@@ -488,9 +488,11 @@ async fn real_server_parses_the_rds_dialects_statements() {
     let request = RestoreRequest::new(
         db.clone(),
         bakdrop_core::model::header::BackupKind::Full,
-        vec![RestoreSource::S3Arn(
-            "arn:aws:s3:::bucket/Sales/full.bak".into(),
-        )],
+        vec![RestoreSource::S3Arn(S3Arn::object(
+            "aws",
+            "bucket",
+            "Sales/full.bak",
+        ))],
     );
     let statements = [
         tsql::rds::restore(&request),

@@ -20,7 +20,7 @@ use bakdrop_core::model::names::DatabaseName;
 use bakdrop_core::model::object::STAGING_PREFIX;
 use bakdrop_core::model::task::TaskId;
 use bakdrop_core::ports::{Online, RestoreTarget, TargetError, TaskStatus};
-use bakdrop_core::tsql::{RestoreRequest, RestoreSource};
+use bakdrop_core::tsql::{RestoreRequest, RestoreSource, S3Arn};
 
 /// The largest object one CopyObject request copies.
 pub const MAX_SINGLE_COPY: i64 = 5 * 1024 * 1024 * 1024;
@@ -38,13 +38,6 @@ impl<T> S3StripeStaging<T> {
     }
 }
 
-/// `arn:<partition>:s3:::bucket/key` → (partition, bucket, key).
-fn split_arn(arn: &str) -> Option<(&str, &str, &str)> {
-    let (partition, rest) = arn.strip_prefix("arn:")?.split_once(":s3:::")?;
-    let (bucket, key) = rest.split_once('/')?;
-    Some((partition, bucket, key))
-}
-
 /// Where a striped request's stripes go.
 #[derive(Debug, PartialEq, Eq)]
 struct Staging {
@@ -52,8 +45,8 @@ struct Staging {
     bucket: String,
     /// (source key, staged key), in stripe order.
     copies: Vec<(String, String)>,
-    /// The one ARN RDS restores from: the staging prefix with `*`.
-    arn: String,
+    /// What RDS restores from: every object under the staging prefix.
+    arn: S3Arn,
 }
 
 /// The staged layout of a striped request; `None` when nothing needs staging.
@@ -61,31 +54,28 @@ fn plan(request: &RestoreRequest, task_name: &str) -> Option<Staging> {
     if request.sources.len() < 2 {
         return None;
     }
-    let mut bucket = None;
-    let mut partition = None;
+    let mut first: Option<&S3Arn> = None;
     let mut copies = Vec::new();
     let prefix = format!("{STAGING_PREFIX}stripes/{task_name}/");
     for (i, source) in request.sources.iter().enumerate() {
-        let RestoreSource::S3Arn(arn) = source else {
+        let RestoreSource::S3Arn(object) = source else {
             return None;
         };
-        let (p, b, key) = split_arn(arn)?;
-        if bucket.is_some_and(|x: &str| x != b) || partition.is_some_and(|x: &str| x != p) {
+        let first = *first.get_or_insert(object);
+        if object.prefix || (&object.partition, &object.bucket) != (&first.partition, &first.bucket)
+        {
             return None;
         }
-        bucket = Some(b);
-        partition = Some(p);
+        let key = object.key.as_str();
         let name = key.rsplit('/').next().unwrap_or(key);
         copies.push((key.to_owned(), format!("{prefix}{:03}-{name}", i + 1)));
     }
-    let bucket = bucket?.to_owned();
-    let partition = partition?.to_owned();
-    let arn = prefix_arn(&partition, &bucket, &prefix);
+    let first = first?;
     Some(Staging {
-        partition,
-        bucket,
+        partition: first.partition.clone(),
+        bucket: first.bucket.clone(),
         copies,
-        arn,
+        arn: S3Arn::under(&first.partition, &first.bucket, &prefix),
     })
 }
 
@@ -119,11 +109,7 @@ fn stripe_keys(staging: &Staging) -> Vec<&str> {
         .collect()
 }
 
-fn prefix_arn(partition: &str, bucket: &str, prefix: &str) -> String {
-    format!("arn:{partition}:s3:::{bucket}/{prefix}*")
-}
-
-fn staged(request: &RestoreRequest, arn: String) -> RestoreRequest {
+fn staged(request: &RestoreRequest, arn: S3Arn) -> RestoreRequest {
     RestoreRequest {
         sources: vec![RestoreSource::S3Arn(arn)],
         ..request.clone()
@@ -136,7 +122,7 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: SdkError<E>) -> 
 
 impl<T: RestoreTarget> S3StripeStaging<T> {
     /// The stripes' common prefix as an ARN, when no other object lies under it.
-    async fn direct_arn(&self, staging: &Staging) -> Result<Option<String>, TargetError> {
+    async fn direct_arn(&self, staging: &Staging) -> Result<Option<S3Arn>, TargetError> {
         let keys = stripe_keys(staging);
         let prefix = common_prefix(&keys);
         let mut seen = 0;
@@ -162,7 +148,10 @@ impl<T: RestoreTarget> S3StripeStaging<T> {
                 _ => break,
             }
         }
-        Ok((seen == keys.len()).then(|| prefix_arn(&staging.partition, &staging.bucket, &prefix)))
+        Ok(
+            (seen == keys.len())
+                .then(|| S3Arn::under(&staging.partition, &staging.bucket, &prefix)),
+        )
     }
 
     /// Deletes the staged copies of the step `task_name` (none when it was restored in place).
@@ -252,7 +241,7 @@ impl<T: RestoreTarget> RestoreTarget for S3StripeStaging<T> {
         match plan(request, task_name) {
             None => self.inner.find_task(request, task_name).await,
             Some(staging) => {
-                let direct = prefix_arn(
+                let direct = S3Arn::under(
                     &staging.partition,
                     &staging.bucket,
                     &common_prefix(&stripe_keys(&staging)),
@@ -330,8 +319,8 @@ mod tests {
     #[test]
     fn stripes_are_staged_under_a_prefix_only_they_share() {
         let r = request(vec![
-            RestoreSource::S3Arn("arn:aws:s3:::up/Sales/a.bak".into()),
-            RestoreSource::S3Arn("arn:aws:s3:::up/Sales/b.bak".into()),
+            RestoreSource::S3Arn(S3Arn::object("aws", "up", "Sales/a.bak")),
+            RestoreSource::S3Arn(S3Arn::object("aws", "up", "Sales/b.bak")),
         ]);
         let Staging {
             partition,
@@ -354,17 +343,18 @@ mod tests {
             ]
         );
         assert_eq!(
-            arn,
+            arn.to_string(),
             "arn:aws:s3:::up/_bakdrop/stripes/bakdrop_Sales_full_x/*"
         );
         // Another partition's ARNs stay in it.
         let china = request(vec![
-            RestoreSource::S3Arn("arn:aws-cn:s3:::up/Sales/a.bak".into()),
-            RestoreSource::S3Arn("arn:aws-cn:s3:::up/Sales/b.bak".into()),
+            RestoreSource::S3Arn(S3Arn::object("aws-cn", "up", "Sales/a.bak")),
+            RestoreSource::S3Arn(S3Arn::object("aws-cn", "up", "Sales/b.bak")),
         ]);
         assert!(plan(&china, "t")
             .expect("staged")
             .arn
+            .to_string()
             .starts_with("arn:aws-cn:s3:::up/_bakdrop/stripes/t/"));
     }
 
@@ -385,7 +375,9 @@ mod tests {
     #[test]
     fn single_files_other_sources_and_mixed_buckets_pass_through() {
         assert!(plan(
-            &request(vec![RestoreSource::S3Arn("arn:aws:s3:::up/a.bak".into())]),
+            &request(vec![RestoreSource::S3Arn(S3Arn::object(
+                "aws", "up", "a.bak"
+            ))]),
             "t"
         )
         .is_none());
@@ -399,8 +391,8 @@ mod tests {
         .is_none());
         assert!(plan(
             &request(vec![
-                RestoreSource::S3Arn("arn:aws:s3:::one/a.bak".into()),
-                RestoreSource::S3Arn("arn:aws:s3:::two/b.bak".into()),
+                RestoreSource::S3Arn(S3Arn::object("aws", "one", "a.bak")),
+                RestoreSource::S3Arn(S3Arn::object("aws", "two", "b.bak")),
             ]),
             "t"
         )

@@ -25,7 +25,7 @@ use bakdrop_core::model::version::{SqlServerRelease, VersionPolicy};
 use bakdrop_core::plan::{self, Candidate};
 use bakdrop_core::ports::{JobQueue, QueueError, StatusStore};
 use bakdrop_core::tsql::source::SourceLocation;
-use bakdrop_core::tsql::{self, Dialect, RestoreRequest, RestoreSource, TargetPaths};
+use bakdrop_core::tsql::{self, Dialect, RestoreRequest, RestoreSource, S3Arn, TargetPaths};
 use bakdrop_core::validate::{ValidateConfig, Validator};
 use serde::Serialize;
 
@@ -447,15 +447,12 @@ fn step_sql(
                 .iter()
                 .map(|f| object_of(f).map_or_else(|| f.clone(), |o| o.key.clone()))
                 .collect();
-            let object = match keys.as_slice() {
-                [one] => one.clone(),
+            let arn = match keys.as_slice() {
+                [one] => S3Arn::object("aws", &options.bucket, one),
                 // A striped set: RDS reads every object under one prefix ending in '*'.
-                many => format!("{}*", common_prefix(many)),
+                many => S3Arn::under("aws", &options.bucket, &common_prefix(many)),
             };
-            vec![RestoreSource::S3Arn(format!(
-                "arn:aws:s3:::{}/{object}",
-                options.bucket
-            ))]
+            vec![RestoreSource::S3Arn(arn)]
         }
         Dialect::Native => step
             .files

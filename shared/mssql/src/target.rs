@@ -347,11 +347,7 @@ impl RestoreTarget for TiberiusTarget {
     ) -> Result<Option<TaskId>, TargetError> {
         match self.dialect {
             Dialect::Rds => {
-                let arn = request.sources.first().map(|s| match s {
-                    tsql::RestoreSource::S3Arn(t)
-                    | tsql::RestoreSource::Url(t)
-                    | tsql::RestoreSource::Disk(t) => t.clone(),
-                });
+                let arn = request.sources.first().map(|s| s.text().into_owned());
                 let rows = self.rows(&tsql::rds::tasks_of(&request.database)).await?;
                 Ok(rows
                     .iter()

@@ -7,7 +7,7 @@ use bakdrop_core::model::header::{BackupKind, DatabaseFile, DatabaseFileKind};
 use bakdrop_core::model::names::DatabaseName;
 use bakdrop_core::model::task::TaskId;
 use bakdrop_core::ports::{NotReady, Online, RestoreTarget, TargetError, TaskStatus};
-use bakdrop_core::tsql::{Dialect, RestoreRequest, RestoreSource};
+use bakdrop_core::tsql::{Dialect, RestoreRequest, RestoreSource, S3Arn};
 
 use bakdrop_mssql::settings::{TargetLogin, Tls};
 use bakdrop_mssql::testing::emulator_target;
@@ -50,7 +50,7 @@ fn described(
         BackupKind::Log => emu::BackupKind::Log,
     };
     let info = BackupInfo::new(emu_kind, name);
-    emulator.register_backup(source.as_str(), info.clone());
+    emulator.register_backup(&source.text(), info.clone());
     RestoreRequest {
         files: info
             .files
@@ -72,7 +72,7 @@ fn described(
 }
 
 fn arn(key: &str) -> RestoreSource {
-    RestoreSource::S3Arn(format!("arn:aws:s3:::uploads/{key}"))
+    RestoreSource::S3Arn(S3Arn::object("aws", "uploads", key))
 }
 
 #[tokio::test]

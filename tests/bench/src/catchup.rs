@@ -168,7 +168,7 @@ pub fn describe(
         size: bytes.len() as u64,
     };
     let source = emulator_restore_config(dialect).location.source(&object);
-    emulator.set_restore_duration_of(source.as_str(), restore_time);
+    emulator.set_restore_duration_of(&source.text(), restore_time);
 }
 
 /// PUTs every object, 16 at a time.

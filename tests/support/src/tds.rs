@@ -116,7 +116,7 @@ pub fn register_upload(
     };
     for dialect in [Dialect::Rds, Dialect::Native] {
         let source = emulator_restore_config(dialect).location.source(&object);
-        emulator.register_backup(source.as_str(), info.clone());
+        emulator.register_backup(&source.text(), info.clone());
     }
 }
 

@@ -730,7 +730,7 @@ mod tests {
         );
     }
 
-    /// The parse of a compressed backup as it was before it decoded only what it reads: every
+    /// A reference parse of a compressed backup that decodes everything it is given: every
     /// whole chunk of the head, every whole record of the tail.
     fn parse_decoding_everything(head: &[u8], tail: &[u8], size: u64) -> BackupFile {
         let mtf = compressed::decompress_head(head, DECOMPRESSED_LIMIT).expect("head decodes");

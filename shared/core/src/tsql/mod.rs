@@ -51,8 +51,8 @@ impl fmt::Display for Dialect {
 /// Where the target reads a backup from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RestoreSource {
-    /// `arn:aws:s3:::bucket/key` (RDS; may end in `*` for a striped set's prefix).
-    S3Arn(String),
+    /// An S3 object or prefix, which RDS reads as `arn:<partition>:s3:::bucket/key`.
+    S3Arn(S3Arn),
     /// `s3://endpoint/bucket/key` for `RESTORE … FROM URL` (SQL Server 2022).
     Url(String),
     /// A path on the server for `RESTORE … FROM DISK` (local testing).
@@ -77,10 +77,56 @@ pub enum SourceError {
 /// The longest `s3://` URL SQL Server 2022 reads, `s3://` included.
 pub const MAX_URL_LENGTH: usize = 259;
 
+/// An S3 object, or every object under a key prefix, as Amazon RDS reads it: rendered
+/// `arn:<partition>:s3:::bucket/key`, a prefix with `*` after it (a striped set's files).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct S3Arn {
+    /// The ARN partition (`aws`, `aws-cn`, …: [`source::partition_of`]).
+    pub partition: String,
+    pub bucket: String,
+    /// The object's key, or the prefix.
+    pub key: String,
+    /// True: every object whose key starts with `key`.
+    pub prefix: bool,
+}
+
+impl S3Arn {
+    /// One object.
+    pub fn object(partition: &str, bucket: &str, key: &str) -> Self {
+        S3Arn {
+            partition: partition.to_owned(),
+            bucket: bucket.to_owned(),
+            key: key.to_owned(),
+            prefix: false,
+        }
+    }
+
+    /// Every object under `prefix`.
+    pub fn under(partition: &str, bucket: &str, prefix: &str) -> Self {
+        S3Arn {
+            prefix: true,
+            ..S3Arn::object(partition, bucket, prefix)
+        }
+    }
+}
+
+impl std::fmt::Display for S3Arn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let star = if self.prefix { "*" } else { "" };
+        write!(
+            f,
+            "arn:{}:s3:::{}/{}{star}",
+            self.partition, self.bucket, self.key
+        )
+    }
+}
+
 impl RestoreSource {
-    fn text(&self) -> &str {
+    /// What the target reads: the ARN, the URL or the path.
+    pub fn text(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            RestoreSource::S3Arn(t) | RestoreSource::Url(t) | RestoreSource::Disk(t) => t,
+            RestoreSource::S3Arn(arn) => arn.to_string().into(),
+            RestoreSource::Url(t) | RestoreSource::Disk(t) => t.as_str().into(),
         }
     }
 
@@ -94,7 +140,7 @@ impl RestoreSource {
             return Err(SourceError::Empty);
         }
         if text.chars().count() > 1024 {
-            return Err(SourceError::TooLong(text.to_owned()));
+            return Err(SourceError::TooLong(text.into_owned()));
         }
         // The documented limit counts characters; UTF-16 units are the stricter reading.
         let length = text.encode_utf16().count();
@@ -102,14 +148,9 @@ impl RestoreSource {
             return Err(SourceError::UrlTooLong { length });
         }
         if text.chars().any(char::is_control) {
-            return Err(SourceError::ControlCharacter(text.to_owned()));
+            return Err(SourceError::ControlCharacter(text.into_owned()));
         }
         Ok(())
-    }
-
-    /// The source's text: an ARN, a URL or a path.
-    pub fn as_str(&self) -> &str {
-        self.text()
     }
 }
 
@@ -321,7 +362,7 @@ pub mod rds {
         let arn = request
             .sources
             .first()
-            .map(|s| s.text().to_owned())
+            .map(|s| s.text().into_owned())
             .unwrap_or_default();
         match request.kind {
             BackupKind::Log => Statement {
@@ -441,7 +482,7 @@ pub mod native {
             let n = i + 1;
             declared.push(format!(
                 "@s{n} nvarchar(4000) = {}",
-                step_literal(source.text())
+                step_literal(&source.text())
             ));
             let device = match source {
                 RestoreSource::Disk(_) => "DISK",
@@ -701,7 +742,11 @@ mod tests {
         let request = RestoreRequest::new(
             db("Sales'; DROP TABLE x --"),
             BackupKind::Differential,
-            vec![RestoreSource::S3Arn("arn:aws:s3:::b/Sales/diff.bak".into())],
+            vec![RestoreSource::S3Arn(S3Arn::object(
+                "aws",
+                "b",
+                "Sales/diff.bak",
+            ))],
         );
         let stmt = rds::restore(&request);
         assert!(!stmt.sql.contains("Sales"), "{}", stmt.sql);

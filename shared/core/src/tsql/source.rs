@@ -15,7 +15,7 @@ use std::fmt;
 
 use crate::model::object::ObjectRef;
 use crate::model::status::Reason;
-use crate::tsql::{RestoreSource, S3Region, SourceError};
+use crate::tsql::{RestoreSource, S3Arn, S3Region, SourceError};
 
 /// The most backup files one RDS restore reads.
 pub const RDS_MAX_FILES: u32 = 10;
@@ -92,10 +92,9 @@ impl SourceLocation {
     /// What the target reads for `object`.
     pub fn source(&self, object: &ObjectRef) -> RestoreSource {
         match self {
-            SourceLocation::S3Arn { partition } => RestoreSource::S3Arn(format!(
-                "arn:{partition}:s3:::{}/{}",
-                object.bucket, object.key
-            )),
+            SourceLocation::S3Arn { partition } => {
+                RestoreSource::S3Arn(S3Arn::object(partition, &object.bucket, &object.key))
+            }
             SourceLocation::Url { endpoint, .. } => RestoreSource::Url(format!(
                 "s3://{}/{}/{}",
                 endpoint.trim_end_matches('/'),
@@ -269,12 +268,29 @@ mod tests {
             ),
         ];
         for (region, arn) in cases {
+            let source = SourceLocation::rds(region).source(&object("Sales/f.bak"));
+            assert_eq!(source.text(), arn, "{region:?}");
+            let RestoreSource::S3Arn(parts) = source else {
+                panic!("{region:?}: not an ARN");
+            };
             assert_eq!(
-                SourceLocation::rds(region).source(&object("Sales/f.bak")),
-                RestoreSource::S3Arn(arn.into()),
+                (parts.bucket.as_str(), parts.key.as_str(), parts.prefix),
+                ("uploads", "Sales/f.bak", false),
                 "{region:?}"
             );
         }
+    }
+
+    #[test]
+    fn s3_sources_keep_their_parts_and_render_the_arn_rds_reads() {
+        let one = S3Arn::object("aws-cn", "up", "Sales/a.bak");
+        let under = S3Arn::under("aws", "up", ".bakdrop/stripes/t/");
+        assert_eq!(one.to_string(), "arn:aws-cn:s3:::up/Sales/a.bak");
+        assert_eq!(under.to_string(), "arn:aws:s3:::up/.bakdrop/stripes/t/*");
+        assert_eq!(
+            RestoreSource::S3Arn(under).text(),
+            "arn:aws:s3:::up/.bakdrop/stripes/t/*"
+        );
     }
 
     #[test]
