@@ -138,6 +138,17 @@ mod tests {
         OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000)
     }
 
+    /// A worker whose store knows the migration `Sales`.
+    async fn worker_of_sales() -> Worker<MemoryStore, MemoryQueue, MemoryTarget, MemoryObjects> {
+        let w = worker();
+        let sales = bakdrop_core::DatabaseName::parse("Sales").expect("name");
+        w.store
+            .put_migration(&MigrationRecord::new(sales, now()), None)
+            .await
+            .expect("stored");
+        w
+    }
+
     fn worker() -> Worker<MemoryStore, MemoryQueue, MemoryTarget, MemoryObjects> {
         Worker {
             store: MemoryStore::default(),
@@ -192,15 +203,7 @@ mod tests {
 
     #[tokio::test]
     async fn only_the_failing_messages_are_reported_for_redelivery() {
-        let w = worker();
-        let migration = MigrationRecord::new(
-            bakdrop_core::DatabaseName::parse("Sales").expect("name"),
-            now(),
-        );
-        w.store
-            .put_migration(&migration, None)
-            .await
-            .expect("stored");
+        let w = worker_of_sales().await;
         let header: bakdrop_core::model::header::HeaderSummary = serde_json::from_value(json!({
             "backup_type": "full", "source_database": "Sales", "server_name": "S",
             "software_version": "16.0.4135", "database_version": 957, "compressed": false,
@@ -265,17 +268,7 @@ mod tests {
 
     #[tokio::test]
     async fn messages_not_started_before_the_deadline_are_left_for_redelivery() {
-        let w = worker();
-        w.store
-            .put_migration(
-                &MigrationRecord::new(
-                    bakdrop_core::DatabaseName::parse("Sales").expect("name"),
-                    now(),
-                ),
-                None,
-            )
-            .await
-            .expect("stored");
+        let w = worker_of_sales().await;
         let advance = QueueMessage::Advance {
             migration: bakdrop_core::DatabaseName::parse("Sales").expect("name"),
         }
@@ -311,17 +304,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_message_failing_on_its_last_delivery_is_recorded_on_its_migration() {
-        let w = worker();
-        w.store
-            .put_migration(
-                &MigrationRecord::new(
-                    bakdrop_core::DatabaseName::parse("Sales").expect("name"),
-                    now(),
-                ),
-                None,
-            )
-            .await
-            .expect("stored");
+        let w = worker_of_sales().await;
         // A restore job for a file the table does not know: it fails on every delivery.
         let body = r#"{"schema": 1, "kind": "restore", "migration": "Sales", "file_id": "gone",
             "object": {"bucket": "b", "key": "Sales/x.bak", "size": 1},

@@ -257,12 +257,9 @@ mod tests {
         serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn now() -> OffsetDateTime {
-        OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000)
-    }
-
-    #[tokio::test]
-    async fn the_put_event_fixture_is_validated_and_queued() {
+    /// A validator whose bucket holds the object of the PUT event fixture.
+    fn validator_with_the_put_events_object() -> Validator<MemoryObjects, MemoryStore, MemoryQueue>
+    {
         let v = validator();
         let body = std::fs::read(FULL).unwrap_or_else(|e| panic!("{e}"));
         v.reader.put(
@@ -270,6 +267,16 @@ mod tests {
             "migrations/RestoreTimeClean/sql2016_full_RestoreTimeClean.bak",
             body,
         );
+        v
+    }
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000)
+    }
+
+    #[tokio::test]
+    async fn the_put_event_fixture_is_validated_and_queued() {
+        let v = validator_with_the_put_events_object();
         let summary = handle(&v, json(PUT), "req-1", now())
             .await
             .expect("handled");
@@ -352,13 +359,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unavailable_queue_fails_the_invocation_for_a_retry() {
-        let v = validator();
-        let body = std::fs::read(FULL).unwrap_or_else(|e| panic!("{e}"));
-        v.reader.put(
-            "bakdrop-uploads-example",
-            "migrations/RestoreTimeClean/sql2016_full_RestoreTimeClean.bak",
-            body,
-        );
+        let v = validator_with_the_put_events_object();
         v.queue.fail_next(1);
         let err = handle(&v, json(PUT), "req-1", now())
             .await

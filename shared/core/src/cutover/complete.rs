@@ -159,13 +159,7 @@ pub async fn arm<S: StatusStore>(
     }
     let migration = load(store, name).await?.record;
     if !migration.state.accepts_uploads() {
-        return Err(refused(
-            "NotArmable",
-            format!(
-                "cannot arm Complete of {name}: the migration is {}; Complete is armed while backups are still being restored",
-                migration.state
-            ),
-        ));
+        return Err(not_armable(name, migration.state));
     }
     let reached = last_restored(store, name, &migration)
         .await?
@@ -192,15 +186,17 @@ pub async fn arm<S: StatusStore>(
     })
     .await?;
     if !record.state.accepts_uploads() {
-        return Err(refused(
-            "NotArmable",
-            format!(
-                "cannot arm Complete of {name}: the migration is {}; Complete is armed while backups are still being restored",
-                record.state
-            ),
-        ));
+        return Err(not_armable(name, record.state));
     }
     Ok(record)
+}
+
+/// The refusal to arm Complete of a migration in `state`, which takes no more backups.
+fn not_armable(name: &str, state: MigrationState) -> CutoverError {
+    refused(
+        "NotArmable",
+        format!("cannot arm Complete of {name}: the migration is {state}; Complete is armed while backups are still being restored"),
+    )
 }
 
 /// Cancels an armed Complete (harmless when none is armed).

@@ -398,11 +398,13 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
     ) -> Result<WorkOutcome, WorkError> {
         match refusal {
             Refusal::NotReady(not_ready) => {
-                self.release_claim(name, attempt, now).await?;
+                self.own_claim(name, attempt, now, OwnClaim::Release)
+                    .await?;
                 self.not_ready(name, not_ready, now).await
             }
             Refusal::Busy => {
-                self.release_claim(name, attempt, now).await?;
+                self.own_claim(name, attempt, now, OwnClaim::Release)
+                    .await?;
                 self.advance_later(name, self.config.busy_retry).await
             }
             // Recorded and retried by `handle`, never failing the migration.
@@ -488,7 +490,8 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
             self.update_file(name, file_id, now, |f| decide::failed(f, reason, now))
                 .await?;
         }
-        self.release_claim(name, attempt, now).await?;
+        self.own_claim(name, attempt, now, OwnClaim::Release)
+            .await?;
         Box::pin(self.advance(name, attempt, now)).await
     }
 

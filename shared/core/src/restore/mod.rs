@@ -235,7 +235,10 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         if let Err(error) = &result {
             let migration = message.migration();
             // Best effort: if this write fails too, the lease runs out on its own.
-            if let Err(e) = self.end_own_lease(migration, attempt, now).await {
+            if let Err(e) = self
+                .own_claim(migration, attempt, now, OwnClaim::EndLease)
+                .await
+            {
                 tracing::warn!(migration = %migration, error.message = %e,
                     "could not end this attempt's claim; it runs out with its lease");
             }
@@ -418,3 +421,4 @@ mod records;
 mod tests;
 
 use reasons::*;
+use records::OwnClaim;

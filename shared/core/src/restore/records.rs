@@ -4,6 +4,16 @@
 use super::*;
 use crate::retry::{self, Updated};
 
+/// What an attempt does with the claim it holds (without a recorded task).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum OwnClaim {
+    /// Let go of it: the step is planned again from scratch.
+    Release,
+    /// End its lease, keeping the claim: whoever comes next takes it over and asks the target
+    /// for its task first.
+    EndLease,
+}
+
 impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q, T, O> {
     /// Marks files Failed, then the migration, with one reason.
     pub(super) async fn fail_files(
@@ -41,37 +51,26 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         })
     }
 
-    pub(super) async fn release_claim(
+    /// Lets go of the claim this attempt holds without a recorded task ([`OwnClaim`]);
+    /// whether there was one.
+    pub(super) async fn own_claim(
         &self,
         name: &DatabaseName,
         attempt: Attempt<'_>,
         now: OffsetDateTime,
+        what: OwnClaim,
     ) -> Result<bool, WorkError> {
         self.update_migration(name, now, |m| {
-            let mine = m
+            let f = m
                 .in_flight
-                .as_ref()
-                .is_some_and(|f| f.task.is_none() && attempt.holds(&f.claim));
-            mine.then(|| {
-                m.in_flight = None;
-            })
-        })
-        .await
-    }
-
-    /// Ends the lease of a claim this attempt holds (without a recorded task), keeping the
-    /// claim: whoever comes next takes it over and asks the target for its task first.
-    pub(super) async fn end_own_lease(
-        &self,
-        name: &DatabaseName,
-        attempt: Attempt<'_>,
-        now: OffsetDateTime,
-    ) -> Result<bool, WorkError> {
-        self.update_migration(name, now, |m| {
-            m.in_flight
                 .as_mut()
-                .filter(|f| f.task.is_none() && attempt.holds(&f.claim) && f.claim.until > now)
-                .map(|f| f.claim.until = now)
+                .filter(|f| f.task.is_none() && attempt.holds(&f.claim))?;
+            match what {
+                OwnClaim::Release => m.in_flight = None,
+                OwnClaim::EndLease if f.claim.until > now => f.claim.until = now,
+                OwnClaim::EndLease => return None,
+            }
+            Some(())
         })
         .await
     }
