@@ -14,10 +14,12 @@
 //! 6. [`ports`]: the traits adapters implement (object reader, status store, job queue,
 //!    target, event bus), the store's compare-and-set rule, and in-memory fakes for tests
 //!    (feature `test-support`).
-//! 7. The services: [`validate`] (one uploaded object), [`restore`] (the worker: submit, poll,
-//!    advance the chain), [`cutover`] (Complete, Cancel, Reset), [`files`] (a migration's files
-//!    by state, and its report read from the store), [`pace`] (when to look at a running
-//!    restore again), [`retry`] (the read-modify-write every service writes its records with).
+//! 7. [`services`]: [`validate`] (one uploaded object), [`restore`] (the worker: its rules as
+//!    pure functions in `decide`, performed by its executor), [`cutover`] (Complete, Cancel,
+//!    Reset), [`retry`] (the read-modify-write every service writes its records with),
+//!    [`files`] (a migration's files by state, and its report read from the store), [`pace`]
+//!    (when to look at a running restore again). Each service is also reachable at the crate's
+//!    root (`bakdrop_core::validate`, …).
 
 pub mod model;
 
@@ -31,12 +33,8 @@ pub mod report;
 
 pub mod ports;
 
-pub mod cutover;
-pub mod files;
-pub mod pace;
-pub mod restore;
-pub mod retry;
-pub mod validate;
+pub mod services;
+pub use services::{cutover, files, pace, restore, retry, validate};
 
 pub use model::lsn::Lsn;
 pub use model::names::DatabaseName;

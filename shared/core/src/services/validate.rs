@@ -24,7 +24,7 @@ use crate::model::version::{SqlServerRelease, VersionPolicy};
 use crate::ports::{
     ByteRange, JobQueue, ObjectReader, QueueError, ReadError, StatusStore, StoreError,
 };
-use crate::retry::{cas, retry, Cas};
+use crate::services::retry::{cas, retry, Cas};
 
 /// How long a validation attempt owns a file record before another delivery may take it over.
 pub const CLAIM_DURATION: time::Duration = time::Duration::seconds(120);
@@ -660,7 +660,7 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
                     .await
             }
         };
-        use crate::cutover::{self, CutoverError};
+        use crate::services::cutover::{self, CutoverError};
         let result = if request.disarm {
             match self.store.get_migration(&database).await? {
                 Some(_) => cutover::disarm(&self.store, &database, now)
@@ -1406,18 +1406,23 @@ mod tests {
         );
         block_on(v.validate(&object, "r", now())).expect("recorded");
         let target = crate::ports::fakes::MemoryTarget::new("12.0.2000.8");
-        let cancel = block_on(crate::cutover::cancel(&v.store, &target, "Clean", now()));
+        let cancel = block_on(crate::services::cutover::cancel(
+            &v.store,
+            &target,
+            "Clean",
+            now(),
+        ));
         assert!(
             matches!(
                 cancel,
-                Err(crate::cutover::CutoverError::Refused {
+                Err(crate::services::cutover::CutoverError::Refused {
                     code: "NothingAccepted",
                     ..
                 })
             ),
             "{cancel:?}"
         );
-        let reset = block_on(crate::cutover::reset(&v.store, "Clean", now()));
+        let reset = block_on(crate::services::cutover::reset(&v.store, "Clean", now()));
         assert_eq!(reset.ok(), Some(MigrationState::AwaitingFull));
         assert!(
             v.store.all_files().is_empty(),
@@ -1426,9 +1431,12 @@ mod tests {
         // Validated again afresh (here under the same settings: rejected again).
         let outcome = block_on(v.validate(&object, "r2", now())).expect("recorded");
         assert_eq!(reason_code(&outcome), "BackupNewerThanTarget");
-        let unknown = block_on(crate::cutover::reset(&v.store, "Nobody", now()));
+        let unknown = block_on(crate::services::cutover::reset(&v.store, "Nobody", now()));
         assert!(
-            matches!(unknown, Err(crate::cutover::CutoverError::NotFound(_))),
+            matches!(
+                unknown,
+                Err(crate::services::cutover::CutoverError::NotFound(_))
+            ),
             "{unknown:?}"
         );
     }

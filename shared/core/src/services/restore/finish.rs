@@ -13,21 +13,27 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         since: Option<OffsetDateTime>,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
-        use crate::cutover::CutoverError;
+        use crate::services::cutover::CutoverError;
         let mut now = now;
         let mut waited = Duration::ZERO;
         let (state, delay) = loop {
-            let (state, percent) =
-                match crate::cutover::look_at_finish(&self.store, &self.target, name, now).await {
-                    Ok(looked) => looked,
-                    Err(CutoverError::Store(e)) => return Err(e.into()),
-                    Err(CutoverError::Target(e)) => return Err(e.into()),
-                    Err(CutoverError::NotFound(_) | CutoverError::Refused { .. }) => {
-                        return Ok(WorkOutcome::Stale {
-                            migration: name.to_owned(),
-                        })
-                    }
-                };
+            let (state, percent) = match crate::services::cutover::look_at_finish(
+                &self.store,
+                &self.target,
+                name,
+                now,
+            )
+            .await
+            {
+                Ok(looked) => looked,
+                Err(CutoverError::Store(e)) => return Err(e.into()),
+                Err(CutoverError::Target(e)) => return Err(e.into()),
+                Err(CutoverError::NotFound(_) | CutoverError::Refused { .. }) => {
+                    return Ok(WorkOutcome::Stale {
+                        migration: name.to_owned(),
+                    })
+                }
+            };
             let Some(since) = since.filter(|_| state == MigrationState::Completing) else {
                 break (state, self.config.poll_interval);
             };
@@ -69,8 +75,10 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         name: &DatabaseName,
         now: OffsetDateTime,
     ) -> Result<WorkOutcome, WorkError> {
-        use crate::cutover::CutoverError;
-        let state = match crate::cutover::fire_armed(&self.store, &self.target, name, now).await {
+        use crate::services::cutover::CutoverError;
+        let state = match crate::services::cutover::fire_armed(&self.store, &self.target, name, now)
+            .await
+        {
             Ok(Some(state)) => state,
             Ok(None) => self.migration(name).await?.record.state,
             Err(CutoverError::Store(e)) => {

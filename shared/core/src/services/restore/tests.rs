@@ -3,7 +3,7 @@ use std::sync::Arc;
 use super::*;
 use crate::model::object::ObjectRef;
 use crate::ports::fakes::{block_on, MemoryObjects, MemoryQueue, MemoryStore, MemoryTarget};
-use crate::validate::{Outcome, ValidateConfig, Validator};
+use crate::services::validate::{Outcome, ValidateConfig, Validator};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/bak/");
 
@@ -20,9 +20,9 @@ fn set<T>(setting: &std::sync::Mutex<T>, value: T) {
 }
 
 /// The stable code of a Complete/Cancel/Reset refusal (panics on anything else).
-fn refusal(result: Result<MigrationState, crate::cutover::CutoverError>) -> &'static str {
+fn refusal(result: Result<MigrationState, crate::services::cutover::CutoverError>) -> &'static str {
     match result {
-        Err(crate::cutover::CutoverError::Refused { code, .. }) => code,
+        Err(crate::services::cutover::CutoverError::Refused { code, .. }) => code,
         other => panic!("not refused: {other:?}"),
     }
 }
@@ -384,7 +384,7 @@ fn a_poll_waits_in_its_invocation_for_a_restore_about_to_end() {
 fn a_finish_task_is_looked_at_sooner_the_sooner_it_started() {
     let (p, request) = rds_synchronizing_clean();
     let started = p.now();
-    let state = block_on(crate::cutover::complete(
+    let state = block_on(crate::services::cutover::complete(
         &p.store, &p.target, &request, started,
     ))
     .expect("complete");
@@ -474,7 +474,7 @@ const REST_OF_CHAIN: [&str; 7] = [
 ];
 
 fn arm_clean(p: &Pipeline, last_backup: &str) {
-    block_on(crate::cutover::arm(
+    block_on(crate::services::cutover::arm(
         &p.store,
         "Clean",
         last_backup,
@@ -486,7 +486,7 @@ fn arm_clean(p: &Pipeline, last_backup: &str) {
 }
 
 fn summary(p: &Pipeline, name: &str) -> String {
-    block_on(crate::files::report(&p.store, name))
+    block_on(crate::services::files::report(&p.store, name))
         .ok()
         .flatten()
         .map(|r| r.summary)
@@ -713,7 +713,7 @@ fn armed_with_a_backup_that_never_arrives_the_migration_stays_synchronizing_and_
         Some("RESTORING")
     );
     // Disarmed: nothing waits any more.
-    block_on(crate::cutover::disarm(&p.store, "Clean", p.now())).expect("disarmed");
+    block_on(crate::services::cutover::disarm(&p.store, "Clean", p.now())).expect("disarmed");
     assert!(p.migration("Clean").armed.is_none());
     assert!(!summary(&p, "Clean").contains("armed"));
 }
@@ -739,7 +739,7 @@ fn an_armed_complete_has_the_guards_of_a_manual_one_and_a_refusal_is_recorded() 
     );
     // Armed again with the last one: due at once, and runs when the worker looks again.
     arm_clean(&p, "sql2016_log_RestoreTimeClean2_3.trn");
-    assert!(crate::cutover::armed_due(&p.migration("Clean")));
+    assert!(crate::services::cutover::armed_due(&p.migration("Clean")));
     let advance = QueueMessage::Advance {
         migration: crate::DatabaseName::parse("Clean").expect("name"),
     };
@@ -752,19 +752,19 @@ fn complete_is_not_armed_on_a_migration_that_takes_no_more_backups() {
     let p = pipeline("2016");
     p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
     p.run_to_quiet();
-    let request = crate::cutover::CompleteRequest {
+    let request = crate::services::cutover::CompleteRequest {
         database: "Clean".into(),
         last_backup: None,
         require_tail_log: false,
     };
-    block_on(crate::cutover::complete(
+    block_on(crate::services::cutover::complete(
         &p.store,
         &p.target,
         &request,
         p.now(),
     ))
     .expect("completed");
-    let refused = block_on(crate::cutover::arm(
+    let refused = block_on(crate::services::cutover::arm(
         &p.store,
         "Clean",
         "x.trn",
@@ -773,7 +773,7 @@ fn complete_is_not_armed_on_a_migration_that_takes_no_more_backups() {
         p.now(),
     ));
     assert_eq!(refusal(refused.map(|m| m.state)), "NotArmable");
-    let refused = block_on(crate::cutover::arm(
+    let refused = block_on(crate::services::cutover::arm(
         &p.store,
         "Clean",
         "a/b.trn",
@@ -785,12 +785,12 @@ fn complete_is_not_armed_on_a_migration_that_takes_no_more_backups() {
 }
 
 /// An RDS-like target with the 2016 full restored as "Clean", and a plain Complete of it.
-fn rds_synchronizing_clean() -> (Pipeline, crate::cutover::CompleteRequest) {
+fn rds_synchronizing_clean() -> (Pipeline, crate::services::cutover::CompleteRequest) {
     let p = pipeline("2016");
     p.worker.target.rds.lock().map(|mut r| *r = true).ok();
     p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
     p.run_to_quiet();
-    let request = crate::cutover::CompleteRequest {
+    let request = crate::services::cutover::CompleteRequest {
         database: "Clean".into(),
         last_backup: None,
         require_tail_log: false,
@@ -801,7 +801,7 @@ fn rds_synchronizing_clean() -> (Pipeline, crate::cutover::CompleteRequest) {
 #[test]
 fn on_rds_complete_stays_completing_until_the_finish_task_succeeded() {
     let (p, request) = rds_synchronizing_clean();
-    let state = block_on(crate::cutover::complete(
+    let state = block_on(crate::services::cutover::complete(
         &p.store,
         &p.target,
         &request,
@@ -833,7 +833,7 @@ fn on_rds_complete_stays_completing_until_the_finish_task_succeeded() {
         vec![(finish.clone(), Duration::from_secs(30))]
     );
     // Completing again neither starts a second finish nor changes anything.
-    let again = block_on(crate::cutover::complete(
+    let again = block_on(crate::services::cutover::complete(
         &p.store,
         &p.target,
         &request,
@@ -872,7 +872,7 @@ fn on_rds_complete_stays_completing_until_the_finish_task_succeeded() {
 #[test]
 fn on_rds_a_failed_finish_task_fails_the_migration_with_rdss_text() {
     let (p, request) = rds_synchronizing_clean();
-    block_on(crate::cutover::complete(
+    block_on(crate::services::cutover::complete(
         &p.store,
         &p.target,
         &request,
@@ -886,7 +886,7 @@ fn on_rds_a_failed_finish_task_fails_the_migration_with_rdss_text() {
             message: "Aborted the task because of a task failure.".into(),
         },
     );
-    let state = block_on(crate::cutover::follow_finish(
+    let state = block_on(crate::services::cutover::follow_finish(
         &p.store,
         &p.target,
         "Clean",
@@ -1063,7 +1063,7 @@ fn cancel_drops_no_database_that_this_migration_did_not_restore() {
     p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
     p.run_to_quiet();
     assert_eq!(p.migration("Clean").state, MigrationState::Failed);
-    let state = block_on(crate::cutover::cancel(
+    let state = block_on(crate::services::cutover::cancel(
         &p.store,
         &p.target,
         "Clean",
@@ -1084,7 +1084,7 @@ fn cancel_drops_no_database_that_this_migration_did_not_restore() {
     // A migration that restored something drops its own half-restored database.
     p.drop_file("Other", "sql2016_full_RestoreTimeClean.bak");
     p.run_to_quiet();
-    block_on(crate::cutover::cancel(
+    block_on(crate::services::cutover::cancel(
         &p.store,
         &p.target,
         "Other",
@@ -1412,7 +1412,7 @@ fn a_claim_whose_lease_ran_out_is_taken_over_and_its_task_found_not_submitted_ag
 
 #[test]
 fn a_cancelled_migration_reset_migrates_the_same_backups_again_under_new_task_names() {
-    use crate::cutover::{self, CutoverError};
+    use crate::services::cutover::{self, CutoverError};
     let p = pipeline("2016");
     p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
     p.pump();
@@ -1479,7 +1479,7 @@ fn a_cancelled_migration_reset_migrates_the_same_backups_again_under_new_task_na
 
 #[test]
 fn a_migration_cancelled_while_its_restore_runs_drops_the_database_once_the_task_stopped() {
-    use crate::cutover;
+    use crate::services::cutover;
     let p = pipeline("2016");
     set(&p.target.slow_cancel, true);
     p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
@@ -1550,7 +1550,7 @@ fn a_migration_cancelled_while_its_restore_runs_drops_the_database_once_the_task
 
 #[test]
 fn a_migration_cancelled_during_a_submit_stops_what_the_submit_started() {
-    use crate::cutover;
+    use crate::services::cutover;
     let p = pipeline("2016");
     // A submit reached the server; its invocation is still at work (lease live, no task).
     let job = first_invocation_still_submitting(&p);
@@ -1604,14 +1604,14 @@ fn an_rds_task_of_the_migration_before_a_reset_is_not_taken_for_the_new_ones() {
     p.drop_file("Clean", "sql2016_full_RestoreTimeClean.bak");
     p.run_to_quiet();
     assert_eq!(p.migration("Clean").highest_task, Some(1));
-    block_on(crate::cutover::cancel(
+    block_on(crate::services::cutover::cancel(
         &p.store,
         &p.target,
         "Clean",
         p.now(),
     ))
     .expect("cancel");
-    block_on(crate::cutover::reset(&p.store, "Clean", p.now())).expect("reset");
+    block_on(crate::services::cutover::reset(&p.store, "Clean", p.now())).expect("reset");
     assert_eq!(p.migration("Clean").task_floor, Some(1));
 
     // The same object again; the first submit is lost on the way (its invocation fails),

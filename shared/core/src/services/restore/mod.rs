@@ -35,12 +35,12 @@ use crate::model::status::{
 };
 use crate::model::task::TaskId;
 use crate::model::version::{SqlServerRelease, VersionPolicy};
-use crate::pace;
 use crate::plan::{self, Candidate, Decision};
 use crate::ports::{
     JobQueue, ObjectReader, QueueError, ReadError, RestoreTarget, StatusStore, StoreError,
     TargetError, TaskStatus,
 };
+use crate::services::pace;
 use crate::tsql::{Dialect, RestoreRequest};
 
 /// The states of the files the planner decides on.
@@ -155,10 +155,10 @@ impl WorkError {
     }
 }
 
-/// A failure of Cancel's rules the worker performs ([`crate::cutover::let_go`] …) on the
+/// A failure of Cancel's rules the worker performs ([`crate::services::cutover::let_go`] …) on the
 /// migration `name`.
-fn cancel_failed(error: crate::cutover::CutoverError, name: &DatabaseName) -> WorkError {
-    use crate::cutover::CutoverError;
+fn cancel_failed(error: crate::services::cutover::CutoverError, name: &DatabaseName) -> WorkError {
+    use crate::services::cutover::CutoverError;
     match error {
         CutoverError::Store(e) => WorkError::Store(e),
         CutoverError::Target(e) => WorkError::Target(e),

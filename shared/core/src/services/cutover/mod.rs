@@ -20,7 +20,7 @@ use crate::model::status::{
 };
 use crate::model::task::TaskId;
 use crate::ports::{Online, RestoreTarget, StatusStore, StoreError, TargetError, TaskStatus};
-use crate::retry::{self, cas, retry, Cas, Updated};
+use crate::services::retry::{self, cas, retry, Cas, Updated};
 
 /// The Complete invoke.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -101,7 +101,8 @@ pub async fn end_restoring_files<S: StatusStore>(
     let migration = migration.as_ref();
     let once = || async move {
         let mut restoring =
-            crate::files::in_states(store, name, migration, &[FileState::Restoring]).await?;
+            crate::services::files::in_states(store, name, migration, &[FileState::Restoring])
+                .await?;
         // The step in flight's files, read directly (the index may not list them yet).
         let in_flight = migration
             .and_then(|m| m.in_flight.as_ref())
@@ -109,8 +110,10 @@ pub async fn end_restoring_files<S: StatusStore>(
             .unwrap_or_default();
         for id in in_flight {
             if !restoring.iter().any(|f| f.record.file_id == id) {
-                restoring
-                    .extend(crate::files::if_in(store, name, &id, &[FileState::Restoring]).await?);
+                restoring.extend(
+                    crate::services::files::if_in(store, name, &id, &[FileState::Restoring])
+                        .await?,
+                );
             }
         }
         let mut all = Cas::Done(());

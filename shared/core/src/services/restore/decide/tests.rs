@@ -657,7 +657,7 @@ fn a_restored_step_grows_the_chain_and_reaches_an_armed_complete() {
     assert!(m.in_flight.is_none());
     assert_eq!(m.chain.last_step(), Some(&step));
     assert!(m.armed.as_ref().is_some_and(|a| a.reached));
-    assert!(crate::cutover::armed_due(&m));
+    assert!(crate::services::cutover::armed_due(&m));
 
     let mut running = migration(
         MigrationState::Restoring,

@@ -2,7 +2,7 @@
 //! migrations failed.
 
 use super::*;
-use crate::retry::{self, Updated};
+use crate::services::retry::{self, Updated};
 
 /// What an attempt does with the claim it holds (without a recorded task).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,9 +4,9 @@
 
 use super::decide::{self, Arbitration, Refusal};
 use super::*;
-use crate::cutover;
 use crate::plan::Plan;
-use crate::retry::{cas, retry, Cas};
+use crate::services::cutover;
+use crate::services::retry::{cas, retry, Cas};
 
 impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q, T, O> {
     /// Plans and, when a step is due, submits it.
@@ -150,9 +150,9 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
         joined: Option<&str>,
     ) -> Result<Vec<Versioned<FileRecord>>, WorkError> {
         let mut files =
-            crate::files::in_states(&self.store, name, Some(migration), &TO_PLAN).await?;
+            crate::services::files::in_states(&self.store, name, Some(migration), &TO_PLAN).await?;
         if let Some(id) = joined.filter(|id| !files.iter().any(|f| f.record.file_id == *id)) {
-            files.extend(crate::files::if_in(&self.store, name, id, &TO_PLAN).await?);
+            files.extend(crate::services::files::if_in(&self.store, name, id, &TO_PLAN).await?);
         }
         Ok(files)
     }
@@ -221,7 +221,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
                 return Ok(Cas::Lost);
             }
         }
-        if crate::cutover::armed_due(&migration) {
+        if crate::services::cutover::armed_due(&migration) {
             return Ok(Cas::Done(Box::pin(self.fire_armed(name, now)).await?));
         }
         Ok(Cas::Done(idle(name, migration.state)))
@@ -260,7 +260,7 @@ impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q
 
     /// A cancelled migration's claim without a task, taken over: if the target has the task,
     /// record it and poll it (the poll stops it and drops the database); if not, let go of the
-    /// claim and drop whatever database is left ([`crate::cutover::let_go`]).
+    /// claim and drop whatever database is left ([`crate::services::cutover::let_go`]).
     async fn settle_cancelled(
         &self,
         name: &DatabaseName,

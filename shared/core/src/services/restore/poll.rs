@@ -4,7 +4,7 @@
 use super::advance::idle;
 use super::decide::{self, PollTarget};
 use super::*;
-use crate::cutover;
+use crate::services::cutover;
 
 impl<S: StatusStore, Q: JobQueue, T: RestoreTarget, O: ObjectReader> Worker<S, Q, T, O> {
     /// Queues a poll of the task `task_name` after `delay`.

@@ -26,7 +26,7 @@ pub async fn complete<S: StatusStore, T: RestoreTarget>(
         }
         MigrationState::Completing => {} // an earlier Complete stopped half-way: finish it
         MigrationState::Synchronizing => {
-            let busy: Vec<String> = crate::files::in_play(store, name, Some(&migration))
+            let busy: Vec<String> = crate::services::files::in_play(store, name, Some(&migration))
                 .await?
                 .iter()
                 .map(|f| format!("{} ({})", f.record.object.file_name(), f.record.state))

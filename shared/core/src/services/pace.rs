@@ -42,7 +42,7 @@ pub fn next_look(progress: &Progress, longest: Duration) -> Duration {
 }
 
 /// The delay before the next look when a look may wait in its invocation for what remains
-/// ([`crate::restore::Settle`]): arriving `lead` before the expected end, in whole seconds
+/// ([`crate::services::restore::Settle`]): arriving `lead` before the expected end, in whole seconds
 /// rounded down, so that the look comes while the task still runs and waits out the rest
 /// (the end seen to a fraction of a second rather than up to a second late). Without an
 /// estimate (no percent, no expected time) as [`next_look`].
