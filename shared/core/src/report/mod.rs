@@ -8,9 +8,9 @@
 //!
 //! # Layout
 //! - `document`: the document's types, as serialized.
-//! - `tally`: what the document reads of the files ([`Files`]).
+//! - `tally`: what the document reads of the files (`Files`).
 //! - `words`: its sentences (the summary line, what bakdrop waits for next).
-//! - this module: [`compose`] puts them together, with the lists and the actions.
+//! - this module: `compose` puts them together, with the lists and the actions.
 //! - [`events`]: the events published when a migration changes.
 
 mod document;
@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 pub use self::document::{AppliedFile, Counts, FileNote, StatusReport};
 pub(crate) use self::tally::Files;
-use self::words::{next_wait, summary};
+use self::words::{next_wait, state_line, summary_tail};
 use crate::model::status::{ArmedComplete, FileRecord, InFlight, MigrationRecord, MigrationState};
 
 /// The most files [`crate::files::report`] lists per list (applied, waiting, rejected, skipped): the latest.
@@ -93,7 +93,8 @@ pub(crate) fn compose(
     let last_error = migration
         .and_then(|m| m.reason.clone())
         .or_else(|| files.last_failed.as_ref().and_then(|f| f.reason.clone()));
-    let summary = summary(database, migration, &files, last_error.as_ref(), last);
+    let summary = state_line(database, migration, &files, last_error.as_ref(), last)
+        + &summary_tail(migration);
     let state = migration.map(|m| m.state);
     let in_flight = migration.and_then(|m| m.in_flight.as_ref());
     let percent_complete = in_flight.and_then(|f| f.percent_complete);

@@ -1,35 +1,31 @@
-//! The sentences of the status document: the summary line a person reads first, and what
-//! bakdrop waits for next. Pure text over the records and the document's lists.
+//! The sentences of the status document: the summary line a person reads first (where the
+//! migration stands, then what holds it), and what bakdrop waits for next. Pure text over the
+//! records and the document's lists.
 
 use super::document::{AppliedFile, Counts, FileNote};
 use super::tally::Files;
 use crate::model::header::BackupKind;
 use crate::model::status::{ArmedComplete, MigrationRecord, MigrationState, Reason};
 
-/// The summary line: where the migration stands, then whether it is retrying against the
-/// target and what an armed Complete waits for.
-pub(crate) fn summary(
-    database: &str,
-    migration: Option<&MigrationRecord>,
-    files: &Files,
-    last_error: Option<&Reason>,
-    last: Option<&AppliedFile>,
-) -> String {
-    let mut summary = state_line(database, migration, files, last_error, last);
+/// The end of the summary line of a migration in progress: whether it is retrying against the
+/// target, and what an armed Complete waits for ("" when neither).
+pub(crate) fn summary_tail(migration: Option<&MigrationRecord>) -> String {
+    let mut tail = String::new();
     // A migration in progress that carries a reason is blocked on the target (login refused,
     // unreachable …): the line says so while the job is retried.
     let in_progress = migration.filter(|m| m.state.accepts_uploads());
     if let Some(reason) = in_progress.and_then(|m| m.reason.as_ref()) {
-        summary.push_str(&format!(" — retrying: {reason}"));
+        tail.push_str(&format!(" — retrying: {reason}"));
     }
     if let Some(armed) = in_progress.and_then(|m| m.armed.as_ref()) {
-        summary.push_str(&armed_note(armed));
+        tail.push_str(&armed_note(armed));
     }
-    summary
+    tail
 }
 
-/// Where the migration stands, by its state (or, without a migration, what was rejected).
-fn state_line(
+/// The summary line's start: where the migration stands, by its state (or, without a
+/// migration, what was rejected).
+pub(crate) fn state_line(
     database: &str,
     migration: Option<&MigrationRecord>,
     files: &Files,
@@ -63,24 +59,17 @@ fn state_line(
             ),
             None => "Completing: bringing the database online".to_owned(),
         },
-        // Words and counts agree: queued files are queued, waiting ones wait.
-        Some(MigrationState::AwaitingFull)
-            if migration.is_some_and(|m| m.full_backup_set_guid.is_some()) =>
-        {
-            let mut line = "Full backup accepted; its restore starts shortly".to_owned();
-            if files.counted {
-                line.push_str(&format!(
-                    " ({} queued, {} waiting)",
-                    counts.queued, counts.waiting
-                ));
-            }
-            line
-        }
         Some(MigrationState::AwaitingFull) => {
-            let mut line = "Awaiting the full backup".to_owned();
+            let (mut line, waiting) = if migration.is_some_and(|m| m.full_backup_set_guid.is_some())
+            {
+                ("Full backup accepted; its restore starts shortly".to_owned(), "waiting")
+            } else {
+                ("Awaiting the full backup".to_owned(), "waiting for it")
+            };
+            // Words and counts agree: queued files are queued, waiting ones wait.
             if files.counted {
                 line.push_str(&format!(
-                    " ({} queued, {} waiting for it)",
+                    " ({} queued, {} {waiting})",
                     counts.queued, counts.waiting
                 ));
             }
