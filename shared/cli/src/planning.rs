@@ -318,6 +318,8 @@ pub async fn plan_paths(
     Ok(plans)
 }
 
+/// One database's plan: the files validation rejected and, for a named database, the restore
+/// sequence with its T-SQL, the files the chain skips and what stops it.
 fn plan_database(
     name: &str,
     files: &[FileRecord],
@@ -325,19 +327,58 @@ fn plan_database(
     objects: &PathObjects,
     shown: &BTreeMap<String, String>,
 ) -> DatabasePlan {
-    let show = |file_id: &str| {
-        shown
-            .get(file_id)
-            .cloned()
-            .unwrap_or_else(|| file_id.to_owned())
-    };
+    let show = |file_id: &str| shown_as(shown, file_id);
+    let (rejected, candidates) = sort_files(files, &show);
     let mut out = DatabasePlan {
         database: name.to_owned(),
         steps: Vec::new(),
         skipped: Vec::new(),
-        rejected: Vec::new(),
+        rejected,
         problems: Vec::new(),
     };
+    if name.is_empty() {
+        return out;
+    }
+    let offline = plan::plan_all(&candidates);
+    let database = DatabaseName::parse(name).ok();
+    for step in &offline.steps {
+        let sql = match &database {
+            Some(db) => match step_sql(db, step, &candidates, options, objects, files) {
+                Ok(sql) => sql,
+                Err(e) => {
+                    out.problems.push(unusable_name(step, &e, &show));
+                    String::new()
+                }
+            },
+            None => String::new(),
+        };
+        out.steps.push(PlannedStep {
+            files: step.files.iter().map(|f| show(f)).collect(),
+            backup_type: step.kind,
+            first_lsn: step.first_lsn.to_string(),
+            last_lsn: step.last_lsn.to_string(),
+            sql,
+        });
+    }
+    note_chain(&offline, &mut out, &show);
+    out
+}
+
+/// How a file is shown: the path it was read from, else its id.
+fn shown_as(shown: &BTreeMap<String, String>, file_id: &str) -> String {
+    shown
+        .get(file_id)
+        .cloned()
+        .unwrap_or_else(|| file_id.to_owned())
+}
+
+/// The files validation rejected (or left without a header), as notes, and the others as the
+/// planner's candidates.
+fn sort_files(
+    files: &[FileRecord],
+    show: &impl Fn(&str) -> String,
+) -> (Vec<FileNote>, Vec<Candidate>) {
+    let mut rejected = Vec::new();
     let mut candidates = Vec::new();
     for f in files {
         match (f.state, &f.header) {
@@ -347,7 +388,7 @@ fn plan_database(
                     .as_ref()
                     .map(|r| (r.code.clone(), r.to_string()))
                     .unwrap_or_else(|| ("Rejected".into(), "rejected".into()));
-                out.rejected.push(FileNote {
+                rejected.push(FileNote {
                     file: show(&f.file_id),
                     code,
                     reason,
@@ -360,41 +401,28 @@ fn plan_database(
             }),
         }
     }
-    if name.is_empty() {
-        return out;
+    (rejected, candidates)
+}
+
+/// The problem of a step whose file names the target adapter refuses.
+fn unusable_name(step: &Step, e: &tsql::SourceError, show: &impl Fn(&str) -> String) -> Problem {
+    Problem {
+        code: "UnusableFileName".into(),
+        message: format!(
+            "{} cannot be restored as it is named ({e}); rename it",
+            step.files
+                .iter()
+                .map(|f| show(f))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        ),
+        file: step.files.first().map(|f| show(f)),
     }
-    let offline = plan::plan_all(&candidates);
-    let database = DatabaseName::parse(name);
-    for step in &offline.steps {
-        let sql = match &database {
-            Ok(db) => match step_sql(db, step, &candidates, options, objects, files) {
-                Ok(sql) => sql,
-                Err(e) => {
-                    out.problems.push(Problem {
-                        code: "UnusableFileName".into(),
-                        message: format!(
-                            "{} cannot be restored as it is named ({e}); rename it",
-                            step.files
-                                .iter()
-                                .map(|f| show(f))
-                                .collect::<Vec<_>>()
-                                .join(" + ")
-                        ),
-                        file: step.files.first().map(|f| show(f)),
-                    });
-                    String::new()
-                }
-            },
-            Err(_) => String::new(),
-        };
-        out.steps.push(PlannedStep {
-            files: step.files.iter().map(|f| show(f)).collect(),
-            backup_type: step.kind,
-            first_lsn: step.first_lsn.to_string(),
-            last_lsn: step.last_lsn.to_string(),
-            sql,
-        });
-    }
+}
+
+/// Adds what the chain skips, waits for and breaks on to the plan, and that there is no chain
+/// at all when no step was planned.
+fn note_chain(offline: &plan::OfflinePlan, out: &mut DatabasePlan, show: &impl Fn(&str) -> String) {
     for (file, reason) in &offline.skipped {
         out.skipped.push(FileNote {
             file: show(file),
@@ -423,9 +451,10 @@ fn plan_database(
             file: None,
         });
     }
-    out
 }
 
+/// The T-SQL of one step in the chosen dialect: the RDS procedure on the objects' ARN (one
+/// prefix for a striped set), or `RESTORE` from the local files.
 fn step_sql(
     database: &DatabaseName,
     step: &Step,
@@ -486,10 +515,12 @@ fn step_sql(
     })
 }
 
+/// `path` made absolute when it exists.
 fn absolute(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// The longest prefix every name shares.
 fn common_prefix(names: &[String]) -> String {
     let Some(first) = names.first() else {
         return String::new();
@@ -507,6 +538,7 @@ fn common_prefix(names: &[String]) -> String {
     first.get(..len).unwrap_or_default().to_owned()
 }
 
+/// One database's plan as a person reads it.
 fn text(p: &DatabasePlan, options: &PlanOptions) -> String {
     let (dialect, bucket) = (options.dialect, options.bucket.as_str());
     use std::fmt::Write as _;

@@ -382,62 +382,63 @@ pub fn parse_connection_with(
     text: &str,
     env: impl Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Result<TargetLogin, ConnectionError> {
-    let (mut host, mut port, mut user, mut password, mut tls) =
-        (None, 1433u16, None, None, Tls::Verify);
+    let parts = parse_parts(text)?;
+    let host = parts
+        .host
+        .filter(|h| !h.is_empty())
+        .ok_or(ConnectionError::Missing("host"))?;
+    let username = parts.user.ok_or(ConnectionError::Missing("user"))?;
+    let source = parts.password.ok_or(ConnectionError::Missing(
+        "password (password=, password-env=NAME or password-file=PATH)",
+    ))?;
+    Ok(TargetLogin {
+        host,
+        port: parts.port,
+        username,
+        password: read_password(source, env)?,
+        tls: parts.tls,
+    })
+}
+
+/// The parts of a `--target` string as given, the password not yet read from its source (no
+/// `Debug`: it may hold the password).
+struct Parts {
+    host: Option<String>,
+    port: u16,
+    user: Option<String>,
+    password: Option<PasswordSource>,
+    tls: Tls,
+}
+
+/// Splits a `--target` string into its parts, checking each key and value.
+fn parse_parts(text: &str) -> Result<Parts, ConnectionError> {
+    let mut parts = Parts {
+        host: None,
+        port: 1433,
+        user: None,
+        password: None,
+        tls: Tls::Verify,
+    };
     // Once an inline password was given, any later part may be the rest of it (a password
     // holding ';'): errors then name the part by its position only.
     let mut after_password = false;
     let mut seen: Vec<&str> = Vec::new();
-    let parts = text.split(';').map(str::trim).filter(|p| !p.is_empty());
-    for (i, part) in parts.enumerate() {
+    let pieces = text.split(';').map(str::trim).filter(|p| !p.is_empty());
+    for (i, part) in pieces.enumerate() {
         let position = i + 1;
         let Some((key, value)) = part.split_once('=') else {
-            return Err(if after_password {
-                ConnectionError::NotKeyValueAfterPassword(position)
-            } else if part.to_ascii_lowercase().starts_with("password") {
-                ConnectionError::PasswordNotKeyValue(position)
-            } else {
-                ConnectionError::NotKeyValue {
-                    position,
-                    part: part.to_owned(),
-                }
-            });
+            return Err(not_key_value(part, position, after_password));
         };
         let value = value.trim();
-        let key = match key.trim().to_ascii_lowercase().as_str() {
-            "host" | "server" => "host",
-            "port" => "port",
-            "user" | "username" => "user",
-            "password" | "password-env" | "password-file" if password.is_some() => {
-                return Err(if after_password {
-                    ConnectionError::Repeated(position)
-                } else {
-                    ConnectionError::PasswordTwice
-                });
-            }
-            "password" => "password",
-            "password-env" => "password-env",
-            "password-file" => "password-file",
-            "tls" => "tls",
-            other => {
-                return Err(if after_password {
-                    ConnectionError::UnknownKeyAfterPassword(position)
-                } else {
-                    ConnectionError::UnknownKey {
-                        position,
-                        key: other.to_owned(),
-                    }
-                })
-            }
-        };
+        let key = known_key(key, position, after_password, parts.password.is_some())?;
         if seen.contains(&key) {
             return Err(ConnectionError::Repeated(position));
         }
         seen.push(key);
         match key {
-            "host" => host = Some(value.to_owned()),
+            "host" => parts.host = Some(value.to_owned()),
             "port" => {
-                port = value.parse().map_err(|_| {
+                parts.port = value.parse().map_err(|_| {
                     if after_password {
                         ConnectionError::BadPortAfterPassword(position)
                     } else {
@@ -445,15 +446,15 @@ pub fn parse_connection_with(
                     }
                 })?;
             }
-            "user" => user = Some(value.to_owned()),
+            "user" => parts.user = Some(value.to_owned()),
             "password" => {
-                password = Some(PasswordSource::Inline(value.to_owned()));
+                parts.password = Some(PasswordSource::Inline(value.to_owned()));
                 after_password = true;
             }
-            "password-env" => password = Some(PasswordSource::Env(value.to_owned())),
-            "password-file" => password = Some(PasswordSource::File(value.to_owned())),
+            "password-env" => parts.password = Some(PasswordSource::Env(value.to_owned())),
+            "password-file" => parts.password = Some(PasswordSource::File(value.to_owned())),
             _ => {
-                tls = value.parse().map_err(|e: String| {
+                parts.tls = value.parse().map_err(|e: String| {
                     if after_password {
                         ConnectionError::BadTlsAfterPassword(position)
                     } else {
@@ -463,13 +464,67 @@ pub fn parse_connection_with(
             }
         }
     }
-    let host = host
-        .filter(|h| !h.is_empty())
-        .ok_or(ConnectionError::Missing("host"))?;
-    let username = user.ok_or(ConnectionError::Missing("user"))?;
-    let password = match password.ok_or(ConnectionError::Missing(
-        "password (password=, password-env=NAME or password-file=PATH)",
-    ))? {
+    Ok(parts)
+}
+
+/// The error for a part without `=` (after an inline password, or one that starts like a
+/// password, named by its position only).
+fn not_key_value(part: &str, position: usize, after_password: bool) -> ConnectionError {
+    if after_password {
+        ConnectionError::NotKeyValueAfterPassword(position)
+    } else if part.to_ascii_lowercase().starts_with("password") {
+        ConnectionError::PasswordNotKeyValue(position)
+    } else {
+        ConnectionError::NotKeyValue {
+            position,
+            part: part.to_owned(),
+        }
+    }
+}
+
+/// A part's key under its one name (`server` is `host`, `username` is `user`); an unknown key
+/// or a second password is an error.
+fn known_key(
+    key: &str,
+    position: usize,
+    after_password: bool,
+    has_password: bool,
+) -> Result<&'static str, ConnectionError> {
+    Ok(match key.trim().to_ascii_lowercase().as_str() {
+        "host" | "server" => "host",
+        "port" => "port",
+        "user" | "username" => "user",
+        "password" | "password-env" | "password-file" if has_password => {
+            return Err(if after_password {
+                ConnectionError::Repeated(position)
+            } else {
+                ConnectionError::PasswordTwice
+            });
+        }
+        "password" => "password",
+        "password-env" => "password-env",
+        "password-file" => "password-file",
+        "tls" => "tls",
+        other => {
+            return Err(if after_password {
+                ConnectionError::UnknownKeyAfterPassword(position)
+            } else {
+                ConnectionError::UnknownKey {
+                    position,
+                    key: other.to_owned(),
+                }
+            })
+        }
+    })
+}
+
+/// The password from where it comes: as given, an environment variable, or a file (less one
+/// final line break). Empty is an error.
+fn read_password(
+    source: PasswordSource,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<String, ConnectionError> {
+    Ok(match source {
         PasswordSource::Inline(p) => p,
         PasswordSource::Env(name) => {
             let value =
@@ -501,13 +556,6 @@ pub fn parse_connection_with(
             }
             value
         }
-    };
-    Ok(TargetLogin {
-        host,
-        port,
-        username,
-        password,
-        tls,
     })
 }
 
