@@ -145,7 +145,9 @@ impl WorkError {
     /// True when the message should be retried (left on the queue).
     pub fn is_transient(&self) -> bool {
         match self {
-            WorkError::Store(e) => e.is_transient(),
+            // A compare-and-set lost on every try (a write through the shared helpers of
+            // cutover or files): read again later, as validation and cutover do.
+            WorkError::Store(e) => e.is_transient() || matches!(e, StoreError::Conflict { .. }),
             WorkError::Queue(e) => e.is_transient(),
             WorkError::Target(e) => e.is_transient(),
             WorkError::Objects(e) => e.is_transient(),

@@ -671,3 +671,28 @@ fn a_restored_step_grows_the_chain_and_reaches_an_armed_complete() {
         (Some(50.0), Some(now()), 1)
     );
 }
+
+#[test]
+fn which_failures_leave_the_message_for_a_retry() {
+    let rows = [
+        (
+            WorkError::Store(StoreError::Unavailable("down".into())),
+            true,
+        ),
+        (
+            WorkError::Store(StoreError::Conflict { expected: None }),
+            true,
+        ),
+        (WorkError::Store(StoreError::Corrupt("x".into())), false),
+        (WorkError::Contended("Sales".into()), true),
+        (WorkError::Target(TargetError::Busy), true),
+        (
+            WorkError::Target(TargetError::Protocol("odd".into())),
+            false,
+        ),
+        (WorkError::Unknown("file f1".into()), false),
+    ];
+    for (error, transient) in rows {
+        assert_eq!(error.is_transient(), transient, "{error:?}");
+    }
+}
