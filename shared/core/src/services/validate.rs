@@ -159,8 +159,6 @@ enum Taken {
 enum Recheck {
     /// Not a settings rejection, or the same verdict: nothing to do.
     Unchanged,
-    /// Someone changed the record meanwhile: read it again.
-    Retry,
     /// Rejected again, for another reason (recorded).
     Rejected(Reason),
     /// Accepted now: the record is Validated and claimed, at this version.
@@ -360,19 +358,15 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         match self.store.get_file(store_key, file_id).await? {
             Some(Versioned { record, version }) if record.state.validation_done() => {
                 let state = record.state;
-                Ok(
-                    match self.recheck(record, version, attempt_id, now).await? {
-                        Recheck::Unchanged => Cas::Done(Taken::Done(Outcome::Duplicate {
-                            file_id: file_id.to_owned(),
-                            state,
-                        })),
-                        Recheck::Retry => Cas::Lost,
-                        Recheck::Rejected(reason) => Cas::Done(Taken::Done(rejected(reason))),
-                        Recheck::Accepted(record, version) => {
-                            Cas::Done(Taken::Claimed(record, version))
-                        }
-                    },
-                )
+                let rechecked = self.recheck(record, version, attempt_id, now).await?;
+                Ok(rechecked.map(|r| match r {
+                    Recheck::Unchanged => Taken::Done(Outcome::Duplicate {
+                        file_id: file_id.to_owned(),
+                        state,
+                    }),
+                    Recheck::Rejected(reason) => Taken::Done(rejected(reason)),
+                    Recheck::Accepted(record, version) => Taken::Claimed(record, version),
+                }))
             }
             Some(Versioned {
                 mut record,
@@ -480,37 +474,33 @@ impl<R: ObjectReader, S: StatusStore, Q: JobQueue> Validator<R, S, Q> {
         version: u64,
         attempt_id: &str,
         now: OffsetDateTime,
-    ) -> Result<Recheck, ValidateError> {
+    ) -> Result<Cas<Recheck>, ValidateError> {
         let settings_only = record.state == FileState::Rejected
             && record
                 .reason
                 .as_ref()
                 .is_some_and(|r| SETTINGS_CODES.contains(&r.code.as_str()));
         let Some(header) = record.header.as_ref().filter(|_| settings_only) else {
-            return Ok(Recheck::Unchanged);
+            return Ok(Cas::Done(Recheck::Unchanged));
         };
         let verdict = self.config.check_settings(&record.object, header);
         match verdict {
-            Err(reason) if Some(&reason) == record.reason.as_ref() => Ok(Recheck::Unchanged),
+            Err(reason) if Some(&reason) == record.reason.as_ref() => {
+                Ok(Cas::Done(Recheck::Unchanged))
+            }
             Err(reason) => {
                 record.reason = Some(reason.clone());
                 record.updated_at = now;
-                match self.store.put_file(&record, Some(version)).await {
-                    Ok(_) => Ok(Recheck::Rejected(reason)),
-                    Err(StoreError::Conflict { .. }) => Ok(Recheck::Retry),
-                    Err(e) => Err(e.into()),
-                }
+                let written = cas(self.store.put_file(&record, Some(version)).await)?;
+                Ok(written.map(|_| Recheck::Rejected(reason)))
             }
             Ok(()) => {
                 record.state = FileState::Validated;
                 record.reason = None;
                 record.claim = Some(claim(attempt_id, now));
                 record.updated_at = now;
-                match self.store.put_file(&record, Some(version)).await {
-                    Ok(v) => Ok(Recheck::Accepted(Box::new(record), v)),
-                    Err(StoreError::Conflict { .. }) => Ok(Recheck::Retry),
-                    Err(e) => Err(e.into()),
-                }
+                let written = cas(self.store.put_file(&record, Some(version)).await)?;
+                Ok(written.map(|v| Recheck::Accepted(Box::new(record), v)))
             }
         }
     }
